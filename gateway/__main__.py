@@ -1,0 +1,59 @@
+"""Command line: `tag-gateway serve | check` (also `python -m gateway`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .config import Settings, load_settings
+from .errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tag-gateway", description="First-party server-side tag gateway."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    default_config = os.environ.get("GATEWAY_CONFIG", "config.yaml")
+    for name, help_text in (
+        ("serve", "run the gateway"),
+        ("check", "validate the configuration without serving"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--config", default=default_config,
+                             help="config file (default: $GATEWAY_CONFIG or config.yaml)")
+    args = parser.parse_args(argv)
+
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    if args.command == "check":
+        from .server import describe
+
+        print(f"{args.config}: OK")
+        for line in describe(settings):
+            print(f"  {line}")
+        return 0
+    from .server import serve
+
+    serve(settings)
+    return 0
+
+
+def _load(path: str) -> Settings | None:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        count = len(exc.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} in {path}", file=sys.stderr)
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

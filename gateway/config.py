@@ -1,0 +1,320 @@
+"""Load and validate config.yaml into typed, frozen settings.
+
+Every mistake is reported at once, located: `config.yaml:LINE:COL: key: what is wrong, the bad
+value, what is valid`. Strings may use `${VAR}` / `${VAR:-default}` (see configreader). Relative
+paths are resolved against the config file's folder, so the gateway behaves the same wherever it
+is started from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .configreader import Problems, Reader
+from .errors import ConfigError
+from .yamlsource import YamlProblem, load_located
+
+__all__ = [
+    "AccessKey",
+    "DestinationSettings",
+    "ServerSettings",
+    "Settings",
+    "StorageSettings",
+    "load_settings",
+    "parse_settings",
+]
+
+PIXEL_ID = r"[0-9]{1,20}"
+DESTINATION_TYPES = ("meta_capi",)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path_prefix: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 65536
+    shutdown_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    path: Path = Path("var/gateway.db")
+    commit_interval_ms: float = 2.0
+    retention_hours: float = 72.0
+    lease_seconds: float = 30.0
+    synchronous: str = "FULL"  # SQLite: FULL survives power loss; NORMAL survives crashes only
+
+
+@dataclass(frozen=True)
+class DestinationSettings:
+    """One upstream: a Meta pixel (or, with no pixel_id, whichever pixel each hit names)."""
+
+    name: str
+    type: str = "meta_capi"
+    pixel_id: str = ""
+    access_token: str = field(default="", repr=False)
+    graph_url: str = "https://graph.facebook.com"
+    api_version: str = "v26.0"
+    accepts: frozenset[str] | None = None  # None = every pixel id
+    batch_size: int = 1000
+    max_in_flight: int = 4
+    linger_ms: float = 20.0
+    timeout: float = 1.5
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    test_event_code: str = ""
+    dry_run: bool = False
+
+    @property
+    def is_dry_run(self) -> bool:
+        """No token (or dry_run: true): record what would be sent, send nothing."""
+        return self.dry_run or not self.access_token
+
+    def accepts_pixel(self, pixel_id: str) -> bool:
+        return self.accepts is None or pixel_id in self.accepts
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    name: str
+    sha256: str = field(repr=False)
+    pixels: frozenset[str] | None  # None = every pixel
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    geo_database: Path | None = None
+    rules_path: Path = Path("rules")
+    destinations: tuple[DestinationSettings, ...] = ()
+    access_keys: tuple[AccessKey, ...] = ()
+    log_level: str = "INFO"
+    source: str = "config.yaml"
+
+
+def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
+    return parse_settings(text, filename=str(path), base_dir=path.parent, env=env)
+
+
+def parse_settings(
+    text: str,
+    *,
+    filename: str = "config.yaml",
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Validate config text; relative paths resolve against `base_dir` (default: cwd)."""
+    try:
+        data, marks = load_located(text, filename)
+    except YamlProblem as exc:
+        raise ConfigError([exc.message]) from None
+    problems = Problems(marks)
+    top = Reader(data, (), problems, os.environ if env is None else env)
+    base = base_dir or Path.cwd()
+    version = top.raw("version", 1)
+    if version != 1:
+        top.fail("version", "must be 1 (the only config format so far)", version)
+    settings = Settings(
+        server=_server(top.child("server")),
+        storage=_storage(top.child("storage"), base),
+        geo_database=_geo(top.child("geo"), base),
+        rules_path=_resolve(base, _rules_path(top.child("rules"))),
+        destinations=_destinations(top),
+        access_keys=_access_keys(top),
+        log_level=_logging(top.child("logging")),
+        source=filename,
+    )
+    top.finish()
+    if problems.messages:
+        raise ConfigError(problems.messages)
+    return settings
+
+
+def _resolve(base: Path, path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else base / candidate
+
+
+def _server(r: Reader) -> ServerSettings:
+    prefix = r.string(
+        "path_prefix", "", pattern=r"(/[A-Za-z0-9._~-]+)*",
+        hint="empty or a path like /metrics-gw (leading slash, no trailing slash)",
+    )
+    proxies = []
+    for path, item in r.string_list("trusted_proxies"):
+        try:
+            proxies.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            r.problems.add(path, f"must be an IP address or CIDR such as 173.245.48.0/20, got {item!r}")
+    origins = []
+    for path, item in r.string_list("allowed_origins"):
+        if not item.startswith(("http://", "https://")) or item.rstrip("/").count("/") > 2:
+            r.problems.add(path, f"must be an origin such as https://www.example.com, got {item!r}")
+        origins.append(item.rstrip("/"))
+    settings = ServerSettings(
+        host=r.string("host", "127.0.0.1"),
+        port=r.number("port", 8080, kind=int, low=1, high=65535),
+        path_prefix=prefix,
+        trusted_proxies=tuple(proxies),
+        allowed_origins=tuple(origins),
+        max_body_bytes=r.number("max_body_bytes", 65536, kind=int, low=1024, high=16 * 2**20,
+                                unit="bytes"),
+        shutdown_timeout=r.number("shutdown_timeout", 10.0, kind=float, low=0, high=600,
+                                  unit="seconds"),
+    )
+    r.finish()
+    return settings
+
+
+def _storage(r: Reader, base: Path) -> StorageSettings:
+    path = r.string("path", "var/gateway.db")
+    settings = StorageSettings(
+        path=_resolve(base, path or "var/gateway.db"),
+        commit_interval_ms=r.number("commit_interval_ms", 2.0, kind=float, low=0, high=1000,
+                                    unit="ms"),
+        retention_hours=r.number("retention_hours", 72.0, kind=float, low=0, unit="hours"),
+        lease_seconds=r.number("lease_seconds", 30.0, kind=float, low=1, high=3600,
+                               unit="seconds"),
+        synchronous=r.string("synchronous", "full", choices=("full", "normal")).upper(),
+    )
+    r.finish()
+    return settings
+
+
+def _geo(r: Reader, base: Path) -> Path | None:
+    database = r.string("database", "")
+    r.finish()
+    if not database:
+        return None
+    path = _resolve(base, database)
+    if not path.is_file():
+        r.fail("database", "file not found (a GeoIP2/GeoLite2 City or DB-IP city .mmdb)",
+               str(path))
+    return path
+
+
+def _rules_path(r: Reader) -> str:
+    path = r.string("path", "rules") or "rules"
+    r.finish()
+    return path
+
+
+def _logging(r: Reader) -> str:
+    level = r.string("level", "INFO").upper()
+    if level not in LOG_LEVELS:
+        r.fail("level", f"must be one of {', '.join(LOG_LEVELS)}", level)
+        level = "INFO"
+    r.finish()
+    return level
+
+
+def _destinations(top: Reader) -> tuple[DestinationSettings, ...]:
+    readers = top.children("destinations")
+    if "destinations" not in top.data or not readers:
+        if "destinations" not in top.data or isinstance(top.data.get("destinations"), list):
+            top.fail("destinations", "at least one destination is required")
+        return ()
+    result: list[DestinationSettings] = []
+    seen: set[str] = set()
+    for r in readers:
+        if not r.ok:
+            continue
+        destination = _destination(r)
+        if destination.name in seen:
+            r.fail("name", "is used by another destination; names must be unique",
+                   destination.name)
+        seen.add(destination.name)
+        result.append(destination)
+    return tuple(result)
+
+
+def _destination(r: Reader) -> DestinationSettings:
+    pixel_id = r.string("pixel_id", "", pattern=f"({PIXEL_ID})?",
+                        hint="the pixel's numeric id (or empty: relay to the pixel each hit names)")
+    settings = DestinationSettings(
+        name=r.string("name", pattern=r"[a-z0-9][a-z0-9_-]{0,62}",
+                      hint="lowercase letters, digits, '-' or '_' (e.g. main)"),
+        type=r.string("type", "meta_capi", choices=DESTINATION_TYPES),
+        pixel_id=pixel_id,
+        access_token=r.string("access_token", "", secret=True,
+                              pattern=r"[A-Za-z0-9_|.-]*", hint="a Meta access token"),
+        graph_url=r.string("graph_url", "https://graph.facebook.com", pattern=r"https?://[^\s?#]+",
+                           hint="an http(s) base URL such as https://graph.facebook.com").rstrip("/"),
+        api_version=r.string("api_version", "v26.0", pattern=r"v[0-9]+\.[0-9]+",
+                             hint="a Graph API version such as v26.0"),
+        accepts=_accepts(r, pixel_id),
+        batch_size=r.number("batch_size", 1000, kind=int, low=1, high=1000,
+                            unit="events (Meta's limit is 1000)"),
+        max_in_flight=r.number("max_in_flight", 4, kind=int, low=1, high=64, unit="requests"),
+        linger_ms=r.number("linger_ms", 20.0, kind=float, low=0, high=60000, unit="ms"),
+        timeout=r.number("timeout", 1.5, kind=float, low=0.1, high=120, unit="seconds"),
+        retry_base_seconds=r.number("retry_base_seconds", 1.0, kind=float, low=0.01, high=3600,
+                                    unit="seconds"),
+        retry_max_seconds=r.number("retry_max_seconds", 300.0, kind=float, low=0.01, high=86400,
+                                   unit="seconds"),
+        test_event_code=r.string("test_event_code", "", pattern=r"[A-Za-z0-9_-]{0,64}",
+                                 hint="a code from Events Manager's Test events tab, e.g. TEST1234"),
+        dry_run=r.boolean("dry_run", False),
+    )
+    r.finish()
+    return settings
+
+
+def _accepts(r: Reader, pixel_id: str) -> frozenset[str] | None:
+    """`accepts`: "*" or a list of pixel ids; absent = the destination's own pixel (or all)."""
+    raw = r.data.get("accepts")
+    if raw is None:
+        r.known.append("accepts")
+        return frozenset({pixel_id}) if pixel_id else None
+    if isinstance(raw, str):
+        value = r.raw("accepts")
+        if value == "*":
+            return None
+        r.fail("accepts", 'must be "*" (every pixel) or a list of pixel ids', value)
+        return None
+    ids = set()
+    for path, item in r.string_list("accepts"):
+        if item == "*":
+            return None
+        if not item.isdigit():
+            r.problems.add(path, f"must be a numeric pixel id or \"*\", got {item!r}")
+        ids.add(item)
+    return frozenset(ids)
+
+
+def _access_keys(top: Reader) -> tuple[AccessKey, ...]:
+    keys = []
+    for r in top.children("access_keys"):
+        if not r.ok:
+            continue
+        name = r.string("name", pattern=r"[A-Za-z0-9_.-]{1,64}", hint="a short label")
+        digest = r.string("sha256", pattern=r"[0-9a-f]{64}",
+                          hint="the SHA-256 of the key, 64 lowercase hex characters")
+        pixels: frozenset[str] | None
+        if r.data.get("pixels") == "*":
+            r.known.append("pixels")
+            pixels = None
+        else:
+            pixels = frozenset(item for _, item in r.string_list("pixels"))
+            if not pixels:
+                r.fail("pixels", 'must list the pixel ids this key may send to, or be "*"')
+        keys.append(AccessKey(name=name, sha256=digest, pixels=pixels))
+        r.finish()
+    return tuple(keys)

@@ -1,0 +1,1 @@
+"""Ingress: browser hits (/tr) now; server events from backends later."""

@@ -1,0 +1,159 @@
+"""Turn a browser hit's parameters (SPEC.md §4) into a Conversions API event.
+
+Only the server's facts are trusted for `event_time` (receive time), the client's IP and its
+user agent; the client's own `ts` is kept in the context for reference.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from ..errors import HitError
+from ..model import Context, Event
+
+__all__ = ["USER_DATA_KEYS", "build_hit_event"]
+
+_PIXEL_ID = re.compile(r"[0-9]{1,20}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_EVENT_NAME = 100
+MAX_EVENT_ID = 256
+# Advanced-matching keys a pixel hit may carry in ud[...] (Meta's user_data names).
+USER_DATA_KEYS = frozenset(
+    {"em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id"}
+)
+_FLOAT_KEYS = frozenset({"value", "predicted_ltv", "net_revenue"})
+_INT_KEYS = frozenset({"num_items"})
+_LIST_KEYS = frozenset({"content_ids", "contents"})
+# Browser-only extras worth keeping in the context (never sent upstream).
+_HIT_EXTRAS = ("ts", "sw", "sh", "if", "v", "rqm", "ec", "it", "noscript")
+
+
+def new_event_id() -> str:
+    return secrets.token_hex(16)
+
+
+def build_hit_event(
+    params: Mapping[str, str],
+    *,
+    ip: str | None,
+    user_agent: str | None,
+    cookies: Mapping[str, str],
+    now: float,
+    make_event_id: Callable[[], str] = new_event_id,
+) -> Event:
+    """The CAPI event for one hit, or HitError naming the parameter that is wrong."""
+    pixel_id = _required(params, "id", "the pixel id")
+    if not _PIXEL_ID.fullmatch(pixel_id):
+        raise HitError("parameter 'id' must be a numeric pixel id")
+    event_name = _required(params, "ev", "the event name")
+    if len(event_name) > MAX_EVENT_NAME or _CONTROL.search(event_name):
+        raise HitError(
+            f"parameter 'ev' must be at most {MAX_EVENT_NAME} printable characters"
+        )
+    event_id = params.get("eid", "").strip()
+    if len(event_id) > MAX_EVENT_ID:
+        raise HitError(f"parameter 'eid' must be at most {MAX_EVENT_ID} characters")
+
+    user_data: dict[str, Any] = {}
+    custom_data: dict[str, Any] = {}
+    ignored: list[str] = []
+    for name, value in params.items():
+        if name.startswith("cd[") and name.endswith("]"):
+            key = name[3:-1]
+            if key:
+                custom_data[key] = _custom_value(key, value)
+        elif name.startswith("ud[") and name.endswith("]"):
+            key = name[3:-1]
+            if key in USER_DATA_KEYS:
+                if value.strip():
+                    user_data[key] = value
+            else:
+                ignored.append(name)
+    if ip:
+        user_data["client_ip_address"] = ip
+    if user_agent:
+        user_data["client_user_agent"] = user_agent
+    for key, cookie in (("fbp", "_fbp"), ("fbc", "_fbc")):
+        value = params.get(key) or cookies.get(cookie)
+        if value:
+            user_data[key] = value
+
+    data: dict[str, Any] = {
+        "event_name": event_name,
+        "event_time": int(now),
+        "event_id": event_id or make_event_id(),
+        "action_source": "website",
+    }
+    if params.get("dl"):
+        data["event_source_url"] = params["dl"]
+    if params.get("rl"):
+        data["referrer_url"] = params["rl"]
+    data["user_data"] = user_data
+    if custom_data:
+        data["custom_data"] = custom_data
+    data.update(_data_processing_options(params))
+
+    hit = {key: params[key] for key in _HIT_EXTRAS if key in params}
+    if ignored:
+        hit["ignored"] = ",".join(sorted(ignored))
+    context = Context(
+        source="browser", pixel_id=pixel_id, received_at=now, ip=ip, user_agent=user_agent,
+        hit=hit,
+    )
+    return Event(data=data, context=context)
+
+
+def _required(params: Mapping[str, str], name: str, meaning: str) -> str:
+    value = params.get(name, "").strip()
+    if not value:
+        raise HitError(f"missing parameter '{name}' ({meaning})")
+    return value
+
+
+def _custom_value(key: str, raw: str) -> Any:
+    """cd[...] values: numbers for Meta's numeric keys, JSON for arrays/objects, else text."""
+    text = raw.strip()
+    if key in _FLOAT_KEYS or key in _INT_KEYS:
+        try:
+            number = float(text)
+        except ValueError:
+            raise HitError(f"parameter 'cd[{key}]' must be a number") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise HitError(f"parameter 'cd[{key}]' must be a finite number")
+        if key in _INT_KEYS:
+            if not number.is_integer():
+                raise HitError(f"parameter 'cd[{key}]' must be a whole number")
+            return int(number)
+        return number
+    if text[:1] in ("[", "{"):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise HitError(f"parameter 'cd[{key}]' looks like JSON but does not parse") from None
+    if key in _LIST_KEYS:
+        if key == "contents":
+            raise HitError("parameter 'cd[contents]' must be a JSON array of objects")
+        return [text] if text else []
+    return raw
+
+
+def _data_processing_options(params: Mapping[str, str]) -> dict[str, Any]:
+    if "dpo" not in params:
+        return {}
+    options = [item.strip() for item in params["dpo"].split(",") if item.strip()]
+    if any(option != "LDU" for option in options):
+        raise HitError("parameter 'dpo' may only be empty or LDU")
+    result: dict[str, Any] = {"data_processing_options": options}
+    for param, field in (("dpoco", "data_processing_options_country"),
+                         ("dpost", "data_processing_options_state")):
+        if params.get(param, "").strip():
+            try:
+                result[field] = int(params[param])
+            except ValueError:
+                raise HitError(f"parameter '{param}' must be a whole number") from None
+    return result

@@ -1,0 +1,85 @@
+"""Read a browser hit's parameters from the query string and/or the body, strictly.
+
+The Meta pixel sends the same parameters as an image GET, a `sendBeacon` POST (text/plain or
+form-urlencoded body) or a form POST; the body wins over the query string for a repeated name.
+Percent-escapes must decode to valid UTF-8: a hit we cannot read faithfully is refused (400)
+rather than relayed with mangled data.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from ..errors import HitError
+
+__all__ = ["MAX_FIELDS", "read_hit_params"]
+
+MAX_FIELDS = 200
+_FORM_TYPES = ("", "application/x-www-form-urlencoded", "text/plain")
+
+
+def parse_pairs(text: str, where: str) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(
+            text, keep_blank_values=True, encoding="utf-8", errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise HitError(f"the {where} is not valid UTF-8 after percent-decoding") from None
+    except ValueError:
+        raise HitError(f"the {where} has more than {MAX_FIELDS} parameters") from None
+    return dict(pairs)
+
+
+async def read_hit_params(request: web.Request) -> dict[str, str]:
+    """All parameters of a hit (GET or POST), or HitError with the reason."""
+    params = parse_pairs(request.raw_path.partition("?")[2], "query string")
+    if request.method != "POST":
+        return params
+    content_type = request.content_type
+    if content_type == "multipart/form-data":
+        params.update(await _read_multipart(request))
+    elif content_type in _FORM_TYPES or content_type.startswith("text/"):
+        body = await _read_body(request)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HitError("the body is not valid UTF-8") from None
+        params.update(parse_pairs(text.strip(), "body"))
+    else:
+        raise HitError(
+            f"unsupported Content-Type {content_type!r}; send form-urlencoded, text/plain "
+            "or multipart/form-data",
+            status=415,
+        )
+    return params
+
+
+async def _read_body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise HitError(
+            f"the body is larger than {request.client_max_size} bytes", status=413
+        ) from None
+
+
+async def _read_multipart(request: web.Request) -> dict[str, str]:
+    try:
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise HitError(
+            f"the body is larger than {request.client_max_size} bytes", status=413
+        ) from None
+    except (UnicodeDecodeError, ValueError, AssertionError):
+        raise HitError("the multipart body cannot be read (or is not valid UTF-8)") from None
+    fields: dict[str, str] = {}
+    for name, value in form.items():
+        if not isinstance(value, str):
+            raise HitError(f"multipart field {name!r} is a file; hits carry text fields only")
+        fields[name] = value
+    if len(fields) > MAX_FIELDS:
+        raise HitError(f"the body has more than {MAX_FIELDS} parameters")
+    return fields

@@ -1,0 +1,24 @@
+"""Typed keys for application state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+from .config import Settings
+from .observe import Metrics
+from .outbox import Outbox
+from .pipeline import Pipeline
+from .relay.worker import RelayWorker
+
+__all__ = ["CLOCK", "HTTP_SESSION", "METRICS", "OUTBOX", "PIPELINE", "SETTINGS", "WORKERS"]
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Callable[[], float])
+METRICS = web.AppKey("metrics", Metrics)
+OUTBOX = web.AppKey("outbox", Outbox)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+WORKERS = web.AppKey("workers", list[RelayWorker])

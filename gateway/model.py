@@ -1,0 +1,39 @@
+"""The one internal event model: a Conversions API event plus a context never sent upstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Context", "Event"]
+
+Source = Literal["browser", "server"]
+
+
+@dataclass
+class Context:
+    """What the gateway knows about an event besides the event itself (never sent upstream)."""
+
+    source: Source
+    pixel_id: str  # the pixel id the event was received for
+    received_at: float  # Unix seconds, server clock
+    ip: str | None = None
+    user_agent: str | None = None
+    test_event_code: str = ""
+    hit: dict[str, str] = field(default_factory=dict)  # browser-only extras: ts, sw, sh, if, ...
+
+
+@dataclass
+class Event:
+    """`data` is the CAPI event exactly as it will be relayed (event_name, event_time, ...)."""
+
+    data: dict[str, Any]
+    context: Context
+
+    @property
+    def name(self) -> str:
+        return str(self.data["event_name"])
+
+    @property
+    def id(self) -> str:
+        return str(self.data["event_id"])

@@ -1,0 +1,1 @@
+"""Relay: per-destination workers that drain the outbox to upstream APIs."""

@@ -1,0 +1,62 @@
+"""Run the gateway: logging, event loop, signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from .app import create_app
+from .config import Settings
+
+__all__ = ["describe", "serve"]
+
+log = logging.getLogger("gateway")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+
+
+def describe(settings: Settings) -> list[str]:
+    """One line per destination saying where its events go (no token)."""
+    lines = []
+    for d in settings.destinations:
+        target = f"pixel {d.pixel_id}" if d.pixel_id else "the pixel each hit names"
+        accepts = "all pixel ids" if d.accepts is None else ", ".join(sorted(d.accepts))
+        if d.is_dry_run:
+            mode = "DRY RUN (" + ("dry_run: true" if d.dry_run else "no access_token") + ")"
+        else:
+            mode = f"live via {d.graph_url}/{d.api_version}"
+        lines.append(f"destination {d.name}: {mode}; accepts {accepts}; sends to {target}")
+    return lines
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # optional speed-up
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM, then drain: stop accepting, finish requests and batches."""
+    configure_logging(settings.log_level)
+    server = settings.server
+    log.info("outbox: %s", settings.storage.path)
+    for line in describe(settings):
+        log.info("%s", line)
+    web.run_app(
+        create_app(settings),
+        host=server.host,
+        port=server.port,
+        shutdown_timeout=server.shutdown_timeout,
+        # The default access log would write hit URLs, which carry personal data.
+        access_log=None,
+        print=lambda text: log.info("%s", text.strip()),
+        loop=_new_loop(),
+    )

@@ -1,0 +1,113 @@
+"""Load YAML into plain values while remembering where each value stood (file:line:col).
+
+Config and rule files are edited by people; every message about them must point at the line.
+`load_located` returns the plain data plus a `Marks` index from paths such as
+``("destinations", 0, "pixel_id")`` to positions. Duplicate keys are errors here, where PyYAML
+would silently keep the last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+__all__ = ["Marks", "Path", "YamlProblem", "format_path", "load_located"]
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass
+class Marks:
+    """Where each value (and each mapping key) of a document stood."""
+
+    filename: str
+    values: dict[Path, Position] = field(default_factory=dict)
+    keys: dict[Path, Position] = field(default_factory=dict)
+
+    def locate(self, path: Path, *, key: bool = False) -> str:
+        """`file:line:col` of the value at `path` (or of its key), falling back to its parents."""
+        table = self.keys if key else self.values
+        probe = path
+        while probe not in table and probe:
+            probe = probe[:-1]
+        pos = table.get(probe) or self.values.get(probe)
+        if pos is None:
+            return f"{self.filename}:1:1"
+        return f"{self.filename}:{pos.line}:{pos.column}"
+
+
+class YamlProblem(Exception):
+    """The text is not YAML we accept; `message` is already located."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def format_path(path: Path) -> str:
+    """("destinations", 0, "pixel_id") -> "destinations[0].pixel_id"."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def load_located(text: str, filename: str) -> tuple[Any, Marks]:
+    """Parse one YAML document; raise YamlProblem with a located message on bad syntax."""
+    marks = Marks(filename)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else f"{filename}:1:1"
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise YamlProblem(f"{where}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(f"{filename}:1:1: YAML error: {exc}") from None
+    if node is None:
+        return None, marks
+    return _build(node, (), marks, SafeConstructor()), marks
+
+
+def _position(node: Node) -> Position:
+    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _build(node: Node, path: Path, marks: Marks, constructor: SafeConstructor) -> Any:
+    marks.values[path] = _position(node)
+    if isinstance(node, MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                where = marks.locate(path)
+                raise YamlProblem(f"{where}: {format_path(path)}: keys must be plain words")
+            key = str(key_node.value)
+            child = (*path, key)
+            if key in result:
+                pos = _position(key_node)
+                raise YamlProblem(
+                    f"{marks.filename}:{pos.line}:{pos.column}: {format_path(child)}: "
+                    "this key appears twice in the same block; keep one"
+                )
+            marks.keys[child] = _position(key_node)
+            result[key] = _build(value_node, child, marks, constructor)
+        return result
+    if isinstance(node, SequenceNode):
+        return [
+            _build(item, (*path, index), marks, constructor)
+            for index, item in enumerate(node.value)
+        ]
+    return constructor.construct_object(node, deep=True)
