@@ -19,7 +19,7 @@ from . import keys
 from .config import Settings
 from .errors import HitError, OutboxUnavailable
 from .ingest.browser import handle_hit
-from .observe import Metrics
+from .observe import Labels, Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.meta import DryRunSender, MetaCapiSender
@@ -153,9 +153,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     counts = await request.app[keys.OUTBOX].counts()
-    gauges = {"gateway_outbox_rows": {
+    rows: dict[Labels, float] = {
         (("destination", dest), ("state", state)): float(n) for (dest, state), n in counts.items()
-    }}
+    }
     return web.Response(
-        text=request.app[keys.METRICS].render(gauges), content_type="text/plain", charset="utf-8"
+        text=request.app[keys.METRICS].render({"gateway_outbox_rows": rows}), content_type="text/plain", charset="utf-8"
     )

@@ -162,11 +162,15 @@ def _server(r: Reader) -> ServerSettings:
         try:
             proxies.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
-            r.problems.add(path, f"must be an IP address or CIDR such as 173.245.48.0/20, got {item!r}")
+            r.problems.add(
+                path, f"must be an IP address or CIDR such as 173.245.48.0/20, got {item!r}"
+            )
     origins = []
     for path, item in r.string_list("allowed_origins"):
         if not item.startswith(("http://", "https://")) or item.rstrip("/").count("/") > 2:
-            r.problems.add(path, f"must be an origin such as https://www.example.com, got {item!r}")
+            r.problems.add(
+                path, f"must be an origin such as https://www.example.com, got {item!r}"
+            )
         origins.append(item.rstrip("/"))
     settings = ServerSettings(
         host=r.string("host", "127.0.0.1"),
@@ -270,7 +274,7 @@ def _destination(r: Reader) -> DestinationSettings:
         retry_max_seconds=r.number("retry_max_seconds", 300.0, kind=float, low=0.01, high=86400,
                                    unit="seconds"),
         test_event_code=r.string("test_event_code", "", pattern=r"[A-Za-z0-9_-]{0,64}",
-                                 hint="a code from Events Manager's Test events tab, e.g. TEST1234"),
+                                 hint="a code from Events Manager's Test events, e.g. TEST1234"),
         dry_run=r.boolean("dry_run", False),
     )
     r.finish()

@@ -30,7 +30,8 @@ class Problems:
         self.messages: list[str] = []
 
     def add(self, path: Path, message: str, *, at_key: bool = False) -> None:
-        self.messages.append(f"{self.marks.locate(path, key=at_key)}: {format_path(path)}: {message}")
+        where = self.marks.locate(path, key=at_key)
+        self.messages.append(f"{where}: {format_path(path)}: {message}")
 
 
 def expand_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -85,10 +86,10 @@ class Reader:
         self.known.append(key)
         if key not in self.data or self.data[key] is None:
             if default is _MISSING:
-                self.problems.add(self.path + (key,), "is required")
+                self.problems.add((*self.path, key), "is required")
                 return None
             return default
-        return self.expand(self.data[key], self.path + (key,), secret=secret)
+        return self.expand(self.data[key], (*self.path, key), secret=secret)
 
     def expand(self, value: Any, path: Path, *, secret: bool = False) -> Any:
         if not isinstance(value, str):
@@ -105,7 +106,7 @@ class Reader:
     def fail(self, key: str, message: str, value: Any = _MISSING, *, secret: bool = False) -> None:
         if value is not _MISSING:
             message += ", got " + ("(hidden)" if secret else _show(value))
-        self.problems.add(self.path + (key,), message)
+        self.problems.add((*self.path, key), message)
 
     # -- typed getters ----------------------------------------------------------------------
     def string(
@@ -180,7 +181,7 @@ class Reader:
             return []
         items: list[tuple[Path, str]] = []
         for index, item in enumerate(value):
-            path = self.path + (key, index)
+            path = (*self.path, key, index)
             item = self.expand(item, path, secret=secret)
             if isinstance(item, bool) or not isinstance(item, str | int):
                 self.problems.add(path, f"must be a text value, got {_show(item)}")
@@ -190,7 +191,7 @@ class Reader:
 
     def child(self, key: str) -> Reader:
         self.known.append(key)
-        return Reader(self.data.get(key), self.path + (key,), self.problems, self.env)
+        return Reader(self.data.get(key), (*self.path, key), self.problems, self.env)
 
     def children(self, key: str) -> list[Reader]:
         """A list of mappings."""
@@ -202,7 +203,7 @@ class Reader:
             self.fail(key, "must be a list of mappings", value)
             return []
         return [
-            Reader(item, self.path + (key, index), self.problems, self.env)
+            Reader(item, (*self.path, key, index), self.problems, self.env)
             for index, item in enumerate(value)
         ]
 
@@ -211,9 +212,10 @@ class Reader:
         for key in self.data:
             if key not in self.known:
                 suggestion = _did_you_mean(key, tuple(self.known))
+                valid = ", ".join(sorted(set(self.known)))
                 self.problems.add(
-                    self.path + (key,),
-                    f"unknown key{suggestion}; valid keys here: {', '.join(sorted(set(self.known)))}",
+                    (*self.path, key),
+                    f"unknown key{suggestion}; valid keys here: {valid}",
                     at_key=True,
                 )
 

@@ -16,7 +16,7 @@ from .relay.worker import RelayWorker
 __all__ = ["CLOCK", "HTTP_SESSION", "METRICS", "OUTBOX", "PIPELINE", "SETTINGS", "WORKERS"]
 
 SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", Callable[[], float])
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX = web.AppKey("outbox", Outbox)
 PIPELINE = web.AppKey("pipeline", Pipeline)

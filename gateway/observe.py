@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
-__all__ = ["Metrics"]
+__all__ = ["Labels", "Metrics"]
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -30,10 +31,13 @@ class Metrics:
     def value(self, name: str, **labels: str) -> float:
         return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
 
-    def render(self, gauges: dict[str, dict[Labels, float]] | None = None) -> str:
+    def render(self, gauges: Mapping[str, Mapping[Labels, float]] | None = None) -> str:
         """Prometheus exposition text of the counters plus the given gauges."""
         lines: list[str] = []
-        for kind, family in (("counter", self._counters), ("gauge", gauges or {})):
+        families: tuple[tuple[str, Mapping[str, Mapping[Labels, float]]], ...] = (
+            ("counter", self._counters), ("gauge", gauges or {})
+        )
+        for kind, family in families:
             for name in sorted(family):
                 lines.append(f"# HELP {name} {_HELP.get(name, name)}")
                 lines.append(f"# TYPE {name} {kind}")

@@ -115,6 +115,7 @@ class Outbox:
         self._flusher: asyncio.Task[None] | None = None
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._closed = False
+        self.commits = 0  # transactions that stored ingested rows (group commit at work)
 
     @classmethod
     async def open(
@@ -169,22 +170,38 @@ class Outbox:
             self._flusher = None
 
     async def _write(self, batch: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]]) -> None:
+        error = await self._insert([entries for entries, _ in batch])
+        if error is not None and len(batch) > 1:
+            # One bad request must not sink the others that shared its transaction.
+            for entries, done in batch:
+                self._settle([(entries, done)], await self._insert([entries]))
+            return
+        self._settle(batch, error)
+
+    async def _insert(self, groups: list[Sequence[OutboxEntry]]) -> BaseException | None:
+        """Insert all rows in one transaction; return the error instead of raising."""
         now = self._clock()
         rows = [
             (e.destination, e.pixel_id, e.test_event_code, e.event_name, e.event_id,
              e.event_time, e.payload, e.state, now, now, now, e.note)
-            for entries, _ in batch for e in entries
+            for entries in groups for e in entries
         ]
-        error: BaseException | None = None
         async with self._lock:
             try:
                 await self._db.executemany(_INSERT, rows)
                 await self._db.commit()
-            except Exception as exc:  # disk full, I/O error, locked: refuse, never half-write
+            except Exception as exc:  # disk full, I/O error, bad row: refuse, never half-write
                 log.error("outbox commit failed: %s", exc)
-                error = exc
                 with contextlib.suppress(Exception):
                     await self._db.rollback()
+                return exc
+        self.commits += 1
+        return None
+
+    def _settle(
+        self, batch: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]],
+        error: BaseException | None,
+    ) -> None:
         for _, done in batch:
             if done.done():
                 continue

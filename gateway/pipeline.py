@@ -48,7 +48,9 @@ class Pipeline:
         return [d.name for d in destinations]
 
     @staticmethod
-    def _entry(event: Event, payload: bytes, destination: DestinationSettings | None) -> OutboxEntry:
+    def _entry(
+        event: Event, payload: bytes, destination: DestinationSettings | None
+    ) -> OutboxEntry:
         context = event.context
         if destination is None:
             return OutboxEntry(

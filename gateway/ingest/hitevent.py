@@ -59,29 +59,15 @@ def build_hit_event(
     if len(event_id) > MAX_EVENT_ID:
         raise HitError(f"parameter 'eid' must be at most {MAX_EVENT_ID} characters")
 
-    user_data: dict[str, Any] = {}
-    custom_data: dict[str, Any] = {}
-    ignored: list[str] = []
-    for name, value in params.items():
-        if name.startswith("cd[") and name.endswith("]"):
-            key = name[3:-1]
-            if key:
-                custom_data[key] = _custom_value(key, value)
-        elif name.startswith("ud[") and name.endswith("]"):
-            key = name[3:-1]
-            if key in USER_DATA_KEYS:
-                if value.strip():
-                    user_data[key] = value
-            else:
-                ignored.append(name)
+    custom_data, user_data, ignored = _split_data(params)
     if ip:
         user_data["client_ip_address"] = ip
     if user_agent:
         user_data["client_user_agent"] = user_agent
     for key, cookie in (("fbp", "_fbp"), ("fbc", "_fbc")):
-        value = params.get(key) or cookies.get(cookie)
-        if value:
-            user_data[key] = value
+        browser_id = params.get(key) or cookies.get(cookie)
+        if browser_id:
+            user_data[key] = browser_id
 
     data: dict[str, Any] = {
         "event_name": event_name,
@@ -106,6 +92,24 @@ def build_hit_event(
         hit=hit,
     )
     return Event(data=data, context=context)
+
+
+def _split_data(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """cd[...] -> custom_data, ud[...] -> user_data (known keys only), and what was ignored."""
+    custom_data: dict[str, Any] = {}
+    user_data: dict[str, Any] = {}
+    ignored: list[str] = []
+    for name, value in params.items():
+        if not name.endswith("]"):
+            continue
+        if name.startswith("cd[") and len(name) > 4:
+            custom_data[name[3:-1]] = _custom_value(name[3:-1], value)
+        elif name.startswith("ud["):
+            if name[3:-1] not in USER_DATA_KEYS:
+                ignored.append(name)
+            elif value.strip():
+                user_data[name[3:-1]] = value
+    return custom_data, user_data, ignored
 
 
 def _required(params: Mapping[str, str], name: str, meaning: str) -> str:

@@ -39,7 +39,7 @@ class Sender(Protocol):
 
 def backoff_delay(attempts: int, base: float, cap: float, rng: Callable[[], float]) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempts)]."""
-    return rng() * min(cap, base * 2 ** min(attempts, 32))
+    return float(rng() * min(cap, base * 2.0 ** min(attempts, 32)))
 
 
 class RelayWorker:
@@ -181,6 +181,7 @@ class RelayWorker:
         log.warning("destination %s: %d events will be retried in %.1fs: %s",
                     self.settings.name, len(rows), delay, reason)
         await asyncio.shield(self._outbox.retry_later([row.id for row in rows], delay, reason))
+        self._outbox.wakeup(self.settings.name).set()  # the idle loop re-reads the next due time
         self._metrics.inc("gateway_relay_requests_total", destination=self.settings.name,
                           outcome=outcome)
         self._metrics.inc("gateway_relay_events_total", len(rows),

@@ -1,0 +1,77 @@
+"""Shared fixtures: a fake Graph API server and gateways built from real YAML settings."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.config import Settings, parse_settings
+
+from .fake_graph import FakeGraph
+
+PIXEL_A = "111111111111111"
+PIXEL_B = "222222222222222"
+
+
+def destination_yaml(name: str, graph_url: str, **fields: Any) -> str:
+    """One destination block with test-friendly timings (no linger, fast retries)."""
+    values: dict[str, Any] = {
+        "type": "meta_capi", "graph_url": graph_url, "access_token": "TEST-TOKEN-" + name,
+        "linger_ms": 0, "retry_base_seconds": 0.01, "retry_max_seconds": 0.05, **fields,
+    }
+    lines = [f"  - name: {name}"] + [f"    {key}: {_yaml(value)}" for key, value in values.items()]
+    return "\n".join(lines)
+
+
+def _yaml(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml(item) for item in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value + '"'
+    return str(value)
+
+
+def settings_yaml(tmp_path: Path, *destinations: str, extra: str = "") -> str:
+    return (
+        "version: 1\n"
+        f"storage: {{path: {tmp_path / 'gateway.db'}, commit_interval_ms: 1}}\n"
+        f"{extra}"
+        "destinations:\n" + "\n".join(destinations) + "\n"
+    )
+
+
+@pytest.fixture
+async def fake_graph(aiohttp_server: Any) -> FakeGraph:
+    graph = FakeGraph()
+    graph.server = await aiohttp_server(graph.app)  # type: ignore[attr-defined]
+    graph.url = str(graph.server.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+    return graph
+
+
+GatewayFactory = Callable[[Settings], Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def start_gateway(aiohttp_client: Any) -> GatewayFactory:
+    """Start a gateway (real server on loopback) from validated settings."""
+
+    async def start(settings: Settings) -> TestClient[Any, Any]:
+        return await aiohttp_client(TestServer(create_app(settings)))  # type: ignore[no-any-return]
+
+    return start
+
+
+@pytest.fixture
+def one_destination(tmp_path: Path, fake_graph: FakeGraph) -> Settings:
+    """One live destination for PIXEL_A pointed at the fake Graph."""
+    return parse_settings(
+        settings_yaml(tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)),
+        env={},
+    )

@@ -1,0 +1,258 @@
+"""End to end through the relay: routing to destinations, batching, retries, dry run,
+durability across restarts, and graceful shutdown, against a local fake Graph API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.config import Settings, parse_settings
+
+from ..conftest import PIXEL_A, PIXEL_B, GatewayFactory, destination_yaml, settings_yaml
+from ..fake_graph import FakeGraph
+
+PIXEL_C = "333333333333333"
+
+
+def states(settings: Settings) -> list[tuple[str, str, str | None]]:
+    with sqlite3.connect(settings.storage.path) as db:
+        return db.execute(
+            "SELECT destination, state, last_error FROM outbox ORDER BY id"
+        ).fetchall()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll a cheap condition (bounded): for outcomes that leave no request to wait on."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def hit(client: Any, pixel: str, name: str = "PageView", **params: str) -> None:
+    response = await client.get("/tr", params={"id": pixel, "ev": name, **params})
+    assert response.status == 200, await response.text()
+
+
+async def test_each_destination_gets_only_the_pixels_it_accepts(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    settings = parse_settings(settings_yaml(
+        tmp_path,
+        destination_yaml("shop-a", fake_graph.url, pixel_id=PIXEL_A),
+        destination_yaml("shop-b", fake_graph.url, pixel_id=PIXEL_B),
+        destination_yaml("all", fake_graph.url, pixel_id=PIXEL_C, accepts="*"),
+    ), env={})
+    client = await start_gateway(settings)
+    await hit(client, PIXEL_A, eid="a1")
+    await hit(client, PIXEL_B, eid="b1")
+    await hit(client, PIXEL_B, eid="b2")
+    await fake_graph.wait_for_events(6)
+    received: dict[str, set[str]] = {}
+    for request in fake_graph.accepted:
+        token = request.query["access_token"]
+        received.setdefault(f"{token}->{request.pixel_id}", set()).update(
+            e["event_id"] for e in request.events
+        )
+    assert received == {
+        f"TEST-TOKEN-shop-a->{PIXEL_A}": {"a1"},
+        f"TEST-TOKEN-shop-b->{PIXEL_B}": {"b1", "b2"},
+        f"TEST-TOKEN-all->{PIXEL_C}": {"a1", "b1", "b2"},
+    }
+
+
+async def test_without_pixel_id_each_event_goes_to_the_pixel_its_hit_named(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("pass", fake_graph.url, batch_size=100)), env={})
+    client = await start_gateway(settings)
+    await asyncio.gather(*(hit(client, pixel, eid=f"{pixel[0]}{n}")
+                           for n in range(3) for pixel in (PIXEL_A, PIXEL_B)))
+    await fake_graph.wait_for_events(6)
+    by_pixel: dict[str, set[str]] = {}
+    for request in fake_graph.accepted:
+        by_pixel.setdefault(request.pixel_id, set()).update(e["event_id"] for e in request.events)
+    assert by_pixel == {PIXEL_A: {"10", "11", "12"}, PIXEL_B: {"20", "21", "22"}}
+
+
+async def test_unrouted_events_are_kept_with_a_reason(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+    one_destination: Settings,
+) -> None:
+    client = await start_gateway(one_destination)
+    await hit(client, PIXEL_B)
+    assert states(one_destination) == [("", "unrouted", f"no destination accepts pixel {PIXEL_B}")]
+    metrics = await (await client.get("/metrics")).text()
+    assert "gateway_events_unrouted_total 1" in metrics
+
+
+async def test_batches_respect_batch_size_and_deliver_every_event_once(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A, batch_size=10,
+                                   max_in_flight=2)), env={})
+    client = await start_gateway(settings)
+    await asyncio.gather(*(hit(client, PIXEL_A, eid=f"e{n}") for n in range(45)))
+    events = await fake_graph.wait_for_events(45)
+    assert sorted(e["event_id"] for e in events) == sorted(f"e{n}" for n in range(45))
+    assert all(len(r.events) <= 10 for r in fake_graph.requests)
+    await wait_until(lambda: all(s == "delivered" for _, s, _ in states(settings)))
+
+
+async def test_transient_failures_are_retried_until_delivered(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+    one_destination: Settings,
+) -> None:
+    fake_graph.fail_with(503, 2, "Service temporarily unavailable", times=2)
+    client = await start_gateway(one_destination)
+    await hit(client, PIXEL_A, eid="x1")
+    [event] = await fake_graph.wait_for_events(1)
+    assert event["event_id"] == "x1"
+    assert len(fake_graph.requests) == 3
+    await wait_until(lambda: states(one_destination) == [("main", "delivered", None)])
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_relay_requests_total{destination="main",outcome="retry"} 2' in metrics
+    assert 'gateway_relay_events_total{destination="main",outcome="delivered"} 1' in metrics
+
+
+async def test_timeouts_are_retried(
+    tmp_path: Path, aiohttp_server: Any, start_gateway: GatewayFactory
+) -> None:
+    calls: list[int] = []
+
+    async def slow_then_fast(request: web.Request) -> web.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            await asyncio.sleep(1)
+        return web.json_response({"events_received": 1})
+
+    app = web.Application()
+    app.router.add_post("/{version}/{pixel}/events", slow_then_fast)
+    server = await aiohttp_server(app)
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A, timeout=0.2)), env={})
+    client = await start_gateway(settings)
+    await hit(client, PIXEL_A)
+    await wait_until(lambda: states(settings) == [("main", "delivered", None)])
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(("status", "code", "label"), [
+    (400, 100, "code 100"), (401, 190, "code 190"), (400, 17, "code 17"),
+])
+async def test_refusals_keep_events_queued_with_a_readable_reason(
+    status: int, code: int, label: str, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+    one_destination: Settings, caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_graph.fail_with(status, code, "Invalid parameter", times=5,
+                         error_user_msg="The parameter event_time is too old")
+    client = await start_gateway(one_destination)
+    await hit(client, PIXEL_A, **{"ud[em]": "someone@example.com"})
+    await fake_graph.wait_for_requests(1)
+    await wait_until(lambda: states(one_destination)[0][1] == "pending")
+    [(_, state, error)] = states(one_destination)
+    assert state == "pending"  # not dropped: waits for a later attempt
+    assert error is not None and label in error and "event_time is too old" in error
+    assert "TEST-TOKEN" not in caplog.text and "TEST-TOKEN" not in error
+    assert "someone@example.com" not in caplog.text
+
+
+async def test_dry_run_sends_nothing_and_records_the_would_be_request(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway")
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A, access_token="")),
+        env={})
+    client = await start_gateway(settings)
+    await hit(client, PIXEL_A, "Purchase", **{"cd[value]": "5", "cd[currency]": "USD",
+                                              "ud[em]": "buyer@example.com"})
+    await hit(client, PIXEL_A, "PageView")
+    await wait_until(lambda: [s for _, s, _ in states(settings)] == ["dry_run", "dry_run"])
+    with sqlite3.connect(settings.storage.path) as db:
+        payloads = [row[0] for row in db.execute("SELECT payload FROM outbox ORDER BY id")]
+    assert b'"event_name":"Purchase"' in payloads[0]  # what would have been sent
+    assert fake_graph.requests == []
+    assert "would POST" in caplog.text
+    assert f"{fake_graph.url}/v26.0/{PIXEL_A}/events" in caplog.text
+    assert "buyer@example.com" not in caplog.text
+
+
+async def test_events_acknowledged_before_a_restart_are_delivered_after_it(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    from gateway.app import create_app
+
+    # First life: the Graph API is down; hits are acknowledged and wait in the outbox.
+    fake_graph.fail_with(503, 1, "down", times=1000)
+    text = settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A, retry_base_seconds=30, retry_max_seconds=60))
+    first = await aiohttp_client(create_app(parse_settings(text, env={})))
+    for n in range(5):
+        await hit(first, PIXEL_A, eid=f"r{n}")
+    await first.close()  # runs the app's cleanup: workers stop, outbox closes
+
+    # Second life, same file: Graph is healthy again and the backlog drains.
+    fake_graph._script.clear()
+    settings = parse_settings(text.replace("retry_base_seconds: 30", "retry_base_seconds: 0.01")
+                              .replace("retry_max_seconds: 60", "retry_max_seconds: 0.05"),
+                              env={})
+    with sqlite3.connect(settings.storage.path) as db:  # make earlier retries due now
+        db.execute("UPDATE outbox SET available_at = 0")
+    await aiohttp_client(create_app(settings))
+    events = await fake_graph.wait_for_events(5)
+    assert sorted(e["event_id"] for e in events) == [f"r{n}" for n in range(5)]
+
+
+async def test_shutdown_lets_in_flight_batches_finish(
+    tmp_path: Path, aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    from gateway.app import create_app
+
+    started = asyncio.Event()
+    finished: list[int] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        started.set()
+        await asyncio.sleep(0.3)
+        finished.append(len((await request.json())["data"]))
+        return web.json_response({"events_received": 1})
+
+    app = web.Application()
+    app.router.add_post("/{version}/{pixel}/events", slow)
+    server = await aiohttp_server(app)
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A, timeout=5)), env={})
+    client = await aiohttp_client(create_app(settings))
+    await hit(client, PIXEL_A)
+    await asyncio.wait_for(started.wait(), 5)
+    await client.close()  # shutdown while the batch is in flight
+    assert finished == [1]
+    assert states(settings) == [("main", "delivered", None)]
+
+
+async def test_test_event_code_is_forwarded(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A, test_event_code="TEST123")), env={})
+    client = await start_gateway(settings)
+    await hit(client, PIXEL_A)
+    await fake_graph.wait_for_events(1)
+    assert fake_graph.accepted[0].body["test_event_code"] == "TEST123"
+
+
+async def test_probes(one_destination: Settings, start_gateway: GatewayFactory) -> None:
+    client = await start_gateway(one_destination)
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.json()) == {"status": "ready"}

@@ -1,0 +1,162 @@
+"""config.yaml: env expansion, typed settings, and located, readable messages for mistakes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_settings, parse_settings
+from gateway.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+version: 1
+server:
+  port: 9000
+destinations:
+  - name: main
+    pixel_id: "123"
+    access_token: "${TOKEN:-}"
+"""
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text, filename="config.yaml", env=env or {})
+    return caught.value.problems
+
+
+def test_the_shipped_config_is_valid_with_an_empty_environment() -> None:
+    settings = load_settings(REPO / "config.yaml", env={})
+    [main] = settings.destinations
+    assert main.is_dry_run and main.pixel_id == "" and main.accepts is None
+    assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
+    assert settings.storage.path == REPO / "var" / "gateway.db"
+
+
+def test_environment_fills_in_a_live_destination() -> None:
+    settings = load_settings(REPO / "config.yaml", env={
+        "META_PIXEL_ID": "987654321", "META_ACCESS_TOKEN": "EAAB123", "GATEWAY_PORT": "9090",
+        "GATEWAY_DB": "/data/gw.db",
+    })
+    [main] = settings.destinations
+    assert not main.is_dry_run
+    assert main.pixel_id == "987654321" and main.accepts == frozenset({"987654321"})
+    assert settings.server.port == 9090
+    assert settings.storage.path == Path("/data/gw.db")
+
+
+def test_env_expansion_forms() -> None:
+    settings = parse_settings(
+        GOOD.replace('"${TOKEN:-}"', '"${TOKEN}"').replace("9000", '"${PORT:-9001}"'),
+        env={"TOKEN": "EAAB-abc"},
+    )
+    assert settings.destinations[0].access_token == "EAAB-abc"
+    assert settings.server.port == 9001
+
+
+def test_dollar_dollar_is_a_literal_dollar() -> None:
+    text = GOOD + "storage: {path: \"/tmp/$${HOME}.db\"}\n"
+    assert parse_settings(text, env={"HOME": "/root"}).storage.path == Path("/tmp/${HOME}.db")
+
+
+MISTAKES = [
+    (GOOD.replace("port: 9000", "port: abc"),
+     "config.yaml:3:9: server.port: must be a whole number between 1 and 65535, got 'abc'"),
+    (GOOD.replace("port: 9000", "port: 70000"),
+     "config.yaml:3:9: server.port: must be a whole number between 1 and 65535, got 70000"),
+    (GOOD.replace("  port: 9000", "  prot: 9000"),
+     "config.yaml:3:3: server.prot: unknown key (did you mean 'port'?); valid keys here: "
+     "allowed_origins, host, max_body_bytes, path_prefix, port, shutdown_timeout, "
+     "trusted_proxies"),
+    (GOOD.replace('"${TOKEN:-}"', '"${TOKEN}"'),
+     "config.yaml:7:19: destinations[0].access_token: environment variable TOKEN is not set; "
+     "set it, or give a default with ${TOKEN:-default}"),
+    (GOOD + "    type: meta\n",
+     "config.yaml:8:11: destinations[0].type: must be one of meta_capi (did you mean "
+     "'meta_capi'?), got 'meta'"),
+    (GOOD + "    batch_size: 5000\n",
+     "config.yaml:8:17: destinations[0].batch_size: must be a whole number between 1 and 1000 "
+     "events (Meta's limit is 1000), got 5000"),
+    (GOOD.replace('pixel_id: "123"', "pixel_id: 12ab"),
+     "config.yaml:6:15: destinations[0].pixel_id: must be the pixel's numeric id (or empty: "
+     "relay to the pixel each hit names), got '12ab'"),
+    (GOOD.replace("  - name: main\n    pixel_id", "  - pixel_id"),
+     "config.yaml:5:5: destinations[0].name: is required"),
+    (GOOD + "  - name: main\n",
+     "config.yaml:8:11: destinations[1].name: is used by another destination; names must be "
+     "unique, got 'main'"),
+    ("version: 1\ndestinations: []\n",
+     "config.yaml:2:15: destinations: at least one destination is required"),
+    ("version: 2\n" + GOOD.split("\n", 1)[1],
+     "config.yaml:1:10: version: must be 1 (the only config format so far), got 2"),
+    (GOOD + "server: {}\n",
+     "config.yaml:8:1: server: this key appears twice in the same block; keep one"),
+    (GOOD.replace("  port: 9000", "  port: 9000\n  trusted_proxies: [10.0.0.0/33]"),
+     "config.yaml:4:21: server.trusted_proxies[0]: must be an IP address or CIDR such as "
+     "173.245.48.0/20, got '10.0.0.0/33'"),
+    (GOOD + "geo: {database: missing.mmdb}\n",
+     "config.yaml:8:17: geo.database: file not found (a GeoIP2/GeoLite2 City or DB-IP city "
+     ".mmdb), got '/nowhere/missing.mmdb'"),
+    (GOOD + "    accepts: all\n",
+     "config.yaml:8:14: destinations[0].accepts: must be \"*\" (every pixel) or a list of "
+     "pixel ids, got 'all'"),
+    (GOOD.replace("server:\n  port: 9000", "server: [8080]"),
+     "config.yaml:2:9: server: must be a mapping of keys to values, got [8080]"),
+    ("version: 1\ndestinations:\n  - name: main\n    pixel_id: [oops\n",
+     "config.yaml:5:1: YAML syntax error: expected ',' or ']', but got '<stream end>'"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MISTAKES)
+def test_each_mistake_is_located_and_explained(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text, filename="config.yaml", base_dir=Path("/nowhere"), env={})
+    assert caught.value.problems == [message]
+
+
+def test_secrets_are_never_echoed() -> None:
+    [message] = problems(GOOD.replace('"${TOKEN:-}"', '"EAAB secret token"'))
+    assert message == (
+        "config.yaml:7:19: destinations[0].access_token: must be a Meta access token, got (hidden)"
+    )
+
+
+def test_all_mistakes_are_reported_at_once() -> None:
+    text = GOOD.replace("port: 9000", "port: -1") + "    max_in_flight: 0\n    colour: red\n"
+    found = problems(text)
+    assert len(found) == 3
+    assert [m.split(": ")[1] for m in found] == [
+        "server.port", "destinations[0].max_in_flight", "destinations[0].colour"
+    ]
+
+
+def test_check_command_reports_and_exits_non_zero(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text(GOOD.replace("port: 9000", "port: abc"))
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check", "--config", str(bad)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"{bad}:3:9: server.port: must be a whole number" in result.stderr
+    assert "1 problem in" in result.stderr
+
+
+def test_check_command_accepts_the_shipped_config() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check", "--config", str(REPO / "config.yaml")],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "destination main: DRY RUN (no access_token)" in result.stdout
+
+
+def test_missing_config_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "nope.yaml")
+    assert caught.value.problems == [f"{tmp_path / 'nope.yaml'}: config file not found"]

@@ -1,0 +1,143 @@
+"""The outbox on a real SQLite file: group commit, leases, retries, pruning, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import OutboxUnavailable
+from gateway.outbox import Outbox, OutboxEntry
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def entry(n: int, destination: str = "main", **fields: object) -> OutboxEntry:
+    values: dict[str, object] = {
+        "destination": destination, "pixel_id": "111", "test_event_code": "",
+        "event_name": "PageView", "event_id": f"e{n}", "event_time": 1_800_000_000,
+        "payload": f'{{"event_id":"e{n}"}}'.encode(), **fields,
+    }
+    return OutboxEntry(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
+    box = await Outbox.open(tmp_path / "o.db", commit_interval=0.005, lease_seconds=30,
+                            clock=clock)
+    yield box
+    await box.close()
+
+
+async def test_concurrent_enqueues_share_transactions(outbox: Outbox) -> None:
+    await asyncio.gather(*(outbox.enqueue([entry(n)]) for n in range(200)))
+    assert outbox.commits < 20  # 200 hits, a handful of fsyncs
+    rows = await outbox.claim("main", 1000)
+    assert sorted(r.event_id for r in rows) == sorted(f"e{n}" for n in range(200))
+
+
+async def test_a_bad_entry_does_not_sink_its_neighbours(outbox: Outbox) -> None:
+    bad = entry(999, payload=None)  # violates NOT NULL
+    results = await asyncio.gather(
+        outbox.enqueue([entry(1)]), outbox.enqueue([bad]), outbox.enqueue([entry(2)]),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], OutboxUnavailable)
+    assert [r.event_id for r in await outbox.claim("main", 10)] == ["e1", "e2"]
+
+
+async def test_claims_are_leased_and_come_back_after_expiry(
+    outbox: Outbox, clock: Clock
+) -> None:
+    await outbox.enqueue([entry(n) for n in range(5)])
+    first = await outbox.claim("main", 3)
+    assert [r.event_id for r in first] == ["e0", "e1", "e2"]
+    second = await outbox.claim("main", 10)
+    assert [r.event_id for r in second] == ["e3", "e4"]
+    assert await outbox.claim("main", 10) == []
+    clock.now += 31  # the worker holding them died: leases expire
+    again = await outbox.claim("main", 10)
+    assert sorted(r.event_id for r in again) == [f"e{n}" for n in range(5)]
+
+
+async def test_retry_later_waits_and_remembers_why(outbox: Outbox, clock: Clock) -> None:
+    await outbox.enqueue([entry(1)])
+    [row] = await outbox.claim("main", 10)
+    await outbox.retry_later([row.id], delay=10, error="HTTP 503")
+    assert await outbox.claim("main", 10) == []
+    assert await outbox.next_due("main") == pytest.approx(clock.now + 10)
+    clock.now += 10
+    [again] = await outbox.claim("main", 10)
+    assert again.id == row.id and again.attempts == 1
+
+
+async def test_finished_rows_are_not_claimed_and_are_pruned_after_retention(
+    outbox: Outbox, clock: Clock
+) -> None:
+    await outbox.enqueue([entry(1), entry(2), entry(3)])
+    rows = await outbox.claim("main", 10)
+    await outbox.finish([rows[0].id])
+    await outbox.finish([rows[1].id], state="dry_run")
+    await outbox.release([rows[2].id])
+    assert await outbox.counts() == {("main", "delivered"): 1, ("main", "dry_run"): 1,
+                                     ("main", "pending"): 1}
+    assert await outbox.prune(older_than=clock.now - 1) == 0
+    clock.now += 3600
+    assert await outbox.prune(older_than=clock.now - 60) == 2
+    assert await outbox.counts() == {("main", "pending"): 1}
+
+
+async def test_destinations_have_separate_queues(outbox: Outbox) -> None:
+    await outbox.enqueue([entry(1, "a"), entry(1, "b")])
+    assert [r.event_id for r in await outbox.claim("a", 10)] == ["e1"]
+    assert [r.event_id for r in await outbox.claim("b", 10)] == ["e1"]
+    assert await outbox.claim("a", 10) == []
+
+
+async def test_rows_survive_reopening_the_file(tmp_path: Path, clock: Clock) -> None:
+    box = await Outbox.open(tmp_path / "o.db", clock=clock)
+    await box.enqueue([entry(1), entry(2)])
+    await box.close()
+    box = await Outbox.open(tmp_path / "o.db", clock=clock)
+    try:
+        assert [r.event_id for r in await box.claim("main", 10)] == ["e1", "e2"]
+    finally:
+        await box.close()
+
+
+async def test_enqueue_after_close_is_refused(tmp_path: Path) -> None:
+    box = await Outbox.open(tmp_path / "o.db")
+    await box.close()
+    with pytest.raises(OutboxUnavailable):
+        await box.enqueue([entry(1)])
+
+
+async def test_close_commits_what_is_waiting(tmp_path: Path) -> None:
+    box = await Outbox.open(tmp_path / "o.db", commit_interval=0.05)
+    pending = asyncio.ensure_future(box.enqueue([entry(1)]))
+    await asyncio.sleep(0)  # the enqueue is waiting for its group commit
+    await box.close()
+    await pending
+    box = await Outbox.open(tmp_path / "o.db")
+    try:
+        assert len(await box.claim("main", 10)) == 1
+    finally:
+        await box.close()
+
+
+async def test_writable_reports_readiness(outbox: Outbox) -> None:
+    assert await outbox.writable()

@@ -1,0 +1,73 @@
+"""`tag-gateway serve` as a real process: serves hits, relays them, drains on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from .conftest import PIXEL_A, destination_yaml, settings_yaml
+from .fake_graph import FakeGraph
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_for_ready(url: str, process: asyncio.subprocess.Process) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            if process.returncode is not None:
+                raise AssertionError(f"gateway exited early with {process.returncode}")
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("gateway did not become ready in 10 s")
+
+
+async def test_serve_relays_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, fake_graph: FakeGraph
+) -> None:
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(
+        tmp_path,
+        destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A, access_token="SECRET-TKN"),
+        extra=f"server: {{port: {port}}}\n",
+    ))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await wait_for_ready(f"{base}/readyz", process)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/tr", params={
+                "id": PIXEL_A, "ev": "PageView", "eid": "s1", "ud[em]": "who@example.com"
+            }) as response:
+                assert response.status == 200
+        [event] = await fake_graph.wait_for_events(1)
+        assert event["event_id"] == "s1"
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+    log = output.decode()
+    assert "destination main: live via" in log
+    assert "SECRET-TKN" not in log and "who@example.com" not in log
