@@ -156,6 +156,5 @@ async def metrics(request: web.Request) -> web.Response:
     rows: dict[Labels, float] = {
         (("destination", dest), ("state", state)): float(n) for (dest, state), n in counts.items()
     }
-    return web.Response(
-        text=request.app[keys.METRICS].render({"gateway_outbox_rows": rows}), content_type="text/plain", charset="utf-8"
-    )
+    text = request.app[keys.METRICS].render({"gateway_outbox_rows": rows})
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
