@@ -22,10 +22,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, help_text in (
         ("serve", "run the gateway"),
         ("check", "validate the configuration without serving"),
+        ("outbox", "show what the outbox holds (counts, newest rows)"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--config", default=default_config,
                              help="config file (default: $GATEWAY_CONFIG or config.yaml)")
+        if name == "outbox":
+            command.add_argument("--state", help="only rows in this state (pending, delivered, "
+                                 "dry_run, unrouted, inflight)")
+            command.add_argument("--limit", type=int, default=20, help="rows to show")
+            command.add_argument("--payload", action="store_true",
+                                 help="also print each event as (or as it would be) sent")
     args = parser.parse_args(argv)
 
     settings = _load(args.config)
@@ -38,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in describe(settings):
             print(f"  {line}")
         return 0
+    if args.command == "outbox":
+        from .inspect_outbox import print_outbox
+
+        return print_outbox(settings.storage.path, sys.stdout, state=args.state,
+                            limit=args.limit, payload=args.payload)
     from .server import serve
 
     serve(settings)

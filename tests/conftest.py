@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,13 @@ from .fake_graph import FakeGraph
 
 PIXEL_A = "111111111111111"
 PIXEL_B = "222222222222222"
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll a cheap condition (bounded): for outcomes that leave no request to wait on."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 def destination_yaml(name: str, graph_url: str, **fields: Any) -> str:

@@ -6,12 +6,15 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 
-from .conftest import PIXEL_A, destination_yaml, settings_yaml
+from .conftest import PIXEL_A, destination_yaml, settings_yaml, wait_until
 from .fake_graph import FakeGraph
 
 
@@ -71,3 +74,31 @@ async def test_serve_relays_and_stops_cleanly_on_sigterm(
     log = output.decode()
     assert "destination main: live via" in log
     assert "SECRET-TKN" not in log and "who@example.com" not in log
+
+
+async def test_outbox_command_shows_what_would_be_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], aiohttp_client: Any
+) -> None:
+    from gateway.__main__ import main
+    from gateway.app import create_app
+    from gateway.config import parse_settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(
+        tmp_path, destination_yaml("main", "http://127.0.0.1:9", pixel_id=PIXEL_A,
+                                   access_token="")))
+    client = await aiohttp_client(create_app(parse_settings(config.read_text(), env={})))
+    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead", "eid": "o1"})
+    assert response.status == 200
+
+    def finished() -> bool:
+        with sqlite3.connect(tmp_path / "gateway.db") as db:
+            return db.execute("SELECT state FROM outbox").fetchall() == [("dry_run",)]
+
+    await wait_until(finished)
+    await client.close()
+    assert main(["outbox", "--config", str(config), "--payload"]) == 0
+    out = capsys.readouterr().out
+    assert "main             dry_run    1" in out
+    assert f"main dry_run pixel={PIXEL_A} Lead event_id=o1 attempts=1" in out
+    assert '"event_name":"Lead"' in out

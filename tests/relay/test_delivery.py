@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,14 @@ from aiohttp import web
 
 from gateway.config import Settings, parse_settings
 
-from ..conftest import PIXEL_A, PIXEL_B, GatewayFactory, destination_yaml, settings_yaml
+from ..conftest import (
+    PIXEL_A,
+    PIXEL_B,
+    GatewayFactory,
+    destination_yaml,
+    settings_yaml,
+    wait_until,
+)
 from ..fake_graph import FakeGraph
 
 PIXEL_C = "333333333333333"
@@ -26,13 +32,6 @@ def states(settings: Settings) -> list[tuple[str, str, str | None]]:
         return db.execute(
             "SELECT destination, state, last_error FROM outbox ORDER BY id"
         ).fetchall()
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a cheap condition (bounded): for outcomes that leave no request to wait on."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 async def hit(client: Any, pixel: str, name: str = "PageView", **params: str) -> None:
