@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              help="config file (default: $GATEWAY_CONFIG or config.yaml)")
         if name == "outbox":
             command.add_argument("--state", help="only rows in this state (pending, delivered, "
-                                 "dry_run, unrouted, inflight)")
+                                 "dry_run, unrouted, invalid, inflight)")
             command.add_argument("--limit", type=int, default=20, help="rows to show")
             command.add_argument("--payload", action="store_true",
                                  help="also print each event as (or as it would be) sent")

@@ -17,7 +17,12 @@ from aiohttp import web
 
 from . import keys
 from .config import Settings
+from .enrich import Enricher
 from .errors import HitError, OutboxUnavailable
+from .identity.cookies import FirstPartyCookies
+from .identity.geo import GeoLocator
+from .identity.proxy import TrustedProxies
+from .identity.useragent import shared_parser
 from .ingest.browser import handle_hit
 from .observe import Labels, Metrics
 from .outbox import Outbox
@@ -41,7 +46,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock
     app[keys.METRICS] = Metrics()
-    app.cleanup_ctx.extend([outbox_ctx, http_session_ctx, relay_ctx, pruner_ctx])
+    app[keys.PROXIES] = TrustedProxies(
+        settings.server.trusted_proxies, settings.server.client_ip_headers,
+        truncate=settings.identity.truncate_ip,
+    )
+    app[keys.COOKIES] = FirstPartyCookies(
+        enabled=settings.cookies.enabled, domain=settings.cookies.domain
+    )
+    app.cleanup_ctx.extend([identity_ctx, outbox_ctx, http_session_ctx, relay_ctx, pruner_ctx])
 
     prefix = settings.server.path_prefix
     app.router.add_route("GET", f"{prefix}/tr", handle_hit)
@@ -67,6 +79,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 # -- resources ------------------------------------------------------------------------------
+async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load the user-agent rules and open the geo databases, off the event loop."""
+    settings = app[keys.SETTINGS]
+    loop = asyncio.get_running_loop()
+    user_agents = await loop.run_in_executor(None, shared_parser)
+    geo = None
+    if settings.geo.databases:
+        geo = await loop.run_in_executor(None, GeoLocator, settings.geo.databases)
+    app[keys.ENRICHER] = Enricher(
+        user_agents, geo, fill_from_geo=settings.geo.fill_user_data,
+        default_country=settings.identity.default_country,
+    )
+    yield
+    if geo is not None:
+        geo.close()
+
+
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     storage = settings.storage
@@ -78,7 +107,9 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[keys.CLOCK],
     )
     app[keys.OUTBOX] = outbox
-    app[keys.PIPELINE] = Pipeline(settings.destinations, outbox, app[keys.METRICS])
+    app[keys.PIPELINE] = Pipeline(
+        settings.destinations, outbox, app[keys.METRICS], app[keys.ENRICHER], app[keys.CLOCK]
+    )
     yield
     await outbox.close()
 

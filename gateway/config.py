@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .configreader import Problems, Reader
 from .errors import ConfigError
-from .yamlsource import YamlProblem, load_located
+from .identity.proxies import PRESETS
+from .yamlsource import KeyPath, YamlProblem, load_located
 
 __all__ = [
     "AccessKey",
+    "CookieSettings",
     "DestinationSettings",
+    "GeoSettings",
+    "IdentitySettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
@@ -38,7 +43,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     path_prefix: str = ""
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs (presets already expanded)
+    client_ip_headers: tuple[str, ...] = ("CF-Connecting-IP", "True-Client-IP", "Fastly-Client-IP")
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65536
     shutdown_timeout: float = 10.0
@@ -51,6 +57,24 @@ class StorageSettings:
     retention_hours: float = 72.0
     lease_seconds: float = 30.0
     synchronous: str = "FULL"  # SQLite: FULL survives power loss; NORMAL survives crashes only
+
+
+@dataclass(frozen=True)
+class GeoSettings:
+    databases: tuple[Path, ...] = ()  # GeoIP2/GeoLite2 City or DB-IP city files, tried in order
+    fill_user_data: bool = True  # fill country/st/ct/zp (hashed) when the event has none
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    truncate_ip: bool = False  # keep /24 (IPv4) or /48 (IPv6) only, before anything is stored
+    default_country: str = ""  # for phone numbers without a country code when geo has none
+
+
+@dataclass(frozen=True)
+class CookieSettings:
+    enabled: bool = True  # set/refresh _fbp and _fbc with Set-Cookie
+    domain: str = "auto"  # auto = registrable domain; "" = host-only; or a fixed domain
 
 
 @dataclass(frozen=True)
@@ -93,7 +117,9 @@ class AccessKey:
 class Settings:
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
-    geo_database: Path | None = None
+    geo: GeoSettings = GeoSettings()
+    identity: IdentitySettings = IdentitySettings()
+    cookies: CookieSettings = CookieSettings()
     rules_path: Path = Path("rules")
     destinations: tuple[DestinationSettings, ...] = ()
     access_keys: tuple[AccessKey, ...] = ()
@@ -134,7 +160,9 @@ def parse_settings(
     settings = Settings(
         server=_server(top.child("server")),
         storage=_storage(top.child("storage"), base),
-        geo_database=_geo(top.child("geo"), base),
+        geo=_geo(top.child("geo"), base),
+        identity=_identity(top.child("identity")),
+        cookies=_cookies(top.child("cookies")),
         rules_path=_resolve(base, _rules_path(top.child("rules"))),
         destinations=_destinations(top),
         access_keys=_access_keys(top),
@@ -157,14 +185,22 @@ def _server(r: Reader) -> ServerSettings:
         "path_prefix", "", pattern=r"(/[A-Za-z0-9._~-]+)*",
         hint="empty or a path like /metrics-gw (leading slash, no trailing slash)",
     )
-    proxies = []
+    proxies: list[str] = []
     for path, item in r.string_list("trusted_proxies"):
+        if item in PRESETS:
+            proxies.extend(PRESETS[item])
+            continue
         try:
             proxies.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
             r.problems.add(
-                path, f"must be an IP address or CIDR such as 173.245.48.0/20, got {item!r}"
+                path, "must be an IP address, a CIDR such as 173.245.48.0/20, or one of "
+                f"{', '.join(sorted(PRESETS))}, got {item!r}"
             )
+    headers = tuple(
+        item for path, item in r.string_list("client_ip_headers")
+        if _header_name(r, path, item)
+    ) if "client_ip_headers" in r.data else ServerSettings.client_ip_headers
     origins = []
     for path, item in r.string_list("allowed_origins"):
         if not item.startswith(("http://", "https://")) or item.rstrip("/").count("/") > 2:
@@ -177,6 +213,7 @@ def _server(r: Reader) -> ServerSettings:
         port=r.number("port", 8080, kind=int, low=1, high=65535),
         path_prefix=prefix,
         trusted_proxies=tuple(proxies),
+        client_ip_headers=headers,
         allowed_origins=tuple(origins),
         max_body_bytes=r.number("max_body_bytes", 65536, kind=int, low=1024, high=16 * 2**20,
                                 unit="bytes"),
@@ -185,6 +222,13 @@ def _server(r: Reader) -> ServerSettings:
     )
     r.finish()
     return settings
+
+
+def _header_name(r: Reader, path: KeyPath, name: str) -> bool:
+    if re.fullmatch(r"[A-Za-z0-9-]+", name):
+        return True
+    r.problems.add(path, f"must be an HTTP header name such as CF-Connecting-IP, got {name!r}")
+    return False
 
 
 def _storage(r: Reader, base: Path) -> StorageSettings:
@@ -202,16 +246,40 @@ def _storage(r: Reader, base: Path) -> StorageSettings:
     return settings
 
 
-def _geo(r: Reader, base: Path) -> Path | None:
-    database = r.string("database", "")
+def _geo(r: Reader, base: Path) -> GeoSettings:
+    if isinstance(r.data.get("database"), list):
+        names = [(path, item) for path, item in r.string_list("database") if item]
+    else:
+        single = r.string("database", "")
+        names = [((*r.path, "database"), single)] if single else []
+    paths = []
+    for where, name in names:
+        path = _resolve(base, name)
+        if not path.is_file():
+            r.problems.add(where, "file not found (a GeoIP2/GeoLite2 City or DB-IP city .mmdb),"
+                           f" got {str(path)!r}")
+        paths.append(path)
+    settings = GeoSettings(databases=tuple(paths),
+                           fill_user_data=r.boolean("fill_user_data", True))
     r.finish()
-    if not database:
-        return None
-    path = _resolve(base, database)
-    if not path.is_file():
-        r.fail("database", "file not found (a GeoIP2/GeoLite2 City or DB-IP city .mmdb)",
-               str(path))
-    return path
+    return settings
+
+
+def _identity(r: Reader) -> IdentitySettings:
+    country = r.string("default_country", "", pattern=r"([A-Za-z]{2})?",
+                       hint="an ISO 3166-1 alpha-2 code such as US or GB")
+    settings = IdentitySettings(truncate_ip=r.boolean("truncate_ip", False),
+                                default_country=country.lower())
+    r.finish()
+    return settings
+
+
+def _cookies(r: Reader) -> CookieSettings:
+    domain = r.string("domain", "auto", pattern=r"auto|(\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?",
+                      hint='"auto", "" (host-only) or a domain such as example.com')
+    settings = CookieSettings(enabled=r.boolean("enabled", True), domain=domain.lstrip("."))
+    r.finish()
+    return settings
 
 
 def _rules_path(r: Reader) -> str:

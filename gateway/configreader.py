@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from .yamlsource import Marks, Path, format_path
+from .yamlsource import KeyPath, Marks, format_path
 
 __all__ = ["Problems", "Reader", "expand_env"]
 
@@ -29,7 +29,7 @@ class Problems:
         self.marks = marks
         self.messages: list[str] = []
 
-    def add(self, path: Path, message: str, *, at_key: bool = False) -> None:
+    def add(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
         where = self.marks.locate(path, key=at_key)
         self.messages.append(f"{where}: {format_path(path)}: {message}")
 
@@ -65,7 +65,7 @@ class Reader:
     def __init__(
         self,
         data: Any,
-        path: Path,
+        path: KeyPath,
         problems: Problems,
         env: Mapping[str, str],
     ) -> None:
@@ -91,7 +91,7 @@ class Reader:
             return default
         return self.expand(self.data[key], (*self.path, key), secret=secret)
 
-    def expand(self, value: Any, path: Path, *, secret: bool = False) -> Any:
+    def expand(self, value: Any, path: KeyPath, *, secret: bool = False) -> Any:
         if not isinstance(value, str):
             return value
         expanded, unset = expand_env(value, self.env)
@@ -171,7 +171,7 @@ class Reader:
         self.fail(key, "must be true or false", value)
         return default
 
-    def string_list(self, key: str, *, secret: bool = False) -> list[tuple[Path, str]]:
+    def string_list(self, key: str, *, secret: bool = False) -> list[tuple[KeyPath, str]]:
         """A list of text values, each with its path (for located per-item messages)."""
         value = self.raw(key, [])
         if isinstance(value, str) and value == "":
@@ -179,7 +179,7 @@ class Reader:
         if not isinstance(value, list):
             self.fail(key, "must be a list (write [] for none)", value)
             return []
-        items: list[tuple[Path, str]] = []
+        items: list[tuple[KeyPath, str]] = []
         for index, item in enumerate(value):
             path = (*self.path, key, index)
             item = self.expand(item, path, secret=secret)

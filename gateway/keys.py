@@ -8,12 +8,18 @@ import aiohttp
 from aiohttp import web
 
 from .config import Settings
+from .enrich import Enricher
+from .identity.cookies import FirstPartyCookies
+from .identity.proxy import TrustedProxies
 from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.worker import RelayWorker
 
-__all__ = ["CLOCK", "HTTP_SESSION", "METRICS", "OUTBOX", "PIPELINE", "SETTINGS", "WORKERS"]
+__all__ = [
+    "CLOCK", "COOKIES", "ENRICHER", "HTTP_SESSION", "METRICS", "OUTBOX", "PIPELINE", "PROXIES",
+    "SETTINGS", "WORKERS",
+]
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
@@ -22,3 +28,6 @@ OUTBOX = web.AppKey("outbox", Outbox)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 WORKERS = web.AppKey("workers", list[RelayWorker])
+PROXIES = web.AppKey("proxies", TrustedProxies)
+COOKIES = web.AppKey("cookies", FirstPartyCookies)
+ENRICHER = web.AppKey("enricher", Enricher)

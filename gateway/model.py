@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .identity.geo import GeoInfo
+    from .identity.useragent import UserAgentInfo
 
 __all__ = ["Context", "Event"]
 
@@ -21,6 +25,9 @@ class Context:
     user_agent: str | None = None
     test_event_code: str = ""
     hit: dict[str, str] = field(default_factory=dict)  # browser-only extras: ts, sw, sh, if, ...
+    ua: UserAgentInfo | None = None  # parsed user agent (enrichment)
+    geo: GeoInfo | None = None  # from the client IP (enrichment)
+    warnings: list[str] = field(default_factory=list)  # values dropped on the way, by field name
 
 
 @dataclass

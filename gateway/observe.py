@@ -13,6 +13,7 @@ _HELP = {
     "gateway_hits_total": "Browser hits received, by result (accepted, rejected).",
     "gateway_events_enqueued_total": "Event rows committed to the outbox, by destination.",
     "gateway_events_unrouted_total": "Events no destination accepts (kept as 'unrouted' rows).",
+    "gateway_events_invalid_total": "Events Meta would refuse (kept as 'invalid' rows), by source.",
     "gateway_relay_requests_total": "Upstream requests, by destination and outcome.",
     "gateway_relay_events_total": "Events relayed, by destination and outcome.",
     "gateway_outbox_rows": "Outbox rows, by destination and state.",

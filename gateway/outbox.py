@@ -7,7 +7,8 @@ durability does not cost throughput. Relay workers `claim` due rows under a leas
 kill -9) becomes due again when its lease expires, so delivery is at least once.
 
 Row states: pending -> inflight -> delivered | dry_run (finished, pruned after retention);
-inflight -> pending (retry); unrouted (no destination accepts the pixel; kept for inspection).
+inflight -> pending (retry); unrouted (no destination accepts the pixel) and invalid (fails
+Meta's rules; `last_error` says why) are kept for inspection.
 One connection serves everything; an asyncio lock keeps each transaction whole.
 """
 
@@ -30,7 +31,6 @@ __all__ = ["ClaimedRow", "Outbox", "OutboxEntry"]
 
 log = logging.getLogger(__name__)
 
-FINISHED_STATES = ("delivered", "dry_run", "unrouted")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, available_at)
     WHERE state IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (updated_at)
-    WHERE state IN ('delivered', 'dry_run', 'unrouted');
+    WHERE state IN ('delivered', 'dry_run', 'unrouted', 'invalid');
 """
 _INSERT = """
 INSERT INTO outbox (destination, pixel_id, test_event_code, event_name, event_id, event_time,
@@ -278,9 +278,8 @@ class Outbox:
         while True:
             async with self._lock:
                 cursor = await self._db.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
-                    "WHERE state IN ('delivered', 'dry_run', 'unrouted') AND updated_at < ? "
-                    "LIMIT ?)",
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN "
+                    "('delivered', 'dry_run', 'unrouted', 'invalid') AND updated_at < ? LIMIT ?)",
                     (older_than, chunk),
                 )
                 await self._db.commit()

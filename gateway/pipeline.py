@@ -1,70 +1,95 @@
-"""From an accepted Event to committed outbox rows: pick destinations, serialize, enqueue.
+"""From an accepted Event to committed outbox rows, in data-flow order:
+enrich (UA, geo) and hash user_data -> validate -> [rules, later] -> route -> durable commit.
 
-This is where later stages plug in, in data-flow order: identity and enrichment, normalization
-and hashing, validation, then the marketers' rules, before routing and the durable commit.
+An event that fails validation is not relayed but kept: one `invalid` row with its reasons.
+An event no destination accepts is kept as one `unrouted` row. Both are counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import orjson
 
 from .config import DestinationSettings
+from .enrich import Enricher
 from .model import Event
 from .observe import Metrics
 from .outbox import Outbox, OutboxEntry
+from .validate import validate_event
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "Submission"]
+
+
+@dataclass
+class Submission:
+    """What happened to one event."""
+
+    destinations: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)  # reasons, when the event is invalid
 
 
 class Pipeline:
     def __init__(
-        self, destinations: Sequence[DestinationSettings], outbox: Outbox, metrics: Metrics
+        self,
+        destinations: Sequence[DestinationSettings],
+        outbox: Outbox,
+        metrics: Metrics,
+        enricher: Enricher,
+        clock: Callable[[], float],
     ) -> None:
         self._destinations = tuple(destinations)
         self._outbox = outbox
         self._metrics = metrics
+        self._enricher = enricher
+        self._clock = clock
 
     def route(self, event: Event) -> list[DestinationSettings]:
         """Every destination that accepts the pixel id the event was received for."""
         pixel_id = event.context.pixel_id
         return [d for d in self._destinations if d.accepts_pixel(pixel_id)]
 
-    async def submit(self, event: Event) -> list[str]:
-        """Commit the event's rows; return the names of the destinations it will go to."""
+    async def submit(self, event: Event) -> Submission:
+        """Enrich, validate and commit the event's rows; say where it will go."""
+        self._enricher.enrich(event)
+        reasons = validate_event(event.data, self._clock())
         payload = orjson.dumps(event.data)
+        if reasons:
+            note = "; ".join(reasons)
+            await self._outbox.enqueue([self._entry(event, payload, None, "invalid", note)])
+            self._metrics.inc("gateway_events_invalid_total", source=event.context.source)
+            return Submission(invalid=reasons)
         destinations = self.route(event)
-        entries = [self._entry(event, payload, d) for d in destinations]
-        if not entries:
+        if not destinations:
             # Kept, not silently dropped: a person can see which pixel ids arrive unconfigured.
-            entries = [self._entry(event, payload, None)]
-        await self._outbox.enqueue(entries)
-        if destinations:
-            for d in destinations:
-                self._metrics.inc("gateway_events_enqueued_total", destination=d.name)
-        else:
+            note = f"no destination accepts pixel {event.context.pixel_id}"
+            await self._outbox.enqueue([self._entry(event, payload, None, "unrouted", note)])
             self._metrics.inc("gateway_events_unrouted_total")
-        return [d.name for d in destinations]
+            return Submission()
+        await self._outbox.enqueue([self._entry(event, payload, d) for d in destinations])
+        for d in destinations:
+            self._metrics.inc("gateway_events_enqueued_total", destination=d.name)
+        return Submission(destinations=[d.name for d in destinations])
 
     @staticmethod
     def _entry(
-        event: Event, payload: bytes, destination: DestinationSettings | None
+        event: Event,
+        payload: bytes,
+        destination: DestinationSettings | None,
+        state: str = "pending",
+        note: str | None = None,
     ) -> OutboxEntry:
         context = event.context
-        if destination is None:
-            return OutboxEntry(
-                destination="", pixel_id=context.pixel_id,
-                test_event_code=context.test_event_code, event_name=event.name,
-                event_id=event.id, event_time=int(event.data["event_time"]), payload=payload,
-                state="unrouted", note=f"no destination accepts pixel {context.pixel_id}",
-            )
         return OutboxEntry(
-            destination=destination.name,
-            pixel_id=destination.pixel_id or context.pixel_id,
-            test_event_code=context.test_event_code or destination.test_event_code,
+            destination=destination.name if destination else "",
+            pixel_id=(destination.pixel_id if destination else "") or context.pixel_id,
+            test_event_code=context.test_event_code
+            or (destination.test_event_code if destination else ""),
             event_name=event.name,
             event_id=event.id,
             event_time=int(event.data["event_time"]),
             payload=payload,
+            state=state,
+            note=note,
         )

@@ -15,9 +15,9 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-__all__ = ["Marks", "Path", "YamlProblem", "format_path", "load_located"]
+__all__ = ["KeyPath", "Marks", "YamlProblem", "format_path", "load_located"]
 
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,10 @@ class Marks:
     """Where each value (and each mapping key) of a document stood."""
 
     filename: str
-    values: dict[Path, Position] = field(default_factory=dict)
-    keys: dict[Path, Position] = field(default_factory=dict)
+    values: dict[KeyPath, Position] = field(default_factory=dict)
+    keys: dict[KeyPath, Position] = field(default_factory=dict)
 
-    def locate(self, path: Path, *, key: bool = False) -> str:
+    def locate(self, path: KeyPath, *, key: bool = False) -> str:
         """`file:line:col` of the value at `path` (or of its key), falling back to its parents."""
         table = self.keys if key else self.values
         probe = path
@@ -54,7 +54,7 @@ class YamlProblem(Exception):
         self.message = message
 
 
-def format_path(path: Path) -> str:
+def format_path(path: KeyPath) -> str:
     """("destinations", 0, "pixel_id") -> "destinations[0].pixel_id"."""
     out = ""
     for part in path:
@@ -86,7 +86,7 @@ def _position(node: Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _build(node: Node, path: Path, marks: Marks, constructor: SafeConstructor) -> Any:
+def _build(node: Node, path: KeyPath, marks: Marks, constructor: SafeConstructor) -> Any:
     marks.values[path] = _position(node)
     if isinstance(node, MappingNode):
         result: dict[str, Any] = {}

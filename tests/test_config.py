@@ -97,8 +97,8 @@ MISTAKES = [
     (GOOD + "server: {}\n",
      "config.yaml:8:1: server: this key appears twice in the same block; keep one"),
     (GOOD.replace("  port: 9000", "  port: 9000\n  trusted_proxies: [10.0.0.0/33]"),
-     "config.yaml:4:21: server.trusted_proxies[0]: must be an IP address or CIDR such as "
-     "173.245.48.0/20, got '10.0.0.0/33'"),
+     "config.yaml:4:21: server.trusted_proxies[0]: must be an IP address, a CIDR such as "
+     "173.245.48.0/20, or one of cloudflare, loopback, private, got '10.0.0.0/33'"),
     (GOOD + "geo: {database: missing.mmdb}\n",
      "config.yaml:8:17: geo.database: file not found (a GeoIP2/GeoLite2 City or DB-IP city "
      ".mmdb), got '/nowhere/missing.mmdb'"),

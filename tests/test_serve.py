@@ -59,7 +59,8 @@ async def test_serve_relays_and_stops_cleanly_on_sigterm(
         await wait_for_ready(f"{base}/readyz", process)
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{base}/tr", params={
-                "id": PIXEL_A, "ev": "PageView", "eid": "s1", "ud[em]": "who@example.com"
+                "id": PIXEL_A, "ev": "PageView", "eid": "s1", "ud[em]": "who@example.com",
+                "dl": "https://shop.example.com/",
             }) as response:
                 assert response.status == 200
         [event] = await fake_graph.wait_for_events(1)
@@ -88,7 +89,8 @@ async def test_outbox_command_shows_what_would_be_sent(
         tmp_path, destination_yaml("main", "http://127.0.0.1:9", pixel_id=PIXEL_A,
                                    access_token="")))
     client = await aiohttp_client(create_app(parse_settings(config.read_text(), env={})))
-    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead", "eid": "o1"})
+    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead", "eid": "o1",
+                                                "dl": "https://a.example/"})
     assert response.status == 200
 
     def finished() -> bool:

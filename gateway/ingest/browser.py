@@ -1,7 +1,10 @@
 """`GET|POST /tr`: browser hits in the Meta pixel's parameter format.
 
 GET answers a 1x1 GIF (image beacons), POST answers 204 (sendBeacon, fetch, forms); both only
-after the event is committed to the outbox. A bad hit gets a 4xx naming the parameter.
+after the event is committed to the outbox, and both carry the first-party `_fbp`/`_fbc`
+cookies. A hit that cannot be read gets a 4xx naming the parameter and nothing is stored. A hit
+that reads fine but breaks Meta's rules (no page URL, no user agent, a Purchase without value)
+is stored as `invalid` with its reasons and answered 400 with those reasons.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from aiohttp import hdrs, web
 
 from .. import keys
 from ..errors import HitError
+from ..identity.cookies import MAX_AGE, BrowserIds
 from .hitevent import build_hit_event
 from .hitparams import read_hit_params
 
@@ -35,20 +39,55 @@ def clean_text(value: str | None) -> str | None:
 async def handle_hit(request: web.Request) -> web.StreamResponse:
     app = request.app
     metrics = app[keys.METRICS]
+    now = app[keys.CLOCK]()
     try:
         params = await read_hit_params(request)
+        ids = _browser_ids(request, params, now)
         event = build_hit_event(
             params,
-            ip=request.remote,
+            ip=app[keys.PROXIES].client_ip(request.remote, request.headers),
             user_agent=clean_text(request.headers.get(hdrs.USER_AGENT)),
-            cookies={name: clean_text(value) or "" for name, value in request.cookies.items()},
-            now=app[keys.CLOCK](),
+            fbp=ids.fbp,
+            fbc=ids.fbc,
+            now=now,
         )
     except HitError:
         metrics.inc("gateway_hits_total", result="rejected")
         raise
-    await app[keys.PIPELINE].submit(event)
-    metrics.inc("gateway_hits_total", result="accepted")
-    if request.method == "GET":
-        return web.Response(body=PIXEL_GIF, content_type="image/gif", headers=NO_STORE)
-    return web.Response(status=204, headers=NO_STORE)
+    submission = await app[keys.PIPELINE].submit(event)
+    response: web.Response
+    if submission.invalid:
+        metrics.inc("gateway_hits_total", result="invalid")
+        response = web.json_response(
+            {"error": "the event breaks Meta's rules and will not be sent",
+             "reasons": submission.invalid},
+            status=400, headers=NO_STORE,
+        )
+    else:
+        metrics.inc("gateway_hits_total", result="accepted")
+        if request.method == "GET":
+            response = web.Response(body=PIXEL_GIF, content_type="image/gif", headers=NO_STORE)
+        else:
+            response = web.Response(status=204, headers=NO_STORE)
+    _set_cookies(response, ids)
+    return response
+
+
+def _browser_ids(request: web.Request, params: dict[str, str], now: float) -> BrowserIds:
+    proxies = request.app[keys.PROXIES]
+    peer, headers = request.remote, request.headers
+    return request.app[keys.COOKIES].resolve(
+        host=proxies.host(peer, headers, request.host),
+        secure=proxies.scheme(peer, headers, request.scheme) == "https",
+        cookies={name: clean_text(value) or "" for name, value in request.cookies.items()},
+        params=params,
+        now_ms=int(now * 1000),
+    )
+
+
+def _set_cookies(response: web.Response, ids: BrowserIds) -> None:
+    for name, value in ids.to_set.items():
+        response.set_cookie(
+            name, value, max_age=MAX_AGE, path="/", domain=ids.domain, secure=ids.secure,
+            samesite="Lax",
+        )

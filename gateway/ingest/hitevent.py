@@ -42,7 +42,8 @@ def build_hit_event(
     *,
     ip: str | None,
     user_agent: str | None,
-    cookies: Mapping[str, str],
+    fbp: str | None,
+    fbc: str | None,
     now: float,
     make_event_id: Callable[[], str] = new_event_id,
 ) -> Event:
@@ -64,10 +65,10 @@ def build_hit_event(
         user_data["client_ip_address"] = ip
     if user_agent:
         user_data["client_user_agent"] = user_agent
-    for key, cookie in (("fbp", "_fbp"), ("fbc", "_fbc")):
-        browser_id = params.get(key) or cookies.get(cookie)
-        if browser_id:
-            user_data[key] = browser_id
+    if fbp:
+        user_data["fbp"] = fbp
+    if fbc:
+        user_data["fbc"] = fbc
 
     data: dict[str, Any] = {
         "event_name": event_name,

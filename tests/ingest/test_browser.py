@@ -3,6 +3,7 @@ a 4xx with a reason and leave nothing behind."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from pathlib import Path
@@ -100,7 +101,7 @@ async def test_body_parameters_win_over_query(
 ) -> None:
     client = await start_gateway(one_destination)
     response = await client.post(
-        f"/tr?id={PIXEL_A}&ev=PageView", data={"ev": "ViewContent"}
+        f"/tr?id={PIXEL_A}&ev=PageView&dl=https://a.example/", data={"ev": "ViewContent"}
     )
     assert response.status == 204
     [event] = await fake_graph.wait_for_events(1)
@@ -113,7 +114,7 @@ async def test_ack_only_after_commit(
     # A 2xx promises the row is on disk: read the file from another connection right away.
     one_destination = _dry_run(one_destination)
     client = await start_gateway(one_destination)
-    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "PageView", "eid": "e1"})
+    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "PageView", "eid": "e1", "dl": "https://a.example/"})
     assert response.status == 200
     [(destination, _state, payload)] = outbox_rows(one_destination)
     assert destination == "main"
@@ -219,7 +220,7 @@ async def test_undecodable_user_agent_bytes_are_replaced_not_fatal(
     client = await start_gateway(one_destination)
     reader, writer = await asyncio.open_connection(client.host, client.port)
     writer.write(
-        f"GET /tr?id={PIXEL_A}&ev=PageView HTTP/1.1\r\nHost: x\r\n".encode()
+        f"GET /tr?id={PIXEL_A}&ev=PageView&dl=https://a.example/ HTTP/1.1\r\nHost: x\r\n".encode()
         + b"User-Agent: Bot\xff\xfe/1\r\nConnection: close\r\n\r\n"
     )
     await writer.drain()
@@ -236,11 +237,11 @@ async def test_unknown_user_data_keys_are_left_out(
     client = await start_gateway(one_destination)
     response = await client.get(
         "/tr", params={"id": PIXEL_A, "ev": "PageView", "ud[zz]": "1", "ud[external_id]": "u7",
-                       "ud[em]": "  "},
+                       "ud[em]": "  ", "dl": "https://a.example/"},
     )
     assert response.status == 200
     [event] = await fake_graph.wait_for_events(1)
-    assert event["user_data"]["external_id"] == "u7"
+    assert event["user_data"]["external_id"] == hashlib.sha256(b"u7").hexdigest()
     assert "zz" not in event["user_data"]
     assert "em" not in event["user_data"]
 
@@ -251,7 +252,7 @@ async def test_data_processing_options_are_mapped(
     client = await start_gateway(one_destination)
     response = await client.get(
         "/tr", params={"id": PIXEL_A, "ev": "PageView", "dpo": "LDU", "dpoco": "1",
-                       "dpost": "1000"},
+                       "dpost": "1000", "dl": "https://a.example/"},
     )
     assert response.status == 200
     [event] = await fake_graph.wait_for_events(1)

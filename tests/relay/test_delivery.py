@@ -35,6 +35,7 @@ def states(settings: Settings) -> list[tuple[str, str, str | None]]:
 
 
 async def hit(client: Any, pixel: str, name: str = "PageView", **params: str) -> None:
+    params.setdefault("dl", "https://shop.example.com/")
     response = await client.get("/tr", params={"id": pixel, "ev": name, **params})
     assert response.status == 200, await response.text()
 

@@ -1,0 +1,60 @@
+"""Enrich an event and make its user_data Meta-ready: UA and geo into the context, then
+normalize + hash user_data, then fill country/st/ct/zp from geo where the event has none.
+
+The context keeps clear values (browser, country, city) for rules; only hashes go upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .hashing import hash_user_data, sha256
+from .identity.geo import GeoInfo, GeoLocator
+from .identity.useragent import UserAgentParser
+from .model import Event
+from .normalize import NORMALIZERS
+
+__all__ = ["Enricher"]
+
+_GEO_FIELDS = (("country", "country"), ("st", "region"), ("ct", "city"), ("zp", "postal"))
+
+
+class Enricher:
+    def __init__(
+        self,
+        user_agents: UserAgentParser,
+        geo: GeoLocator | None = None,
+        *,
+        fill_from_geo: bool = True,
+        default_country: str = "",
+    ) -> None:
+        self._user_agents = user_agents
+        self._geo = geo
+        self._fill_from_geo = fill_from_geo
+        self._default_country = default_country.lower() or None
+
+    def enrich(self, event: Event) -> None:
+        context = event.context
+        context.ua = self._user_agents.parse(context.user_agent)
+        context.geo = self._geo.lookup(context.ip) if self._geo is not None else None
+        user_data = event.data.get("user_data")
+        if not isinstance(user_data, dict):
+            return
+        geo_country = context.geo.country.lower() if context.geo and context.geo.country else None
+        hashed, problems = hash_user_data(
+            user_data, default_country=geo_country or self._default_country
+        )
+        if self._fill_from_geo and context.geo is not None:
+            _fill(hashed, context.geo)
+        event.data["user_data"] = hashed
+        context.warnings.extend(problems)
+
+
+def _fill(user_data: dict[str, Any], geo: GeoInfo) -> None:
+    for key, attribute in _GEO_FIELDS:
+        value = getattr(geo, attribute)
+        if key in user_data or not value:
+            continue
+        normalized = NORMALIZERS[key](value)
+        if normalized:
+            user_data[key] = sha256(normalized)

@@ -1,0 +1,84 @@
+"""Hash user_data the way Meta requires: normalize each value, then SHA-256 (lowercase hex).
+
+Values that already look hashed (SHA-256 or MD5 hex, or SHA-256 with a `.appendix` from newer
+SDKs) pass through untouched, so nothing is ever hashed twice. Lists are normalized item by
+item, emptied items dropped, duplicates removed. Keys Meta wants in the clear (IP, user agent,
+fbp, fbc, ...) are left alone. Problems are reported by key, never with the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .normalize import NORMALIZERS, normalize_phone
+
+__all__ = ["CLEAR_KEYS", "HASHED_KEYS", "hash_user_data", "looks_hashed", "sha256"]
+
+HASHED_KEYS = frozenset(NORMALIZERS)
+CLEAR_KEYS = frozenset({
+    "client_ip_address", "client_user_agent", "fbc", "fbp", "subscription_id", "fb_login_id",
+    "lead_id", "ctwa_clid", "page_id", "anon_id", "madid",
+})
+_SHA256 = re.compile(r"[a-f0-9]{64}")
+_MD5 = re.compile(r"[a-f0-9]{32}")
+_APPENDIX = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def looks_hashed(value: str) -> str | None:
+    """The canonical form of an already-hashed value (hex lowercased, appendix kept), or None."""
+    text = value.strip()
+    head, dot, appendix = text.partition(".")
+    head = head.lower()
+    if _SHA256.fullmatch(head) and (not dot or _APPENDIX.fullmatch(appendix)):
+        return head + dot + appendix
+    if not dot and _MD5.fullmatch(head):
+        return head
+    return None
+
+
+def hash_value(key: str, value: str, country: str | None) -> str | None:
+    """One value of a hashed key: passed through if hashed, else normalized and hashed."""
+    already = looks_hashed(value)
+    if already is not None:
+        return already
+    normalized = normalize_phone(value, country) if key == "ph" else NORMALIZERS[key](value)
+    return sha256(normalized) if normalized else None
+
+
+def hash_user_data(
+    user_data: Mapping[str, Any], *, default_country: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Normalized and hashed user_data, plus one message per value that had to be dropped."""
+    problems: list[str] = []
+    raw_country = user_data.get("country")
+    country = None
+    if isinstance(raw_country, str) and looks_hashed(raw_country) is None:
+        country = NORMALIZERS["country"](raw_country)
+    country = country or default_country
+    result: dict[str, Any] = {}
+    for key, value in user_data.items():
+        if key not in HASHED_KEYS:
+            result[key] = value
+            continue
+        values = value if isinstance(value, list) else [value]
+        hashed: list[str] = []
+        for item in values:
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                problems.append(f"user_data.{key}: must be text or a list of text (dropped)")
+                continue
+            digest = hash_value(key, str(item), country)
+            if digest is None:
+                if str(item).strip():
+                    problems.append(f"user_data.{key}: not a usable value (dropped)")
+            elif digest not in hashed:
+                hashed.append(digest)
+        if hashed:
+            result[key] = hashed if isinstance(value, list) else hashed[0]
+    return result, problems

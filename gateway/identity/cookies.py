@@ -1,0 +1,135 @@
+"""First-party `_fbp` / `_fbc` cookies, set by the gateway's own responses (SPEC.md §5).
+
+Cookies written by JavaScript live at most 7 days under Safari ITP (1 day after an ad click);
+cookies set by an HTTP response from the site's own domain live their full 90 days. So the
+gateway mints `_fbp` when a visitor has none, turns an `fbclid` in the page URL (else the
+referrer) into `_fbc`, and refreshes both on every hit.
+
+- `_fbp = fb.{subdomain_index}.{creation_ms}.{random}`; `_fbc = fb.{index}.{ms}.{fbclid}`.
+- subdomain_index = labels of the cookie domain minus 1 (`example.com` -> 1).
+- The same fbclid keeps the existing `_fbc` (creation time unchanged); a new one replaces it;
+  fbclid values over 500 characters, or with characters a cookie cannot carry, are ignored.
+- Values with a 5th `.appendix` segment (newer Meta SDKs) are accepted and kept as they are.
+- Domain: `auto` = the registrable domain of the host (public suffix list, so
+  `shop.example.co.uk` -> `example.co.uk`); `""` = host-only; or a fixed domain.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from ipaddress import ip_address
+from urllib.parse import parse_qsl, urlsplit
+
+from publicsuffixlist import PublicSuffixList
+
+__all__ = ["MAX_AGE", "BrowserIds", "FirstPartyCookies"]
+
+MAX_AGE = 90 * 24 * 3600
+MAX_FBCLID = 500
+_FBCLID = re.compile(r"[A-Za-z0-9_-]+")
+_APPENDIX = re.compile(r"[A-Za-z0-9_-]+")
+_PSL = PublicSuffixList()
+
+
+@dataclass
+class BrowserIds:
+    """The final fbp/fbc for the event, and the cookies the response must set."""
+
+    fbp: str | None = None
+    fbc: str | None = None
+    to_set: dict[str, str] = field(default_factory=dict)
+    domain: str | None = None  # None: host-only
+    secure: bool = False
+
+
+def _parts(value: str | None) -> list[str] | None:
+    """Segments of a valid fb.N.MS.PAYLOAD[.APPENDIX] value, or None."""
+    if not value:
+        return None
+    parts = value.strip().split(".")
+    if len(parts) not in (4, 5) or parts[0] != "fb":
+        return None
+    if not (parts[1].isdigit() and parts[2].isdigit() and parts[3]):
+        return None
+    if len(parts) == 5 and not _APPENDIX.fullmatch(parts[4]):
+        return None
+    return parts
+
+
+def _fbclid(url: str | None) -> str | None:
+    if not url or "fbclid=" not in url:
+        return None
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return None
+    for name, value in parse_qsl(query, keep_blank_values=False):
+        if name == "fbclid":
+            if len(value) <= MAX_FBCLID and _FBCLID.fullmatch(value):
+                return value
+            return None
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _cookie_domain(host: str, mode: str) -> tuple[str | None, int]:
+    """(Domain attribute or None for host-only, subdomain index) for a request host."""
+    try:
+        ip_address(host)
+        return None, 0
+    except ValueError:
+        pass
+    if mode == "auto":
+        domain = _PSL.privatesuffix(host)
+    elif mode and (host == mode or host.endswith("." + mode)):
+        domain = mode
+    else:
+        domain = None
+    named = domain or host
+    return domain, max(named.count("."), 0)
+
+
+class FirstPartyCookies:
+    def __init__(self, *, enabled: bool = True, domain: str = "auto") -> None:
+        self.enabled = enabled
+        self._domain = domain.lower().lstrip(".")
+
+    def resolve(
+        self,
+        *,
+        host: str,
+        secure: bool,
+        cookies: Mapping[str, str],
+        params: Mapping[str, str],
+        now_ms: int,
+    ) -> BrowserIds:
+        """Decide the event's fbp/fbc from cookies, hit parameters and the page URL."""
+        domain, index = _cookie_domain(host, self._domain)
+        ids = BrowserIds(domain=domain, secure=secure)
+        fbp = next(
+            (".".join(p) for v in (cookies.get("_fbp"), params.get("fbp")) if (p := _parts(v))),
+            None,
+        )
+        if fbp is None:
+            fbp = f"fb.{index}.{now_ms}.{secrets.randbelow(2147483647) + 1}"
+        ids.fbp = fbp
+
+        existing = None
+        for candidate in (cookies.get("_fbc"), params.get("fbc")):
+            if (parts := _parts(candidate)) is not None:
+                existing, existing_click = ".".join(parts), parts[3]
+                break
+        clicked = _fbclid(params.get("dl")) or _fbclid(params.get("rl"))
+        if clicked is not None and (existing is None or existing_click != clicked):
+            existing = f"fb.{index}.{now_ms}.{clicked}"
+        ids.fbc = existing
+
+        if self.enabled:
+            ids.to_set["_fbp"] = fbp
+            if existing:
+                ids.to_set["_fbc"] = existing
+        return ids

@@ -1,0 +1,144 @@
+"""What the original request looked like, believing forwarding headers only from trusted proxies.
+
+Client IP:
+From an untrusted peer the socket address is the answer. From a trusted peer (a CDN or reverse
+proxy listed in `server.trusted_proxies`): the first single-address header present
+(`CF-Connecting-IP`, `True-Client-IP`, `Fastly-Client-IP` by default), else the `Forwarded`
+(RFC 7239) or `X-Forwarded-For` chain walked right to left, skipping trusted hops and garbage,
+taking the first untrusted address. IPv6 stays IPv6 (Meta prefers it); ports, brackets and
+zone ids are stripped; IPv4-mapped IPv6 becomes IPv4.
+
+Scheme and host (for cookie attributes): `X-Forwarded-Proto` / `Forwarded: proto=` and
+`X-Forwarded-Host` / `Forwarded: host=` from a trusted peer, else the connection's own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from multidict import CIMultiDictProxy
+
+__all__ = ["IPAddress", "TrustedProxies", "parse_ip", "truncate_ip"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=8192)
+def parse_ip(text: str | None) -> IPAddress | None:
+    """An address from header text such as `1.2.3.4:80`, `[2001:db8::1]:443`, `fe80::1%eth0`,
+    or `"[::1]"`; None for anything else (`unknown`, `_hidden`, garbage)."""
+    if not text:
+        return None
+    value = text.strip().strip('"').strip()
+    if value.startswith("["):
+        value = value[1:].partition("]")[0]
+    elif value.count(":") == 1:  # IPv4 with a port
+        value = value.partition(":")[0]
+    value = value.partition("%")[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def truncate_ip(address: IPAddress) -> IPAddress:
+    """Keep the network part only: /24 for IPv4, /48 for IPv6."""
+    prefix = 24 if address.version == 4 else 48
+    return ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address
+
+
+def _forwarded(values: Iterable[str], parameter: str) -> list[str]:
+    """One parameter (`for`, `proto`, `host`) of RFC 7239 `Forwarded` headers, in order."""
+    found = []
+    for header in values:
+        for element in header.split(","):
+            for pair in element.split(";"):
+                name, _, value = pair.strip().partition("=")
+                if name.lower() == parameter:
+                    found.append(value.strip().strip('"'))
+    return found
+
+
+class TrustedProxies:
+    def __init__(
+        self,
+        trusted: Sequence[str],
+        headers: Sequence[str] = ("CF-Connecting-IP", "True-Client-IP", "Fastly-Client-IP"),
+        *,
+        truncate: bool = False,
+    ) -> None:
+        self._networks: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(cidr, strict=False) for cidr in trusted
+        )
+        self._headers = tuple(headers)
+        self._truncate = truncate
+        self._is_trusted = lru_cache(maxsize=4096)(self._check_trusted)
+
+    def _check_trusted(self, address: IPAddress) -> bool:
+        return any(address in network for network in self._networks)
+
+    def trusts(self, peer: str | None) -> bool:
+        address = parse_ip(peer)
+        return address is not None and bool(self._networks) and self._is_trusted(address)
+
+    def client_ip(self, peer: str | None, headers: CIMultiDictProxy[str]) -> str | None:
+        """The client's address as text, or None when the peer itself is unknown."""
+        address = self._find(parse_ip(peer), headers)
+        if address is None:
+            return None
+        return str(truncate_ip(address) if self._truncate else address)
+
+    def _find(self, peer: IPAddress | None, headers: CIMultiDictProxy[str]) -> IPAddress | None:
+        if peer is None or not self._networks or not self._is_trusted(peer):
+            return peer
+        for name in self._headers:
+            address = parse_ip(headers.get(name))
+            if address is not None:
+                return address
+        if "Forwarded" in headers:
+            chain = _forwarded(headers.getall("Forwarded"), "for")
+        else:
+            chain = [
+                part for header in headers.getall("X-Forwarded-For", ())
+                for part in header.split(",")
+            ]
+        addresses = [address for hop in chain if (address := parse_ip(hop)) is not None]
+        for address in reversed(addresses):
+            if not self._is_trusted(address):
+                return address
+        # Every hop is one of ours: the leftmost is the client (e.g. an office behind the VPN).
+        return addresses[0] if addresses else peer
+
+    def scheme(self, peer: str | None, headers: CIMultiDictProxy[str], own: str) -> str:
+        """`https` or `http` as the visitor's browser used it."""
+        if self.trusts(peer):
+            forwarded = _forwarded(headers.getall("Forwarded", ()), "proto")
+            claimed = forwarded[0] if forwarded else headers.get("X-Forwarded-Proto", "")
+            claimed = claimed.split(",")[0].strip().lower()
+            if claimed in ("http", "https"):
+                return claimed
+        return own
+
+    def host(self, peer: str | None, headers: CIMultiDictProxy[str], own: str) -> str:
+        """The host name the visitor's browser asked for (no port)."""
+        host = own
+        if self.trusts(peer):
+            forwarded = _forwarded(headers.getall("Forwarded", ()), "host")
+            claimed = forwarded[0] if forwarded else headers.get("X-Forwarded-Host", "")
+            host = claimed.split(",")[0].strip() or own
+        return _strip_port(host)
+
+
+def _strip_port(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    if host.count(":") == 1:
+        return host.partition(":")[0]
+    return host.rstrip(".")

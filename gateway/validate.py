@@ -1,0 +1,78 @@
+"""Meta's rules for a Conversions API event (SPEC.md §1), as readable reasons.
+
+An event that breaks one is not relayed (Meta would reject its whole batch): it is stored in the
+outbox as `invalid` with these reasons and counted. Reasons name fields, never values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["ACTION_SOURCES", "MAX_AGE_DAYS", "validate_event"]
+
+ACTION_SOURCES = frozenset({
+    "website", "app", "email", "phone_call", "chat", "physical_store", "system_generated",
+    "business_messaging", "other",
+})
+MAX_AGE_DAYS = {"physical_store": 62}
+DEFAULT_MAX_AGE_DAYS = 7
+FUTURE_SKEW_SECONDS = 60
+MAX_EVENT_NAME = 100
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+_URL = re.compile(r"https?://[^\s/]+.*", re.IGNORECASE)
+
+
+def validate_event(data: dict[str, Any], now: float) -> list[str]:
+    """Every reason Meta would refuse this event; empty when it is fine."""
+    reasons: list[str] = []
+    name = data.get("event_name")
+    if not isinstance(name, str) or not name.strip():
+        reasons.append("event_name is required")
+    elif len(name) > MAX_EVENT_NAME:
+        reasons.append(f"event_name is longer than {MAX_EVENT_NAME} characters")
+
+    source = data.get("action_source")
+    if source not in ACTION_SOURCES:
+        reasons.append("action_source must be one of " + ", ".join(sorted(ACTION_SOURCES)))
+    reasons += _check_time(data.get("event_time"), source, now)
+
+    user_data = data.get("user_data")
+    if not isinstance(user_data, dict) or not any(user_data.values()):
+        reasons.append("user_data needs at least one customer information parameter")
+        user_data = {}
+    if source == "website":
+        if not user_data.get("client_user_agent"):
+            reasons.append("website events need user_data.client_user_agent")
+        url = data.get("event_source_url")
+        if not url:
+            reasons.append("website events need event_source_url")
+        elif not isinstance(url, str) or not _URL.fullmatch(url):
+            reasons.append("event_source_url must be an http(s) URL")
+
+    if name == "Purchase":
+        reasons += _check_purchase(data.get("custom_data"))
+    return reasons
+
+
+def _check_time(event_time: Any, source: Any, now: float) -> list[str]:
+    if isinstance(event_time, bool) or not isinstance(event_time, int | float):
+        return ["event_time must be a Unix timestamp in seconds"]
+    days = MAX_AGE_DAYS.get(str(source), DEFAULT_MAX_AGE_DAYS)
+    if event_time < now - days * 86400:
+        return [f"event_time is more than {days} days old"]
+    if event_time > now + FUTURE_SKEW_SECONDS:
+        return ["event_time is in the future"]
+    return []
+
+
+def _check_purchase(custom_data: Any) -> list[str]:
+    custom = custom_data if isinstance(custom_data, dict) else {}
+    reasons = []
+    value = custom.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        reasons.append("Purchase events need custom_data.value as a number")
+    currency = custom.get("currency")
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+        reasons.append("Purchase events need custom_data.currency as a 3-letter ISO 4217 code")
+    return reasons
