@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from . import keys
+from . import keys, logsafety
 from .config import Settings
 from .enrich import Enricher
 from .errors import HitError, OutboxUnavailable
@@ -40,6 +40,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
     """The gateway as an aiohttp application; `settings` must already be validated."""
+    logsafety.install()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
@@ -76,6 +77,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             {"error": "the gateway cannot store events right now; retry later"},
             status=503, headers={"Retry-After": "5"},
         )
+    except web.HTTPException:
+        raise
+    except Exception:
+        # A bug, not the sender's fault: log it (the route only: queries carry personal data)
+        # and answer without details.
+        log.exception("internal error handling %s %s", request.method, request.path)
+        return web.json_response({"error": "internal error"}, status=500)
 
 
 # -- resources ------------------------------------------------------------------------------

@@ -170,9 +170,21 @@ def parse_settings(
         source=filename,
     )
     top.finish()
+    _check_lease(top, settings)
     if problems.messages:
         raise ConfigError(problems.messages)
     return settings
+
+
+def _check_lease(top: Reader, settings: Settings) -> None:
+    """A claim must outlive its request, or a slow answer lets a second attempt start."""
+    longest = max((d.timeout for d in settings.destinations), default=0.0)
+    if settings.storage.lease_seconds <= 2 * longest:
+        top.problems.add(
+            ("storage", "lease_seconds"),
+            f"must be more than twice the longest destination timeout ({longest:g}s), got "
+            f"{settings.storage.lease_seconds:g}",
+        )
 
 
 def _resolve(base: Path, path: str) -> Path:
@@ -209,7 +221,8 @@ def _server(r: Reader) -> ServerSettings:
             )
         origins.append(item.rstrip("/"))
     settings = ServerSettings(
-        host=r.string("host", "127.0.0.1"),
+        host=r.string("host", "127.0.0.1", pattern=r"[A-Za-z0-9.:_-]+|\[[0-9A-Fa-f:.]+\]",
+                      hint="an IP address or host name such as 127.0.0.1 or 0.0.0.0"),
         port=r.number("port", 8080, kind=int, low=1, high=65535),
         path_prefix=prefix,
         trusted_proxies=tuple(proxies),
@@ -299,9 +312,8 @@ def _logging(r: Reader) -> str:
 
 def _destinations(top: Reader) -> tuple[DestinationSettings, ...]:
     readers = top.children("destinations")
-    if "destinations" not in top.data or not readers:
-        if "destinations" not in top.data or isinstance(top.data.get("destinations"), list):
-            top.fail("destinations", "at least one destination is required")
+    if not readers:
+        top.fail("destinations", "at least one destination is required")
         return ()
     result: list[DestinationSettings] = []
     seen: set[str] = set()
@@ -345,6 +357,9 @@ def _destination(r: Reader) -> DestinationSettings:
                                  hint="a code from Events Manager's Test events, e.g. TEST1234"),
         dry_run=r.boolean("dry_run", False),
     )
+    if settings.retry_base_seconds > settings.retry_max_seconds:
+        r.fail("retry_base_seconds", "must not exceed retry_max_seconds "
+               f"({settings.retry_max_seconds:g})", settings.retry_base_seconds)
     r.finish()
     return settings
 
@@ -368,6 +383,9 @@ def _accepts(r: Reader, pixel_id: str) -> frozenset[str] | None:
         if not item.isdigit():
             r.problems.add(path, f"must be a numeric pixel id or \"*\", got {item!r}")
         ids.add(item)
+    if not ids and isinstance(raw, list):
+        r.fail("accepts", 'must list at least one pixel id, or be "*"; a destination that '
+               "accepts nothing receives nothing")
     return frozenset(ids)
 
 

@@ -9,6 +9,7 @@ one pass. Secret values are never echoed.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ __all__ = ["Problems", "Reader", "expand_env"]
 T = TypeVar("T")
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MISSING = object()
+_TOKEN_PARAM = re.compile(r"access_token=[^&\s'\"]*")
 
 
 class Problems:
@@ -55,7 +57,7 @@ def expand_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = _TOKEN_PARAM.sub("access_token=(hidden)", repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -125,7 +127,8 @@ class Reader:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             self.fail(key, "must be a text value", value, secret=secret)
             return str(default) if isinstance(default, str) else ""
-        value = str(value)
+        # An unquoted `0123` is an octal number to YAML; the person meant the text.
+        value = self.problems.marks.plain.get((*self.path, key), str(value))
         if choices and value not in choices:
             suggestion = _did_you_mean(value, choices)
             self.fail(key, f"must be one of {', '.join(choices)}{suggestion}", value)
@@ -157,7 +160,8 @@ class Reader:
             self.fail(key, f"must be {expected}{bounds}", value)
             return default
         numeric = float(converted)  # type: ignore[arg-type]
-        if (low is not None and numeric < low) or (high is not None and numeric > high):
+        out_of_range = (low is not None and numeric < low) or (high is not None and numeric > high)
+        if out_of_range or not math.isfinite(numeric):
             self.fail(key, f"must be {expected}{bounds}", value)
             return default
         return converted

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +65,7 @@ WHERE id IN (
     WHERE destination = ? AND state IN ('pending', 'inflight') AND available_at <= ?
     ORDER BY available_at LIMIT ?
 )
-RETURNING id, pixel_id, test_event_code, event_name, event_id, payload, attempts
+RETURNING id, pixel_id, test_event_code, event_name, event_id, payload, attempts, available_at
 """
 
 
@@ -93,6 +93,7 @@ class ClaimedRow:
     event_id: str
     payload: bytes
     attempts: int
+    lease: float  # the claim's lease expiry: fences acknowledgements
 
 
 class Outbox:
@@ -142,11 +143,12 @@ class Outbox:
         return cls(db, commit_interval=commit_interval, lease_seconds=lease_seconds, clock=clock)
 
     async def close(self) -> None:
-        """Commit whatever is waiting, then close the file."""
+        """Commit whatever is waiting, let a running transaction end, then close the file."""
         self._closed = True
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
-        await self._db.close()
+        async with self._lock:
+            await self._db.close()
 
     # -- ingest side --------------------------------------------------------------------------
     async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
@@ -230,35 +232,42 @@ class Outbox:
         claimed.sort(key=lambda row: row.id)
         return claimed
 
-    async def finish(self, ids: Iterable[int], state: str = "delivered") -> None:
-        """Mark claimed rows delivered (or dry_run)."""
-        await self._update(
+    # Every acknowledgement is fenced by the claim's lease: a claim that outlived its lease
+    # (and may have been re-claimed by another attempt) cannot overwrite a newer outcome.
+    _FENCE = " WHERE id = ? AND state = 'inflight' AND available_at = ?"
+
+    async def finish(self, rows: Sequence[ClaimedRow], state: str = "delivered") -> int:
+        """Mark claimed rows delivered (or dry_run); return how many were still ours."""
+        now = self._clock()
+        return await self._update(
             "UPDATE outbox SET state = ?, updated_at = ?, attempts = attempts + 1, "
-            "last_error = NULL WHERE id = ?",
-            [(state, self._clock(), row_id) for row_id in ids],
+            "last_error = NULL" + self._FENCE,
+            [(state, now, row.id, row.lease) for row in rows],
         )
 
-    async def retry_later(self, ids: Iterable[int], delay: float, error: str) -> None:
+    async def retry_later(self, rows: Sequence[ClaimedRow], delay: float, error: str) -> int:
         """Put claimed rows back, due again after `delay` seconds, remembering why."""
         now = self._clock()
-        await self._update(
+        return await self._update(
             "UPDATE outbox SET state = 'pending', available_at = ?, updated_at = ?, "
-            "attempts = attempts + 1, last_error = ? WHERE id = ?",
-            [(now + delay, now, error, row_id) for row_id in ids],
+            "attempts = attempts + 1, last_error = ?" + self._FENCE,
+            [(now + delay, now, error, row.id, row.lease) for row in rows],
         )
 
-    async def release(self, ids: Iterable[int]) -> None:
+    async def release(self, rows: Sequence[ClaimedRow]) -> int:
         """Give claimed rows back untried (shutdown), due at once."""
         now = self._clock()
-        await self._update(
-            "UPDATE outbox SET state = 'pending', available_at = ?, updated_at = ? WHERE id = ?",
-            [(now, now, row_id) for row_id in ids],
+        return await self._update(
+            "UPDATE outbox SET state = 'pending', available_at = ?, updated_at = ?" + self._FENCE,
+            [(now, now, row.id, row.lease) for row in rows],
         )
 
-    async def _update(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+    async def _update(self, sql: str, rows: list[tuple[object, ...]]) -> int:
         async with self._lock:
+            before = self._db.total_changes
             await self._db.executemany(sql, rows)
             await self._db.commit()
+            return self._db.total_changes - before
 
     async def next_due(self, destination: str) -> float | None:
         """When the earliest pending or leased row of `destination` falls due."""

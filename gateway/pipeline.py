@@ -14,6 +14,7 @@ import orjson
 
 from .config import DestinationSettings
 from .enrich import Enricher
+from .errors import HitError
 from .model import Event
 from .observe import Metrics
 from .outbox import Outbox, OutboxEntry
@@ -54,7 +55,12 @@ class Pipeline:
         """Enrich, validate and commit the event's rows; say where it will go."""
         self._enricher.enrich(event)
         reasons = validate_event(event.data, self._clock())
-        payload = orjson.dumps(event.data)
+        try:
+            payload = orjson.dumps(event.data)
+        except TypeError:
+            # Integers beyond 64 bits or broken text deep in a value: refuse, do not crash.
+            raise HitError("the event holds a value that cannot be sent as JSON "
+                           "(an integer out of range or invalid text)") from None
         if reasons:
             note = "; ".join(reasons)
             await self._outbox.enqueue([self._entry(event, payload, None, "invalid", note)])

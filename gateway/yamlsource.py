@@ -33,6 +33,8 @@ class Marks:
     filename: str
     values: dict[KeyPath, Position] = field(default_factory=dict)
     keys: dict[KeyPath, Position] = field(default_factory=dict)
+    # The text of unquoted scalars YAML turned into numbers or booleans (`0123` became 83).
+    plain: dict[KeyPath, str] = field(default_factory=dict)
 
     def locate(self, path: KeyPath, *, key: bool = False) -> str:
         """`file:line:col` of the value at `path` (or of its key), falling back to its parents."""
@@ -110,4 +112,7 @@ def _build(node: Node, path: KeyPath, marks: Marks, constructor: SafeConstructor
             _build(item, (*path, index), marks, constructor)
             for index, item in enumerate(node.value)
         ]
-    return constructor.construct_object(node, deep=True)
+    value = constructor.construct_object(node, deep=True)
+    if isinstance(node, ScalarNode) and not isinstance(value, str) and value is not None:
+        marks.plain[path] = str(node.value)
+    return value

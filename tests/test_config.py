@@ -92,6 +92,37 @@ MISTAKES = [
      "unique, got 'main'"),
     ("version: 1\ndestinations: []\n",
      "config.yaml:2:15: destinations: at least one destination is required"),
+    ("version: 1\ndestinations:\n",
+     "config.yaml:2:14: destinations: at least one destination is required"),
+    (GOOD + "    accepts: []\n",
+     "config.yaml:8:14: destinations[0].accepts: must list at least one pixel id, or be \"*\"; "
+     "a destination that accepts nothing receives nothing"),
+    (GOOD + "    timeout: .nan\n",
+     "config.yaml:8:14: destinations[0].timeout: must be a number between 0.1 and 120 seconds, "
+     "got nan"),
+    (GOOD + "storage: {retention_hours: .inf}\n",
+     "config.yaml:8:28: storage.retention_hours: must be a number of at least 0 hours, got inf"),
+    (GOOD + "    retry_base_seconds: 10\n    retry_max_seconds: 5\n",
+     "config.yaml:8:25: destinations[0].retry_base_seconds: must not exceed retry_max_seconds "
+     "(5), got 10.0"),
+    (GOOD + "    timeout: 20\n",
+     "config.yaml:1:1: storage.lease_seconds: must be more than twice the longest destination "
+     "timeout (20s), got 30"),
+    (GOOD + "    graph_url: https://graph.example/?access_token=EAABsecret\n",
+     "config.yaml:8:16: destinations[0].graph_url: must be an http(s) base URL such as "
+     "https://graph.facebook.com, got 'https://graph.example/?access_token=(hidden)'"),
+    (GOOD.replace("  port: 9000", "  host: 'bad host'"),
+     "config.yaml:3:9: server.host: must be an IP address or host name such as 127.0.0.1 or "
+     "0.0.0.0, got 'bad host'"),
+    (GOOD + "cookies: {domain: 'not a domain'}\n",
+     "config.yaml:8:19: cookies.domain: must be \"auto\", \"\" (host-only) or a domain such as "
+     "example.com, got 'not a domain'"),
+    (GOOD + "identity: {default_country: USA}\n",
+     "config.yaml:8:29: identity.default_country: must be an ISO 3166-1 alpha-2 code such as "
+     "US or GB, got 'USA'"),
+    (GOOD.replace("  port: 9000", "  port: 9000\n  client_ip_headers: ['X Real IP']"),
+     "config.yaml:4:23: server.client_ip_headers[0]: must be an HTTP header name such as "
+     "CF-Connecting-IP, got 'X Real IP'"),
     ("version: 2\n" + GOOD.split("\n", 1)[1],
      "config.yaml:1:10: version: must be 1 (the only config format so far), got 2"),
     (GOOD + "server: {}\n",
@@ -102,6 +133,9 @@ MISTAKES = [
     (GOOD + "geo: {database: missing.mmdb}\n",
      "config.yaml:8:17: geo.database: file not found (a GeoIP2/GeoLite2 City or DB-IP city "
      ".mmdb), got '/nowhere/missing.mmdb'"),
+    (GOOD + "geo: {database: [a.mmdb]}\n",
+     "config.yaml:8:18: geo.database[0]: file not found (a GeoIP2/GeoLite2 City or DB-IP city "
+     ".mmdb), got '/nowhere/a.mmdb'"),
     (GOOD + "    accepts: all\n",
      "config.yaml:8:14: destinations[0].accepts: must be \"*\" (every pixel) or a list of "
      "pixel ids, got 'all'"),
@@ -160,3 +194,23 @@ def test_missing_config_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(tmp_path / "nope.yaml")
     assert caught.value.problems == [f"{tmp_path / 'nope.yaml'}: config file not found"]
+
+
+def test_unquoted_numbers_that_are_ids_keep_their_text() -> None:
+    # YAML reads an unquoted 0123 as octal 83; a pixel id is text.
+    settings = parse_settings(GOOD.replace('pixel_id: "123"', "pixel_id: 0123"), env={})
+    assert settings.destinations[0].pixel_id == "0123"
+
+
+def test_identity_sections_and_proxy_presets() -> None:
+    settings = parse_settings(
+        GOOD.replace("  port: 9000", "  port: 9000\n  trusted_proxies: [loopback, 10.0.0.0/8]\n"
+                     "  client_ip_headers: [X-Real-IP]")
+        + "identity: {truncate_ip: true, default_country: GB}\n"
+        + "cookies: {enabled: false, domain: .example.com}\n",
+        env={},
+    )
+    assert settings.server.trusted_proxies == ("127.0.0.0/8", "::1/128", "10.0.0.0/8")
+    assert settings.server.client_ip_headers == ("X-Real-IP",)
+    assert settings.identity.truncate_ip and settings.identity.default_country == "gb"
+    assert not settings.cookies.enabled and settings.cookies.domain == "example.com"

@@ -77,7 +77,7 @@ async def test_claims_are_leased_and_come_back_after_expiry(
 async def test_retry_later_waits_and_remembers_why(outbox: Outbox, clock: Clock) -> None:
     await outbox.enqueue([entry(1)])
     [row] = await outbox.claim("main", 10)
-    await outbox.retry_later([row.id], delay=10, error="HTTP 503")
+    await outbox.retry_later([row], delay=10, error="HTTP 503")
     assert await outbox.claim("main", 10) == []
     assert await outbox.next_due("main") == pytest.approx(clock.now + 10)
     clock.now += 10
@@ -90,9 +90,9 @@ async def test_finished_rows_are_not_claimed_and_are_pruned_after_retention(
 ) -> None:
     await outbox.enqueue([entry(1), entry(2), entry(3)])
     rows = await outbox.claim("main", 10)
-    await outbox.finish([rows[0].id])
-    await outbox.finish([rows[1].id], state="dry_run")
-    await outbox.release([rows[2].id])
+    await outbox.finish([rows[0]])
+    await outbox.finish([rows[1]], state="dry_run")
+    await outbox.release([rows[2]])
     assert await outbox.counts() == {("main", "delivered"): 1, ("main", "dry_run"): 1,
                                      ("main", "pending"): 1}
     assert await outbox.prune(older_than=clock.now - 1) == 0
@@ -141,3 +141,17 @@ async def test_close_commits_what_is_waiting(tmp_path: Path) -> None:
 
 async def test_writable_reports_readiness(outbox: Outbox) -> None:
     assert await outbox.writable()
+
+
+async def test_a_stale_claim_cannot_overwrite_a_newer_outcome(
+    outbox: Outbox, clock: Clock
+) -> None:
+    await outbox.enqueue([entry(1)])
+    [stale] = await outbox.claim("main", 10)
+    clock.now += 31  # lease expired: another attempt claims and delivers the row
+    [fresh] = await outbox.claim("main", 10)
+    assert await outbox.finish([fresh]) == 1
+    # The first attempt finally fails and tries to put the row back: fenced out.
+    assert await outbox.retry_later([stale], delay=0, error="HTTP 503") == 0
+    assert await outbox.release([stale]) == 0
+    assert await outbox.counts() == {("main", "delivered"): 1}

@@ -22,6 +22,7 @@ _PIXEL_ID = re.compile(r"[0-9]{1,20}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_EVENT_NAME = 100
 MAX_EVENT_ID = 256
+MAX_SAFE_INTEGER = 2**53  # JSON consumers (and orjson) cannot carry larger integers exactly
 # Advanced-matching keys a pixel hit may carry in ud[...] (Meta's user_data names).
 USER_DATA_KEYS = frozenset(
     {"em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id"}
@@ -131,7 +132,7 @@ def _custom_value(key: str, raw: str) -> Any:
         if number != number or number in (float("inf"), float("-inf")):
             raise HitError(f"parameter 'cd[{key}]' must be a finite number")
         if key in _INT_KEYS:
-            if not number.is_integer():
+            if not number.is_integer() or abs(number) > MAX_SAFE_INTEGER:
                 raise HitError(f"parameter 'cd[{key}]' must be a whole number")
             return int(number)
         return number
@@ -158,7 +159,10 @@ def _data_processing_options(params: Mapping[str, str]) -> dict[str, Any]:
                          ("dpost", "data_processing_options_state")):
         if params.get(param, "").strip():
             try:
-                result[field] = int(params[param])
+                number = int(params[param])
             except ValueError:
-                raise HitError(f"parameter '{param}' must be a whole number") from None
+                number = MAX_SAFE_INTEGER + 1
+            if abs(number) > MAX_SAFE_INTEGER:
+                raise HitError(f"parameter '{param}' must be a whole number")
+            result[field] = number
     return result

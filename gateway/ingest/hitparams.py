@@ -57,6 +57,15 @@ async def read_hit_params(request: web.Request) -> dict[str, str]:
     return params
 
 
+def _is_utf8(text: str) -> bool:
+    """False for text holding lone surrogates (which some decoders let through)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def _read_body(request: web.Request) -> bytes:
     try:
         return await request.read()
@@ -64,6 +73,8 @@ async def _read_body(request: web.Request) -> bytes:
         raise HitError(
             f"the body is larger than {request.client_max_size} bytes", status=413
         ) from None
+    except web.RequestPayloadError:
+        raise HitError("the body cannot be read (bad Content-Encoding or truncated)") from None
 
 
 async def _read_multipart(request: web.Request) -> dict[str, str]:
@@ -73,12 +84,16 @@ async def _read_multipart(request: web.Request) -> dict[str, str]:
         raise HitError(
             f"the body is larger than {request.client_max_size} bytes", status=413
         ) from None
-    except (UnicodeDecodeError, ValueError, AssertionError):
+    except (web.RequestPayloadError, UnicodeError, LookupError, ValueError, RuntimeError,
+            AssertionError):
+        # Unknown charset or transfer encoding, undecodable text, a malformed part.
         raise HitError("the multipart body cannot be read (or is not valid UTF-8)") from None
     fields: dict[str, str] = {}
     for name, value in form.items():
         if not isinstance(value, str):
-            raise HitError(f"multipart field {name!r} is a file; hits carry text fields only")
+            raise HitError("a multipart field is a file; hits carry text fields only")
+        if not _is_utf8(value):
+            raise HitError("the multipart body is not valid UTF-8")
         fields[name] = value
     if len(fields) > MAX_FIELDS:
         raise HitError(f"the body has more than {MAX_FIELDS} parameters")

@@ -8,8 +8,10 @@ error message (`_safe` scrubs it from anything that might echo the URL).
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Sequence
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -26,6 +28,7 @@ TRANSIENT_CODES = frozenset({1, 2})
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 TOKEN_CODES = frozenset({190, 102})
 RATE_LIMIT_DELAY = 60.0
+_TOKEN_PARAM = re.compile(r"access_token=[^&\s'\"]*")
 
 
 def events_url(settings: DestinationSettings, pixel_id: str) -> str:
@@ -85,6 +88,9 @@ class MetaCapiSender:
                 data=batch_body(rows, test_event_code),
                 headers={"Content-Type": "application/json"},
                 timeout=self._timeout,
+                # A redirect would turn the POST into a GET without the events (and carry the
+                # token elsewhere): never follow one.
+                allow_redirects=False,
             ) as response:
                 status = response.status
                 raw = await response.read()
@@ -94,6 +100,9 @@ class MetaCapiSender:
             raise Retryable(self._safe(f"connection failed: {type(exc).__name__}: {exc}")) from None
         if 200 <= status < 300:
             return
+        if 300 <= status < 400:
+            raise Permanent(f"HTTP {status}: the Graph API answered with a redirect; check "
+                            "graph_url (https, no trailing path)")
         raise self._classify(status, raw)
 
     def _classify(self, status: int, raw: bytes) -> Retryable | Permanent:
@@ -111,8 +120,11 @@ class MetaCapiSender:
         return Permanent(reason)
 
     def _safe(self, text: str) -> str:
+        """The text with the token removed, raw or percent-encoded, wherever it appears."""
         token = self.settings.access_token
-        return text.replace(token, "***") if token else text
+        if token:
+            text = text.replace(token, "***").replace(quote(token, safe=""), "***")
+        return _TOKEN_PARAM.sub("access_token=***", text)
 
 
 def _graph_error(raw: bytes) -> dict[str, object]:

@@ -1,9 +1,15 @@
 """One relay worker per destination: claim due rows, send them in batches, record the outcome.
 
 A worker holds at most `max_in_flight` claims at once; each claim is split into one request per
-(pixel, test_event_code) so every request shares its pixel, token and test code. Failures put the
-rows back with exponential backoff and full jitter; nothing is dropped. Acknowledgements are
-shielded from cancellation so a shutdown never forgets a delivery it saw succeed.
+(pixel, test_event_code) so every request shares its pixel, token and test code.
+
+- Retryable failures (network, timeouts, 5xx, rate limits) put the rows back with exponential
+  backoff and full jitter.
+- A refused batch (Meta rejects a whole request for one bad event) is split in halves until the
+  refused events are alone; the rest are delivered. A refused single event waits at the longest
+  backoff with Meta's reason in `last_error` (dead letters come with the delivery-guarantees work).
+- Acknowledgements are shielded from cancellation, and a shutdown gives unsent rows back, so a
+  stop never forgets a delivery it saw succeed nor strands rows until their lease expires.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ __all__ = ["RelayWorker", "Sender", "backoff_delay"]
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 5.0
+ERROR_PAUSE_SECONDS = 1.0
 
 
 class Sender(Protocol):
@@ -40,6 +47,10 @@ class Sender(Protocol):
 def backoff_delay(attempts: int, base: float, cap: float, rng: Callable[[], float]) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempts)]."""
     return float(rng() * min(cap, base * 2.0 ** min(attempts, 32)))
+
+
+def _batch_key(row: ClaimedRow) -> tuple[str, str]:
+    return row.pixel_id, row.test_event_code
 
 
 class RelayWorker:
@@ -97,29 +108,44 @@ class RelayWorker:
         while pending := {task for task in self._tasks() if not task.done()}:
             await asyncio.wait(pending)
 
+    # -- claiming -------------------------------------------------------------------------------
     async def _run(self) -> None:
-        name = self.settings.name
-        wakeup = self._outbox.wakeup(name)
+        wakeup = self._outbox.wakeup(self.settings.name)
         while not self._stopping.is_set():
             await self._slots.acquire()
             if self._stopping.is_set():
                 self._slots.release()
                 break
-            wakeup.clear()
+            handed_off = False
             try:
-                rows = await self._outbox.claim(name, self.settings.batch_size)
-            except Exception:
+                wakeup.clear()
+                rows = await self._outbox.claim(self.settings.name, self.settings.batch_size)
+                if rows:
+                    self._spawn(rows)
+                    handed_off = True
+                    continue
                 self._slots.release()
-                log.exception("destination %s: cannot claim from the outbox", name)
-                await self._wait(wakeup, IDLE_POLL_SECONDS)
-                continue
-            if rows:
-                task = asyncio.create_task(self._deliver(rows))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-                continue
-            self._slots.release()
-            await self._idle(wakeup)
+                handed_off = True
+                await self._idle(wakeup)
+            except Exception:
+                # The outbox hiccuped (disk, lock): keep the worker alive and try again shortly.
+                log.exception("destination %s: outbox error; retrying", self.settings.name)
+                if not handed_off:
+                    self._slots.release()
+                await self._pause(ERROR_PAUSE_SECONDS)
+
+    def _spawn(self, rows: list[ClaimedRow]) -> None:
+        task = asyncio.create_task(self._deliver(rows))
+        self._in_flight.add(task)
+        task.add_done_callback(self._delivered)
+
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Only the outbox failing while recording a failure gets here; the lease brings the
+            # rows back.
+            log.error("destination %s: could not record a delivery outcome: %r",
+                      self.settings.name, task.exception())
 
     async def _idle(self, wakeup: asyncio.Event) -> None:
         """Sleep until new rows arrive or the next retry falls due; then linger for a batch."""
@@ -127,62 +153,78 @@ class RelayWorker:
         timeout = IDLE_POLL_SECONDS if due is None else min(
             IDLE_POLL_SECONDS, max(0.0, due - self._clock())
         )
-        if await self._wait(wakeup, timeout) and self.settings.linger_ms > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.linger_ms / 1000)
-
-    async def _wait(self, event: asyncio.Event, timeout: float) -> bool:
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(wakeup.wait(), timeout)
         except TimeoutError:
-            return False
-        return not self._stopping.is_set()
+            return
+        if self.settings.linger_ms > 0:
+            await self._pause(self.settings.linger_ms / 1000)
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # -- delivering -----------------------------------------------------------------------------
     async def _deliver(self, rows: list[ClaimedRow]) -> None:
+        settled: set[int] = set()
         try:
-            def key(row: ClaimedRow) -> tuple[str, str]:
-                return row.pixel_id, row.test_event_code
-
-            for (pixel_id, code), group in groupby(sorted(rows, key=key), key=key):
-                await self._send(pixel_id, code, list(group))
+            for (pixel_id, code), group in groupby(sorted(rows, key=_batch_key), key=_batch_key):
+                await self._send(pixel_id, code, list(group), settled)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._outbox.release([r for r in rows if r.id not in settled]))
+            raise
+        except Exception as exc:
+            log.exception("destination %s: unexpected error while sending", self.settings.name)
+            unsent = [r for r in rows if r.id not in settled]
+            await self._retry(unsent, f"internal error: {type(exc).__name__}", 0.0, "error")
         finally:
             self._slots.release()
 
-    async def _send(self, pixel_id: str, code: str, rows: list[ClaimedRow]) -> None:
-        name = self.settings.name
-        ids = [row.id for row in rows]
+    async def _send(
+        self, pixel_id: str, code: str, rows: list[ClaimedRow], settled: set[int]
+    ) -> None:
         try:
             await self._sender.send(pixel_id, code, rows)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._outbox.release(ids))
-            raise
         except Retryable as exc:
             await self._retry(rows, exc.reason, exc.min_delay, "retry")
         except Permanent as exc:
-            # Bisection and dead letters belong to the delivery-guarantees work; until then the
-            # batch waits at the longest backoff rather than being dropped.
-            log.error("destination %s: %d events refused: %s", name, len(rows), exc.reason)
+            if len(rows) > 1:
+                # Meta refuses a whole request for one bad event: halve until it is alone.
+                middle = len(rows) // 2
+                self._count("split", rows)
+                await self._send(pixel_id, code, rows[:middle], settled)
+                await self._send(pixel_id, code, rows[middle:], settled)
+                return
+            log.error("destination %s: event %s refused: %s", self.settings.name,
+                      rows[0].event_id, exc.reason)
             await self._retry(rows, exc.reason, self.settings.retry_max_seconds, "refused")
-        except Exception as exc:
-            log.exception("destination %s: unexpected error while sending", name)
-            await self._retry(rows, f"internal error: {type(exc).__name__}", 0.0, "error")
         else:
-            await asyncio.shield(self._outbox.finish(ids, self._sender.finished_state))
-            outcome = self._sender.finished_state
-            self._metrics.inc("gateway_relay_requests_total", destination=name, outcome=outcome)
-            self._metrics.inc("gateway_relay_events_total", len(rows), destination=name,
-                              outcome=outcome)
+            state = self._sender.finished_state
+            kept = await asyncio.shield(self._outbox.finish(rows, state))
+            if kept < len(rows):
+                log.warning("destination %s: %d delivered rows had been re-claimed after their "
+                            "lease ran out; they may be sent twice (Meta deduplicates by "
+                            "event_id)", self.settings.name, len(rows) - kept)
+            self._count(state, rows)
+        settled.update(row.id for row in rows)
 
-    async def _retry(self, rows: list[ClaimedRow], reason: str, min_delay: float,
-                     outcome: str) -> None:
+    async def _retry(
+        self, rows: list[ClaimedRow], reason: str, min_delay: float, outcome: str
+    ) -> None:
+        if not rows:
+            return
         attempts = max(row.attempts for row in rows)
         delay = max(min_delay, backoff_delay(attempts, self.settings.retry_base_seconds,
                                              self.settings.retry_max_seconds, self._rng))
         log.warning("destination %s: %d events will be retried in %.1fs: %s",
                     self.settings.name, len(rows), delay, reason)
-        await asyncio.shield(self._outbox.retry_later([row.id for row in rows], delay, reason))
+        await asyncio.shield(self._outbox.retry_later(rows, delay, reason))
         self._outbox.wakeup(self.settings.name).set()  # the idle loop re-reads the next due time
-        self._metrics.inc("gateway_relay_requests_total", destination=self.settings.name,
+        self._count(outcome, rows)
+
+    def _count(self, outcome: str, rows: Sequence[ClaimedRow]) -> None:
+        name = self.settings.name
+        self._metrics.inc("gateway_relay_requests_total", destination=name, outcome=outcome)
+        self._metrics.inc("gateway_relay_events_total", len(rows), destination=name,
                           outcome=outcome)
-        self._metrics.inc("gateway_relay_events_total", len(rows),
-                          destination=self.settings.name, outcome=outcome)

@@ -259,3 +259,68 @@ async def test_data_processing_options_are_mapped(
     assert event["data_processing_options"] == ["LDU"]
     assert event["data_processing_options_country"] == 1
     assert event["data_processing_options_state"] == 1000
+
+
+@pytest.mark.parametrize("params", [
+    {"cd[num_items]": "1e300"},
+    {"dpo": "LDU", "dpoco": "99999999999999999999999"},
+])
+async def test_numbers_beyond_json_range_are_refused(
+    params: dict[str, str], start_gateway: GatewayFactory, one_destination: Settings
+) -> None:
+    client = await start_gateway(one_destination)
+    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "Purchase",
+                                               "dl": "https://a.example/", **params})
+    assert response.status == 400, await response.text()
+    assert outbox_rows(one_destination) == []
+
+
+def multipart(part_headers: str, body: bytes) -> tuple[bytes, dict[str, str]]:
+    boundary = "XyZ"
+    raw = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\n{PIXEL_A}\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"ev\"\r\n{part_headers}\r\n\r\n"
+    ).encode() + body + f"\r\n--{boundary}--\r\n".encode()
+    return raw, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize(("part_headers", "body"), [
+    ("Content-Type: text/plain; charset=foo", b"PageView"),
+    ("Content-Transfer-Encoding: x-foo", b"PageView"),
+    ("Content-Type: text/plain; charset=utf-7", b"A+2D8-"),  # decodes to a lone surrogate
+])
+async def test_unreadable_multipart_parts_are_refused(
+    part_headers: str, body: bytes, start_gateway: GatewayFactory, one_destination: Settings
+) -> None:
+    client = await start_gateway(one_destination)
+    data, headers = multipart(part_headers, body)
+    response = await client.post("/tr", data=data, headers=headers)
+    assert response.status == 400, await response.text()
+    assert "multipart" in (await response.json())["error"]
+
+
+async def test_body_with_broken_content_encoding_is_refused(
+    start_gateway: GatewayFactory, one_destination: Settings
+) -> None:
+    client = await start_gateway(one_destination)
+    response = await client.post(
+        "/tr", data=b"this is not gzip",
+        headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"},
+    )
+    assert response.status == 400
+    assert "cannot be read" in (await response.json())["error"]
+
+
+async def test_malformed_request_lines_are_logged_without_their_contents(
+    start_gateway: GatewayFactory, one_destination: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    client = await start_gateway(one_destination)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"GET /tr?id=1&ud%5Bem%5D=who@example.com&x=\x01bad HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert b" 400 " in status_line
+    assert "who@example.com" not in caplog.text

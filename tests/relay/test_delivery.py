@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,14 @@ from ..conftest import (
 from ..fake_graph import FakeGraph
 
 PIXEL_C = "333333333333333"
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def states(settings: Settings) -> list[tuple[str, str, str | None]]:
@@ -192,25 +201,131 @@ async def test_events_acknowledged_before_a_restart_are_delivered_after_it(
 ) -> None:
     from gateway.app import create_app
 
-    # First life: the Graph API is down; hits are acknowledged and wait in the outbox.
+    clock = FakeClock(time.time())
+    # First life: the Graph API is down; hits are acknowledged and wait in the outbox with a
+    # long backoff.
     fake_graph.fail_with(503, 1, "down", times=1000)
-    text = settings_yaml(tmp_path, destination_yaml(
-        "main", fake_graph.url, pixel_id=PIXEL_A, retry_base_seconds=30, retry_max_seconds=60))
-    first = await aiohttp_client(create_app(parse_settings(text, env={})))
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A, retry_base_seconds=600,
+        retry_max_seconds=600)), env={})
+    first = await aiohttp_client(create_app(settings, clock=clock))
     for n in range(5):
         await hit(first, PIXEL_A, eid=f"r{n}")
+    await fake_graph.wait_for_requests(1)
     await first.close()  # runs the app's cleanup: workers stop, outbox closes
+    assert {state for _, state, _ in states(settings)} == {"pending"}
 
-    # Second life, same file: Graph is healthy again and the backlog drains.
+    # Second life, same file, an hour later: Graph is healthy again and the backlog drains.
     fake_graph._script.clear()
-    settings = parse_settings(text.replace("retry_base_seconds: 30", "retry_base_seconds: 0.01")
-                              .replace("retry_max_seconds: 60", "retry_max_seconds: 0.05"),
-                              env={})
-    with sqlite3.connect(settings.storage.path) as db:  # make earlier retries due now
-        db.execute("UPDATE outbox SET available_at = 0")
-    await aiohttp_client(create_app(settings))
-    events = await fake_graph.wait_for_events(5)
-    assert sorted(e["event_id"] for e in events) == [f"r{n}" for n in range(5)]
+    clock.now += 3600
+    await aiohttp_client(create_app(settings, clock=clock))
+    await wait_until(lambda: len({e["event_id"] for e in fake_graph.events}) == 5)
+    assert sorted({e["event_id"] for e in fake_graph.events}) == [f"r{n}" for n in range(5)]
+    await wait_until(lambda: {s for _, s, _ in states(settings)} == {"delivered"})
+
+
+async def test_a_refused_event_does_not_hold_back_the_others_in_its_batch(
+    tmp_path: Path, aiohttp_server: Any, start_gateway: GatewayFactory
+) -> None:
+    delivered: list[str] = []
+
+    async def refuse_poison(request: web.Request) -> web.Response:
+        events = (await request.json())["data"]
+        if any(e["event_id"] == "poison" for e in events):
+            return web.json_response({"error": {
+                "message": "Invalid parameter", "code": 100, "error_subcode": 2804003,
+                "error_user_msg": "custom_data.foo is not allowed", "fbtrace_id": "T"}},
+                status=400)
+        delivered.extend(e["event_id"] for e in events)
+        return web.json_response({"events_received": len(events)})
+
+    app = web.Application()
+    app.router.add_post("/{version}/{pixel}/events", refuse_poison)
+    server = await aiohttp_server(app)
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A, linger_ms=200,
+        retry_base_seconds=60, retry_max_seconds=60)), env={})
+    client = await start_gateway(settings)
+    await asyncio.gather(*(hit(client, PIXEL_A, eid=eid)
+                           for eid in ("g1", "g2", "poison", "g3", "g4", "g5")))
+    await wait_until(lambda: sorted(delivered) == ["g1", "g2", "g3", "g4", "g5"])
+    await wait_until(lambda: [s for _, s, _ in states(settings)].count("delivered") == 5)
+    [(_, state, error)] = [row for row in states(settings) if row[1] != "delivered"]
+    assert state == "pending"
+    assert error is not None and "custom_data.foo is not allowed" in error
+
+
+async def test_redirects_are_not_followed(
+    tmp_path: Path, aiohttp_server: Any, start_gateway: GatewayFactory
+) -> None:
+    seen: list[str] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        if request.method == "POST":
+            raise web.HTTPFound("/elsewhere")
+        return web.json_response({"events_received": 1})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", redirect)
+    server = await aiohttp_server(app)
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A,
+        retry_base_seconds=60, retry_max_seconds=60)), env={})
+    client = await start_gateway(settings)
+    await hit(client, PIXEL_A)
+    await wait_until(lambda: states(settings)[0][1] == "pending" and states(settings)[0][2])
+    assert seen == [f"POST /v26.0/{PIXEL_A}/events"]
+    assert "redirect" in (states(settings)[0][2] or "")
+
+
+async def test_token_never_appears_in_stored_errors_even_percent_encoded(
+    tmp_path: Path, aiohttp_server: Any, start_gateway: GatewayFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = "1234567890|SeCrEtAppSecret"
+
+    async def echo_url(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": f"bad request to {request.url}",
+                                            "code": 100}}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/{version}/{pixel}/events", echo_url)
+    server = await aiohttp_server(app)
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A, access_token=token,
+        retry_base_seconds=60, retry_max_seconds=60)), env={})
+    client = await start_gateway(settings)
+    await hit(client, PIXEL_A)
+    await wait_until(lambda: bool(states(settings)[0][2]))
+    error = states(settings)[0][2] or ""
+    assert "access_token=***" in error
+    for leaked in (token, "SeCrEtAppSecret", "1234567890%7CSeCrEt"):
+        assert leaked not in error and leaked not in caplog.text
+
+
+async def test_worker_survives_outbox_errors(
+    one_destination: Settings, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.outbox import Outbox
+
+    real_next_due = Outbox.next_due
+    failures = []
+
+    async def flaky_next_due(self: Outbox, destination: str) -> float | None:
+        if not failures:
+            failures.append(1)
+            raise OSError("disk I/O error")
+        return await real_next_due(self, destination)
+
+    monkeypatch.setattr(Outbox, "next_due", flaky_next_due)
+    client = await start_gateway(one_destination)
+    await wait_until(lambda: bool(failures))
+    await hit(client, PIXEL_A, eid="after-error")
+    [event] = await fake_graph.wait_for_events(1)
+    assert event["event_id"] == "after-error"
+    assert (await client.get("/readyz")).status == 200
 
 
 async def test_shutdown_lets_in_flight_batches_finish(
