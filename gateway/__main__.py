@@ -57,14 +57,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load(path: str) -> Settings | None:
+    """Validated settings whose files also open (geo databases), or None after printing why."""
     try:
-        return load_settings(path)
+        settings = load_settings(path)
+        _open_geo(settings)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         count = len(exc.problems)
         print(f"{count} problem{'s' if count != 1 else ''} in {path}", file=sys.stderr)
         return None
+    return settings
+
+
+def _open_geo(settings: Settings) -> None:
+    from .identity.geo import GeoDatabaseError, GeoLocator
+
+    if not settings.geo.databases:
+        return
+    try:
+        GeoLocator(settings.geo.databases).close()
+    except GeoDatabaseError as exc:
+        raise ConfigError([f"{settings.source}: geo.database: {exc}"]) from None
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ The context keeps clear values (browser, country, city) for rules; only hashes g
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from .hashing import hash_user_data, sha256
@@ -51,10 +52,17 @@ class Enricher:
 
 
 def _fill(user_data: dict[str, Any], geo: GeoInfo) -> None:
+    for key, digest in _geo_hashes(geo):
+        user_data.setdefault(key, digest)
+
+
+@lru_cache(maxsize=16384)
+def _geo_hashes(geo: GeoInfo) -> tuple[tuple[str, str], ...]:
+    """(key, hash) pairs for a place, computed once per place rather than once per hit."""
+    pairs = []
     for key, attribute in _GEO_FIELDS:
         value = getattr(geo, attribute)
-        if key in user_data or not value:
-            continue
-        normalized = NORMALIZERS[key](value)
+        normalized = NORMALIZERS[key](value) if value else None
         if normalized:
-            user_data[key] = sha256(normalized)
+            pairs.append((key, sha256(normalized)))
+    return tuple(pairs)

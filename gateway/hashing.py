@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from .normalize import NORMALIZERS, normalize_phone
@@ -33,6 +34,8 @@ def sha256(text: str) -> str:
 
 def looks_hashed(value: str) -> str | None:
     """The canonical form of an already-hashed value (hex lowercased, appendix kept), or None."""
+    if len(value) < 32:  # fast path: most raw values are short
+        return None
     text = value.strip()
     head, dot, appendix = text.partition(".")
     head = head.lower()
@@ -43,8 +46,11 @@ def looks_hashed(value: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def hash_value(key: str, value: str, country: str | None) -> str | None:
-    """One value of a hashed key: passed through if hashed, else normalized and hashed."""
+    """One value of a hashed key: passed through if hashed, else normalized and hashed.
+
+    Cached: a visitor's session sends the same advanced-matching values with every hit."""
     already = looks_hashed(value)
     if already is not None:
         return already

@@ -14,7 +14,7 @@ __all__ = ["Context", "Event"]
 Source = Literal["browser", "server"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     """What the gateway knows about an event besides the event itself (never sent upstream)."""
 
@@ -30,7 +30,7 @@ class Context:
     warnings: list[str] = field(default_factory=list)  # values dropped on the way, by field name
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """`data` is the CAPI event exactly as it will be relayed (event_name, event_time, ...)."""
 

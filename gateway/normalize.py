@@ -31,7 +31,9 @@ _GENDERS = {
 
 def _text(value: str) -> str:
     """Trimmed, lowercase, NFC (so `é` typed either way hashes the same)."""
-    return unicodedata.normalize("NFC", value).strip().lower()
+    if not value.isascii():
+        value = unicodedata.normalize("NFC", value)
+    return value.strip().lower()
 
 
 def _letters_and_digits(value: str) -> str:

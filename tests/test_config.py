@@ -214,3 +214,17 @@ def test_identity_sections_and_proxy_presets() -> None:
     assert settings.server.client_ip_headers == ("X-Real-IP",)
     assert settings.identity.truncate_ip and settings.identity.default_country == "gb"
     assert not settings.cookies.enabled and settings.cookies.domain == "example.com"
+
+
+def test_check_command_opens_the_geo_database(tmp_path: Path) -> None:
+    broken = tmp_path / "city.mmdb"
+    broken.write_bytes(b"\0" * 100)
+    config = tmp_path / "config.yaml"
+    config.write_text(GOOD + "geo: {database: city.mmdb}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check", "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"{config}: geo.database: {broken}: not a readable MaxMind database" in result.stderr
+    assert "Traceback" not in result.stderr

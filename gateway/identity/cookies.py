@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import ip_address
-from urllib.parse import parse_qsl, urlsplit
 
 from publicsuffixlist import PublicSuffixList
 
@@ -31,6 +30,7 @@ __all__ = ["MAX_AGE", "BrowserIds", "FirstPartyCookies"]
 MAX_AGE = 90 * 24 * 3600
 MAX_FBCLID = 500
 _FBCLID = re.compile(r"[A-Za-z0-9_-]+")
+_FBCLID_PARAM = re.compile(r"[?&]fbclid=([^&]*)")
 _APPENDIX = re.compile(r"[A-Za-z0-9_-]+")
 _PSL = PublicSuffixList()
 
@@ -61,18 +61,14 @@ def _parts(value: str | None) -> list[str] | None:
 
 
 def _fbclid(url: str | None) -> str | None:
+    """The first `fbclid` query parameter of a URL, if it is one a cookie can carry."""
     if not url or "fbclid=" not in url:
         return None
-    try:
-        query = urlsplit(url).query
-    except ValueError:
+    match = _FBCLID_PARAM.search(url.partition("#")[0])
+    if match is None:
         return None
-    for name, value in parse_qsl(query, keep_blank_values=False):
-        if name == "fbclid":
-            if len(value) <= MAX_FBCLID and _FBCLID.fullmatch(value):
-                return value
-            return None
-    return None
+    value = match.group(1)
+    return value if len(value) <= MAX_FBCLID and _FBCLID.fullmatch(value) else None
 
 
 @lru_cache(maxsize=1024)

@@ -78,42 +78,60 @@ class TrustedProxies:
         )
         self._headers = tuple(headers)
         self._truncate = truncate
-        self._is_trusted = lru_cache(maxsize=4096)(self._check_trusted)
+        # Results are cached by the exact header text: the same visitor and proxy chain
+        # repeat across a session's hits, and ipaddress objects are slow to build.
+        self.trusts = lru_cache(maxsize=4096)(self._trusts)
+        self._peer_ip = lru_cache(maxsize=8192)(self._format_peer)
+        self._chain_ip = lru_cache(maxsize=16384)(self._resolve_chain)
 
     def _check_trusted(self, address: IPAddress) -> bool:
         return any(address in network for network in self._networks)
 
-    def trusts(self, peer: str | None) -> bool:
+    def _trusts(self, peer: str | None) -> bool:
+        """Whether the socket peer is one of our proxies."""
         address = parse_ip(peer)
-        return address is not None and bool(self._networks) and self._is_trusted(address)
+        return address is not None and bool(self._networks) and self._check_trusted(address)
 
     def client_ip(self, peer: str | None, headers: CIMultiDictProxy[str]) -> str | None:
         """The client's address as text, or None when the peer itself is unknown."""
-        address = self._find(parse_ip(peer), headers)
+        if not self.trusts(peer):
+            return self._peer_ip(peer)
+        return self._chain_ip(
+            peer,
+            tuple(headers.get(name) for name in self._headers),
+            tuple(headers.getall("Forwarded", ())),
+            tuple(headers.getall("X-Forwarded-For", ())),
+        )
+
+    def _format_peer(self, peer: str | None) -> str | None:
+        return self._format(parse_ip(peer))
+
+    def _format(self, address: IPAddress | None) -> str | None:
         if address is None:
             return None
         return str(truncate_ip(address) if self._truncate else address)
 
-    def _find(self, peer: IPAddress | None, headers: CIMultiDictProxy[str]) -> IPAddress | None:
-        if peer is None or not self._networks or not self._is_trusted(peer):
-            return peer
-        for name in self._headers:
-            address = parse_ip(headers.get(name))
+    def _resolve_chain(
+        self,
+        peer: str,
+        single: tuple[str | None, ...],
+        forwarded: tuple[str, ...],
+        forwarded_for: tuple[str, ...],
+    ) -> str | None:
+        for value in single:
+            address = parse_ip(value)
             if address is not None:
-                return address
-        if "Forwarded" in headers:
-            chain = _forwarded(headers.getall("Forwarded"), "for")
+                return self._format(address)
+        if forwarded:
+            chain = _forwarded(forwarded, "for")
         else:
-            chain = [
-                part for header in headers.getall("X-Forwarded-For", ())
-                for part in header.split(",")
-            ]
+            chain = [part for header in forwarded_for for part in header.split(",")]
         addresses = [address for hop in chain if (address := parse_ip(hop)) is not None]
         for address in reversed(addresses):
-            if not self._is_trusted(address):
-                return address
+            if not self._check_trusted(address):
+                return self._format(address)
         # Every hop is one of ours: the leftmost is the client (e.g. an office behind the VPN).
-        return addresses[0] if addresses else peer
+        return self._format(addresses[0] if addresses else parse_ip(peer))
 
     def scheme(self, peer: str | None, headers: CIMultiDictProxy[str], own: str) -> str:
         """`https` or `http` as the visitor's browser used it."""

@@ -102,15 +102,16 @@ def _split_data(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, An
     user_data: dict[str, Any] = {}
     ignored: list[str] = []
     for name, value in params.items():
-        if not name.endswith("]"):
+        if name[-1:] != "]":  # most parameters (id, ev, dl, ...): skip cheaply
             continue
-        if name.startswith("cd[") and len(name) > 4:
-            custom_data[name[3:-1]] = _custom_value(name[3:-1], value)
-        elif name.startswith("ud["):
-            if name[3:-1] not in USER_DATA_KEYS:
+        prefix, key = name[:3], name[3:-1]
+        if prefix == "cd[" and key:
+            custom_data[key] = _custom_value(key, value)
+        elif prefix == "ud[":
+            if key not in USER_DATA_KEYS:
                 ignored.append(name)
             elif value.strip():
-                user_data[name[3:-1]] = value
+                user_data[key] = value
     return custom_data, user_data, ignored
 
 

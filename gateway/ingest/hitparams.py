@@ -8,7 +8,7 @@ rather than relayed with mangled data.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
@@ -20,17 +20,37 @@ MAX_FIELDS = 200
 _FORM_TYPES = ("", "application/x-www-form-urlencoded", "text/plain")
 
 
+def _unquote(text: str) -> str:
+    """Form decoding (`+` is a space, %XX escapes) with strict UTF-8; raises UnicodeError."""
+    text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    return unquote_to_bytes(text).decode("utf-8")
+
+
 def parse_pairs(text: str, where: str) -> dict[str, str]:
+    """`a=1&b=%C3%A9` -> {"a": "1", "b": "é"}; the last of a repeated name wins.
+
+    A hand-rolled loop rather than urllib's parse_qsl: it skips the decoding work for the
+    plain values most hits are made of, which makes it several times faster on the hot path.
+    """
+    parts = text.split("&")
+    if len(parts) > MAX_FIELDS:
+        raise HitError(f"the {where} has more than {MAX_FIELDS} parameters")
+    params: dict[str, str] = {}
     try:
-        pairs = parse_qsl(
-            text, keep_blank_values=True, encoding="utf-8", errors="strict",
-            max_num_fields=MAX_FIELDS,
-        )
-    except UnicodeDecodeError:
+        for part in parts:
+            if not part:
+                continue
+            name, _, value = part.partition("=")
+            if "%" in name or "+" in name:
+                name = _unquote(name)
+            if "%" in value or "+" in value:
+                value = _unquote(value)
+            params[name] = value
+    except UnicodeError:
         raise HitError(f"the {where} is not valid UTF-8 after percent-decoding") from None
-    except ValueError:
-        raise HitError(f"the {where} has more than {MAX_FIELDS} parameters") from None
-    return dict(pairs)
+    return params
 
 
 async def read_hit_params(request: web.Request) -> dict[str, str]:
