@@ -35,6 +35,8 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_SECONDS = 600.0
+# server.shutdown_timeout is one budget: open requests first (hits are quick), then batches.
+HANDLER_SHARE_OF_SHUTDOWN = 0.3
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -146,7 +148,8 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         worker.start()
     app[keys.WORKERS] = workers
     yield
-    await asyncio.gather(*(w.stop(settings.server.shutdown_timeout) for w in workers))
+    budget = settings.server.shutdown_timeout * (1 - HANDLER_SHARE_OF_SHUTDOWN)
+    await asyncio.gather(*(w.stop(budget) for w in workers))
 
 
 async def pruner_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from .app import create_app
+from .app import HANDLER_SHARE_OF_SHUTDOWN, create_app
 from .config import Settings
 
 __all__ = ["describe", "serve"]
@@ -54,7 +54,7 @@ def serve(settings: Settings) -> None:
         create_app(settings),
         host=server.host,
         port=server.port,
-        shutdown_timeout=server.shutdown_timeout,
+        shutdown_timeout=server.shutdown_timeout * HANDLER_SHARE_OF_SHUTDOWN,
         # The default access log would write hit URLs, which carry personal data.
         access_log=None,
         print=lambda text: log.info("%s", text.strip()),
