@@ -1,7 +1,8 @@
 """create_app(settings): routes, middleware and the long-lived resources as cleanup contexts.
 
-Resources open in order (outbox, HTTP client, relay workers, pruner) and close in reverse, so at
-shutdown the workers finish their in-flight batches before the client and the outbox close.
+Resources open in order (identity data, outbox, HTTP client, relay workers, upkeep tasks) and
+close in reverse, so at shutdown the workers finish their in-flight batches before the client
+and the outbox close.
 """
 
 from __future__ import annotations
@@ -9,26 +10,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from . import keys, logsafety
-from .config import Settings
+from . import admin, keys, logsafety
+from .alerts import Alerts
+from .backpressure import Backpressure
+from .config import DestinationSettings, Settings
 from .enrich import Enricher
-from .errors import HitError, OutboxUnavailable
+from .errors import HitError, OutboxFull, OutboxUnavailable
 from .identity.cookies import FirstPartyCookies
 from .identity.geo import GeoLocator
 from .identity.proxy import TrustedProxies
 from .identity.useragent import shared_parser
 from .ingest.browser import handle_hit
-from .observe import Labels, Metrics
+from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.meta import DryRunSender, MetaCapiSender
 from .relay.worker import RelayWorker, Sender
+from .reload import ConfigReloader
 
 __all__ = ["create_app"]
 
@@ -56,14 +62,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[keys.COOKIES] = FirstPartyCookies(
         enabled=settings.cookies.enabled, domain=settings.cookies.domain
     )
-    app.cleanup_ctx.extend([identity_ctx, outbox_ctx, http_session_ctx, relay_ctx, pruner_ctx])
-
+    app.cleanup_ctx.extend([
+        identity_ctx, outbox_ctx, http_session_ctx, relay_ctx, upkeep_ctx, reload_ctx,
+    ])
     prefix = settings.server.path_prefix
     app.router.add_route("GET", f"{prefix}/tr", handle_hit)
     app.router.add_route("POST", f"{prefix}/tr", handle_hit)
-    app.router.add_get(f"{prefix}/healthz", healthz)
-    app.router.add_get(f"{prefix}/readyz", readyz)
-    app.router.add_get(f"{prefix}/metrics", metrics)
+    admin.add_routes(app, prefix)
     return app
 
 
@@ -74,6 +79,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except HitError as exc:
         return web.json_response({"error": exc.reason}, status=exc.status)
+    except OutboxFull as exc:
+        request.app[keys.METRICS].hits.labels("busy").inc()
+        return web.json_response({"error": f"the gateway is busy: {exc}; retry later"},
+                                 status=503, headers={"Retry-After": "30"})
     except OutboxUnavailable:
         return web.json_response(
             {"error": "the gateway cannot store events right now; retry later"},
@@ -117,8 +126,13 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[keys.CLOCK],
     )
     app[keys.OUTBOX] = outbox
+    backpressure = Backpressure(outbox, app[keys.METRICS], max_rows=storage.max_queue_rows,
+                                max_bytes=storage.max_queue_mb * 2**20)
+    await backpressure.check()
+    app[keys.BACKPRESSURE] = backpressure
     app[keys.PIPELINE] = Pipeline(
-        settings.destinations, outbox, app[keys.METRICS], app[keys.ENRICHER], app[keys.CLOCK]
+        settings.destinations, outbox, app[keys.METRICS], app[keys.ENRICHER], app[keys.CLOCK],
+        backpressure,
     )
     yield
     await outbox.close()
@@ -129,21 +143,29 @@ async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
         headers={"User-Agent": "tag-gateway"}, connector=aiohttp.TCPConnector(limit=0)
     )
     app[keys.HTTP_SESSION] = session
+    alerts = Alerts(session, app[keys.SETTINGS].alert_webhook_url, clock=app[keys.CLOCK])
+    app[keys.ALERTS] = alerts
     yield
+    await alerts.close()
     await session.close()
+
+
+def make_sender(destination: DestinationSettings, session: aiohttp.ClientSession) -> Sender:
+    if destination.is_dry_run:
+        return DryRunSender(destination)
+    return MetaCapiSender(destination, session)
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    workers = []
-    for destination in settings.destinations:
-        sender: Sender
-        if destination.is_dry_run:
-            sender = DryRunSender(destination)
-        else:
-            sender = MetaCapiSender(destination, app[keys.HTTP_SESSION])
-        workers.append(RelayWorker(destination, app[keys.OUTBOX], sender, app[keys.METRICS],
-                                   clock=app[keys.CLOCK]))
+    workers = [
+        RelayWorker(
+            make_sender(destination, app[keys.HTTP_SESSION]), app[keys.OUTBOX],
+            app[keys.METRICS], app[keys.ALERTS],
+            dedup_seconds=settings.storage.dedup_hours * 3600, clock=app[keys.CLOCK],
+        )
+        for destination in settings.destinations
+    ]
     for worker in workers:
         worker.start()
     app[keys.WORKERS] = workers
@@ -152,51 +174,74 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*(w.stop(budget) for w in workers))
 
 
-async def pruner_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Delete finished rows after the retention period, now and then."""
-    retention = app[keys.SETTINGS].storage.retention_hours * 3600
+async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Background chores: prune finished rows and stale dedup keys; watch the queue's size."""
+    storage = app[keys.SETTINGS].storage
     outbox, clock = app[keys.OUTBOX], app[keys.CLOCK]
 
     async def prune_forever() -> None:
         while True:
             try:
-                removed = await outbox.prune(clock() - retention)
+                removed = await outbox.prune(
+                    clock() - storage.retention_hours * 3600,
+                    dedup_older_than=clock() - storage.dedup_hours * 3600,
+                )
                 if removed:
                     log.info("pruned %d finished outbox rows", removed)
             except Exception:
                 log.exception("pruning the outbox failed; will try again")
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
 
-    task = asyncio.create_task(prune_forever(), name="outbox-pruner")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with _background(prune_forever(), app[keys.BACKPRESSURE].run()):
+        yield
 
 
-# -- probes ---------------------------------------------------------------------------------
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Config reload on file change and SIGHUP (only for settings read from a file)."""
+
+    def apply(old: Settings, new: Settings) -> None:
+        apply_settings(app, old, new)
+
+    reloader = ConfigReloader(app[keys.SETTINGS], apply, clock=app[keys.CLOCK])
+    app[keys.RELOADER] = reloader
+    path = app[keys.SETTINGS].path
+    if path is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload()))
+    async with _background(reloader.watch()):
+        yield
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
-async def readyz(request: web.Request) -> web.Response:
-    """Ready when the outbox takes writes and every relay worker runs."""
-    problems = []
-    if not await request.app[keys.OUTBOX].writable():
-        problems.append("outbox is not writable")
-    problems += [
-        f"relay worker for destination {w.settings.name} is not running"
-        for w in request.app[keys.WORKERS] if not w.running
-    ]
-    if problems:
-        return web.json_response({"status": "unavailable", "problems": problems}, status=503)
-    return web.json_response({"status": "ready"})
+def apply_settings(app: web.Application, old: Settings, new: Settings) -> None:
+    """Hot-apply destination changes; name what needs a restart."""
+    by_name = {d.name: d for d in new.destinations}
+    for worker in app[keys.WORKERS]:
+        destination = by_name.get(worker.name)
+        if destination is not None and destination != worker.settings:
+            worker.use(make_sender(destination, app[keys.HTTP_SESSION]))
+    app[keys.PIPELINE].use_destinations(
+        [by_name.get(d.name, d) for d in old.destinations]
+    )
+    restart = [name for name in ("server", "storage", "geo", "identity", "cookies",
+                                 "access_keys", "admin_key_sha256", "alert_webhook_url")
+               if getattr(old, name) != getattr(new, name)]
+    if {d.name for d in old.destinations} != set(by_name):
+        restart.append("destinations (added or removed)")
+    if restart:
+        log.warning("config changes that need a restart to apply: %s", ", ".join(restart))
 
 
-async def metrics(request: web.Request) -> web.Response:
-    counts = await request.app[keys.OUTBOX].counts()
-    rows: dict[Labels, float] = {
-        (("destination", dest), ("state", state)): float(n) for (dest, state), n in counts.items()
-    }
-    text = request.app[keys.METRICS].render({"gateway_outbox_rows": rows})
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+@contextlib.asynccontextmanager
+async def _background(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .configreader import Problems, Reader
@@ -55,6 +55,9 @@ class StorageSettings:
     path: Path = Path("var/gateway.db")
     commit_interval_ms: float = 2.0
     retention_hours: float = 72.0
+    dedup_hours: float = 48.0  # suppress repeats of (pixel, event_name, event_id); 0 = off
+    max_queue_rows: int = 5_000_000  # backpressure: past this, ingest answers 503
+    max_queue_mb: int = 4096  # backpressure: database file size
     lease_seconds: float = 30.0
     synchronous: str = "FULL"  # SQLite: FULL survives power loss; NORMAL survives crashes only
 
@@ -95,6 +98,7 @@ class DestinationSettings:
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 300.0
     test_event_code: str = ""
+    partner_agent: str = ""  # identifies the integration to Meta (sent with every batch)
     dry_run: bool = False
 
     @property
@@ -123,7 +127,10 @@ class Settings:
     rules_path: Path = Path("rules")
     destinations: tuple[DestinationSettings, ...] = ()
     access_keys: tuple[AccessKey, ...] = ()
+    alert_webhook_url: str = ""
+    admin_key_sha256: str = field(default="", repr=False)  # bearer key for /status etc.
     log_level: str = "INFO"
+    path: Path | None = None  # the file these settings came from (enables reload)
     source: str = "config.yaml"
 
 
@@ -136,7 +143,8 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         raise ConfigError([f"{path}: config file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
-    return parse_settings(text, filename=str(path), base_dir=path.parent, env=env)
+    settings = parse_settings(text, filename=str(path), base_dir=path.parent, env=env)
+    return replace(settings, path=path)
 
 
 def parse_settings(
@@ -166,6 +174,8 @@ def parse_settings(
         rules_path=_resolve(base, _rules_path(top.child("rules"))),
         destinations=_destinations(top),
         access_keys=_access_keys(top),
+        alert_webhook_url=_alerts(top.child("alerts")),
+        admin_key_sha256=_admin(top.child("admin")),
         log_level=_logging(top.child("logging")),
         source=filename,
     )
@@ -251,6 +261,9 @@ def _storage(r: Reader, base: Path) -> StorageSettings:
         commit_interval_ms=r.number("commit_interval_ms", 2.0, kind=float, low=0, high=1000,
                                     unit="ms"),
         retention_hours=r.number("retention_hours", 72.0, kind=float, low=0, unit="hours"),
+        dedup_hours=r.number("dedup_hours", 48.0, kind=float, low=0, high=24 * 62, unit="hours"),
+        max_queue_rows=r.number("max_queue_rows", 5_000_000, kind=int, low=1, unit="rows"),
+        max_queue_mb=r.number("max_queue_mb", 4096, kind=int, low=1, unit="MiB"),
         lease_seconds=r.number("lease_seconds", 30.0, kind=float, low=1, high=3600,
                                unit="seconds"),
         synchronous=r.string("synchronous", "full", choices=("full", "normal")).upper(),
@@ -276,6 +289,20 @@ def _geo(r: Reader, base: Path) -> GeoSettings:
                            fill_user_data=r.boolean("fill_user_data", True))
     r.finish()
     return settings
+
+
+def _admin(r: Reader) -> str:
+    digest = r.string("key_sha256", "", pattern=r"([0-9a-f]{64})?",
+                      hint="the SHA-256 of the admin key, 64 lowercase hex characters")
+    r.finish()
+    return digest
+
+
+def _alerts(r: Reader) -> str:
+    url = r.string("webhook_url", "", pattern=r"(https?://[^\s]+)?",
+                   hint="an http(s) URL that accepts a JSON POST (e.g. a Slack webhook)")
+    r.finish()
+    return url
 
 
 def _identity(r: Reader) -> IdentitySettings:
@@ -355,6 +382,8 @@ def _destination(r: Reader) -> DestinationSettings:
                                    unit="seconds"),
         test_event_code=r.string("test_event_code", "", pattern=r"[A-Za-z0-9_-]{0,64}",
                                  hint="a code from Events Manager's Test events, e.g. TEST1234"),
+        partner_agent=r.string("partner_agent", "", pattern=r"[A-Za-z0-9_.:/ -]{0,64}",
+                               hint="a short name of the integration, e.g. tag-gateway"),
         dry_run=r.boolean("dry_run", False),
     )
     if settings.retry_base_seconds > settings.retry_max_seconds:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
+from .alerts import Alerts
+from .backpressure import Backpressure
 from .config import Settings
 from .enrich import Enricher
 from .identity.cookies import FirstPartyCookies
@@ -15,10 +17,11 @@ from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.worker import RelayWorker
+from .reload import ConfigReloader
 
 __all__ = [
-    "CLOCK", "COOKIES", "ENRICHER", "HTTP_SESSION", "METRICS", "OUTBOX", "PIPELINE", "PROXIES",
-    "SETTINGS", "WORKERS",
+    "ALERTS", "BACKPRESSURE", "CLOCK", "COOKIES", "ENRICHER", "HTTP_SESSION", "METRICS",
+    "OUTBOX", "PIPELINE", "PROXIES", "RELOADER", "SETTINGS", "WORKERS",
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -31,3 +34,6 @@ WORKERS = web.AppKey("workers", list[RelayWorker])
 PROXIES = web.AppKey("proxies", TrustedProxies)
 COOKIES = web.AppKey("cookies", FirstPartyCookies)
 ENRICHER = web.AppKey("enricher", Enricher)
+ALERTS = web.AppKey("alerts", Alerts)
+BACKPRESSURE = web.AppKey("backpressure", Backpressure)
+RELOADER = web.AppKey("reloader", ConfigReloader)

@@ -1,57 +1,66 @@
-"""Counters for /metrics (Prometheus text format) and the health/readiness probes."""
+"""The gateway's metrics, in one prometheus-client registry per application.
+
+Counters are bumped on the way; gauges that describe the outbox (queue depth, oldest pending
+age, rows per state) are refreshed from the database when /metrics is scraped.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Mapping
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["Labels", "Metrics"]
+__all__ = ["DESTINATION_STATES", "Metrics"]
 
-Labels = tuple[tuple[str, str], ...]
-
-_HELP = {
-    "gateway_hits_total": "Browser hits received, by result (accepted, rejected).",
-    "gateway_events_enqueued_total": "Event rows committed to the outbox, by destination.",
-    "gateway_events_unrouted_total": "Events no destination accepts (kept as 'unrouted' rows).",
-    "gateway_events_invalid_total": "Events Meta would refuse (kept as 'invalid' rows), by source.",
-    "gateway_relay_requests_total": "Upstream requests, by destination and outcome.",
-    "gateway_relay_events_total": "Events relayed, by destination and outcome.",
-    "gateway_outbox_rows": "Outbox rows, by destination and state.",
-}
+DESTINATION_STATES = ("active", "backoff", "paused")
 
 
 class Metrics:
-    """A tiny in-process registry: monotonically increasing counters with labels."""
+    """Every metric the gateway exposes, registered on its own registry (tests run many apps)."""
 
     def __init__(self) -> None:
-        self._counters: dict[str, dict[Labels, float]] = defaultdict(lambda: defaultdict(float))
+        r = self.registry = CollectorRegistry()
+        self.hits = Counter("gateway_hits", "Browser hits, by result (accepted, invalid, "
+                            "rejected, busy).", ["result"], registry=r)
+        self.enqueued = Counter("gateway_events_enqueued", "Event rows committed to the outbox.",
+                                ["destination"], registry=r)
+        self.unrouted = Counter("gateway_events_unrouted", "Events no destination accepts "
+                                "(kept as 'unrouted' rows).", registry=r)
+        self.invalid = Counter("gateway_events_invalid", "Events Meta would refuse (kept as "
+                               "'invalid' rows), by source.", ["source"], registry=r)
+        self.requests = Counter("gateway_relay_requests", "Upstream requests, by outcome "
+                                "(delivered, dry_run, retry, rate_limited, token_rejected, "
+                                "refused, error).", ["destination", "outcome"], registry=r)
+        self.events = Counter("gateway_relay_events", "Events by delivery outcome (delivered, "
+                              "dry_run, retry, rate_limited, token_rejected, dead, error).",
+                              ["destination", "outcome"], registry=r)
+        self.dead_letters = Counter("gateway_dead_letters", "Events dead-lettered, by reason "
+                                    "(invalid, expired, token_revoked).",
+                                    ["destination", "reason"], registry=r)
+        self.duplicates = Counter("gateway_duplicates_suppressed", "Repeats of an event "
+                                  "(pixel, event_name, event_id) not sent again.",
+                                  ["destination"], registry=r)
+        self.batch_size = Histogram("gateway_relay_batch_size", "Events per upstream request.",
+                                    ["destination"], registry=r,
+                                    buckets=(1, 5, 10, 50, 100, 250, 500, 1000))
+        self.latency = Histogram("gateway_relay_upstream_seconds", "Upstream request duration.",
+                                 ["destination"], registry=r,
+                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 3, 10))
+        self.state = Gauge("gateway_destination_state", "1 for the destination's current state "
+                           "(active, backoff, paused).", ["destination", "state"], registry=r)
+        self.token_invalid = Gauge("gateway_destination_token_invalid", "1 while Meta refuses "
+                                   "the destination's access token.", ["destination"],
+                                   registry=r)
+        self.queue_depth = Gauge("gateway_queue_depth", "Events waiting to be sent.",
+                                 ["destination"], registry=r)
+        self.oldest_age = Gauge("gateway_queue_oldest_age_seconds", "Age of the oldest event "
+                                "waiting to be sent.", ["destination"], registry=r)
+        self.outbox_rows = Gauge("gateway_outbox_rows", "Outbox rows by destination and state.",
+                                 ["destination", "state"], registry=r)
+        self.backpressure = Gauge("gateway_backpressure", "1 while ingest refuses events "
+                                  "because the outbox is full.", registry=r)
 
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        self._counters[name][tuple(sorted(labels.items()))] += amount
+    def set_state(self, destination: str, state: str) -> None:
+        for candidate in DESTINATION_STATES:
+            self.state.labels(destination, candidate).set(1 if candidate == state else 0)
 
-    def value(self, name: str, **labels: str) -> float:
-        return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
-
-    def render(self, gauges: Mapping[str, Mapping[Labels, float]] | None = None) -> str:
-        """Prometheus exposition text of the counters plus the given gauges."""
-        lines: list[str] = []
-        families: tuple[tuple[str, Mapping[str, Mapping[Labels, float]]], ...] = (
-            ("counter", self._counters), ("gauge", gauges or {})
-        )
-        for kind, family in families:
-            for name in sorted(family):
-                lines.append(f"# HELP {name} {_HELP.get(name, name)}")
-                lines.append(f"# TYPE {name} {kind}")
-                for labels, value in sorted(family[name].items()):
-                    lines.append(f"{name}{_format_labels(labels)} {value:g}")
-        return "\n".join(lines) + "\n"
-
-
-def _format_labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    escaped = (
-        f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for key, value in labels
-    )
-    return "{" + ",".join(escaped) + "}"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from .backpressure import Backpressure
 from .config import DestinationSettings
 from .enrich import Enricher
-from .errors import HitError
+from .errors import HitError, OutboxFull
 from .model import Event
 from .observe import Metrics
 from .outbox import Outbox, OutboxEntry
-from .validate import validate_event
+from .validate import expiry, validate_event
 
 __all__ = ["Pipeline", "Submission"]
 
@@ -39,12 +40,18 @@ class Pipeline:
         metrics: Metrics,
         enricher: Enricher,
         clock: Callable[[], float],
+        backpressure: Backpressure | None = None,
     ) -> None:
         self._destinations = tuple(destinations)
+        self._backpressure = backpressure
         self._outbox = outbox
         self._metrics = metrics
         self._enricher = enricher
         self._clock = clock
+
+    def use_destinations(self, destinations: Sequence[DestinationSettings]) -> None:
+        """New settings for the same destinations (config reload)."""
+        self._destinations = tuple(destinations)
 
     def route(self, event: Event) -> list[DestinationSettings]:
         """Every destination that accepts the pixel id the event was received for."""
@@ -53,6 +60,8 @@ class Pipeline:
 
     async def submit(self, event: Event) -> Submission:
         """Enrich, validate and commit the event's rows; say where it will go."""
+        if self._backpressure is not None and self._backpressure.reason:
+            raise OutboxFull(self._backpressure.reason)
         self._enricher.enrich(event)
         reasons = validate_event(event.data, self._clock())
         try:
@@ -64,18 +73,18 @@ class Pipeline:
         if reasons:
             note = "; ".join(reasons)
             await self._outbox.enqueue([self._entry(event, payload, None, "invalid", note)])
-            self._metrics.inc("gateway_events_invalid_total", source=event.context.source)
+            self._metrics.invalid.labels(event.context.source).inc()
             return Submission(invalid=reasons)
         destinations = self.route(event)
         if not destinations:
             # Kept, not silently dropped: a person can see which pixel ids arrive unconfigured.
             note = f"no destination accepts pixel {event.context.pixel_id}"
             await self._outbox.enqueue([self._entry(event, payload, None, "unrouted", note)])
-            self._metrics.inc("gateway_events_unrouted_total")
+            self._metrics.unrouted.inc()
             return Submission()
         await self._outbox.enqueue([self._entry(event, payload, d) for d in destinations])
         for d in destinations:
-            self._metrics.inc("gateway_events_enqueued_total", destination=d.name)
+            self._metrics.enqueued.labels(d.name).inc()
         return Submission(destinations=[d.name for d in destinations])
 
     @staticmethod
@@ -95,6 +104,7 @@ class Pipeline:
             event_name=event.name,
             event_id=event.id,
             event_time=int(event.data["event_time"]),
+            expires_at=expiry(event.data),
             payload=payload,
             state=state,
             note=note,

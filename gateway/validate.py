@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["ACTION_SOURCES", "MAX_AGE_DAYS", "validate_event"]
+__all__ = ["ACTION_SOURCES", "MAX_AGE_DAYS", "expiry", "validate_event"]
 
 ACTION_SOURCES = frozenset({
     "website", "app", "email", "phone_call", "chat", "physical_store", "system_generated",
@@ -76,3 +76,9 @@ def _check_purchase(custom_data: Any) -> list[str]:
     if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
         reasons.append("Purchase events need custom_data.currency as a 3-letter ISO 4217 code")
     return reasons
+
+
+def expiry(data: dict[str, Any]) -> float:
+    """When Meta stops accepting this (valid) event: event_time plus its window."""
+    days = MAX_AGE_DAYS.get(str(data.get("action_source")), DEFAULT_MAX_AGE_DAYS)
+    return float(data["event_time"]) + days * 86400

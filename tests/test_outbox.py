@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import OutboxUnavailable
-from gateway.outbox import Outbox, OutboxEntry
+from gateway.outbox import DeadLetterFilter, Outbox, OutboxEntry
 
 
 class Clock:
@@ -45,7 +45,7 @@ async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
 async def test_concurrent_enqueues_share_transactions(outbox: Outbox) -> None:
     await asyncio.gather(*(outbox.enqueue([entry(n)]) for n in range(200)))
     assert outbox.commits < 20  # 200 hits, a handful of fsyncs
-    rows = await outbox.claim("main", 1000)
+    rows = (await outbox.claim("main", 1000)).rows
     assert sorted(r.event_id for r in rows) == sorted(f"e{n}" for n in range(200))
 
 
@@ -57,31 +57,31 @@ async def test_a_bad_entry_does_not_sink_its_neighbours(outbox: Outbox) -> None:
     )
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], OutboxUnavailable)
-    assert [r.event_id for r in await outbox.claim("main", 10)] == ["e1", "e2"]
+    assert [r.event_id for r in (await outbox.claim("main", 10)).rows] == ["e1", "e2"]
 
 
 async def test_claims_are_leased_and_come_back_after_expiry(
     outbox: Outbox, clock: Clock
 ) -> None:
     await outbox.enqueue([entry(n) for n in range(5)])
-    first = await outbox.claim("main", 3)
+    first = (await outbox.claim("main", 3)).rows
     assert [r.event_id for r in first] == ["e0", "e1", "e2"]
-    second = await outbox.claim("main", 10)
+    second = (await outbox.claim("main", 10)).rows
     assert [r.event_id for r in second] == ["e3", "e4"]
-    assert await outbox.claim("main", 10) == []
+    assert (await outbox.claim("main", 10)).rows == []
     clock.now += 31  # the worker holding them died: leases expire
-    again = await outbox.claim("main", 10)
+    again = (await outbox.claim("main", 10)).rows
     assert sorted(r.event_id for r in again) == [f"e{n}" for n in range(5)]
 
 
 async def test_retry_later_waits_and_remembers_why(outbox: Outbox, clock: Clock) -> None:
     await outbox.enqueue([entry(1)])
-    [row] = await outbox.claim("main", 10)
+    [row] = (await outbox.claim("main", 10)).rows
     await outbox.retry_later([row], delay=10, error="HTTP 503")
-    assert await outbox.claim("main", 10) == []
+    assert (await outbox.claim("main", 10)).rows == []
     assert await outbox.next_due("main") == pytest.approx(clock.now + 10)
     clock.now += 10
-    [again] = await outbox.claim("main", 10)
+    [again] = (await outbox.claim("main", 10)).rows
     assert again.id == row.id and again.attempts == 1
 
 
@@ -89,7 +89,7 @@ async def test_finished_rows_are_not_claimed_and_are_pruned_after_retention(
     outbox: Outbox, clock: Clock
 ) -> None:
     await outbox.enqueue([entry(1), entry(2), entry(3)])
-    rows = await outbox.claim("main", 10)
+    rows = (await outbox.claim("main", 10)).rows
     await outbox.finish([rows[0]])
     await outbox.finish([rows[1]], state="dry_run")
     await outbox.release([rows[2]])
@@ -103,9 +103,9 @@ async def test_finished_rows_are_not_claimed_and_are_pruned_after_retention(
 
 async def test_destinations_have_separate_queues(outbox: Outbox) -> None:
     await outbox.enqueue([entry(1, "a"), entry(1, "b")])
-    assert [r.event_id for r in await outbox.claim("a", 10)] == ["e1"]
-    assert [r.event_id for r in await outbox.claim("b", 10)] == ["e1"]
-    assert await outbox.claim("a", 10) == []
+    assert [r.event_id for r in (await outbox.claim("a", 10)).rows] == ["e1"]
+    assert [r.event_id for r in (await outbox.claim("b", 10)).rows] == ["e1"]
+    assert (await outbox.claim("a", 10)).rows == []
 
 
 async def test_rows_survive_reopening_the_file(tmp_path: Path, clock: Clock) -> None:
@@ -114,7 +114,7 @@ async def test_rows_survive_reopening_the_file(tmp_path: Path, clock: Clock) -> 
     await box.close()
     box = await Outbox.open(tmp_path / "o.db", clock=clock)
     try:
-        assert [r.event_id for r in await box.claim("main", 10)] == ["e1", "e2"]
+        assert [r.event_id for r in (await box.claim("main", 10)).rows] == ["e1", "e2"]
     finally:
         await box.close()
 
@@ -134,7 +134,7 @@ async def test_close_commits_what_is_waiting(tmp_path: Path) -> None:
     await pending
     box = await Outbox.open(tmp_path / "o.db")
     try:
-        assert len(await box.claim("main", 10)) == 1
+        assert len((await box.claim("main", 10)).rows) == 1
     finally:
         await box.close()
 
@@ -147,11 +147,76 @@ async def test_a_stale_claim_cannot_overwrite_a_newer_outcome(
     outbox: Outbox, clock: Clock
 ) -> None:
     await outbox.enqueue([entry(1)])
-    [stale] = await outbox.claim("main", 10)
+    [stale] = (await outbox.claim("main", 10)).rows
     clock.now += 31  # lease expired: another attempt claims and delivers the row
-    [fresh] = await outbox.claim("main", 10)
+    [fresh] = (await outbox.claim("main", 10)).rows
     assert await outbox.finish([fresh]) == 1
     # The first attempt finally fails and tries to put the row back: fenced out.
     assert await outbox.retry_later([stale], delay=0, error="HTTP 503") == 0
     assert await outbox.release([stale]) == 0
     assert await outbox.counts() == {("main", "delivered"): 1}
+
+
+async def test_expired_rows_become_dead_letters_instead_of_being_sent(
+    outbox: Outbox, clock: Clock
+) -> None:
+    await outbox.enqueue([entry(1, expires_at=clock.now + 10), entry(2)])
+    clock.now += 11
+    claim = await outbox.claim("main", 10)
+    assert [r.event_id for r in claim.rows] == ["e2"] and claim.expired == 1
+    [letter] = await outbox.dead_letters(DeadLetterFilter(reason="expired"), 10)
+    assert letter.event_id == "e1" and "time window" in (letter.last_error or "")
+
+
+async def test_paused_destinations_age_out_with_their_own_reason(
+    outbox: Outbox, clock: Clock
+) -> None:
+    await outbox.enqueue([entry(1, expires_at=clock.now + 10)])
+    clock.now += 11
+    assert await outbox.expire("main", reason="token_revoked") == 1
+    [letter] = await outbox.dead_letters(DeadLetterFilter(destination="main"), 10)
+    assert letter.reason == "token_revoked"
+
+
+async def test_repeats_of_an_event_are_suppressed_within_the_window(
+    outbox: Outbox, clock: Clock
+) -> None:
+    window = 48 * 3600
+    await outbox.enqueue([entry(1), entry(1), entry(2)])  # e1 twice in one claim
+    first = await outbox.claim("main", 10, dedup_seconds=window)
+    assert [r.event_id for r in first.rows] == ["e1", "e2"] and first.duplicates == 1
+    await outbox.finish(first.rows)
+    await outbox.enqueue([entry(1)])  # the browser retried an hour later
+    clock.now += 3600
+    later = await outbox.claim("main", 10, dedup_seconds=window)
+    assert later.rows == [] and later.duplicates == 1
+    clock.now += window  # past the window the same key is new again
+    await outbox.enqueue([entry(1)])
+    again = await outbox.claim("main", 10, dedup_seconds=window)
+    assert [r.event_id for r in again.rows] == ["e1"]
+    counts = await outbox.counts()
+    assert counts[("main", "duplicate")] == 2
+
+
+async def test_a_retried_row_is_not_its_own_duplicate(outbox: Outbox, clock: Clock) -> None:
+    await outbox.enqueue([entry(1)])
+    [row] = (await outbox.claim("main", 10, dedup_seconds=3600)).rows
+    await outbox.retry_later([row], delay=0, error="HTTP 503")
+    [again] = (await outbox.claim("main", 10, dedup_seconds=3600)).rows
+    assert again.id == row.id
+
+
+async def test_dead_letters_are_listed_and_replayed(outbox: Outbox, clock: Clock) -> None:
+    await outbox.enqueue([entry(1), entry(2), entry(3, "other")])
+    rows = (await outbox.claim("main", 10)).rows
+    other = (await outbox.claim("other", 10)).rows
+    await outbox.dead_letter(rows, "invalid", "HTTP 400, code 100: bad", "TRACE1")
+    await outbox.dead_letter(other, "invalid", "HTTP 400, code 100: bad", "TRACE2")
+    letters = await outbox.dead_letters(DeadLetterFilter(destination="main"), 10)
+    assert [(d.event_id, d.reason, d.fbtrace_id) for d in letters] == [
+        ("e2", "invalid", "TRACE1"), ("e1", "invalid", "TRACE1")]
+    assert await outbox.replay(DeadLetterFilter(destination="main")) == 2
+    replayed = (await outbox.claim("main", 10)).rows
+    assert sorted(r.event_id for r in replayed) == ["e1", "e2"]
+    assert all(r.attempts == 0 for r in replayed)
+    assert len(await outbox.dead_letters(DeadLetterFilter(), 10)) == 1

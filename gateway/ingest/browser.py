@@ -52,19 +52,19 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
             now=now,
         )
     except HitError:
-        metrics.inc("gateway_hits_total", result="rejected")
+        metrics.hits.labels("rejected").inc()
         raise
     submission = await app[keys.PIPELINE].submit(event)
     response: web.Response
     if submission.invalid:
-        metrics.inc("gateway_hits_total", result="invalid")
+        metrics.hits.labels("invalid").inc()
         response = web.json_response(
             {"error": "the event breaks Meta's rules and will not be sent",
              "reasons": submission.invalid},
             status=400, headers=NO_STORE,
         )
     else:
-        metrics.inc("gateway_hits_total", result="accepted")
+        metrics.hits.labels("accepted").inc()
         if request.method == "GET":
             response = web.Response(body=PIXEL_GIF, content_type="image/gif", headers=NO_STORE)
         else:

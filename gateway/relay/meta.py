@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 
 from ..config import DestinationSettings
-from ..errors import Permanent, Retryable
+from ..errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
 from ..outbox import ClaimedRow
 
 __all__ = ["DryRunSender", "MetaCapiSender", "batch_body", "events_url"]
@@ -28,6 +28,7 @@ TRANSIENT_CODES = frozenset({1, 2})
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 TOKEN_CODES = frozenset({190, 102})
 RATE_LIMIT_DELAY = 60.0
+REDIRECT_DELAY = 300.0
 _TOKEN_PARAM = re.compile(r"access_token=[^&\s'\"]*")
 
 
@@ -36,11 +37,13 @@ def events_url(settings: DestinationSettings, pixel_id: str) -> str:
     return f"{settings.graph_url}/{settings.api_version}/{pixel_id}/events"
 
 
-def batch_body(rows: Sequence[ClaimedRow], test_event_code: str) -> bytes:
-    """`{"data": [...], "test_event_code"?}` built from the stored event JSON."""
+def batch_body(rows: Sequence[ClaimedRow], test_event_code: str, partner_agent: str = "") -> bytes:
+    """`{"data": [...], "test_event_code"?, "partner_agent"?}` from the stored event JSON."""
     body = b'{"data":[' + b",".join(row.payload for row in rows) + b"]"
     if test_event_code:
         body += b',"test_event_code":' + orjson.dumps(test_event_code)
+    if partner_agent:
+        body += b',"partner_agent":' + orjson.dumps(partner_agent)
     return body + b"}"
 
 
@@ -85,7 +88,7 @@ class MetaCapiSender:
             async with self._session.post(
                 url,
                 params={"access_token": self.settings.access_token},
-                data=batch_body(rows, test_event_code),
+                data=batch_body(rows, test_event_code, self.settings.partner_agent),
                 headers={"Content-Type": "application/json"},
                 timeout=self._timeout,
                 # A redirect would turn the POST into a GET without the events (and carry the
@@ -101,23 +104,25 @@ class MetaCapiSender:
         if 200 <= status < 300:
             return
         if 300 <= status < 400:
-            raise Permanent(f"HTTP {status}: the Graph API answered with a redirect; check "
-                            "graph_url (https, no trailing path)")
+            # A configuration problem, not a bad event: wait long, never dead-letter.
+            raise Retryable(f"HTTP {status}: the Graph API answered with a redirect; check "
+                            "graph_url (https, no trailing path)", min_delay=REDIRECT_DELAY)
         raise self._classify(status, raw)
 
-    def _classify(self, status: int, raw: bytes) -> Retryable | Permanent:
+    def _classify(self, status: int, raw: bytes) -> RelayError:
+        """SPEC.md §1's table: transient, rate limit, token, or invalid."""
         error = _graph_error(raw)
         code = error.get("code")
         reason = self._safe(_describe(status, error))
+        trace = error.get("fbtrace_id")
+        fbtrace_id = str(trace) if trace else None
         if status == 429 or code in RATE_LIMIT_CODES:
-            return Retryable(reason, min_delay=RATE_LIMIT_DELAY)
+            return RateLimited(reason, min_delay=RATE_LIMIT_DELAY, fbtrace_id=fbtrace_id)
         if code in TOKEN_CODES:
-            # Paused-destination alerts come with the delivery-guarantees work; until then the
-            # events wait (never dropped) and the log says why.
-            return Retryable(reason, min_delay=RATE_LIMIT_DELAY)
+            return TokenRejected(reason, fbtrace_id)
         if status >= 500 or code in TRANSIENT_CODES or error.get("is_transient") is True:
-            return Retryable(reason)
-        return Permanent(reason)
+            return Retryable(reason, fbtrace_id=fbtrace_id)
+        return Permanent(reason, fbtrace_id)
 
     def _safe(self, text: str) -> str:
         """The text with the token removed, raw or percent-encoded, wherever it appears."""

@@ -1,15 +1,16 @@
 """One relay worker per destination: claim due rows, send them in batches, record the outcome.
 
 A worker holds at most `max_in_flight` claims at once; each claim is split into one request per
-(pixel, test_event_code) so every request shares its pixel, token and test code.
-
-- Retryable failures (network, timeouts, 5xx, rate limits) put the rows back with exponential
-  backoff and full jitter.
-- A refused batch (Meta rejects a whole request for one bad event) is split in halves until the
-  refused events are alone; the rest are delivered. A refused single event waits at the longest
-  backoff with Meta's reason in `last_error` (dead letters come with the delivery-guarantees work).
-- Acknowledgements are shielded from cancellation, and a shutdown gives unsent rows back, so a
-  stop never forgets a delivery it saw succeed nor strands rows until their lease expires.
+(pixel, test_event_code) so every request shares its pixel, token and test code. Outcomes:
+- transient failure (network, timeout, 5xx): the rows come back with exponential backoff and
+  full jitter;
+- rate limit: the same, and the whole destination waits before its next request (`backoff`);
+- refused token (190, 102): the rows go back untried, the destination `paused` and an alert
+  raised; it resumes when its token changes (config reload). Rows that age out meanwhile become
+  dead letters with reason `token_revoked`;
+- invalid event (Meta refuses a whole request for one bad event): the batch is halved until the
+  refused events are alone; they become dead letters with Meta's message, the rest is delivered.
+Acknowledgements are shielded from cancellation and a shutdown gives unsent rows back.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from collections.abc import Callable, Sequence
 from itertools import groupby
 from typing import Protocol
 
+from ..alerts import Alerts
 from ..config import DestinationSettings
-from ..errors import Permanent, Retryable
+from ..errors import Permanent, RateLimited, Retryable, TokenRejected
 from ..observe import Metrics
 from ..outbox import ClaimedRow, Outbox
 
@@ -34,9 +36,11 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 5.0
 ERROR_PAUSE_SECONDS = 1.0
+EXPIRY_SWEEP_SECONDS = 60.0
 
 
 class Sender(Protocol):
+    settings: DestinationSettings
     finished_state: str
 
     async def send(
@@ -58,36 +62,71 @@ class RelayWorker:
 
     def __init__(
         self,
-        settings: DestinationSettings,
-        outbox: Outbox,
         sender: Sender,
+        outbox: Outbox,
         metrics: Metrics,
+        alerts: Alerts,
         *,
+        dedup_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self.settings = settings
-        self._outbox = outbox
         self._sender = sender
+        self._outbox = outbox
         self._metrics = metrics
+        self._alerts = alerts
+        self._dedup_seconds = dedup_seconds
         self._clock = clock
         self._rng = rng
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._slots = asyncio.Semaphore(sender.settings.max_in_flight)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._changed = asyncio.Event()  # state changed from outside (new token, stop)
         self._loop_task: asyncio.Task[None] | None = None
+        self._backoff_until = 0.0
+        self.paused_reason: str | None = None  # why the destination is paused (token refused)
+        self.last_error: str | None = None
+        self._metrics.set_state(self.name, "active")
+        self._metrics.token_invalid.labels(self.name).set(0)
+
+    @property
+    def settings(self) -> DestinationSettings:
+        return self._sender.settings
+
+    @property
+    def name(self) -> str:
+        return self._sender.settings.name
 
     @property
     def running(self) -> bool:
         return self._loop_task is not None and not self._loop_task.done()
 
+    @property
+    def state(self) -> str:
+        if self.paused_reason is not None:
+            return "paused"
+        return "backoff" if self._backoff_until > self._clock() else "active"
+
     def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._run(), name=f"relay:{self.settings.name}")
+        self._loop_task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
+
+    def use(self, sender: Sender) -> None:
+        """Switch to new settings (config reload); a new token lifts a token pause."""
+        old = self._sender.settings
+        self._sender = sender
+        if self.paused_reason is not None and sender.settings.access_token != old.access_token:
+            log.info("destination %s: access token changed; resuming delivery", self.name)
+            self.paused_reason = None
+            self._metrics.token_invalid.labels(self.name).set(0)
+            self._metrics.set_state(self.name, "active")
+        self._changed.set()
+        self._outbox.wakeup(self.name).set()
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming; let in-flight batches finish within `timeout`, then release the rest."""
         self._stopping.set()
-        self._outbox.wakeup(self.settings.name).set()
+        self._changed.set()
+        self._outbox.wakeup(self.name).set()
         try:
             await asyncio.wait_for(self._drain(), timeout)
         except TimeoutError:
@@ -96,7 +135,7 @@ class RelayWorker:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
             log.warning("destination %s: %d batches cut short at shutdown; their events stay "
-                        "queued", self.settings.name, len(late))
+                        "queued", self.name, len(late))
 
     def _tasks(self) -> set[asyncio.Task[None]]:
         tasks = set(self._in_flight)
@@ -110,46 +149,60 @@ class RelayWorker:
 
     # -- claiming -------------------------------------------------------------------------------
     async def _run(self) -> None:
-        wakeup = self._outbox.wakeup(self.settings.name)
+        wakeup = self._outbox.wakeup(self.name)
         while not self._stopping.is_set():
-            await self._slots.acquire()
-            if self._stopping.is_set():
-                self._slots.release()
-                break
-            handed_off = False
             try:
-                wakeup.clear()
-                rows = await self._outbox.claim(self.settings.name, self.settings.batch_size)
-                if rows:
-                    self._spawn(rows)
-                    handed_off = True
+                if self.paused_reason is not None:
+                    await self._while_paused()
                     continue
-                self._slots.release()
-                handed_off = True
-                await self._idle(wakeup)
+                wait = self._backoff_until - self._clock()
+                if wait > 0:
+                    await self._pause(wait)
+                    self._metrics.set_state(self.name, self.state)
+                    continue
+                await self._claim_once(wakeup)
             except Exception:
                 # The outbox hiccuped (disk, lock): keep the worker alive and try again shortly.
-                log.exception("destination %s: outbox error; retrying", self.settings.name)
-                if not handed_off:
-                    self._slots.release()
+                log.exception("destination %s: outbox error; retrying", self.name)
                 await self._pause(ERROR_PAUSE_SECONDS)
 
-    def _spawn(self, rows: list[ClaimedRow]) -> None:
-        task = asyncio.create_task(self._deliver(rows))
-        self._in_flight.add(task)
-        task.add_done_callback(self._delivered)
+    async def _claim_once(self, wakeup: asyncio.Event) -> None:
+        await self._slots.acquire()
+        handed_off = False
+        try:
+            if self._stopping.is_set() or self.paused_reason is not None:
+                return
+            wakeup.clear()
+            claim = await self._outbox.claim(
+                self.name, self.settings.batch_size, dedup_seconds=self._dedup_seconds
+            )
+            if claim.expired:
+                self._metrics.dead_letters.labels(self.name, "expired").inc(claim.expired)
+            if claim.duplicates:
+                self._metrics.duplicates.labels(self.name).inc(claim.duplicates)
+            if claim.rows:
+                task = asyncio.create_task(self._deliver(claim.rows))
+                self._in_flight.add(task)
+                task.add_done_callback(self._delivered)
+                handed_off = True
+                return
+        finally:
+            if not handed_off:
+                self._slots.release()
+        if not (claim.expired or claim.duplicates):
+            await self._idle(wakeup)
 
     def _delivered(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            # Only the outbox failing while recording a failure gets here; the lease brings the
-            # rows back.
-            log.error("destination %s: could not record a delivery outcome: %r",
-                      self.settings.name, task.exception())
+            # Only the outbox failing while recording an outcome gets here; the lease brings
+            # the rows back.
+            log.error("destination %s: could not record a delivery outcome: %r", self.name,
+                      task.exception())
 
     async def _idle(self, wakeup: asyncio.Event) -> None:
         """Sleep until new rows arrive or the next retry falls due; then linger for a batch."""
-        due = await self._outbox.next_due(self.settings.name)
+        due = await self._outbox.next_due(self.name)
         timeout = IDLE_POLL_SECONDS if due is None else min(
             IDLE_POLL_SECONDS, max(0.0, due - self._clock())
         )
@@ -160,10 +213,20 @@ class RelayWorker:
         if self.settings.linger_ms > 0:
             await self._pause(self.settings.linger_ms / 1000)
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake at once when stopping."""
+    async def _while_paused(self) -> None:
+        """Claim nothing; age out what Meta would refuse anyway; wait for a new token."""
+        expired = await self._outbox.expire(self.name, reason="token_revoked")
+        if expired:
+            self._metrics.dead_letters.labels(self.name, "token_revoked").inc(expired)
+        self._changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            await asyncio.wait_for(self._changed.wait(), EXPIRY_SWEEP_SECONDS)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when stopping or when told of a change."""
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), seconds)
 
     # -- delivering -----------------------------------------------------------------------------
     async def _deliver(self, rows: list[ClaimedRow]) -> None:
@@ -175,7 +238,7 @@ class RelayWorker:
             await asyncio.shield(self._outbox.release([r for r in rows if r.id not in settled]))
             raise
         except Exception as exc:
-            log.exception("destination %s: unexpected error while sending", self.settings.name)
+            log.exception("destination %s: unexpected error while sending", self.name)
             unsent = [r for r in rows if r.id not in settled]
             await self._retry(unsent, f"internal error: {type(exc).__name__}", 0.0, "error")
         finally:
@@ -184,30 +247,69 @@ class RelayWorker:
     async def _send(
         self, pixel_id: str, code: str, rows: list[ClaimedRow], settled: set[int]
     ) -> None:
+        if self.paused_reason is not None:  # an earlier batch found the token refused
+            await asyncio.shield(self._outbox.release(rows))
+            settled.update(row.id for row in rows)
+            return
+        started = time.perf_counter()
         try:
             await self._sender.send(pixel_id, code, rows)
+        except RateLimited as exc:
+            self._backoff_until = max(self._backoff_until, self._clock() + exc.min_delay)
+            self._metrics.set_state(self.name, "backoff")
+            await self._retry(rows, exc.reason, exc.min_delay, "rate_limited")
         except Retryable as exc:
             await self._retry(rows, exc.reason, exc.min_delay, "retry")
+        except TokenRejected as exc:
+            await asyncio.shield(self._outbox.release(rows))
+            self._count("token_rejected", rows)
+            self._token_refused(exc.reason)
         except Permanent as exc:
             if len(rows) > 1:
                 # Meta refuses a whole request for one bad event: halve until it is alone.
+                self._count("refused", rows)
                 middle = len(rows) // 2
-                self._count("split", rows)
                 await self._send(pixel_id, code, rows[:middle], settled)
                 await self._send(pixel_id, code, rows[middle:], settled)
                 return
-            log.error("destination %s: event %s refused: %s", self.settings.name,
-                      rows[0].event_id, exc.reason)
-            await self._retry(rows, exc.reason, self.settings.retry_max_seconds, "refused")
+            await self._dead_letter(rows, exc.reason, exc.fbtrace_id)
         else:
-            state = self._sender.finished_state
-            kept = await asyncio.shield(self._outbox.finish(rows, state))
-            if kept < len(rows):
-                log.warning("destination %s: %d delivered rows had been re-claimed after their "
-                            "lease ran out; they may be sent twice (Meta deduplicates by "
-                            "event_id)", self.settings.name, len(rows) - kept)
-            self._count(state, rows)
+            await self._finish(rows)
+        finally:
+            self._metrics.latency.labels(self.name).observe(time.perf_counter() - started)
         settled.update(row.id for row in rows)
+
+    async def _finish(self, rows: list[ClaimedRow]) -> None:
+        state = self._sender.finished_state
+        kept = await asyncio.shield(self._outbox.finish(rows, state))
+        if kept < len(rows):
+            log.warning("destination %s: %d delivered rows had been re-claimed after their lease "
+                        "ran out; they may be sent twice (Meta deduplicates by event_id)",
+                        self.name, len(rows) - kept)
+        self._metrics.batch_size.labels(self.name).observe(len(rows))
+        self._count(state, rows)
+        self.last_error = None
+
+    async def _dead_letter(self, rows: list[ClaimedRow], reason: str,
+                           fbtrace_id: str | None) -> None:
+        log.error("destination %s: event %s refused, kept as a dead letter: %s", self.name,
+                  rows[0].event_id, reason)
+        await asyncio.shield(self._outbox.dead_letter(rows, "invalid", reason, fbtrace_id))
+        self._metrics.dead_letters.labels(self.name, "invalid").inc(len(rows))
+        self._count("dead", rows)
+
+    def _token_refused(self, reason: str) -> None:
+        self.last_error = reason
+        if self.paused_reason is not None:
+            return
+        self.paused_reason = "access token refused"
+        self._metrics.token_invalid.labels(self.name).set(1)
+        self._metrics.set_state(self.name, "paused")
+        self._alerts.raise_alert(
+            "token_invalid", self.name,
+            f"Meta refused the access token ({reason}); delivery is paused and events stay "
+            "queued. Put a new token in the config; the gateway resumes when it changes.",
+        )
 
     async def _retry(
         self, rows: list[ClaimedRow], reason: str, min_delay: float, outcome: str
@@ -218,13 +320,12 @@ class RelayWorker:
         delay = max(min_delay, backoff_delay(attempts, self.settings.retry_base_seconds,
                                              self.settings.retry_max_seconds, self._rng))
         log.warning("destination %s: %d events will be retried in %.1fs: %s",
-                    self.settings.name, len(rows), delay, reason)
+                    self.name, len(rows), delay, reason)
+        self.last_error = reason
         await asyncio.shield(self._outbox.retry_later(rows, delay, reason))
-        self._outbox.wakeup(self.settings.name).set()  # the idle loop re-reads the next due time
+        self._outbox.wakeup(self.name).set()  # the idle loop re-reads the next due time
         self._count(outcome, rows)
 
     def _count(self, outcome: str, rows: Sequence[ClaimedRow]) -> None:
-        name = self.settings.name
-        self._metrics.inc("gateway_relay_requests_total", destination=name, outcome=outcome)
-        self._metrics.inc("gateway_relay_events_total", len(rows), destination=name,
-                          outcome=outcome)
+        self._metrics.requests.labels(self.name, outcome).inc()
+        self._metrics.events.labels(self.name, outcome).inc(len(rows))

@@ -147,5 +147,5 @@ async def test_invalid_event_is_kept_with_reasons_and_answered_400(
     assert "custom_data.value" in error
     assert b"buyer@example.com" not in payload  # hashed before it is stored
     metrics = await (await client.get("/metrics")).text()
-    assert 'gateway_events_invalid_total{source="browser"} 1' in metrics
+    assert 'gateway_events_invalid_total{source="browser"} 1.0' in metrics
     assert fake_graph.requests == []

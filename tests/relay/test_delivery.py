@@ -99,7 +99,7 @@ async def test_unrouted_events_are_kept_with_a_reason(
     await hit(client, PIXEL_B)
     assert states(one_destination) == [("", "unrouted", f"no destination accepts pixel {PIXEL_B}")]
     metrics = await (await client.get("/metrics")).text()
-    assert "gateway_events_unrouted_total 1" in metrics
+    assert "gateway_events_unrouted_total 1.0" in metrics
 
 
 async def test_batches_respect_batch_size_and_deliver_every_event_once(
@@ -128,8 +128,8 @@ async def test_transient_failures_are_retried_until_delivered(
     assert len(fake_graph.requests) == 3
     await wait_until(lambda: states(one_destination) == [("main", "delivered", None)])
     metrics = await (await client.get("/metrics")).text()
-    assert 'gateway_relay_requests_total{destination="main",outcome="retry"} 2' in metrics
-    assert 'gateway_relay_events_total{destination="main",outcome="delivered"} 1' in metrics
+    assert 'gateway_relay_requests_total{destination="main",outcome="retry"} 2.0' in metrics
+    assert 'gateway_relay_events_total{destination="main",outcome="delivered"} 1.0' in metrics
 
 
 async def test_timeouts_are_retried(
@@ -154,24 +154,47 @@ async def test_timeouts_are_retried(
     assert len(calls) == 2
 
 
-@pytest.mark.parametrize(("status", "code", "label"), [
-    (400, 100, "code 100"), (401, 190, "code 190"), (400, 17, "code 17"),
-])
-async def test_refusals_keep_events_queued_with_a_readable_reason(
-    status: int, code: int, label: str, fake_graph: FakeGraph, start_gateway: GatewayFactory,
-    one_destination: Settings, caplog: pytest.LogCaptureFixture,
+def rows(settings: Settings) -> list[dict[str, Any]]:
+    with sqlite3.connect(settings.storage.path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM outbox ORDER BY id")]
+
+
+async def test_an_invalid_event_becomes_a_dead_letter_with_metas_message(
+    fake_graph: FakeGraph, start_gateway: GatewayFactory, one_destination: Settings,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fake_graph.fail_with(status, code, "Invalid parameter", times=5,
+    fake_graph.fail_with(400, 100, "Invalid parameter", error_subcode=2804003,
                          error_user_msg="The parameter event_time is too old")
     client = await start_gateway(one_destination)
     await hit(client, PIXEL_A, **{"ud[em]": "someone@example.com"})
-    await fake_graph.wait_for_requests(1)
-    await wait_until(lambda: states(one_destination)[0][1] == "pending")
-    [(_, state, error)] = states(one_destination)
-    assert state == "pending"  # not dropped: waits for a later attempt
-    assert error is not None and label in error and "event_time is too old" in error
-    assert "TEST-TOKEN" not in caplog.text and "TEST-TOKEN" not in error
+    await wait_until(lambda: rows(one_destination)[0]["state"] == "dead")
+    [row] = rows(one_destination)
+    assert row["reason"] == "invalid"
+    assert row["fbtrace_id"] == "AbCdEf"
+    assert "code 100" in row["last_error"] and "event_time is too old" in row["last_error"]
+    assert "TEST-TOKEN" not in caplog.text and "TEST-TOKEN" not in row["last_error"]
     assert "someone@example.com" not in caplog.text
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_dead_letters_total{destination="main",reason="invalid"} 1.0' in metrics
+
+
+async def test_a_rate_limit_backs_off_the_whole_destination(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A)), env={})
+    fake_graph.fail_with(400, 17, "User request limit reached")
+    client = await start_gateway(settings)
+    await hit(client, PIXEL_A, eid="first")
+    await fake_graph.wait_for_requests(1)
+    await wait_until(lambda: rows(settings)[0]["state"] == "pending")
+    await hit(client, PIXEL_A, eid="second")
+    status = await (await client.get("/status")).json()
+    [main] = status["destinations"]
+    assert main["state"] == "backoff" and "code 17" in main["last_error"]
+    assert main["queued"] == 2
+    assert len(fake_graph.requests) == 1  # nothing else is sent while backing off
 
 
 async def test_dry_run_sends_nothing_and_records_the_would_be_request(
@@ -250,9 +273,10 @@ async def test_a_refused_event_does_not_hold_back_the_others_in_its_batch(
                            for eid in ("g1", "g2", "poison", "g3", "g4", "g5")))
     await wait_until(lambda: sorted(delivered) == ["g1", "g2", "g3", "g4", "g5"])
     await wait_until(lambda: [s for _, s, _ in states(settings)].count("delivered") == 5)
-    [(_, state, error)] = [row for row in states(settings) if row[1] != "delivered"]
-    assert state == "pending"
-    assert error is not None and "custom_data.foo is not allowed" in error
+    await wait_until(lambda: "dead" in [s for _, s, _ in states(settings)])
+    [dead] = [row for row in rows(settings) if row["state"] != "delivered"]
+    assert (dead["state"], dead["reason"], dead["event_id"]) == ("dead", "invalid", "poison")
+    assert "custom_data.foo is not allowed" in dead["last_error"]
 
 
 async def test_redirects_are_not_followed(
@@ -297,7 +321,7 @@ async def test_token_never_appears_in_stored_errors_even_percent_encoded(
         retry_base_seconds=60, retry_max_seconds=60)), env={})
     client = await start_gateway(settings)
     await hit(client, PIXEL_A)
-    await wait_until(lambda: bool(states(settings)[0][2]))
+    await wait_until(lambda: rows(settings)[0]["state"] == "dead")
     error = states(settings)[0][2] or ""
     assert "access_token=***" in error
     for leaked in (token, "SeCrEtAppSecret", "1234567890%7CSeCrEt"):

@@ -1,14 +1,9 @@
-"""The durable outbox: one SQLite row per event x destination, committed before any 2xx.
+"""The outbox store: group-committed writes, leased claims, fenced acknowledgements.
 
 Ingest calls `enqueue`, which returns once a transaction holding the rows has committed. Writes
 are grouped: rows arriving within `commit_interval` share one transaction (and one fsync), so
-durability does not cost throughput. Relay workers `claim` due rows under a lease, then mark them
-`delivered` / `dry_run`, or put them back with `retry_later`. A claim whose worker died (crash,
-kill -9) becomes due again when its lease expires, so delivery is at least once.
-
-Row states: pending -> inflight -> delivered | dry_run (finished, pruned after retention);
-inflight -> pending (retry); unrouted (no destination accepts the pixel) and invalid (fails
-Meta's rules; `last_error` says why) are kept for inspection.
+durability does not cost throughput. Relay workers `claim` due rows under a lease; the claim also
+sets aside rows that expired or that duplicate an event already sent (see schema.py for states).
 One connection serves everything; an asyncio lock keeps each transaction whole.
 """
 
@@ -19,44 +14,25 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiosqlite
 
-from .errors import OutboxUnavailable
+from ..errors import OutboxUnavailable
+from .queries import OutboxQueries
+from .schema import SCHEMA, SCHEMA_VERSION
 
-__all__ = ["ClaimedRow", "Outbox", "OutboxEntry"]
+__all__ = ["Claim", "ClaimedRow", "Outbox", "OutboxEntry"]
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    destination TEXT NOT NULL,
-    pixel_id TEXT NOT NULL,
-    test_event_code TEXT NOT NULL,
-    event_name TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    event_time INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    available_at REAL NOT NULL,  -- pending: next attempt; inflight: lease expiry
-    updated_at REAL NOT NULL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, available_at)
-    WHERE state IN ('pending', 'inflight');
-CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (updated_at)
-    WHERE state IN ('delivered', 'dry_run', 'unrouted', 'invalid');
-"""
 _INSERT = """
 INSERT INTO outbox (destination, pixel_id, test_event_code, event_name, event_id, event_time,
-                    payload, state, created_at, available_at, updated_at, last_error)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    expires_at, payload, state, created_at, available_at, updated_at,
+                    last_error, rule_set)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _CLAIM = """
 UPDATE outbox SET state = 'inflight', available_at = ?, updated_at = ?
@@ -65,7 +41,18 @@ WHERE id IN (
     WHERE destination = ? AND state IN ('pending', 'inflight') AND available_at <= ?
     ORDER BY available_at LIMIT ?
 )
-RETURNING id, pixel_id, test_event_code, event_name, event_id, payload, attempts, available_at
+RETURNING id, pixel_id, test_event_code, event_name, event_id, payload, attempts, available_at,
+          expires_at
+"""
+# Every acknowledgement is fenced by the claim's lease: a claim that outlived its lease (and may
+# have been re-claimed by another attempt) cannot overwrite a newer outcome.
+_FENCE = " WHERE id = ? AND state = 'inflight' AND available_at = ?"
+_KEEP_OWNER = """
+INSERT INTO dedup (destination, pixel_id, event_name, event_id, row_id, seen_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (destination, pixel_id, event_name, event_id) DO UPDATE
+SET row_id = excluded.row_id, seen_at = excluded.seen_at
+WHERE dedup.seen_at < ?
 """
 
 
@@ -80,8 +67,10 @@ class OutboxEntry:
     event_id: str
     event_time: int
     payload: bytes  # the CAPI event as JSON
+    expires_at: float = float("inf")
     state: str = "pending"
     note: str | None = None
+    rule_set: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,9 +83,19 @@ class ClaimedRow:
     payload: bytes
     attempts: int
     lease: float  # the claim's lease expiry: fences acknowledgements
+    expires_at: float = float("inf")
 
 
-class Outbox:
+@dataclass
+class Claim:
+    """Rows to send, and how many were set aside instead."""
+
+    rows: list[ClaimedRow] = field(default_factory=list)
+    expired: int = 0
+    duplicates: int = 0
+
+
+class Outbox(OutboxQueries):
     """Durable queue of events per destination on one SQLite file (WAL)."""
 
     def __init__(
@@ -135,7 +134,8 @@ class Outbox:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={synchronous}")
             await db.execute("PRAGMA busy_timeout=5000")
-            await db.executescript(_SCHEMA)
+            await db.executescript(SCHEMA)
+            await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             await db.commit()
         except BaseException:
             await db.close()
@@ -149,6 +149,23 @@ class Outbox:
             await asyncio.shield(self._flusher)
         async with self._lock:
             await self._db.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, for one whole transaction (committed on exit, rolled back on error)."""
+        async with self._lock:
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.rollback()
+                raise
+            await self._db.commit()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, for reads that must not interleave with a transaction."""
+        async with self._lock:
+            yield self._db
 
     # -- ingest side --------------------------------------------------------------------------
     async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
@@ -185,7 +202,7 @@ class Outbox:
         now = self._clock()
         rows = [
             (e.destination, e.pixel_id, e.test_event_code, e.event_name, e.event_id,
-             e.event_time, e.payload, e.state, now, now, now, e.note)
+             e.event_time, e.expires_at, e.payload, e.state, now, now, now, e.note, e.rule_set)
             for entries in groups for e in entries
         ]
         async with self._lock:
@@ -220,28 +237,81 @@ class Outbox:
         """An event set whenever new rows for `destination` are committed."""
         return self._wakeups[destination]
 
-    async def claim(self, destination: str, limit: int) -> list[ClaimedRow]:
-        """Lease up to `limit` due rows of `destination`, oldest first."""
-        now = self._clock()
-        async with self._lock:
-            rows = await self._db.execute_fetchall(
-                _CLAIM, (now + self._lease, now, destination, now, limit)
-            )
-            await self._db.commit()
-        claimed = [ClaimedRow(*row) for row in rows]
-        claimed.sort(key=lambda row: row.id)
-        return claimed
+    def destinations(self) -> list[str]:
+        """Destinations that have a relay worker waiting on them."""
+        return list(self._wakeups)
 
-    # Every acknowledgement is fenced by the claim's lease: a claim that outlived its lease
-    # (and may have been re-claimed by another attempt) cannot overwrite a newer outcome.
-    _FENCE = " WHERE id = ? AND state = 'inflight' AND available_at = ?"
+    async def claim(
+        self,
+        destination: str,
+        limit: int,
+        *,
+        dedup_seconds: float = 0.0,
+        expired_reason: str = "expired",
+    ) -> Claim:
+        """Lease up to `limit` due rows of `destination`, oldest first.
+
+        In the same transaction, rows past their expiry become dead letters, and rows whose
+        (pixel, event_name, event_id) another row of this destination already claimed within
+        `dedup_seconds` become `duplicate`.
+        """
+        now = self._clock()
+        async with self.transaction() as db:
+            raw = await db.execute_fetchall(_CLAIM, (now + self._lease, now, destination, now,
+                                                     limit))
+            rows = sorted((ClaimedRow(*row) for row in raw), key=lambda row: row.id)
+            expired = [row for row in rows if row.expires_at < now]
+            if expired:
+                await db.executemany(
+                    "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, "
+                    "last_error = 'past Meta''s time window for this event' WHERE id = ?",
+                    [(expired_reason, now, row.id) for row in expired],
+                )
+            live = [row for row in rows if row.expires_at >= now]
+            duplicates = await self._set_aside_duplicates(db, destination, live, now,
+                                                          dedup_seconds)
+        kept = [row for row in live if row.id not in duplicates]
+        return Claim(rows=kept, expired=len(expired), duplicates=len(duplicates))
+
+    @staticmethod
+    async def _set_aside_duplicates(
+        db: aiosqlite.Connection, destination: str, rows: list[ClaimedRow], now: float,
+        window: float,
+    ) -> set[int]:
+        """Record each row as the owner of its key unless a recent owner exists; return the
+        ids of rows that lost to an earlier owner."""
+        if window <= 0 or not rows:
+            return set()
+        await db.executemany(_KEEP_OWNER, [
+            (destination, r.pixel_id, r.event_name, r.event_id, r.id, now, now - window)
+            for r in rows
+        ])
+        ids = sorted({r.event_id for r in rows})
+        owners: dict[tuple[str, str, str], int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found = await db.execute_fetchall(
+                "SELECT pixel_id, event_name, event_id, row_id FROM dedup WHERE destination = ? "
+                f"AND event_id IN ({','.join('?' * len(chunk))})",
+                (destination, *chunk),
+            )
+            owners.update({(p, n, e): owner for p, n, e, owner in found})
+        losers = {r.id: owners[(r.pixel_id, r.event_name, r.event_id)] for r in rows
+                  if owners.get((r.pixel_id, r.event_name, r.event_id), r.id) != r.id}
+        if losers:
+            await db.executemany(
+                "UPDATE outbox SET state = 'duplicate', updated_at = ?, last_error = ? "
+                "WHERE id = ?",
+                [(now, f"duplicate of row {owner}", row_id) for row_id, owner in losers.items()],
+            )
+        return set(losers)
 
     async def finish(self, rows: Sequence[ClaimedRow], state: str = "delivered") -> int:
         """Mark claimed rows delivered (or dry_run); return how many were still ours."""
         now = self._clock()
         return await self._update(
             "UPDATE outbox SET state = ?, updated_at = ?, attempts = attempts + 1, "
-            "last_error = NULL" + self._FENCE,
+            "last_error = NULL" + _FENCE,
             [(state, now, row.id, row.lease) for row in rows],
         )
 
@@ -250,59 +320,47 @@ class Outbox:
         now = self._clock()
         return await self._update(
             "UPDATE outbox SET state = 'pending', available_at = ?, updated_at = ?, "
-            "attempts = attempts + 1, last_error = ?" + self._FENCE,
+            "attempts = attempts + 1, last_error = ?" + _FENCE,
             [(now + delay, now, error, row.id, row.lease) for row in rows],
         )
 
-    async def release(self, rows: Sequence[ClaimedRow]) -> int:
-        """Give claimed rows back untried (shutdown), due at once."""
+    async def release(self, rows: Sequence[ClaimedRow], delay: float = 0.0) -> int:
+        """Give claimed rows back untried (shutdown, paused destination)."""
         now = self._clock()
         return await self._update(
-            "UPDATE outbox SET state = 'pending', available_at = ?, updated_at = ?" + self._FENCE,
-            [(now, now, row.id, row.lease) for row in rows],
+            "UPDATE outbox SET state = 'pending', available_at = ?, updated_at = ?" + _FENCE,
+            [(now + delay, now, row.id, row.lease) for row in rows],
         )
 
+    async def dead_letter(
+        self, rows: Sequence[ClaimedRow], reason: str, error: str, fbtrace_id: str | None
+    ) -> int:
+        """Claimed rows that will never be accepted as they are: keep them with the reason."""
+        now = self._clock()
+        return await self._update(
+            "UPDATE outbox SET state = 'dead', reason = ?, last_error = ?, fbtrace_id = ?, "
+            "updated_at = ?, attempts = attempts + 1" + _FENCE,
+            [(reason, error, fbtrace_id, now, row.id, row.lease) for row in rows],
+        )
+
+    async def expire(self, destination: str, reason: str = "expired") -> int:
+        """Dead-letter queued rows of `destination` past their expiry (a paused destination
+        claims nothing, so its rows age out here)."""
+        now = self._clock()
+        async with self.transaction() as db:
+            cursor = await db.execute(
+                "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, "
+                "last_error = 'past Meta''s time window for this event' "
+                "WHERE destination = ? AND state IN ('pending', 'inflight') AND expires_at < ?",
+                (reason, now, destination, now),
+            )
+        return cursor.rowcount
+
     async def _update(self, sql: str, rows: list[tuple[object, ...]]) -> int:
-        async with self._lock:
-            before = self._db.total_changes
-            await self._db.executemany(sql, rows)
-            await self._db.commit()
-            return self._db.total_changes - before
-
-    async def next_due(self, destination: str) -> float | None:
-        """When the earliest pending or leased row of `destination` falls due."""
-        async with self._lock:
-            rows = await self._db.execute_fetchall(
-                "SELECT MIN(available_at) FROM outbox "
-                "WHERE destination = ? AND state IN ('pending', 'inflight')",
-                (destination,),
-            )
-        value = next(iter(rows))[0]
-        return float(value) if value is not None else None
-
-    # -- upkeep -------------------------------------------------------------------------------
-    async def prune(self, older_than: float, chunk: int = 5000) -> int:
-        """Delete finished rows last touched before `older_than`; return how many."""
-        total = 0
-        while True:
-            async with self._lock:
-                cursor = await self._db.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN "
-                    "('delivered', 'dry_run', 'unrouted', 'invalid') AND updated_at < ? LIMIT ?)",
-                    (older_than, chunk),
-                )
-                await self._db.commit()
-            total += cursor.rowcount
-            if cursor.rowcount < chunk:
-                return total
-
-    async def counts(self) -> dict[tuple[str, str], int]:
-        """Rows per (destination, state)."""
-        async with self._lock:
-            rows = await self._db.execute_fetchall(
-                "SELECT destination, state, COUNT(*) FROM outbox GROUP BY destination, state"
-            )
-        return {(dest, state): count for dest, state, count in rows}
+        async with self.transaction() as db:
+            before = db.total_changes
+            await db.executemany(sql, rows)
+            return db.total_changes - before
 
     async def writable(self) -> bool:
         """True when a write transaction can be taken now (readiness)."""

@@ -1,0 +1,151 @@
+"""Probes and operator endpoints: /healthz, /readyz (public, no data) and /metrics, /status,
+/dead-letters (operators only).
+
+Operator endpoints answer a request that carries `Authorization: Bearer <admin key>` (its SHA-256
+in `admin.key_sha256`), or, when no key is configured, a direct connection from this machine
+(a loopback peer with no forwarding headers: a proxied public request never qualifies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+
+from aiohttp import hdrs, web
+
+from . import keys
+from .identity.proxy import parse_ip
+from .outbox import DEAD_REASONS, DeadLetterFilter
+
+__all__ = ["add_routes"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_FORWARDING = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "CF-Connecting-IP",
+               "True-Client-IP", "Fastly-Client-IP")
+
+
+def add_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_get(f"{prefix}/healthz", healthz)
+    app.router.add_get(f"{prefix}/readyz", readyz)
+    app.router.add_get(f"{prefix}/metrics", operators_only(metrics))
+    app.router.add_get(f"{prefix}/status", operators_only(status))
+    app.router.add_get(f"{prefix}/dead-letters", operators_only(dead_letters))
+    app.router.add_post(f"{prefix}/dead-letters/replay", operators_only(replay))
+
+
+def operators_only(handler: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        expected = request.app[keys.SETTINGS].admin_key_sha256
+        given = request.headers.get(hdrs.AUTHORIZATION, "")
+        if expected:
+            token = given.removeprefix("Bearer ").strip()
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            if not (given.startswith("Bearer ") and hmac.compare_digest(digest, expected)):
+                return web.json_response({"error": "an admin key is required"}, status=401,
+                                         headers={hdrs.WWW_AUTHENTICATE: "Bearer"})
+        elif not _direct_local(request):
+            return web.json_response(
+                {"error": "operator endpoints answer local requests only; set admin.key_sha256 "
+                          "to reach them from elsewhere"}, status=403)
+        return await handler(request)
+
+    return guarded
+
+
+def _direct_local(request: web.Request) -> bool:
+    address = parse_ip(request.remote)
+    return (address is not None and address.is_loopback
+            and not any(name in request.headers for name in _FORWARDING))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the outbox takes writes and every relay worker runs."""
+    problems = []
+    if not await request.app[keys.OUTBOX].writable():
+        problems.append("outbox is not writable")
+    problems += [
+        f"relay worker for destination {w.name} is not running"
+        for w in request.app[keys.WORKERS] if not w.running
+    ]
+    if problems:
+        return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    metrics, outbox, now = app[keys.METRICS], app[keys.OUTBOX], app[keys.CLOCK]()
+    metrics.outbox_rows.clear()
+    depth: dict[str, int] = {}
+    for (destination, state), count in (await outbox.counts()).items():
+        metrics.outbox_rows.labels(destination, state).set(count)
+        if state in ("pending", "inflight"):
+            depth[destination] = depth.get(destination, 0) + count
+    oldest = await outbox.oldest_pending()
+    for worker in app[keys.WORKERS]:
+        metrics.queue_depth.labels(worker.name).set(depth.get(worker.name, 0))
+        created = oldest.get(worker.name)
+        metrics.oldest_age.labels(worker.name).set(now - created if created else 0)
+        metrics.set_state(worker.name, worker.state)
+    return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+async def status(request: web.Request) -> web.Response:
+    """What a person checks first: each destination's state, queue and last error."""
+    app = request.app
+    outbox, now = app[keys.OUTBOX], app[keys.CLOCK]()
+    counts = await outbox.counts()
+    oldest = await outbox.oldest_pending()
+    destinations = []
+    for worker in app[keys.WORKERS]:
+        name = worker.name
+        created = oldest.get(name)
+        destinations.append({
+            "name": name,
+            "state": worker.state,
+            "dry_run": worker.settings.is_dry_run,
+            "token_invalid": worker.paused_reason is not None,
+            "queued": counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0),
+            "oldest_queued_age_seconds": round(now - created, 3) if created else None,
+            "dead_letters": counts.get((name, "dead"), 0),
+            "last_error": worker.last_error,
+        })
+    reloader = app[keys.RELOADER]
+    return web.json_response({
+        "destinations": destinations,
+        "backpressure": app[keys.BACKPRESSURE].reason,
+        "config": {"loaded_at": reloader.loaded_at, "last_error": reloader.last_error},
+    })
+
+
+def _selection(request: web.Request) -> DeadLetterFilter | web.Response:
+    reason = request.query.get("reason") or None
+    if reason is not None and reason not in DEAD_REASONS:
+        return web.json_response(
+            {"error": f"reason must be one of {', '.join(DEAD_REASONS)}"}, status=400)
+    return DeadLetterFilter(destination=request.query.get("destination") or None, reason=reason)
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    selection = _selection(request)
+    if isinstance(selection, web.Response):
+        return selection
+    try:
+        limit = min(int(request.query.get("limit", "100")), 1000)
+    except ValueError:
+        return web.json_response({"error": "limit must be a whole number"}, status=400)
+    letters = await request.app[keys.OUTBOX].dead_letters(selection, limit)
+    return web.json_response({"dead_letters": [letter.as_dict() for letter in letters]})
+
+
+async def replay(request: web.Request) -> web.Response:
+    selection = _selection(request)
+    if isinstance(selection, web.Response):
+        return selection
+    count = await request.app[keys.OUTBOX].replay(selection)
+    return web.json_response({"replayed": count})

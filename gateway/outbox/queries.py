@@ -1,0 +1,106 @@
+"""Reads and upkeep on the outbox: due times, counts, queue depth, pruning, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+import aiosqlite
+
+from .deadletters import DeadLetter, DeadLetterFilter, list_query, replay_query
+
+__all__ = ["OutboxQueries"]
+
+
+class OutboxQueries:
+    """Queries the store shares; the store provides the connection and the clock."""
+
+    _clock: Callable[[], float]
+
+    def read(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        raise NotImplementedError
+
+    def wakeup(self, destination: str) -> asyncio.Event:
+        raise NotImplementedError
+
+    def destinations(self) -> list[str]:
+        raise NotImplementedError
+
+    async def next_due(self, destination: str) -> float | None:
+        """When the earliest pending or leased row of `destination` falls due."""
+        async with self.read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT MIN(available_at) FROM outbox "
+                "WHERE destination = ? AND state IN ('pending', 'inflight')",
+                (destination,),
+            )
+        value = next(iter(rows))[0]
+        return float(value) if value is not None else None
+
+    # -- upkeep -------------------------------------------------------------------------------
+    async def prune(self, older_than: float, dedup_older_than: float | None = None,
+                    chunk: int = 5000) -> int:
+        """Delete finished rows last touched before `older_than` (and stale dedup keys)."""
+        total = 0
+        while True:
+            async with self.transaction() as db:
+                cursor = await db.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN "
+                    "('delivered', 'dry_run', 'duplicate', 'unrouted', 'invalid') "
+                    "AND updated_at < ? LIMIT ?)",
+                    (older_than, chunk),
+                )
+            total += cursor.rowcount
+            if cursor.rowcount < chunk:
+                break
+        if dedup_older_than is not None:
+            async with self.transaction() as db:
+                await db.execute("DELETE FROM dedup WHERE seen_at < ?", (dedup_older_than,))
+        return total
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Rows per (destination, state)."""
+        async with self.read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT destination, state, COUNT(*) FROM outbox GROUP BY destination, state"
+            )
+        return {(dest, state): count for dest, state, count in rows}
+
+    async def queue_depth(self) -> tuple[int, int]:
+        """(rows waiting to be sent, bytes of the database file), for backpressure."""
+        async with self.read() as db:
+            [(rows,)] = await db.execute_fetchall(
+                "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'inflight')"
+            )
+            [(pages,)] = await db.execute_fetchall("PRAGMA page_count")
+            [(page_size,)] = await db.execute_fetchall("PRAGMA page_size")
+        return int(rows), int(pages) * int(page_size)
+
+    async def oldest_pending(self) -> dict[str, float]:
+        """Per destination, the creation time of its oldest queued row."""
+        async with self.read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT destination, MIN(created_at) FROM outbox "
+                "WHERE state IN ('pending', 'inflight') GROUP BY destination"
+            )
+        return {dest: float(created) for dest, created in rows}
+
+    async def dead_letters(self, selection: DeadLetterFilter, limit: int) -> list[DeadLetter]:
+        sql, params = list_query(selection, limit)
+        async with self.read() as db:
+            rows = await db.execute_fetchall(sql, params)
+        return [DeadLetter(*row) for row in rows]
+
+    async def replay(self, selection: DeadLetterFilter) -> int:
+        """Re-queue matching dead letters; return how many."""
+        sql, params = replay_query(selection, self._clock())
+        async with self.transaction() as db:
+            cursor = await db.execute(sql, params)
+        for name in [selection.destination] if selection.destination else self.destinations():
+            self.wakeup(name).set()
+        return cursor.rowcount
+
