@@ -1,0 +1,317 @@
+"""Delivery guarantees end to end, against scripted local fakes of the Graph API: bad events
+isolated and dead-lettered, token refusals paused and alerted then resumed by a config reload,
+slow destinations isolated, expiry, dedup, backpressure, and the operator endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from gateway import keys
+from gateway.__main__ import main
+from gateway.app import create_app
+from gateway.config import Settings, load_settings, parse_settings
+from gateway.outbox import Outbox, OutboxEntry
+
+from ..conftest import PIXEL_A, PIXEL_B, GatewayFactory, destination_yaml, settings_yaml, wait_until
+from ..fake_graph import FakeGraph
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rows(settings: Settings) -> list[dict[str, Any]]:
+    with sqlite3.connect(settings.storage.path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM outbox ORDER BY id")]
+
+
+async def hit(client: Any, pixel: str, **params: str) -> Any:
+    params.setdefault("dl", "https://shop.example.com/")
+    return await client.get("/tr", params={"id": pixel, "ev": "PageView", **params})
+
+
+async def graph_server(aiohttp_server: Any, handler: Any) -> str:
+    app = web.Application()
+    app.router.add_post("/{version}/{pixel}/events", handler)
+    server = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_one_invalid_event_in_a_batch_of_1000(
+    tmp_path: Path, aiohttp_server: Any, start_gateway: GatewayFactory
+) -> None:
+    delivered: list[str] = []
+    requests: list[int] = []
+
+    async def graph(request: web.Request) -> web.Response:
+        events = orjson.loads(await request.read())["data"]
+        requests.append(len(events))
+        if any(e["event_id"] == "e517" for e in events):
+            return web.json_response({"error": {
+                "message": "Invalid parameter", "type": "OAuthException", "code": 100,
+                "error_subcode": 2804019, "error_user_title": "Invalid custom data",
+                "error_user_msg": "The value of custom_data.value is not a number",
+                "fbtrace_id": "Ftrace517"}}, status=400)
+        delivered.extend(e["event_id"] for e in events)
+        return web.json_response({"events_received": len(events), "fbtrace_id": "ok"})
+
+    url = await graph_server(aiohttp_server, graph)
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", url, pixel_id=PIXEL_A, batch_size=1000, max_in_flight=1)), env={})
+    outbox = await Outbox.open(settings.storage.path)
+    now = time.time()
+    await outbox.enqueue([
+        OutboxEntry("main", PIXEL_A, "", "Purchase", f"e{n}", int(now),
+                    orjson.dumps({"event_name": "Purchase", "event_id": f"e{n}"}),
+                    expires_at=now + 3600)
+        for n in range(1000)
+    ])
+    await outbox.close()
+
+    await start_gateway(settings)
+    await wait_until(lambda: len(delivered) == 999, timeout=20)
+    await wait_until(lambda: sorted({r["state"] for r in rows(settings)}) == ["dead",
+                                                                               "delivered"])
+    assert requests[0] == 1000  # one request first, then halves around the bad event
+    assert len(requests) <= 2 * 10 + 1  # bisection: about 2 requests per level
+    [dead] = [r for r in rows(settings) if r["state"] != "delivered"]
+    assert (dead["event_id"], dead["reason"], dead["fbtrace_id"]) == ("e517", "invalid",
+                                                                      "Ftrace517")
+    assert "custom_data.value is not a number" in dead["last_error"]
+    assert sorted(delivered) == sorted(f"e{n}" for n in range(1000) if n != 517)
+
+
+def two_destinations(tmp_path: Path, url: str, token_a: str, webhook: str) -> str:
+    return settings_yaml(
+        tmp_path,
+        destination_yaml("shop-a", url, pixel_id=PIXEL_A, access_token=token_a),
+        destination_yaml("shop-b", url, pixel_id=PIXEL_B, access_token="TOKEN-B"),
+        extra=f"alerts: {{webhook_url: {webhook}}}\n",
+    )
+
+
+async def test_a_refused_token_pauses_one_destination_alerts_and_resumes_on_a_new_token(
+    tmp_path: Path, aiohttp_server: Any, aiohttp_client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    delivered: dict[str, list[str]] = {"TOKEN-A-NEW": [], "TOKEN-B": []}
+    alerts: list[dict[str, Any]] = []
+
+    async def graph(request: web.Request) -> web.Response:
+        token = request.query["access_token"]
+        if token == "TOKEN-A-OLD":
+            return web.json_response({"error": {
+                "message": "Error validating access token: Session has expired",
+                "type": "OAuthException", "code": 190, "error_subcode": 463,
+                "fbtrace_id": "Tok"}}, status=401)
+        events = orjson.loads(await request.read())["data"]
+        delivered[token].extend(e["event_id"] for e in events)
+        return web.json_response({"events_received": len(events)})
+
+    async def webhook(request: web.Request) -> web.Response:
+        alerts.append(await request.json())
+        return web.Response(status=204)
+
+    url = await graph_server(aiohttp_server, graph)
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", webhook)
+    hook = await aiohttp_server(hook_app)
+    config = tmp_path / "config.yaml"
+    config.write_text(two_destinations(tmp_path, url, "TOKEN-A-OLD", str(hook.make_url("/hook"))))
+    client = await aiohttp_client(create_app(load_settings(config, env={})))
+
+    for n in range(3):
+        assert (await hit(client, PIXEL_A, eid=f"a{n}")).status == 200
+        assert (await hit(client, PIXEL_B, eid=f"b{n}")).status == 200
+    await wait_until(lambda: len(delivered["TOKEN-B"]) == 3)  # B is not held back by A
+    await wait_until(lambda: len(alerts) == 1)
+    assert alerts[0]["alert"] == "token_invalid" and alerts[0]["destination"] == "shop-a"
+    assert "TOKEN-A" not in orjson.dumps(alerts).decode()
+    status = await (await client.get("/status")).json()
+    a = next(d for d in status["destinations"] if d["name"] == "shop-a")
+    assert a["state"] == "paused" and a["token_invalid"] is True
+    await wait_until(lambda: sum(r["state"] == "pending" for r in rows(
+        client.app[keys.SETTINGS])) == 3)
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_destination_token_invalid{destination="shop-a"} 1.0' in metrics
+    assert 'gateway_destination_state{destination="shop-a",state="paused"} 1.0' in metrics
+
+    # A person pastes a new token; the file change is picked up (here: reloaded at once).
+    config.write_text(two_destinations(tmp_path, url, "TOKEN-A-NEW", str(hook.make_url("/hook"))))
+    assert await client.app[keys.RELOADER].reload()
+    await wait_until(lambda: sorted(delivered["TOKEN-A-NEW"]) == ["a0", "a1", "a2"])
+    status = await (await client.get("/status")).json()
+    a = next(d for d in status["destinations"] if d["name"] == "shop-a")
+    assert a["state"] == "active" and a["token_invalid"] is False
+    assert "TOKEN-A-OLD" not in caplog.text and "TOKEN-A-NEW" not in caplog.text
+
+
+async def test_an_invalid_config_reload_keeps_the_last_good_one(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    config = tmp_path / "config.yaml"
+    good = settings_yaml(tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A))
+    config.write_text(good)
+    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    config.write_text(good.replace("batch_size", "bacth_size") + "    batch_size: 5000\n")
+    assert not await client.app[keys.RELOADER].reload()
+    status = await (await client.get("/status")).json()
+    assert "batch_size: must be a whole number between 1 and 1000" in status["config"][
+        "last_error"]
+    assert (await hit(client, PIXEL_A, eid="still-works")).status == 200
+    [event] = await fake_graph.wait_for_events(1)
+    assert event["event_id"] == "still-works"
+
+
+async def test_a_slow_destination_never_delays_another(
+    tmp_path: Path, aiohttp_server: Any, start_gateway: GatewayFactory
+) -> None:
+    fast: list[float] = []
+    release = asyncio.Event()
+
+    async def graph(request: web.Request) -> web.Response:
+        if request.query["access_token"] == "TEST-TOKEN-slow":
+            await release.wait()  # hangs until the test ends
+        else:
+            fast.append(time.monotonic())
+        return web.json_response({"events_received": 1})
+
+    url = await graph_server(aiohttp_server, graph)
+    settings = parse_settings(settings_yaml(
+        tmp_path,
+        destination_yaml("slow", url, pixel_id=PIXEL_A, accepts="*", timeout=10,
+                         max_in_flight=1),
+        destination_yaml("fast", url, pixel_id=PIXEL_B, accepts="*"),
+    ).replace("commit_interval_ms: 1}", "commit_interval_ms: 1, lease_seconds: 30}"), env={})
+    client = await start_gateway(settings)
+    started = time.monotonic()
+    for n in range(5):
+        assert (await hit(client, PIXEL_A, eid=f"x{n}")).status == 200
+    await wait_until(lambda: len(fast) >= 1, timeout=5)
+    await wait_until(lambda: sum(r["state"] == "delivered" for r in rows(settings)) == 5)
+    assert fast[0] - started < 2.0
+    release.set()
+
+
+async def test_events_past_metas_window_become_dead_letters(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    clock = FakeClock(time.time())
+    fake_graph.fail_with(503, 1, "down", times=10**6)
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A, retry_base_seconds=600,
+        retry_max_seconds=600)), env={})
+    client = await aiohttp_client(create_app(settings, clock=clock))
+    assert (await hit(client, PIXEL_A, eid="old")).status == 200
+    await wait_until(lambda: rows(settings)[0]["last_error"] is not None)  # retry scheduled
+    clock.now += 8 * 86400  # a week and a day later
+    client.app[keys.OUTBOX].wakeup("main").set()
+    await wait_until(lambda: rows(settings)[0]["state"] == "dead")
+    assert rows(settings)[0]["reason"] == "expired"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_dead_letters_total{destination="main",reason="expired"} 1.0' in metrics
+
+
+async def test_repeats_are_sent_once(
+    one_destination: Settings, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    client = await start_gateway(one_destination)
+    for _ in range(3):  # the browser retried, a tab was restored
+        assert (await hit(client, PIXEL_A, eid="same")).status == 200
+    await wait_until(lambda: sorted(r["state"] for r in rows(one_destination)) ==
+                     ["delivered", "duplicate", "duplicate"])
+    assert [e["event_id"] for e in fake_graph.events] == ["same"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_duplicates_suppressed_total{destination="main"} 2.0' in metrics
+
+
+async def test_backpressure_answers_503_with_retry_after(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    fake_graph.fail_with(503, 1, "down", times=10**6)
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A, retry_base_seconds=600,
+        retry_max_seconds=600)).replace(
+            "commit_interval_ms: 1}", "commit_interval_ms: 1, max_queue_rows: 2}"), env={})
+    client = await start_gateway(settings)
+    for n in range(2):
+        assert (await hit(client, PIXEL_A, eid=f"q{n}")).status == 200
+    await client.app[keys.BACKPRESSURE].check()  # the background check, run now
+    refused = await hit(client, PIXEL_A, eid="q2")
+    assert refused.status == 503
+    assert refused.headers["Retry-After"] == "30"
+    assert "2 queued events (limit 2)" in (await refused.json())["error"]
+    assert len(rows(settings)) == 2
+    status = await (await client.get("/status")).json()
+    assert status["backpressure"] == "the outbox holds 2 queued events (limit 2)"
+
+
+async def test_dead_letters_endpoint_and_cli_list_and_replay(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A)))
+    settings = load_settings(config, env={})
+    fake_graph.fail_with(400, 100, "Invalid parameter", error_user_msg="Bad value")
+    client = await start_gateway(settings)
+    assert (await hit(client, PIXEL_A, eid="bad")).status == 200
+    await wait_until(lambda: rows(settings)[0]["state"] == "dead")
+
+    listed = await (await client.get("/dead-letters", params={"reason": "invalid"})).json()
+    [letter] = listed["dead_letters"]
+    assert (letter["event_id"], letter["reason"], letter["fbtrace_id"]) == ("bad", "invalid",
+                                                                            "AbCdEf")
+    assert main(["dead-letters", "list", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "main invalid pixel=" in out and "Bad value" in out
+    assert (await client.get("/dead-letters", params={"reason": "nope"})).status == 400
+
+    assert main(["dead-letters", "replay", "--config", str(config), "--reason", "invalid"]) == 0
+    assert "re-queued 1 dead letter" in capsys.readouterr().out
+    client.app[keys.OUTBOX].wakeup("main").set()
+    [event] = await fake_graph.wait_for_events(1)  # the Graph accepts it the second time
+    assert event["event_id"] == "bad"
+    replayed = await (await client.post("/dead-letters/replay")).json()
+    assert replayed == {"replayed": 0}
+
+
+async def test_operator_endpoints_need_the_admin_key_or_a_local_direct_request(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    key = "s3cret-admin-key"
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
+        extra=f"admin: {{key_sha256: {hashlib.sha256(key.encode()).hexdigest()}}}\n"), env={})
+    client = await start_gateway(settings)
+    for path in ("/status", "/metrics", "/dead-letters"):
+        assert (await client.get(path)).status == 401
+        assert (await client.get(path, headers={"Authorization": "Bearer wrong"})).status == 401
+        ok = await client.get(path, headers={"Authorization": f"Bearer {key}"})
+        assert ok.status == 200
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_without_an_admin_key_proxied_requests_are_refused(
+    one_destination: Settings, start_gateway: GatewayFactory
+) -> None:
+    client = await start_gateway(one_destination)
+    assert (await client.get("/status")).status == 200
+    proxied = await client.get("/status", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert proxied.status == 403
+    assert "admin.key_sha256" in (await proxied.json())["error"]
