@@ -29,7 +29,7 @@ def print_outbox(
             "SELECT destination, state, COUNT(*) FROM outbox GROUP BY 1, 2 ORDER BY 1, 2"
         ).fetchall()
         query = ("SELECT id, destination, state, pixel_id, event_name, event_id, attempts, "
-                 "last_error, payload FROM outbox")
+                 "last_error, payload FROM outbox_events")
         params: tuple[object, ...] = ()
         if state:
             query += " WHERE state = ?"

@@ -24,7 +24,7 @@ DEAD_REASONS = ("invalid", "expired", "token_revoked")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: dedup keys point at row ids
     destination TEXT NOT NULL,
     pixel_id TEXT NOT NULL,
     test_event_code TEXT NOT NULL,
@@ -32,7 +32,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT NOT NULL,
     event_time INTEGER NOT NULL,
     expires_at REAL NOT NULL,    -- past this Meta refuses the event
-    payload BLOB NOT NULL,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
@@ -43,6 +42,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     fbtrace_id TEXT,
     rule_set TEXT NOT NULL DEFAULT ''  -- hash of the rule set that decided the event
 );
+-- The event JSON lives apart: state changes rewrite a whole row, and a small row is cheap.
+CREATE TABLE IF NOT EXISTS payloads (
+    id INTEGER PRIMARY KEY,      -- = outbox.id
+    payload BLOB NOT NULL
+);
+-- For people (and sqlite3 at a terminal): every row with its event JSON.
+CREATE VIEW IF NOT EXISTS outbox_events AS
+    SELECT outbox.*, payloads.payload FROM outbox JOIN payloads USING (id);
+CREATE TRIGGER IF NOT EXISTS outbox_payload_gone AFTER DELETE ON outbox BEGIN
+    DELETE FROM payloads WHERE id = OLD.id;
+END;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, available_at)
     WHERE state IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (updated_at)

@@ -23,7 +23,7 @@ GIF_MAGIC = b"GIF89a"
 
 def outbox_rows(settings: Settings) -> list[tuple[Any, ...]]:
     with sqlite3.connect(settings.storage.path) as db:
-        return db.execute("SELECT destination, state, payload FROM outbox").fetchall()
+        return db.execute("SELECT destination, state, payload FROM outbox_events").fetchall()
 
 
 async def test_get_hit_arrives_upstream_as_capi_event(

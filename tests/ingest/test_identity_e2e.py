@@ -120,7 +120,7 @@ async def test_truncated_ip_is_what_gets_stored(
     )
     assert response.status == 200
     with sqlite3.connect(settings.storage.path) as db:
-        [(payload,)] = db.execute("SELECT payload FROM outbox").fetchall()
+        [(payload,)] = db.execute("SELECT payload FROM outbox_events").fetchall()
     assert b"216.160.83.0" in payload and b"216.160.83.56" not in payload
 
 
@@ -142,7 +142,7 @@ async def test_invalid_event_is_kept_with_reasons_and_answered_400(
     assert "_fbp" in response.cookies
     with sqlite3.connect(settings.storage.path) as db:
         [(state, error, payload)] = db.execute(
-            "SELECT state, last_error, payload FROM outbox").fetchall()
+            "SELECT state, last_error, payload FROM outbox_events").fetchall()
     assert state == "invalid"
     assert "custom_data.value" in error
     assert b"buyer@example.com" not in payload  # hashed before it is stored

@@ -211,7 +211,7 @@ async def test_dry_run_sends_nothing_and_records_the_would_be_request(
     await hit(client, PIXEL_A, "PageView")
     await wait_until(lambda: [s for _, s, _ in states(settings)] == ["dry_run", "dry_run"])
     with sqlite3.connect(settings.storage.path) as db:
-        payloads = [row[0] for row in db.execute("SELECT payload FROM outbox ORDER BY id")]
+        payloads = [row[0] for row in db.execute("SELECT payload FROM outbox_events ORDER BY id")]
     assert b'"event_name":"Purchase"' in payloads[0]  # what would have been sent
     assert fake_graph.requests == []
     assert "would POST" in caplog.text

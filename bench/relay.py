@@ -1,0 +1,198 @@
+"""Relay throughput: drain a backlog from the outbox vs Meta's SDK BatchProcessor.
+
+    python bench/relay.py [--events 100000]
+
+Both send the same events to the same local fake Graph API (a separate process that parses
+each body and answers 200), batch 1000, 4 concurrent:
+- baseline: facebook-business's BatchProcessor sending Event objects built in memory
+  (its serialization, normalization and hashing included, as a backend using it would pay);
+- gateway: relay workers draining the same events from a SQLite outbox (claim, dedup, send,
+  acknowledge), the way the gateway delivers after a backlog.
+Prints events/s of both and the ratio. Target: gateway >= 3x the SDK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PIXEL = "123456789012345"
+BATCH, CONCURRENCY = 1000, 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fake_graph(port: int, received: Synchronized) -> None:  # type: ignore[type-arg]
+    """The Graph API stand-in: count the events of each request, answer like Meta."""
+
+    async def events(request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.content_type == "application/json":
+            data = orjson.loads(body)["data"]
+        else:  # the SDK posts a form with data as a JSON string
+            data = orjson.loads((await request.post())["data"])  # type: ignore[arg-type]
+        with received.get_lock():
+            received.value += len(data)
+        return web.json_response({"events_received": len(data), "messages": [],
+                                  "fbtrace_id": "bench"})
+
+    app = web.Application(client_max_size=64 * 2**20)
+    app.router.add_post("/{version}/{pixel}/events", events)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def event_fields(n: int, now: int) -> dict[str, object]:
+    return {
+        "event_name": "Purchase", "event_time": now, "event_id": f"order-{n}",
+        "event_source_url": "https://shop.example.com/checkout", "action_source": "website",
+        "email": f"buyer{n}@example.com", "ip": f"203.0.113.{n % 250}",
+        "ua": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0",
+        "fbp": f"fb.1.1700000000000.{n}", "value": 10.0 + n % 90, "currency": "usd",
+    }
+
+
+async def wait_for(received: Synchronized, target: int) -> None:  # type: ignore[type-arg]
+    while received.value < target:
+        await asyncio.sleep(0.005)
+
+
+def run_sdk(port: int, count: int, received: Synchronized) -> float:  # type: ignore[type-arg]
+    from facebook_business.adobjects.serverside.action_source import ActionSource
+    from facebook_business.adobjects.serverside.batch_processor import BatchProcessor
+    from facebook_business.adobjects.serverside.custom_data import CustomData
+    from facebook_business.adobjects.serverside.event import Event
+    from facebook_business.adobjects.serverside.event_request_async import EventRequestAsync
+    from facebook_business.adobjects.serverside.user_data import UserData
+    from facebook_business.api import FacebookAdsApi
+    from facebook_business.session import FacebookSession
+
+    FacebookAdsApi.init(access_token="BENCH-TOKEN", crash_log=False)
+    FacebookSession.GRAPH = f"http://127.0.0.1:{port}"
+    now = int(time.time())
+    events = []
+    for n in range(count):
+        f = event_fields(n, now)
+        events.append(Event(
+            event_name=f["event_name"], event_time=f["event_time"], event_id=f["event_id"],
+            event_source_url=f["event_source_url"], action_source=ActionSource.WEBSITE,
+            user_data=UserData(email=f["email"], client_ip_address=f["ip"],
+                               client_user_agent=f["ua"], fbp=f["fbp"]),
+            custom_data=CustomData(value=f["value"], currency=f["currency"]),
+        ))
+    request = EventRequestAsync(pixel_id=PIXEL, events=[])
+    start = time.perf_counter()
+    BatchProcessor(batch_size=BATCH, concurrent_requests=CONCURRENCY).process_events(
+        request, events)
+    elapsed = time.perf_counter() - start
+    if received.value < count:
+        raise SystemExit(f"SDK run delivered {received.value} of {count}")
+    return count / elapsed
+
+
+def run_gateway(port: int, count: int, received: Synchronized) -> float:  # type: ignore[type-arg]
+    from gateway.app import create_app
+    from gateway.config import parse_settings
+    from gateway.hashing import hash_user_data
+    from gateway.outbox import Outbox, OutboxEntry
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-relay-"))
+    settings = parse_settings(f"""
+version: 1
+storage: {{path: {folder / "outbox.db"}}}
+logging: {{level: WARNING}}
+destinations:
+  - name: main
+    pixel_id: "{PIXEL}"
+    access_token: BENCH-TOKEN
+    graph_url: http://127.0.0.1:{port}
+    batch_size: {BATCH}
+    max_in_flight: {CONCURRENCY}
+    linger_ms: 0
+""", env={})
+
+    async def fill() -> None:
+        outbox = await Outbox.open(settings.storage.path, synchronous="NORMAL")
+        now = int(time.time())
+        for first in range(0, count, 10_000):
+            entries = []
+            for n in range(first, min(first + 10_000, count)):
+                f = event_fields(n, now)
+                user_data, _ = hash_user_data({
+                    "em": f["email"], "client_ip_address": f["ip"],
+                    "client_user_agent": f["ua"], "fbp": f["fbp"]})
+                data = {
+                    "event_name": f["event_name"], "event_time": now, "event_id": f["event_id"],
+                    "event_source_url": f["event_source_url"], "action_source": "website",
+                    "user_data": user_data,
+                    "custom_data": {"value": f["value"], "currency": "USD"},
+                }
+                entries.append(OutboxEntry("main", PIXEL, "", "Purchase", f["event_id"], now,
+                                           orjson.dumps(data), expires_at=now + 86400))
+            await outbox.enqueue(entries)
+        await outbox.close()
+
+    async def drain() -> float:
+        await fill()
+        received.value = 0
+        runner = web.AppRunner(create_app(settings))
+        start = time.perf_counter()
+        await runner.setup()  # starts the relay workers on the backlog
+        await wait_for(received, count)
+        elapsed = time.perf_counter() - start
+        await runner.cleanup()
+        return count / elapsed
+
+    try:
+        import uvloop
+
+        return uvloop.run(drain())
+    except ImportError:
+        return asyncio.run(drain())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args()
+
+    port = free_port()
+    received: Synchronized = multiprocessing.Value("q", 0)  # type: ignore[type-arg]
+    server = multiprocessing.Process(target=fake_graph, args=(port, received), daemon=True)
+    server.start()
+    time.sleep(1.0)
+    try:
+        sdk = run_sdk(port, args.events, received)
+        received.value = 0
+        gateway = run_gateway(port, args.events, received)
+    finally:
+        server.terminate()
+    print(f"machine: {platform.machine()} cores={os.cpu_count()} "
+          f"python={platform.python_version()}; fake Graph in its own process")
+    print(f"events: {args.events}, batch {BATCH}, {CONCURRENCY} concurrent")
+    print(f"baseline: facebook-business BatchProcessor  {sdk:10,.0f} events/s")
+    print(f"gateway: outbox drain                       {gateway:10,.0f} events/s")
+    print(f"ratio gateway/SDK: {gateway / sdk:.2f}x   target >= 3x: "
+          f"{'met' if gateway / sdk >= 3 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
