@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[keys.METRICS] = Metrics()
     app[keys.PROXIES] = TrustedProxies(
         settings.server.trusted_proxies, settings.server.client_ip_headers,
-        truncate=settings.identity.truncate_ip,
+        chain=settings.server.forwarding_header, truncate=settings.identity.truncate_ip,
     )
     app[keys.COOKIES] = FirstPartyCookies(
         enabled=settings.cookies.enabled, domain=settings.cookies.domain

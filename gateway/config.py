@@ -44,7 +44,8 @@ class ServerSettings:
     port: int = 8080
     path_prefix: str = ""
     trusted_proxies: tuple[str, ...] = ()  # CIDRs (presets already expanded)
-    client_ip_headers: tuple[str, ...] = ("CF-Connecting-IP", "True-Client-IP", "Fastly-Client-IP")
+    client_ip_headers: tuple[str, ...] = ()  # single-address headers the edge always sets
+    forwarding_header: str = "x-forwarded-for"  # the chain our proxies append to (or forwarded)
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65536
     shutdown_timeout: float = 10.0
@@ -220,9 +221,8 @@ def _server(r: Reader) -> ServerSettings:
                 f"{', '.join(sorted(PRESETS))}, got {item!r}"
             )
     headers = tuple(
-        item for path, item in r.string_list("client_ip_headers")
-        if _header_name(r, path, item)
-    ) if "client_ip_headers" in r.data else ServerSettings.client_ip_headers
+        item for path, item in r.string_list("client_ip_headers") if _header_name(r, path, item)
+    )
     origins = []
     for path, item in r.string_list("allowed_origins"):
         if not item.startswith(("http://", "https://")) or item.rstrip("/").count("/") > 2:
@@ -237,6 +237,8 @@ def _server(r: Reader) -> ServerSettings:
         path_prefix=prefix,
         trusted_proxies=tuple(proxies),
         client_ip_headers=headers,
+        forwarding_header=r.string("forwarding_header", "x-forwarded-for",
+                                   choices=("x-forwarded-for", "forwarded")),
         allowed_origins=tuple(origins),
         max_body_bytes=r.number("max_body_bytes", 65536, kind=int, low=1024, high=16 * 2**20,
                                 unit="bytes"),

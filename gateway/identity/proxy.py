@@ -2,14 +2,18 @@
 
 Client IP:
 From an untrusted peer the socket address is the answer. From a trusted peer (a CDN or reverse
-proxy listed in `server.trusted_proxies`): the first single-address header present
-(`CF-Connecting-IP`, `True-Client-IP`, `Fastly-Client-IP` by default), else the `Forwarded`
-(RFC 7239) or `X-Forwarded-For` chain walked right to left, skipping trusted hops and garbage,
-taking the first untrusted address. IPv6 stays IPv6 (Meta prefers it); ports, brackets and
+proxy listed in `server.trusted_proxies`): the first of `server.client_ip_headers` present
+(none by default), else the forwarding chain (`X-Forwarded-For` by default, or RFC 7239
+`Forwarded`) walked right to left, skipping trusted hops and garbage, taking the first untrusted
+address. Only the configured chain header is read: proxies append to the one they manage and
+pass the other through untouched, so reading both would let a visitor choose their own IP. For
+the same reason a single-address header is listed only when the edge always overwrites it
+(Cloudflare's `CF-Connecting-IP` is; a `Fastly-Client-IP` the visitor sent is not, unless the
+edge pins it). IPv6 stays IPv6 (Meta prefers it); ports, brackets and
 zone ids are stripped; IPv4-mapped IPv6 becomes IPv4.
 
-Scheme and host (for cookie attributes): `X-Forwarded-Proto` / `Forwarded: proto=` and
-`X-Forwarded-Host` / `Forwarded: host=` from a trusted peer, else the connection's own.
+Scheme and host (for cookie attributes): `X-Forwarded-Proto` / `X-Forwarded-Host` (or the last
+`Forwarded` element's `proto=` / `host=`) from a trusted peer, else the connection's own.
 """
 
 from __future__ import annotations
@@ -69,14 +73,16 @@ class TrustedProxies:
     def __init__(
         self,
         trusted: Sequence[str],
-        headers: Sequence[str] = ("CF-Connecting-IP", "True-Client-IP", "Fastly-Client-IP"),
+        headers: Sequence[str] = (),
         *,
+        chain: str = "x-forwarded-for",
         truncate: bool = False,
     ) -> None:
         self._networks: tuple[Network, ...] = tuple(
             ipaddress.ip_network(cidr, strict=False) for cidr in trusted
         )
         self._headers = tuple(headers)
+        self._chain = "Forwarded" if chain == "forwarded" else "X-Forwarded-For"
         self._truncate = truncate
         # Results are cached by the exact header text: the same visitor and proxy chain
         # repeat across a session's hits, and ipaddress objects are slow to build.
@@ -99,8 +105,7 @@ class TrustedProxies:
         return self._chain_ip(
             peer,
             tuple(headers.get(name) for name in self._headers),
-            tuple(headers.getall("Forwarded", ())),
-            tuple(headers.getall("X-Forwarded-For", ())),
+            tuple(headers.getall(self._chain, ())),
         )
 
     def _format_peer(self, peer: str | None) -> str | None:
@@ -112,20 +117,16 @@ class TrustedProxies:
         return str(truncate_ip(address) if self._truncate else address)
 
     def _resolve_chain(
-        self,
-        peer: str,
-        single: tuple[str | None, ...],
-        forwarded: tuple[str, ...],
-        forwarded_for: tuple[str, ...],
+        self, peer: str, single: tuple[str | None, ...], values: tuple[str, ...]
     ) -> str | None:
         for value in single:
             address = parse_ip(value)
             if address is not None:
                 return self._format(address)
-        if forwarded:
-            chain = _forwarded(forwarded, "for")
+        if self._chain == "Forwarded":
+            chain = _forwarded(values, "for")
         else:
-            chain = [part for header in forwarded_for for part in header.split(",")]
+            chain = [part for header in values for part in header.split(",")]
         addresses = [address for hop in chain if (address := parse_ip(hop)) is not None]
         for address in reversed(addresses):
             if not self._check_trusted(address):
@@ -136,9 +137,12 @@ class TrustedProxies:
     def scheme(self, peer: str | None, headers: CIMultiDictProxy[str], own: str) -> str:
         """`https` or `http` as the visitor's browser used it."""
         if self.trusts(peer):
-            forwarded = _forwarded(headers.getall("Forwarded", ()), "proto")
-            claimed = forwarded[0] if forwarded else headers.get("X-Forwarded-Proto", "")
-            claimed = claimed.split(",")[0].strip().lower()
+            if self._chain == "Forwarded":
+                forwarded = _forwarded(headers.getall("Forwarded", ()), "proto")
+                claimed = forwarded[-1] if forwarded else ""
+            else:
+                claimed = headers.get("X-Forwarded-Proto", "")
+            claimed = claimed.split(",")[-1].strip().lower()
             if claimed in ("http", "https"):
                 return claimed
         return own
@@ -147,9 +151,12 @@ class TrustedProxies:
         """The host name the visitor's browser asked for (no port)."""
         host = own
         if self.trusts(peer):
-            forwarded = _forwarded(headers.getall("Forwarded", ()), "host")
-            claimed = forwarded[0] if forwarded else headers.get("X-Forwarded-Host", "")
-            host = claimed.split(",")[0].strip() or own
+            if self._chain == "Forwarded":
+                forwarded = _forwarded(headers.getall("Forwarded", ()), "host")
+                claimed = forwarded[-1] if forwarded else ""
+            else:
+                claimed = headers.get("X-Forwarded-Host", "")
+            host = claimed.split(",")[-1].strip() or own
         return _strip_port(host)
 
 

@@ -15,7 +15,9 @@ def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
     return CIMultiDictProxy(CIMultiDict(pairs))
 
 
-CDN = TrustedProxies([*PRESETS["cloudflare"], "10.0.0.0/8"])
+TRUSTED = [*PRESETS["cloudflare"], "10.0.0.0/8"]
+CDN = TrustedProxies(TRUSTED, headers=["CF-Connecting-IP", "True-Client-IP"])
+RFC7239 = TrustedProxies(TRUSTED, chain="forwarded")
 CF_EDGE = "173.245.48.10"
 
 
@@ -44,10 +46,9 @@ CF_EDGE = "173.245.48.10"
     ("10.0.0.2", [("X-Forwarded-For", "fe80::1%eth0")], "fe80::1"),
     # IPv4-mapped IPv6 becomes IPv4.
     ("::ffff:10.0.0.2", [("X-Forwarded-For", "::ffff:198.51.100.12")], "198.51.100.12"),
-    # RFC 7239 Forwarded wins over X-Forwarded-For.
-    ("10.0.0.2", [("Forwarded", 'for="[2001:db8:cafe::17]:4711";proto=https, for=10.3.3.3'),
-                  ("X-Forwarded-For", "1.1.1.1")], "2001:db8:cafe::17"),
-    ("10.0.0.2", [("Forwarded", "for=_hidden, for=198.51.100.13")], "198.51.100.13"),
+    # Only the configured chain is read: a Forwarded header the visitor sent is ignored.
+    ("10.0.0.2", [("Forwarded", "for=6.6.6.6"), ("X-Forwarded-For", "198.51.100.14")],
+     "198.51.100.14"),
     # Every hop trusted: the leftmost is the client.
     ("10.0.0.2", [("X-Forwarded-For", "10.7.7.7, 10.8.8.8")], "10.7.7.7"),
     # Nothing usable: the peer.
@@ -56,6 +57,23 @@ CF_EDGE = "173.245.48.10"
 ])
 def test_client_ip(peer: str | None, pairs: list[tuple[str, str]], expected: str | None) -> None:
     assert CDN.client_ip(peer, headers(*pairs)) == expected
+
+
+@pytest.mark.parametrize(("pairs", "expected"), [
+    ([("Forwarded", 'for="[2001:db8:cafe::17]:4711";proto=https, for=10.3.3.3'),
+      ("X-Forwarded-For", "1.1.1.1")], "2001:db8:cafe::17"),
+    ([("Forwarded", "for=_hidden, for=198.51.100.13")], "198.51.100.13"),
+    ([("X-Forwarded-For", "198.51.100.15")], "10.0.0.2"),  # XFF is not read in this mode
+])
+def test_rfc7239_forwarded_chain(pairs: list[tuple[str, str]], expected: str) -> None:
+    assert RFC7239.client_ip("10.0.0.2", headers(*pairs)) == expected
+
+
+def test_single_address_headers_are_off_by_default() -> None:
+    # A visitor can send CF-Connecting-IP through a proxy that does not overwrite it.
+    plain = TrustedProxies(TRUSTED)
+    pairs = headers(("CF-Connecting-IP", "6.6.6.6"), ("X-Forwarded-For", "198.51.100.16"))
+    assert plain.client_ip("10.0.0.2", pairs) == "198.51.100.16"
 
 
 def test_no_trusted_proxies_means_the_socket_peer() -> None:
@@ -84,8 +102,9 @@ def test_scheme_and_host_only_from_trusted_peers() -> None:
     assert CDN.scheme("203.0.113.7", claimed, "http") == "http"
     assert CDN.host("203.0.113.7", claimed, "origin.internal:8080") == "origin.internal"
     forwarded = headers(("Forwarded", 'for=1.2.3.4;proto=https;host="www.example.org"'))
-    assert CDN.scheme("10.0.0.2", forwarded, "http") == "https"
-    assert CDN.host("10.0.0.2", forwarded, "x") == "www.example.org"
+    assert RFC7239.scheme("10.0.0.2", forwarded, "http") == "https"
+    assert RFC7239.host("10.0.0.2", forwarded, "x") == "www.example.org"
+    assert CDN.scheme("10.0.0.2", forwarded, "http") == "http"  # not the configured chain
 
 
 @given(st.text())
