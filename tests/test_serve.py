@@ -168,3 +168,41 @@ async def test_kill_9_loses_no_acknowledged_hit(tmp_path: Path, fake_graph: Fake
     duplicates = len(delivered) - len(set(delivered))
     print(f"acknowledged {len(acknowledged)}, delivered {len(set(delivered))}, "
           f"duplicates {duplicates}")
+
+
+async def test_sighup_reloads_the_config(tmp_path: Path, fake_graph: FakeGraph) -> None:
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    text = settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
+        extra=f"server: {{port: {port}}}\n",
+    ) + "    dry_run: true \n"
+    config.write_text(text)
+    stamp = config.stat()
+    process = await start_serve(config, port)
+    try:
+        async with aiohttp.ClientSession() as session:
+            status_url = f"http://127.0.0.1:{port}/status"
+            async with session.get(status_url) as response:
+                before = await response.json()
+            assert before["destinations"][0]["dry_run"] is True
+            # Same size and modification time: only the signal can trigger the reload.
+            config.write_text(text.replace("dry_run: true ", "dry_run: false"))
+            os.utime(config, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+            process.send_signal(signal.SIGHUP)
+
+            async def reloaded() -> bool:
+                async with session.get(status_url) as response:
+                    status = await response.json()
+                return status["destinations"][0]["dry_run"] is False
+
+            for _ in range(100):
+                if await reloaded():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("SIGHUP did not reload the config")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
+    assert process.returncode == 0
