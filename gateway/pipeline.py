@@ -30,6 +30,7 @@ class Submission:
 
     destinations: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)  # reasons, when the event is invalid
+    unstorable: str | None = None  # why the event could not even be stored
 
 
 class Pipeline:
@@ -58,34 +59,66 @@ class Pipeline:
         pixel_id = event.context.pixel_id
         return [d for d in self._destinations if d.accepts_pixel(pixel_id)]
 
+    def prepare(self, event: Event) -> list[str]:
+        """Enrich the event and hash its user_data; return Meta's reasons to refuse it."""
+        self._enricher.enrich(event)
+        return validate_event(event.data, self._clock())
+
     async def submit(self, event: Event) -> Submission:
-        """Enrich, validate and commit the event's rows; say where it will go."""
+        """Prepare and commit one event; HitError if it cannot even be stored."""
+        [submission] = await self.submit_many([event])
+        if submission.unstorable:
+            raise HitError(submission.unstorable)
+        return submission
+
+    async def submit_many(
+        self, events: Sequence[Event], reasons: Sequence[list[str]] | None = None
+    ) -> list[Submission]:
+        """Commit the rows of several events in one go; say what happened to each.
+
+        `reasons`: what `prepare` returned for each event, when the caller already prepared
+        them (server ingress checks a whole request before committing any of it)."""
         if self._backpressure is not None and self._backpressure.reason:
             raise OutboxFull(self._backpressure.reason)
-        self._enricher.enrich(event)
-        reasons = validate_event(event.data, self._clock())
+        entries: list[OutboxEntry] = []
+        submissions = []
+        for index, event in enumerate(events):
+            problems = reasons[index] if reasons is not None else self.prepare(event)
+            submission, rows = self._decide(event, problems)
+            entries.extend(rows)
+            submissions.append(submission)
+        if entries:
+            await self._outbox.enqueue(entries)
+        for submission, event in zip(submissions, events, strict=True):
+            self._count(submission, event)
+        return submissions
+
+    def _decide(self, event: Event, reasons: list[str]) -> tuple[Submission, list[OutboxEntry]]:
         try:
             payload = orjson.dumps(event.data)
         except TypeError:
             # Integers beyond 64 bits or broken text deep in a value: refuse, do not crash.
-            raise HitError("the event holds a value that cannot be sent as JSON "
-                           "(an integer out of range or invalid text)") from None
+            return Submission(unstorable="the event holds a value that cannot be sent as JSON "
+                              "(an integer out of range or invalid text)"), []
         if reasons:
             note = "; ".join(reasons)
-            await self._outbox.enqueue([self._entry(event, payload, None, "invalid", note)])
-            self._metrics.invalid.labels(event.context.source).inc()
-            return Submission(invalid=reasons)
+            return Submission(invalid=reasons), [self._entry(event, payload, None, "invalid", note)]
         destinations = self.route(event)
         if not destinations:
             # Kept, not silently dropped: a person can see which pixel ids arrive unconfigured.
             note = f"no destination accepts pixel {event.context.pixel_id}"
-            await self._outbox.enqueue([self._entry(event, payload, None, "unrouted", note)])
+            return Submission(), [self._entry(event, payload, None, "unrouted", note)]
+        return (Submission(destinations=[d.name for d in destinations]),
+                [self._entry(event, payload, d) for d in destinations])
+
+    def _count(self, submission: Submission, event: Event) -> None:
+        if submission.invalid:
+            self._metrics.invalid.labels(event.context.source).inc()
+        elif submission.destinations:
+            for name in submission.destinations:
+                self._metrics.enqueued.labels(name).inc()
+        elif not submission.unstorable:
             self._metrics.unrouted.inc()
-            return Submission()
-        await self._outbox.enqueue([self._entry(event, payload, d) for d in destinations])
-        for d in destinations:
-            self._metrics.enqueued.labels(d.name).inc()
-        return Submission(destinations=[d.name for d in destinations])
 
     @staticmethod
     def _entry(
@@ -108,4 +141,5 @@ class Pipeline:
             payload=payload,
             state=state,
             note=note,
+            request_fields=context.request_fields,
         )

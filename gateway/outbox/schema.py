@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     destination TEXT NOT NULL,
     pixel_id TEXT NOT NULL,
     test_event_code TEXT NOT NULL,
+    request_fields TEXT NOT NULL DEFAULT '',  -- other top-level fields to forward, as JSON
     event_name TEXT NOT NULL,
     event_id TEXT NOT NULL,
     event_time INTEGER NOT NULL,

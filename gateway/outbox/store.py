@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 _INSERT = """
 INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, event_id,
                     event_time, expires_at, state, created_at, available_at, updated_at,
-                    last_error, rule_set)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    last_error, rule_set, request_fields)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _CLAIM = """
 UPDATE outbox SET state = 'inflight', available_at = ?, updated_at = ?
@@ -45,7 +45,7 @@ WHERE id IN (
     ORDER BY available_at LIMIT ?
 )
 RETURNING id, pixel_id, test_event_code, event_name, event_id, attempts, available_at,
-          expires_at
+          expires_at, request_fields
 """
 # (CROSS JOIN keeps json_each as the outer loop, so each key is one primary-key lookup.)
 # Row sets travel as one JSON array per statement (json_each), not one statement per row:
@@ -106,6 +106,7 @@ class OutboxEntry:
     state: str = "pending"
     note: str | None = None
     rule_set: str = ""
+    request_fields: str = ""  # JSON object of top-level fields to send with the batch
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class ClaimedRow:
     attempts: int
     lease: float  # the claim's lease expiry: fences acknowledgements
     expires_at: float = float("inf")
+    request_fields: str = ""
     payload: bytes = b""
 
 
@@ -257,7 +259,7 @@ class Outbox(OutboxQueries):
                 await self._db.executemany(_INSERT, [
                     (first + n, e.destination, e.pixel_id, e.test_event_code, e.event_name,
                      e.event_id, e.event_time, e.expires_at, e.state, now, now, now, e.note,
-                     e.rule_set)
+                     e.rule_set, e.request_fields)
                     for n, e in enumerate(entries)
                 ])
                 await self._db.executemany(
@@ -334,7 +336,7 @@ class Outbox(OutboxQueries):
                 )
                 payloads = {row_id: payload for row_id, payload in found}
         return Claim(
-            rows=[ClaimedRow(*row[:8], payload=payloads[row[0]]) for row in kept],  # type: ignore[misc]
+            rows=[ClaimedRow(*row, payload=payloads[row[0]]) for row in kept],  # type: ignore[misc]
             expired=len(expired), duplicates=len(duplicates),
         )
 

@@ -38,12 +38,19 @@ def events_url(settings: DestinationSettings, pixel_id: str) -> str:
 
 
 def batch_body(rows: Sequence[ClaimedRow], test_event_code: str, partner_agent: str = "") -> bytes:
-    """`{"data": [...], "test_event_code"?, "partner_agent"?}` from the stored event JSON."""
-    body = b'{"data":[' + b",".join(row.payload for row in rows) + b"]"
+    """`{"data": [...], "test_event_code"?, ...}` spliced from the stored event JSON.
+
+    Rows of one batch share their top-level fields (the worker groups them so); a sender's own
+    `partner_agent` applies unless the events came with one."""
+    fields: dict[str, object] = orjson.loads(rows[0].request_fields) if rows[0].request_fields \
+        else {}
     if test_event_code:
-        body += b',"test_event_code":' + orjson.dumps(test_event_code)
+        fields["test_event_code"] = test_event_code
     if partner_agent:
-        body += b',"partner_agent":' + orjson.dumps(partner_agent)
+        fields.setdefault("partner_agent", partner_agent)
+    body = b'{"data":[' + b",".join(row.payload for row in rows) + b"]"
+    for key, value in fields.items():
+        body += b"," + orjson.dumps(key) + b":" + orjson.dumps(value)
     return body + b"}"
 
 

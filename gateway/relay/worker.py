@@ -1,7 +1,8 @@
 """One relay worker per destination: claim due rows, send them in batches, record the outcome.
 
 A worker holds at most `max_in_flight` claims at once; each claim is split into one request per
-(pixel, test_event_code) so every request shares its pixel, token and test code. Outcomes:
+(pixel, test_event_code, other top-level fields) so every request shares its pixel, token,
+test code and fields such as partner_agent. Outcomes:
 - transient failure (network, timeout, 5xx): the rows come back with exponential backoff and
   full jitter;
 - rate limit: the same, and the whole destination waits before its next request (`backoff`);
@@ -53,8 +54,8 @@ def backoff_delay(attempts: int, base: float, cap: float, rng: Callable[[], floa
     return float(rng() * min(cap, base * 2.0 ** min(attempts, 32)))
 
 
-def _batch_key(row: ClaimedRow) -> tuple[str, str]:
-    return row.pixel_id, row.test_event_code
+def _batch_key(row: ClaimedRow) -> tuple[str, str, str]:
+    return row.pixel_id, row.test_event_code, row.request_fields
 
 
 class RelayWorker:
@@ -232,7 +233,8 @@ class RelayWorker:
     async def _deliver(self, rows: list[ClaimedRow]) -> None:
         settled: set[int] = set()
         try:
-            for (pixel_id, code), group in groupby(sorted(rows, key=_batch_key), key=_batch_key):
+            for (pixel_id, code, _), group in groupby(sorted(rows, key=_batch_key),
+                                                       key=_batch_key):
                 await self._send(pixel_id, code, list(group), settled)
         except asyncio.CancelledError:
             await asyncio.shield(self._outbox.release([r for r in rows if r.id not in settled]))
