@@ -109,7 +109,7 @@ class OutboxEntry:
     request_fields: str = ""  # JSON object of top-level fields to send with the batch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClaimedRow:
     id: int
     pixel_id: str
