@@ -53,7 +53,9 @@ def _parts(value: str | None) -> list[str] | None:
     parts = value.strip().split(".")
     if len(parts) not in (4, 5) or parts[0] != "fb":
         return None
-    if not (parts[1].isdigit() and parts[2].isdigit() and parts[3]):
+    # The payload (a random number, or an fbclid) must be cookie-safe: the value is written
+    # into Set-Cookie as it is.
+    if not (parts[1].isdigit() and parts[2].isdigit() and _FBCLID.fullmatch(parts[3])):
         return None
     if len(parts) == 5 and not _APPENDIX.fullmatch(parts[4]):
         return None

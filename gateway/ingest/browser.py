@@ -86,8 +86,12 @@ def _browser_ids(request: web.Request, params: dict[str, str], now: float) -> Br
 
 
 def _set_cookies(response: web.Response, ids: BrowserIds) -> None:
+    """Set-Cookie headers written directly: the values are known cookie-safe (fb.N.N.[A-Za-z0-9_-])
+    and http.cookies' Morsel machinery is a noticeable share of a hit's cost."""
+    attributes = f"; Max-Age={MAX_AGE}; Path=/; SameSite=Lax"
+    if ids.domain:
+        attributes = f"; Domain={ids.domain}" + attributes
+    if ids.secure:
+        attributes += "; Secure"
     for name, value in ids.to_set.items():
-        response.set_cookie(
-            name, value, max_age=MAX_AGE, path="/", domain=ids.domain, secure=ids.secure,
-            samesite="Lax",
-        )
+        response.headers.add(hdrs.SET_COOKIE, f"{name}={value}{attributes}")

@@ -117,3 +117,13 @@ def test_disabled_cookies_still_give_the_event_its_ids() -> None:
     ids = off.resolve(host="www.example.com", secure=True, cookies={}, params={
         "dl": "https://www.example.com/?fbclid=Z"}, now_ms=NOW)
     assert ids.fbp and ids.fbc and ids.to_set == {}
+
+
+@pytest.mark.parametrize("value", [
+    "fb.1.1700000000000.123;Domain=evil.example", "fb.1.1700000000000.1 2",
+    'fb.1.1700000000000."x"', "fb.1.17000x.123", "fb.1.1700000000000.123.bad;",
+])
+def test_values_that_are_not_cookie_safe_are_replaced(value: str) -> None:
+    ids = resolve(jar={"_fbp": value, "_fbc": value}, fbp=value, fbc=value)
+    assert ids.fbp is not None and ids.fbp.startswith(f"fb.1.{NOW}.")
+    assert ids.fbc is None
