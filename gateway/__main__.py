@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from .config import Settings, load_settings
 from .errors import ConfigError
+from .keycli import add_keys_parser, run_keys
 from .outbox.deadletters import DeadLetterFilter
 from .outbox.schema import DEAD_REASONS
 
@@ -45,11 +46,14 @@ def _parser() -> argparse.ArgumentParser:
         if action == "list":
             sub.add_argument("--limit", type=int, default=50)
             sub.add_argument("--format", choices=("text", "json"), default="text")
+    add_keys_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "keys":  # needs no config file
+        return run_keys(args)
     settings = _load(args.config)
     if settings is None:
         return EXIT_CONFIG

@@ -29,6 +29,7 @@ from .identity.geo import GeoLocator
 from .identity.proxy import TrustedProxies
 from .identity.useragent import shared_parser
 from .ingest.browser import handle_hit
+from .ingest.server import add_server_routes
 from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.router.add_route("GET", f"{prefix}/tr", handle_hit)
     app.router.add_route("POST", f"{prefix}/tr", handle_hit)
     admin.add_routes(app, prefix)
+    add_server_routes(app, prefix)
     return app
 
 

@@ -47,7 +47,8 @@ class ServerSettings:
     client_ip_headers: tuple[str, ...] = ()  # single-address headers the edge always sets
     forwarding_header: str = "x-forwarded-for"  # the chain our proxies append to (or forwarded)
     allowed_origins: tuple[str, ...] = ()
-    max_body_bytes: int = 65536
+    max_body_bytes: int = 65536  # browser hits
+    max_server_body_bytes: int = 8 * 2**20  # server events: up to 1000 per request
     shutdown_timeout: float = 10.0
 
 
@@ -242,6 +243,8 @@ def _server(r: Reader) -> ServerSettings:
         allowed_origins=tuple(origins),
         max_body_bytes=r.number("max_body_bytes", 65536, kind=int, low=1024, high=16 * 2**20,
                                 unit="bytes"),
+        max_server_body_bytes=r.number("max_server_body_bytes", 8 * 2**20, kind=int,
+                                       low=64 * 1024, high=256 * 2**20, unit="bytes"),
         shutdown_timeout=r.number("shutdown_timeout", 10.0, kind=float, low=0, high=600,
                                   unit="seconds"),
     )
@@ -433,7 +436,11 @@ def _access_keys(top: Reader) -> tuple[AccessKey, ...]:
             r.known.append("pixels")
             pixels = None
         else:
-            pixels = frozenset(item for _, item in r.string_list("pixels"))
+            pixel_list = r.string_list("pixels")
+            for where, item in pixel_list:
+                if not item.isdigit():
+                    r.problems.add(where, f"must be a numeric pixel id, got {item!r}")
+            pixels = frozenset(item for _, item in pixel_list)
             if not pixels:
                 r.fail("pixels", 'must list the pixel ids this key may send to, or be "*"')
         keys.append(AccessKey(name=name, sha256=digest, pixels=pixels))

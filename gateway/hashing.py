@@ -23,6 +23,14 @@ CLEAR_KEYS = frozenset({
     "client_ip_address", "client_user_agent", "fbc", "fbp", "subscription_id", "fb_login_id",
     "lead_id", "ctwa_clid", "page_id", "anon_id", "madid",
 })
+# Names backends often use for Meta's short keys.
+_ALIASES = {
+    "email": "em", "e-mail": "em", "phone": "ph", "phone_number": "ph", "first_name": "fn",
+    "firstname": "fn", "last_name": "ln", "lastname": "ln", "gender": "ge", "birthday": "db",
+    "date_of_birth": "db", "dob": "db", "city": "ct", "state": "st", "zip": "zp",
+    "zip_code": "zp", "postal_code": "zp", "ip": "client_ip_address",
+    "user_agent": "client_user_agent", "externalid": "external_id",
+}
 _SHA256 = re.compile(r"[a-f0-9]{64}")
 _MD5 = re.compile(r"[a-f0-9]{32}")
 _APPENDIX = re.compile(r"[A-Za-z0-9_-]+")
@@ -70,8 +78,14 @@ def hash_user_data(
     country = country or default_country
     result: dict[str, Any] = {}
     for key, value in user_data.items():
-        if key not in HASHED_KEYS:
+        if key in CLEAR_KEYS:
             result[key] = value
+            continue
+        if key not in HASHED_KEYS:
+            # An unknown key could carry personal data in the clear (`email`, `phone`): drop it.
+            suggestion = _ALIASES.get(key.lower())
+            hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
+            problems.append(f"user_data.{key}: not a Conversions API key{hint} (dropped)")
             continue
         values = value if isinstance(value, list) else [value]
         hashed: list[str] = []

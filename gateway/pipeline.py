@@ -33,6 +33,13 @@ class Submission:
     unstorable: str | None = None  # why the event could not even be stored
 
 
+def _whole(value: object) -> int:
+    """event_time as stored in its own column; 0 when an invalid event has none usable."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value) if abs(value) < 2**62 else 0
+
+
 class Pipeline:
     def __init__(
         self,
@@ -134,9 +141,9 @@ class Pipeline:
             pixel_id=(destination.pixel_id if destination else "") or context.pixel_id,
             test_event_code=context.test_event_code
             or (destination.test_event_code if destination else ""),
-            event_name=event.name,
-            event_id=event.id,
-            event_time=int(event.data["event_time"]),
+            event_name=str(event.data.get("event_name", "")),
+            event_id=str(event.data.get("event_id", "")),
+            event_time=_whole(event.data.get("event_time")),
             expires_at=expiry(event.data),
             payload=payload,
             state=state,

@@ -81,4 +81,7 @@ def _check_purchase(custom_data: Any) -> list[str]:
 def expiry(data: dict[str, Any]) -> float:
     """When Meta stops accepting this (valid) event: event_time plus its window."""
     days = MAX_AGE_DAYS.get(str(data.get("action_source")), DEFAULT_MAX_AGE_DAYS)
-    return float(data["event_time"]) + days * 86400
+    event_time = data.get("event_time")
+    if isinstance(event_time, bool) or not isinstance(event_time, int | float):
+        return 0.0  # an invalid event: never sent, so it never expires in the queue
+    return float(event_time) + days * 86400

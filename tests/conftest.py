@@ -15,6 +15,17 @@ from gateway.config import Settings, parse_settings
 
 from .fake_graph import FakeGraph
 
+
+class FakeClock:
+    """A clock tests move by hand (no test sleeps for wall-clock time)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 PIXEL_A = "111111111111111"
 PIXEL_B = "222222222222222"
 

@@ -172,3 +172,13 @@ def test_hash_user_data_never_raises(user_data: dict[str, object]) -> None:
     hashed, problems = hash_user_data(user_data)
     assert set(hashed) <= set(user_data)
     assert all(isinstance(p, str) for p in problems)
+
+
+def test_unknown_user_data_keys_are_dropped_so_nothing_leaks_unhashed() -> None:
+    hashed, problems = hash_user_data({"email": "joe@example.com", "em": "joe@example.com",
+                                       "favourite": "blue"})
+    assert hashed == {"em": sha("joe@example.com")}
+    assert problems == [
+        "user_data.email: not a Conversions API key (did you mean 'em'?) (dropped)",
+        "user_data.favourite: not a Conversions API key (dropped)",
+    ]

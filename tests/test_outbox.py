@@ -11,13 +11,7 @@ import pytest
 from gateway.errors import OutboxUnavailable
 from gateway.outbox import DeadLetterFilter, Outbox, OutboxEntry
 
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from .conftest import FakeClock as Clock
 
 
 def entry(n: int, destination: str = "main", **fields: object) -> OutboxEntry:

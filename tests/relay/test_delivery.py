@@ -18,6 +18,7 @@ from gateway.config import Settings, parse_settings
 from ..conftest import (
     PIXEL_A,
     PIXEL_B,
+    FakeClock,
     GatewayFactory,
     destination_yaml,
     settings_yaml,
@@ -26,14 +27,6 @@ from ..conftest import (
 from ..fake_graph import FakeGraph
 
 PIXEL_C = "333333333333333"
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def states(settings: Settings) -> list[tuple[str, str, str | None]]:

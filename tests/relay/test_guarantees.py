@@ -21,16 +21,16 @@ from gateway.app import create_app
 from gateway.config import Settings, load_settings, parse_settings
 from gateway.outbox import Outbox, OutboxEntry
 
-from ..conftest import PIXEL_A, PIXEL_B, GatewayFactory, destination_yaml, settings_yaml, wait_until
+from ..conftest import (
+    PIXEL_A,
+    PIXEL_B,
+    FakeClock,
+    GatewayFactory,
+    destination_yaml,
+    settings_yaml,
+    wait_until,
+)
 from ..fake_graph import FakeGraph
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def rows(settings: Settings) -> list[dict[str, Any]]:

@@ -1,0 +1,179 @@
+"""Access keys for the server ingress: who may send events for which pixel, and how often a
+client may get it wrong.
+
+Only the SHA-256 of each key is configured. A presented key is hashed and compared with every
+configured digest (`hmac.compare_digest`, no early exit), so the work does not depend on which
+key matches, or whether one does. Refusals are logged and counted without the key; a client IP
+with `FAILURE_LIMIT` bad or missing keys within `FAILURE_WINDOW_SECONDS` is answered 429 until
+the oldest of those failures leaves the window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter
+
+from .config import AccessKey
+from .errors import HitError
+
+__all__ = [
+    "FAILURE_LIMIT",
+    "FAILURE_WINDOW_SECONDS",
+    "AccessDenied",
+    "AccessGuard",
+    "FailureThrottle",
+    "KeyRing",
+    "key_sha256",
+]
+
+log = logging.getLogger(__name__)
+
+FAILURE_LIMIT = 5
+FAILURE_WINDOW_SECONDS = 60.0
+MAX_TRACKED_CLIENTS = 10_000
+
+
+def key_sha256(key: str) -> str:
+    """The digest configured for a key (what `access_keys[].sha256` holds)."""
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+class AccessDenied(HitError):
+    """The request may not send events; `label` is the metric reason, never the key."""
+
+    def __init__(self, reason: str, status: int, label: str,
+                 retry_after: int | None = None) -> None:
+        super().__init__(reason, status)
+        self.label = label
+        self.retry_after = retry_after
+
+
+class KeyRing:
+    """The configured keys, matched by digest in constant work."""
+
+    def __init__(self, keys: Sequence[AccessKey]) -> None:
+        self._keys = tuple(keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def match(self, presented: str) -> AccessKey | None:
+        digest = key_sha256(presented)
+        found: AccessKey | None = None
+        for key in self._keys:
+            # Every digest is compared, whatever matched before: no timing hint of which key.
+            if hmac.compare_digest(digest, key.sha256) and found is None:
+                found = key
+        return found
+
+
+class FailureThrottle:
+    """Recent failures per client IP, in memory and bounded (least recently failing dropped).
+
+    Each client keeps at most its last `limit` failure times; it is blocked while the oldest of
+    them is within `window` seconds."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        limit: int = FAILURE_LIMIT,
+        window: float = FAILURE_WINDOW_SECONDS,
+        max_clients: int = MAX_TRACKED_CLIENTS,
+    ) -> None:
+        self._clock = clock
+        self._limit = limit
+        self._window = window
+        self._max_clients = max_clients
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until `client` may try again (at least 1), or None if it is not blocked."""
+        times = self._failures.get(client)
+        if times is None or len(times) < self._limit:
+            return None
+        wait = times[0] + self._window - self._clock()
+        return max(1, math.ceil(wait)) if wait > 0 else None
+
+    def record_failure(self, client: str) -> None:
+        times = self._failures.get(client)
+        if times is None:
+            times = self._failures[client] = deque(maxlen=self._limit)
+        times.append(self._clock())
+        self._failures.move_to_end(client)
+        while len(self._failures) > self._max_clients:
+            self._failures.popitem(last=False)
+
+    def forgive(self, client: str) -> None:
+        """A client that got its key right starts afresh."""
+        self._failures.pop(client, None)
+
+
+class AccessGuard:
+    """Decides whether a request may send events for a pixel; logs and counts refusals."""
+
+    def __init__(self, keys: Sequence[AccessKey], registry: CollectorRegistry,
+                 clock: Callable[[], float]) -> None:
+        self.keys = KeyRing(keys)
+        self.throttle = FailureThrottle(clock)
+        self.denied = Counter(
+            "gateway_access_denied", "Server ingress requests refused, by reason (missing_key, "
+            "invalid_key, out_of_scope, throttled).", ["reason"], registry=registry,
+        )
+
+    def admit(self, client: str, trace: str) -> None:
+        """Refuse (429) a client that failed too often recently, before reading its request."""
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            # Counted, but logged only when the block starts: a blocked client that keeps
+            # trying must not flood the log.
+            self.denied.labels("throttled").inc()
+            raise AccessDenied(
+                f"too many requests with a missing or wrong access key; retry in {wait} s",
+                429, "throttled", retry_after=wait,
+            )
+
+    def authorize(self, presented: str, pixel_id: str, client: str, trace: str) -> AccessKey:
+        """The key that allows this pixel, or AccessDenied (401 or 403)."""
+        if not presented:
+            self._fail(client, pixel_id, trace, "missing_key", "no access key")
+            raise AccessDenied(
+                "an access key is required: send it as access_token (query or body) or "
+                "accessKey (body)", 401, "missing_key",
+            )
+        key = self.keys.match(presented)
+        if key is None:
+            self._fail(client, pixel_id, trace, "invalid_key", "unknown access key")
+            raise AccessDenied("the access key is not valid", 401, "invalid_key")
+        self.throttle.forgive(client)
+        if key.pixels is not None and pixel_id not in key.pixels:
+            self._refuse(client, pixel_id, trace, "out_of_scope",
+                         f"access key {key.name!r} is not allowed for this pixel")
+            raise AccessDenied(
+                f"this access key may not send events for pixel {pixel_id}", 403,
+                "out_of_scope",
+            )
+        return key
+
+    def _fail(self, client: str, pixel_id: str, trace: str, label: str, why: str) -> None:
+        """A missing or wrong key: counts towards the client's throttle."""
+        self.throttle.record_failure(client)
+        self._refuse(client, pixel_id, trace, label, why)
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            log.warning("server ingress: %s is throttled for %d s after %d failed attempts",
+                        client, wait, FAILURE_LIMIT)
+
+    def _refuse(self, client: str, pixel_id: str, trace: str, label: str, why: str) -> None:
+        self.denied.labels(label).inc()
+        log.warning("server ingress refused a request from %s for pixel %s: %s (fbtrace_id %s)",
+                    client, pixel_id, why, trace)

@@ -1,0 +1,205 @@
+"""Read a server-events request body (SPEC.md §3) strictly, before anything is stored.
+
+What the official SDKs and the CAPI Gateway clients send, all accepted:
+- JSON (`/capi` parses JSON whatever the Content-Type; PHP/Java send none in Meta's example),
+  `application/x-www-form-urlencoded` (Python SDK) and `multipart/form-data` bodies;
+- `data` as an array or as a JSON string of one; each event as an object or as a JSON string of
+  one (the Python SDK encodes every event, then the list, then the form);
+- the key as `accessKey` or `access_token` in the body, or `access_token` in the query string.
+
+Limits: the body size (413), `MAX_EVENTS` events (400) and `MAX_DEPTH` levels of nesting (400).
+Every refusal is a HitError whose message names the field, never its value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import HitError
+from .hitparams import parse_pairs
+
+__all__ = ["FORWARDED_FIELDS", "MAX_DEPTH", "MAX_EVENTS", "ServerBody", "read_server_body"]
+
+MAX_EVENTS = 1000  # Meta's own limit per request
+MAX_DEPTH = 16  # body object = 1, data = 2, an event = 3, custom_data = 4, contents = 5, ...
+# Top-level fields kept with each event and forwarded upstream with its batch.
+FORWARDED_FIELDS = ("test_event_code", "partner_agent", "namespace_id", "upload_tag",
+                    "upload_id", "upload_source")
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+_TRUE, _FALSE = ("true", "1"), ("false", "0", "")
+
+
+@dataclass
+class ServerBody:
+    """One request's events (still raw CAPI dicts) and what travels with them."""
+
+    events: list[dict[str, Any]]
+    access_key: str = field(default="", repr=False)
+    strict: bool = False
+    forwarded: dict[str, Any] = field(default_factory=dict)  # FORWARDED_FIELDS present
+
+
+async def read_server_body(request: web.Request, *, limit: int, json_only: bool) -> ServerBody:
+    """Parse and check the whole request, or raise HitError (400, 413, 415) with the reason."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    query = parse_pairs(request.raw_path.partition("?")[2], "query string")
+    fields = await _read_fields(request, limit=limit, json_only=json_only)
+    key = _text(fields.get("accessKey")) or _text(fields.get("access_token")) \
+        or query.get("access_token", "")
+    strict_given = fields.get("strict", query.get("strict", ""))
+    return ServerBody(
+        events=_events(fields.get("data")),
+        access_key=key,
+        strict=_flag(strict_given),
+        forwarded=_forwarded(fields),
+    )
+
+
+async def _read_fields(request: web.Request, *, limit: int, json_only: bool) -> dict[str, Any]:
+    content_type = request.content_type
+    big = request.clone(client_max_size=limit)
+    if not json_only and content_type == _MULTIPART:
+        return await _read_multipart(big, limit)
+    body = await _read(big, limit)
+    if json_only or content_type == "application/json" or content_type.endswith("+json"):
+        return _json_object(body)
+    if content_type in (_FORM, "", "application/octet-stream") or \
+            content_type.startswith("text/"):
+        # No declared type: the body tells (`{` = JSON, like Meta's own curl examples).
+        if body.lstrip()[:1] == b"{":
+            return _json_object(body)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HitError("the body is not valid UTF-8") from None
+        return dict(parse_pairs(text.strip(), "body"))
+    raise HitError(
+        f"unsupported Content-Type {content_type!r}; send application/json, "
+        f"{_FORM} or {_MULTIPART}", status=415,
+    )
+
+
+def _too_large(limit: int) -> HitError:
+    return HitError(f"the body is larger than {limit} bytes; send fewer events per request",
+                    status=413)
+
+
+async def _read(request: web.Request, limit: int) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
+    except web.RequestPayloadError:
+        raise HitError("the body cannot be read (bad Content-Encoding or truncated)") from None
+
+
+async def _read_multipart(request: web.Request, limit: int) -> dict[str, Any]:
+    try:
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
+    except (web.RequestPayloadError, web.HTTPException, UnicodeError, LookupError, ValueError,
+            RuntimeError, AssertionError):
+        raise HitError("the multipart body cannot be read (or is not valid UTF-8)") from None
+    fields: dict[str, Any] = {}
+    for name, value in form.items():
+        if not isinstance(value, str):
+            raise HitError(f"multipart field {name!r} is a file; send text fields only")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise HitError("the multipart body is not valid UTF-8") from None
+        fields[name] = value
+    return fields
+
+
+def _loads(text: bytes | str, what: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        # orjson's messages name the problem and position, never the document's content.
+        raise HitError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} "
+                       f"column {exc.colno})") from None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise HitError('the body is empty; send a JSON object such as {"data": [...]}')
+    value = _loads(body, "the body")
+    if not isinstance(value, dict):
+        raise HitError('the body must be a JSON object such as {"data": [...]}')
+    if _too_deep(value, MAX_DEPTH):
+        raise HitError(f"the body is nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+def _events(data: Any) -> list[dict[str, Any]]:
+    """`data` as a list of event objects (decoding JSON strings), within the limits."""
+    if data is None:
+        raise HitError("missing parameter 'data' (the array of events)")
+    if isinstance(data, str):
+        data = _loads(data, "parameter 'data'")
+    if not isinstance(data, list):
+        raise HitError("parameter 'data' must be an array of events (or a JSON string of one)")
+    if not data:
+        raise HitError("parameter 'data' must hold at least one event")
+    if len(data) > MAX_EVENTS:
+        raise HitError(f"parameter 'data' holds {len(data)} events; at most {MAX_EVENTS} are "
+                       "accepted per request")
+    events = []
+    for index, item in enumerate(data):
+        event = _loads(item, f"data[{index}]") if isinstance(item, str) else item
+        if not isinstance(event, dict):
+            raise HitError(f"data[{index}] must be an event object (or a JSON string of one)")
+        # An event sits at depth 3 of a body ({"data": [event]}).
+        if _too_deep(event, MAX_DEPTH - 2):
+            raise HitError(f"data[{index}] is nested more than {MAX_DEPTH} levels deep")
+        events.append(event)
+    return events
+
+
+def _too_deep(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """True if containers nest more than `limit` levels (`value` itself is level 1)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str | int) else None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise HitError("parameter 'strict' must be true or false")
+
+
+def _forwarded(fields: dict[str, Any]) -> dict[str, Any]:
+    forwarded = {}
+    for name in FORWARDED_FIELDS:
+        value = fields.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise HitError(f"parameter {name!r} must be text")
+        forwarded[name] = value
+    return forwarded

@@ -1,0 +1,68 @@
+"""`tag-gateway keys new --name NAME --pixels ID[,ID] | --all-pixels`: mint a server ingress key.
+
+Prints the key once (it is stored nowhere) and the `access_keys` entry to paste into
+config.yaml, which holds only the key's SHA-256. Needs no config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import sys
+
+from .accesskeys import key_sha256
+
+__all__ = ["add_keys_parser", "run_keys"]
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as config.yaml's access_keys[].name
+_PIXEL_ID = re.compile(r"[0-9]{1,20}")
+
+
+def _name(text: str) -> str:
+    if not _NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a valid name: use 1-64 letters, digits, '.', '_' or '-'")
+    return text
+
+
+def _pixels(text: str) -> list[str]:
+    pixels = [item.strip() for item in text.split(",") if item.strip()]
+    bad = [item for item in pixels if not _PIXEL_ID.fullmatch(item)]
+    if bad or not pixels:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of numeric pixel ids (e.g. 123456789012345,222222222222222)")
+    return list(dict.fromkeys(pixels))
+
+
+def add_keys_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `keys new` to the CLI's subcommands."""
+    keys = commands.add_parser("keys", help="access keys for the server ingress")
+    actions = keys.add_subparsers(dest="keys_action", required=True)
+    new = actions.add_parser(
+        "new", help="print a new random key once, and the config entry (its SHA-256) to paste")
+    new.add_argument("--name", required=True, type=_name,
+                     help="a label for the key, e.g. the backend that will use it")
+    scope = new.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--pixels", type=_pixels, metavar="ID[,ID]",
+                       help="the pixel ids this key may send events for")
+    scope.add_argument("--all-pixels", action="store_true",
+                       help="allow every pixel (pixels: \"*\")")
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    """Run `keys new` (the only action); exit code 0."""
+    key = secrets.token_urlsafe(32)
+    pixels = '"*"' if args.all_pixels else "[" + ", ".join(f'"{p}"' for p in args.pixels) + "]"
+    sys.stdout.write(
+        f"New access key for {args.name!r}. It is shown only this once: store it in the "
+        "backend's secrets now.\n\n"
+        f"    {key}\n\n"
+        "Add this entry to config.yaml (only the key's SHA-256 is kept there), then restart the "
+        "gateway:\n\n"
+        "access_keys:\n"
+        f"  - name: \"{args.name}\"\n"
+        f"    sha256: {key_sha256(key)}\n"
+        f"    pixels: {pixels}\n"
+    )
+    return 0
