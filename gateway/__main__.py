@@ -1,9 +1,12 @@
-"""Command line: `tag-gateway serve | check | outbox | dead-letters` (also `python -m gateway`)."""
+"""Command line: `tag-gateway serve | check | test | outbox | dead-letters | keys`
+(also `python -m gateway`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -12,8 +15,11 @@ from .errors import ConfigError
 from .keycli import add_keys_parser, run_keys
 from .outbox.deadletters import DeadLetterFilter
 from .outbox.schema import DEAD_REASONS
+from .rules import RuleError, format_results, load_rule_set, problem_fields, run_rule_tests
 
 EXIT_CONFIG = 2
+_LOCATED = re.compile(r"(?P<file>.+?):(?P<line>\d+):(?P<column>\d+): (?P<subject>[^:]+): "
+                      r"(?P<message>.*)", re.DOTALL)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,8 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "config.yaml"),
                         help="config file (default: $GATEWAY_CONFIG or config.yaml)")
     commands.add_parser("serve", parents=[config], help="run the gateway")
-    commands.add_parser("check", parents=[config],
-                        help="validate the configuration without serving")
+    check = commands.add_parser("check", parents=[config],
+                                help="validate the configuration and the rule files")
+    check.add_argument("--format", choices=("text", "json"), default="text",
+                       help="json: one object with every problem as fields, for tools")
+    commands.add_parser("test", parents=[config],
+                        help="run the rule tests in rules/tests/*.yaml")
     outbox = commands.add_parser("outbox", parents=[config],
                                  help="show what the outbox holds (counts, newest rows)")
     outbox.add_argument("--state", help="only rows in this state (pending, inflight, delivered, "
@@ -54,16 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "keys":  # needs no config file
         return run_keys(args)
+    if args.command == "check":
+        return _check(args.config, args.format)
     settings = _load(args.config)
     if settings is None:
         return EXIT_CONFIG
-    if args.command == "check":
-        from .server import describe
-
-        print(f"{args.config}: OK")
-        for line in describe(settings):
-            print(f"  {line}")
-        return 0
+    if args.command == "test":
+        return _test(settings)
     if args.command == "outbox":
         from .inspect_outbox import print_outbox
 
@@ -73,8 +80,78 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dead_letters(args, settings)
     from .server import serve
 
-    serve(settings)
+    try:
+        serve(settings)
+    except RuleError as exc:  # the rule set failed to load or its tests failed at start-up
+        _print_problems(exc.problems, str(settings.rules_path))
+        return EXIT_CONFIG
     return 0
+
+
+def _check(path: str, output: str) -> int:
+    """Config and rules, every problem at once; JSON for tools."""
+    problems: list[str] = []
+    settings = None
+    try:
+        settings = load_settings(path)
+        _open_geo(settings)
+    except ConfigError as exc:
+        problems += exc.problems
+    if settings is not None:
+        try:
+            load_rule_set(settings.rules_path, [d.name for d in settings.destinations])
+        except RuleError as exc:
+            problems += exc.problems
+    if output == "json":
+        print(json.dumps({"ok": not problems, "problems": [_fields(p) for p in problems]},
+                         indent=2))
+    elif problems:
+        _print_problems(problems, path)
+    elif settings is not None:
+        from .server import describe
+
+        print(f"{path}: OK; rules in {settings.rules_path}: OK")
+        for line in describe(settings):
+            print(f"  {line}")
+    return EXIT_CONFIG if problems else 0
+
+
+def _fields(problem: str) -> dict[str, str | int]:
+    fields = problem_fields(problem)
+    if fields["file"]:
+        return fields
+    match = _LOCATED.fullmatch(problem)
+    if match is None:
+        return fields
+    return {"file": match["file"], "line": int(match["line"]), "column": int(match["column"]),
+            "subject": match["subject"], "code": "", "message": match["message"]}
+
+
+def _test(settings: Settings) -> int:
+    """`tag-gateway test`: run the rule tests with the same enrichment as production."""
+    from .enrich import Enricher
+    from .identity.geo import GeoLocator
+    from .identity.useragent import shared_parser
+
+    try:
+        rule_set = load_rule_set(settings.rules_path, [d.name for d in settings.destinations])
+        geo = GeoLocator(settings.geo.databases) if settings.geo.databases else None
+        enricher = Enricher(shared_parser(), geo, fill_from_geo=settings.geo.fill_user_data,
+                            default_country=settings.identity.default_country)
+        results = run_rule_tests(rule_set, settings.rules_path / "tests", settings.destinations,
+                                 enricher.enrich)
+    except RuleError as exc:
+        _print_problems(exc.problems, str(settings.rules_path))
+        return EXIT_CONFIG
+    print(format_results(results))
+    return 0 if all(result.passed for result in results) else 1
+
+
+def _print_problems(problems: list[str], where: str) -> None:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    count = len(problems)
+    print(f"{count} problem{'s' if count != 1 else ''} in {where}", file=sys.stderr)
 
 
 def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
@@ -94,10 +171,7 @@ def _load(path: str) -> Settings | None:
         settings = load_settings(path)
         _open_geo(settings)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        count = len(exc.problems)
-        print(f"{count} problem{'s' if count != 1 else ''} in {path}", file=sys.stderr)
+        _print_problems(exc.problems, path)
         return None
     return settings
 

@@ -87,6 +87,11 @@ async def metrics(request: web.Request) -> web.Response:
         if state in ("pending", "inflight"):
             depth[destination] = depth.get(destination, 0) + count
     oldest = await outbox.oldest_pending()
+    stats = app[keys.RULES].stats
+    for rule, matched, dropped, routed in stats.rows():
+        for decision, count in (("matched", matched), ("dropped", dropped), ("routed", routed)):
+            metrics.rule_events.labels(rule, decision).set(count)
+    metrics.rules_reload_failures.set(app[keys.RULES].failed_reloads)
     for worker in app[keys.WORKERS]:
         metrics.queue_depth.labels(worker.name).set(depth.get(worker.name, 0))
         created = oldest.get(worker.name)
@@ -115,11 +120,14 @@ async def status(request: web.Request) -> web.Response:
             "dead_letters": counts.get((name, "dead"), 0),
             "last_error": worker.last_error,
         })
-    reloader = app[keys.RELOADER]
+    reloader, rules = app[keys.RELOADER], app[keys.RULES]
     return web.json_response({
         "destinations": destinations,
         "backpressure": app[keys.BACKPRESSURE].reason,
         "config": {"loaded_at": reloader.loaded_at, "last_error": reloader.last_error},
+        "rules": {"rule_set": rules.current.hash, "rules": len(rules.current.rules),
+                  "files": list(rules.current.files), "loaded_at": rules.loaded_at,
+                  "last_error": rules.last_error},
     })
 
 

@@ -18,10 +18,11 @@ from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.worker import RelayWorker
 from .reload import ConfigReloader
+from .rulesreload import LiveRules
 
 __all__ = [
     "ALERTS", "BACKPRESSURE", "CLOCK", "COOKIES", "ENRICHER", "HTTP_SESSION", "METRICS",
-    "OUTBOX", "PIPELINE", "PROXIES", "RELOADER", "SETTINGS", "WORKERS",
+    "OUTBOX", "PIPELINE", "PROXIES", "RELOADER", "RULES", "SETTINGS", "WORKERS",
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -37,3 +38,4 @@ ENRICHER = web.AppKey("enricher", Enricher)
 ALERTS = web.AppKey("alerts", Alerts)
 BACKPRESSURE = web.AppKey("backpressure", Backpressure)
 RELOADER = web.AppKey("reloader", ConfigReloader)
+RULES = web.AppKey("rules", LiveRules)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from .identity.geo import GeoInfo
     from .identity.useragent import UserAgentInfo
+    from .rules import Decision
 
 __all__ = ["Context", "Event"]
 
@@ -29,6 +30,8 @@ class Context:
     ua: UserAgentInfo | None = None  # parsed user agent (enrichment)
     geo: GeoInfo | None = None  # from the client IP (enrichment)
     warnings: list[str] = field(default_factory=list)  # values dropped on the way, by field name
+    decision: Decision | None = None  # what the rules decided (drop, route)
+    rule_set: str = ""  # hash of the rule set that decided it
 
 
 @dataclass(slots=True)

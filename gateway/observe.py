@@ -24,6 +24,14 @@ class Metrics:
                                 ["destination"], registry=r)
         self.unrouted = Counter("gateway_events_unrouted", "Events no destination accepts "
                                 "(kept as 'unrouted' rows).", registry=r)
+        self.dropped = Counter("gateway_events_dropped", "Events a rule dropped (the CAPI "
+                               "Gateway's shouldSendEvent false), by rule.", ["rule"], registry=r)
+        self.rule_events = Gauge("gateway_rule_events", "Events per rule since start, by "
+                                 "decision (matched, dropped, routed).", ["rule", "decision"],
+                                 registry=r)
+        self.rules_reload_failures = Gauge("gateway_rules_reload_failures", "Rule reloads "
+                                           "refused since start (the last good set kept "
+                                           "serving).", registry=r)
         self.invalid = Counter("gateway_events_invalid", "Events Meta would refuse (kept as "
                                "'invalid' rows), by source.", ["source"], registry=r)
         self.requests = Counter("gateway_relay_requests", "Upstream requests, by outcome "

@@ -1,8 +1,11 @@
 """From an accepted Event to committed outbox rows, in data-flow order:
-enrich (UA, geo) and hash user_data -> validate -> [rules, later] -> route -> durable commit.
+enrich (UA, geo) and hash user_data -> rules -> validate -> route -> durable commit.
 
-An event that fails validation is not relayed but kept: one `invalid` row with its reasons.
-An event no destination accepts is kept as one `unrouted` row. Both are counted.
+Rules run before validation because they change what is valid (renaming an event to Purchase
+makes value and currency required). An event a rule drops is counted and goes nowhere. One that
+fails validation is not relayed but kept: an `invalid` row with its reasons. One that no
+destination takes (no destination accepts its pixel, or routing rules that share no name) is
+kept as an `unrouted` row. Every row records the hash of the rule set that decided it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .errors import HitError, OutboxFull
 from .model import Event
 from .observe import Metrics
 from .outbox import Outbox, OutboxEntry
+from .rulesreload import LiveRules
 from .validate import expiry, validate_event
 
 __all__ = ["Pipeline", "Submission"]
@@ -31,6 +35,7 @@ class Submission:
     destinations: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)  # reasons, when the event is invalid
     unstorable: str | None = None  # why the event could not even be stored
+    dropped_by: str | None = None  # the rule that dropped it
 
 
 def _whole(value: object) -> int:
@@ -49,7 +54,9 @@ class Pipeline:
         enricher: Enricher,
         clock: Callable[[], float],
         backpressure: Backpressure | None = None,
+        rules: LiveRules | None = None,
     ) -> None:
+        self._rules = rules
         self._destinations = tuple(destinations)
         self._backpressure = backpressure
         self._outbox = outbox
@@ -62,13 +69,23 @@ class Pipeline:
         self._destinations = tuple(destinations)
 
     def route(self, event: Event) -> list[DestinationSettings]:
-        """Every destination that accepts the pixel id the event was received for."""
+        """The destinations the rules routed it to, else every one accepting its pixel."""
+        decision = event.context.decision
+        if decision is not None:
+            return decision.select(self._destinations, event.context.pixel_id)
         pixel_id = event.context.pixel_id
         return [d for d in self._destinations if d.accepts_pixel(pixel_id)]
 
     def prepare(self, event: Event) -> list[str]:
-        """Enrich the event and hash its user_data; return Meta's reasons to refuse it."""
+        """Enrich the event, hash its user_data and apply the rules; return Meta's reasons to
+        refuse it (none for an event the rules dropped: it goes nowhere anyway)."""
         self._enricher.enrich(event)
+        if self._rules is not None:
+            rule_set = self._rules.current  # read once: a reload never splits an event
+            event.context.decision = rule_set.apply(event, self._rules.stats)
+            event.context.rule_set = rule_set.hash
+            if event.context.decision.dropped:
+                return []
         return validate_event(event.data, self._clock())
 
     async def submit(self, event: Event) -> Submission:
@@ -101,6 +118,9 @@ class Pipeline:
         return submissions
 
     def _decide(self, event: Event, reasons: list[str]) -> tuple[Submission, list[OutboxEntry]]:
+        decision = event.context.decision
+        if decision is not None and decision.dropped:
+            return Submission(dropped_by=decision.dropped_by), []
         try:
             payload = orjson.dumps(event.data)
         except TypeError:
@@ -114,12 +134,17 @@ class Pipeline:
         if not destinations:
             # Kept, not silently dropped: a person can see which pixel ids arrive unconfigured.
             note = f"no destination accepts pixel {event.context.pixel_id}"
+            if decision is not None and decision.routed_nowhere:
+                note = "routing rules named no destination in common: " + ", ".join(
+                    decision.matched)
             return Submission(), [self._entry(event, payload, None, "unrouted", note)]
         return (Submission(destinations=[d.name for d in destinations]),
                 [self._entry(event, payload, d) for d in destinations])
 
     def _count(self, submission: Submission, event: Event) -> None:
-        if submission.invalid:
+        if submission.dropped_by:
+            self._metrics.dropped.labels(submission.dropped_by).inc()
+        elif submission.invalid:
             self._metrics.invalid.labels(event.context.source).inc()
         elif submission.destinations:
             for name in submission.destinations:
@@ -149,4 +174,5 @@ class Pipeline:
             state=state,
             note=note,
             request_fields=context.request_fields,
+            rule_set=context.rule_set,
         )

@@ -58,10 +58,13 @@ def _yaml(value: Any) -> str:
 
 
 def settings_yaml(tmp_path: Path, *destinations: str, extra: str = "") -> str:
+    """Settings on a fresh outbox, with no rules (the shipped example rules drop loopback
+    traffic and test clients' user agents); a test that wants rules sets `rules:` in extra."""
+    rules = "" if "rules:" in extra else f"rules: {{path: {tmp_path / 'no-rules'}}}\n"
     return (
         "version: 1\n"
         f"storage: {{path: {tmp_path / 'gateway.db'}, commit_interval_ms: 1}}\n"
-        f"{extra}"
+        f"{rules}{extra}"
         "destinations:\n" + "\n".join(destinations) + "\n"
     )
 
