@@ -29,13 +29,16 @@ from .identity.geo import GeoLocator
 from .identity.proxy import TrustedProxies
 from .identity.useragent import shared_parser
 from .ingest.browser import handle_hit
+from .ingest.cors import add_cors
 from .ingest.server import add_server_routes
+from .ingest.snippet import add_snippet_routes
 from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.meta import DryRunSender, MetaCapiSender
 from .relay.worker import RelayWorker, Sender
 from .reload import ConfigReloader
+from .rulesreload import LiveRules
 
 __all__ = ["create_app"]
 
@@ -64,11 +67,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         enabled=settings.cookies.enabled, domain=settings.cookies.domain
     )
     app.cleanup_ctx.extend([
-        identity_ctx, outbox_ctx, http_session_ctx, relay_ctx, upkeep_ctx, reload_ctx,
+        identity_ctx, rules_ctx, outbox_ctx, http_session_ctx, relay_ctx, upkeep_ctx, reload_ctx,
     ])
     prefix = settings.server.path_prefix
     app.router.add_route("GET", f"{prefix}/tr", handle_hit)
     app.router.add_route("POST", f"{prefix}/tr", handle_hit)
+    add_cors(app, prefix, settings.server.allowed_origins)
+    add_snippet_routes(app, prefix, name=settings.server.script_name)
     admin.add_routes(app, prefix)
     add_server_routes(app, prefix)
     return app
@@ -117,6 +122,16 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
         geo.close()
 
 
+async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load the marketers' rules and run their tests; a broken rule set stops start-up."""
+    settings = app[keys.SETTINGS]
+    rules = LiveRules(settings.rules_path, settings.destinations, app[keys.ENRICHER].enrich,
+                      clock=app[keys.CLOCK])
+    await rules.load()
+    app[keys.RULES] = rules
+    yield
+
+
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     storage = settings.storage
@@ -134,7 +149,7 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.BACKPRESSURE] = backpressure
     app[keys.PIPELINE] = Pipeline(
         settings.destinations, outbox, app[keys.METRICS], app[keys.ENRICHER], app[keys.CLOCK],
-        backpressure,
+        backpressure, app[keys.RULES],
     )
     yield
     await outbox.close()
@@ -199,24 +214,30 @@ async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Config reload on file change and SIGHUP (only for settings read from a file)."""
+    """Reload rules (always) and config (when read from a file) on change and on SIGHUP."""
 
     def apply(old: Settings, new: Settings) -> None:
         apply_settings(app, old, new)
 
     reloader = ConfigReloader(app[keys.SETTINGS], apply, clock=app[keys.CLOCK])
     app[keys.RELOADER] = reloader
-    path = app[keys.SETTINGS].path
-    if path is None:
-        yield
-        return
+    rules = app[keys.RULES]
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload()))
-    async with _background(reloader.watch()):
+
+    async def reload_all() -> None:
+        await reloader.reload()
+        await rules.reload()
+
+    jobs = [rules.watch()]
+    if app[keys.SETTINGS].path is not None:
+        jobs.append(reloader.watch())
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_all()))
+    async with _background(*jobs):
         yield
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.remove_signal_handler(signal.SIGHUP)
+    if app[keys.SETTINGS].path is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
 
 
 def apply_settings(app: web.Application, old: Settings, new: Settings) -> None:

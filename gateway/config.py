@@ -49,6 +49,7 @@ class ServerSettings:
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 65536  # browser hits
     max_server_body_bytes: int = 8 * 2**20  # server events: up to 1000 per request
+    script_name: str = "gw.js"  # the first-party script's file name (avoid blocked names)
     shutdown_timeout: float = 10.0
 
 
@@ -243,6 +244,8 @@ def _server(r: Reader) -> ServerSettings:
         allowed_origins=tuple(origins),
         max_body_bytes=r.number("max_body_bytes", 65536, kind=int, low=1024, high=16 * 2**20,
                                 unit="bytes"),
+        script_name=r.string("script_name", "gw.js", pattern=r"[A-Za-z0-9_.-]+\.js",
+                             hint="a file name ending in .js, e.g. gw.js or site-helper.js"),
         max_server_body_bytes=r.number("max_server_body_bytes", 8 * 2**20, kind=int,
                                        low=64 * 1024, high=256 * 2**20, unit="bytes"),
         shutdown_timeout=r.number("shutdown_timeout", 10.0, kind=float, low=0, high=600,
