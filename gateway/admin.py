@@ -144,9 +144,12 @@ async def dead_letters(request: web.Request) -> web.Response:
     if isinstance(selection, web.Response):
         return selection
     try:
-        limit = min(int(request.query.get("limit", "100")), 1000)
+        limit = int(request.query.get("limit", "100"))
     except ValueError:
-        return web.json_response({"error": "limit must be a whole number"}, status=400)
+        limit = 0
+    if not 1 <= limit <= 1000:
+        return web.json_response({"error": "limit must be a whole number from 1 to 1000"},
+                                 status=400)
     letters = await request.app[keys.OUTBOX].dead_letters(selection, limit)
     return web.json_response({"dead_letters": [letter.as_dict() for letter in letters]})
 

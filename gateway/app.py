@@ -13,6 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -241,22 +242,37 @@ async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def apply_settings(app: web.Application, old: Settings, new: Settings) -> None:
-    """Hot-apply destination changes; name what needs a restart."""
+    """Hot-apply what the running workers can take; name what needs a restart.
+
+    Everything is compared with what is running (the workers' settings, the start-up
+    settings), not with the previous file, so a second reload cannot drift from reality.
+    """
+    running = app[keys.SETTINGS]
+    workers = app[keys.WORKERS]
     by_name = {d.name: d for d in new.destinations}
-    for worker in app[keys.WORKERS]:
+    restart = [name for name in RESTART_SECTIONS if getattr(running, name) != getattr(new, name)]
+    for worker in workers:
         destination = by_name.get(worker.name)
-        if destination is not None and destination != worker.settings:
-            worker.use(make_sender(destination, app[keys.HTTP_SESSION]))
-    app[keys.PIPELINE].use_destinations(
-        [by_name.get(d.name, d) for d in old.destinations]
-    )
-    restart = [name for name in ("server", "storage", "geo", "identity", "cookies",
-                                 "access_keys", "admin_key_sha256", "alert_webhook_url")
-               if getattr(old, name) != getattr(new, name)]
-    if {d.name for d in old.destinations} != set(by_name):
+        if destination is None or destination == worker.settings:
+            continue
+        if destination.max_in_flight != worker.settings.max_in_flight:
+            restart.append(f"destinations[{worker.name}].max_in_flight")
+            destination = replace(destination, max_in_flight=worker.settings.max_in_flight)
+        if destination.is_dry_run and not worker.settings.is_dry_run:
+            # An emptied token (an unset variable, a typo) would mark the whole queue as
+            # dry_run: never switch a live destination off without a restart.
+            restart.append(f"destinations[{worker.name}] (live to dry run)")
+            continue
+        worker.use(make_sender(destination, app[keys.HTTP_SESSION]))
+    app[keys.PIPELINE].use_destinations([w.settings for w in workers])
+    if {w.name for w in workers} != set(by_name):
         restart.append("destinations (added or removed)")
     if restart:
         log.warning("config changes that need a restart to apply: %s", ", ".join(restart))
+
+
+RESTART_SECTIONS = ("server", "storage", "geo", "identity", "cookies", "rules_path",
+                    "access_keys", "alert_webhook_url", "admin_key_sha256", "log_level")
 
 
 @contextlib.asynccontextmanager

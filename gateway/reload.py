@@ -2,8 +2,9 @@
 
 The new file is validated in full first; if anything is wrong the gateway keeps the last good
 settings and reports the error (log, /status). What applies without a restart: each existing
-destination's settings, tokens above all (a new token lifts a token pause). Everything else is
-reported as needing a restart.
+destination's settings, tokens above all (a new token lifts a token pause), except
+`max_in_flight` and a switch from live to dry run. Everything else is reported as needing a
+restart.
 """
 
 from __future__ import annotations
@@ -78,4 +79,7 @@ class ConfigReloader:
         while True:
             await asyncio.sleep(POLL_SECONDS)
             if _stamp(path) != self._stamp:
-                await self.reload()
+                try:
+                    await self.reload()
+                except Exception:  # a watcher that dies would silently stop all reloads
+                    log.exception("config reload failed unexpectedly; still watching")

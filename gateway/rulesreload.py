@@ -108,4 +108,7 @@ class LiveRules:
         while True:
             await asyncio.sleep(POLL_SECONDS)
             if _stamps(self.path) != self._stamps:
-                await self.reload()
+                try:
+                    await self.reload()
+                except Exception:  # a watcher that dies would silently stop all reloads
+                    log.exception("rules reload failed unexpectedly; still watching")

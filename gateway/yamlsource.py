@@ -81,7 +81,13 @@ def load_located(text: str, filename: str) -> tuple[Any, Marks]:
         raise YamlProblem(f"{filename}:1:1: YAML error: {exc}") from None
     if node is None:
         return None, marks
-    return _build(node, (), marks, SafeConstructor()), marks
+    try:
+        return _build(node, (), marks, SafeConstructor()), marks
+    except yaml.MarkedYAMLError as exc:  # an unknown tag such as `!env`
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else f"{filename}:1:1"
+        raise YamlProblem(f"{where}: YAML error: {exc.problem or exc.context}") from None
+
 
 
 def _position(node: Node) -> Position:
@@ -112,7 +118,12 @@ def _build(node: Node, path: KeyPath, marks: Marks, constructor: SafeConstructor
             _build(item, (*path, index), marks, constructor)
             for index, item in enumerate(node.value)
         ]
-    value = constructor.construct_object(node, deep=True)
+    try:
+        value = constructor.construct_object(node, deep=True)
+    except ValueError as exc:  # a date-like value that is no date, such as 2024-02-30
+        pos = _position(node)
+        raise YamlProblem(f"{marks.filename}:{pos.line}:{pos.column}: {format_path(path)}: "
+                          f"{exc}; quote the value to keep it as text") from None
     if isinstance(node, ScalarNode) and not isinstance(value, str) and value is not None:
         marks.plain[path] = str(node.value)
     return value

@@ -141,6 +141,11 @@ MISTAKES = [
      "pixel ids, got 'all'"),
     (GOOD.replace("server:\n  port: 9000", "server: [8080]"),
      "config.yaml:2:9: server: must be a mapping of keys to values, got [8080]"),
+    (GOOD.replace('"${TOKEN:-}"', "!env TOKEN"),
+     "config.yaml:7:19: YAML error: could not determine a constructor for the tag '!env'"),
+    (GOOD + "    test_event_code: 2024-02-30\n",
+     "config.yaml:8:22: destinations[0].test_event_code: day is out of range for month; "
+     "quote the value to keep it as text"),
     ("version: 1\ndestinations:\n  - name: main\n    pixel_id: [oops\n",
      "config.yaml:5:1: YAML syntax error: expected ',' or ']', but got '<stream end>'"),
 ]

@@ -142,12 +142,14 @@ async def test_a_stale_claim_cannot_overwrite_a_newer_outcome(
 ) -> None:
     await outbox.enqueue([entry(1)])
     [stale] = (await outbox.claim("main", 10)).rows
-    clock.now += 31  # lease expired: another attempt claims and delivers the row
+    clock.now += 31  # lease expired: another attempt claims the row and is still sending
     [fresh] = (await outbox.claim("main", 10)).rows
-    assert await outbox.finish([fresh]) == 1
-    # The first attempt finally fails and tries to put the row back: fenced out.
+    # The first attempt answers late: its outcome must not touch the row the second holds.
+    assert await outbox.finish([stale]) == 0
     assert await outbox.retry_later([stale], delay=0, error="HTTP 503") == 0
     assert await outbox.release([stale]) == 0
+    assert await outbox.counts() == {("main", "inflight"): 1}
+    assert await outbox.finish([fresh]) == 1
     assert await outbox.counts() == {("main", "delivered"): 1}
 
 
@@ -214,3 +216,19 @@ async def test_dead_letters_are_listed_and_replayed(outbox: Outbox, clock: Clock
     assert sorted(r.event_id for r in replayed) == ["e1", "e2"]
     assert all(r.attempts == 0 for r in replayed)
     assert len(await outbox.dead_letters(DeadLetterFilter(), 10)) == 1
+
+
+async def test_a_refused_owner_does_not_block_a_corrected_copy(outbox: Outbox) -> None:
+    await outbox.enqueue([entry(1)])
+    first = (await outbox.claim("main", 10, dedup_seconds=3600)).rows
+    await outbox.dead_letter(first, "invalid", "HTTP 400, code 100: bad value", None)
+    await outbox.enqueue([entry(1)])  # the backend fixed the event and sent it again
+    again = await outbox.claim("main", 10, dedup_seconds=3600)
+    assert [r.event_id for r in again.rows] == ["e1"] and again.duplicates == 0
+
+
+async def test_a_test_send_does_not_suppress_the_real_event(outbox: Outbox) -> None:
+    await outbox.enqueue([entry(1, test_event_code="TEST123"), entry(1)])
+    claim = await outbox.claim("main", 10, dedup_seconds=3600)
+    assert sorted(r.test_event_code for r in claim.rows) == ["", "TEST123"]
+    assert claim.duplicates == 0

@@ -118,9 +118,10 @@ async def test_reload_swaps_a_good_rule_set_and_keeps_the_last_good_one_otherwis
         "cases:\n  - name: bots are kept (wrong on purpose)\n"
         "    event: {user_data: {client_user_agent: 'Googlebot/2.1'}}\n"
         "    expect: {destinations: [shop-a]}\n")
-    rule_file.write_text(RULES)
+    rule_file.write_text(RULES.replace("drop bots", "drop bots and crawlers"))
     assert not await live.reload()  # loads, but its own tests fail: not swapped in
     assert "bots are kept (wrong on purpose)" in (live.last_error or "")
+    assert live.current.hash == first
 
     (tests / "bots.yaml").unlink()
     rule_file.write_text(RULES.replace("drop bots", "drop crawlers"))

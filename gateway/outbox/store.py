@@ -61,6 +61,9 @@ SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ? FROM json_each(?
 ON CONFLICT (destination, pixel_id, event_name, event_id) DO UPDATE
 SET row_id = excluded.row_id, seen_at = excluded.seen_at
 WHERE dedup.seen_at < ?
+   -- An owner Meta has not received (refused, expired, or waiting to retry) does not block
+   -- another copy: the copy is sent, and the old owner becomes the duplicate if it comes back.
+   OR (SELECT state FROM outbox WHERE id = dedup.row_id) IN ('dead', 'pending')
 """
 _LOSERS = """
 SELECT j.value ->> 3, d.row_id FROM json_each(?) AS j
@@ -349,8 +352,10 @@ class Outbox(OutboxQueries):
         ids of rows that lost to an earlier owner. `rows` are raw claim rows."""
         if window <= 0 or not rows:
             return set()
-        # (pixel_id, event_name, event_id, id) of each row
-        keys = orjson.dumps([[r[1], r[3], r[4], r[0]] for r in rows])
+        # (pixel_id, event_name, event_id, id) of each row; a test send (test_event_code) never
+        # suppresses the real event with the same id, so its code joins the pixel part.
+        keys = orjson.dumps([[f"{r[1]}|{r[2]}" if r[2] else r[1], r[3], r[4], r[0]]
+                             for r in rows])
         cursor = await db.execute(_KEEP_OWNER, (destination, now, keys, now - window))
         if cursor.rowcount == len(rows):
             return set()  # every row now owns its key: no earlier owner to lose to

@@ -129,6 +129,11 @@ class MetaCapiSender:
             return TokenRejected(reason, fbtrace_id)
         if status >= 500 or code in TRANSIENT_CODES or error.get("is_transient") is True:
             return Retryable(reason, fbtrace_id=fbtrace_id)
+        if not error:
+            # A 4xx without Graph's error body (404, 405 ...) is the address, not the events:
+            # wait long, never split or dead-letter them.
+            return Retryable(f"{reason} without a Graph API error: check graph_url and "
+                             "api_version", min_delay=REDIRECT_DELAY)
         return Permanent(reason, fbtrace_id)
 
     def _safe(self, text: str) -> str:

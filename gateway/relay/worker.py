@@ -216,10 +216,12 @@ class RelayWorker:
 
     async def _while_paused(self) -> None:
         """Claim nothing; age out what Meta would refuse anyway; wait for a new token."""
+        self._changed.clear()  # before the sweep: a new token arriving during it is not lost
         expired = await self._outbox.expire(self.name, reason="token_revoked")
         if expired:
             self._metrics.dead_letters.labels(self.name, "token_revoked").inc(expired)
-        self._changed.clear()
+        if self.paused_reason is None:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), EXPIRY_SWEEP_SECONDS)
 
@@ -254,8 +256,9 @@ class RelayWorker:
             settled.update(row.id for row in rows)
             return
         started = time.perf_counter()
+        sender = self._sender  # a reload may swap it while this request is in flight
         try:
-            await self._sender.send(pixel_id, code, rows)
+            await sender.send(pixel_id, code, rows)
         except RateLimited as exc:
             self._backoff_until = max(self._backoff_until, self._clock() + exc.min_delay)
             self._metrics.set_state(self.name, "backoff")
@@ -265,7 +268,8 @@ class RelayWorker:
         except TokenRejected as exc:
             await asyncio.shield(self._outbox.release(rows))
             self._count("token_rejected", rows)
-            self._token_refused(exc.reason)
+            if sender is self._sender:  # not an old token's late answer after a new token
+                self._token_refused(exc.reason)
         except Permanent as exc:
             if len(rows) > 1:
                 # Meta refuses a whole request for one bad event: halve until it is alone.

@@ -289,9 +289,12 @@ async def test_dead_letters_endpoint_and_cli_list_and_replay(
     assert event["event_id"] == "bad"
     replayed = await (await client.post("/dead-letters/replay")).json()
     assert replayed == {"replayed": 0}
+    for limit in ("0", "-99999999999999999999", "abc", "1001"):
+        bad = await client.get("/dead-letters", params={"limit": limit})
+        assert bad.status == 400 and "from 1 to 1000" in (await bad.json())["error"]
 
 
-async def test_operator_endpoints_need_the_admin_key_or_a_local_direct_request(
+async def test_with_an_admin_key_operator_endpoints_need_it_even_locally(
     tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
 ) -> None:
     key = "s3cret-admin-key"
@@ -315,3 +318,69 @@ async def test_without_an_admin_key_proxied_requests_are_refused(
     proxied = await client.get("/status", headers={"X-Forwarded-For": "203.0.113.9"})
     assert proxied.status == 403
     assert "admin.key_sha256" in (await proxied.json())["error"]
+
+
+async def test_a_wrong_graph_address_is_waited_out_not_dead_lettered(
+    tmp_path: Path, aiohttp_server: Any, start_gateway: GatewayFactory
+) -> None:
+    app = web.Application()  # no events route at all: every POST gets aiohttp's plain 404
+    server = await aiohttp_server(app)
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A)), env={})
+    client = await start_gateway(settings)
+    for n in range(3):
+        assert (await hit(client, PIXEL_A, eid=f"w{n}")).status == 200
+    await wait_until(lambda: all(r["last_error"] for r in rows(settings)))
+    assert {r["state"] for r in rows(settings)} == {"pending"}
+    assert "check graph_url and api_version" in rows(settings)[0]["last_error"]
+
+
+async def test_an_old_tokens_late_refusal_does_not_pause_the_new_token(
+    tmp_path: Path, aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    old_answer = asyncio.Event()
+    old_seen = asyncio.Event()
+    delivered: list[str] = []
+
+    async def graph(request: web.Request) -> web.Response:
+        events = orjson.loads(await request.read())["data"]
+        if request.query["access_token"] == "TOKEN-OLD":
+            old_seen.set()
+            await old_answer.wait()  # answers only after the token was replaced
+            return web.json_response({"error": {"message": "Session has expired",
+                                                "code": 190}}, status=401)
+        delivered.extend(e["event_id"] for e in events)
+        return web.json_response({"events_received": len(events)})
+
+    url = await graph_server(aiohttp_server, graph)
+    config = tmp_path / "config.yaml"
+    text = settings_yaml(tmp_path, destination_yaml("main", url, pixel_id=PIXEL_A,
+                                                     access_token="TOKEN-OLD", timeout=10))
+    config.write_text(text)
+    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    assert (await hit(client, PIXEL_A, eid="t1")).status == 200
+    await asyncio.wait_for(old_seen.wait(), 5)
+    config.write_text(text.replace("TOKEN-OLD", "TOKEN-NEW"))
+    assert await client.app[keys.RELOADER].reload()
+    old_answer.set()  # the request sent with the old token now fails with 190
+    await wait_until(lambda: delivered == ["t1"])  # retried with the new token
+    [worker] = client.app[keys.WORKERS]
+    assert worker.state == "active" and worker.paused_reason is None
+
+
+async def test_reloads_never_route_to_a_destination_without_a_worker(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    config = tmp_path / "config.yaml"
+    one = settings_yaml(tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A))
+    config.write_text(one)
+    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    two = settings_yaml(tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
+                        destination_yaml("extra", fake_graph.url, pixel_id=PIXEL_B))
+    config.write_text(two)
+    assert await client.app[keys.RELOADER].reload()  # "extra" needs a restart
+    config.write_text(two + "    batch_size: 10\n")
+    assert await client.app[keys.RELOADER].reload()  # a second reload must not adopt it
+    assert (await hit(client, PIXEL_B, eid="b1")).status == 200
+    [row] = rows(client.app[keys.SETTINGS])
+    assert (row["destination"], row["state"]) == ("", "unrouted")
