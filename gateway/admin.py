@@ -121,8 +121,13 @@ async def status(request: web.Request) -> web.Response:
             "last_error": worker.last_error,
         })
     reloader, rules = app[keys.RELOADER], app[keys.RULES]
+    names = {w.name for w in app[keys.WORKERS]}
+    # Rows queued for a destination that is no longer configured wait forever: show them.
+    orphaned = {dest: n for (dest, state), n in counts.items()
+                if dest and dest not in names and state in ("pending", "inflight")}
     return web.json_response({
         "destinations": destinations,
+        "queued_for_unconfigured_destinations": orphaned,
         "backpressure": app[keys.BACKPRESSURE].reason,
         "config": {"loaded_at": reloader.loaded_at, "last_error": reloader.last_error},
         "rules": {"rule_set": rules.current.hash, "rules": len(rules.current.rules),

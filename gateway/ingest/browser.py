@@ -50,6 +50,7 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
             fbp=ids.fbp,
             fbc=ids.fbc,
             now=now,
+            page_url=clean_text(request.headers.get(hdrs.REFERER)),
         )
     except HitError:
         metrics.hits.labels("rejected").inc()

@@ -46,6 +46,7 @@ def build_hit_event(
     fbp: str | None,
     fbc: str | None,
     now: float,
+    page_url: str | None = None,
     make_event_id: Callable[[], str] = new_event_id,
 ) -> Event:
     """The CAPI event for one hit, or HitError naming the parameter that is wrong."""
@@ -77,8 +78,10 @@ def build_hit_event(
         "event_id": event_id or make_event_id(),
         "action_source": "website",
     }
-    if params.get("dl"):
-        data["event_source_url"] = params["dl"]
+    # A <noscript> image hit carries no dl; the browser's Referer is the page it sits on.
+    source_url = params.get("dl") or page_url
+    if source_url:
+        data["event_source_url"] = source_url
     if params.get("rl"):
         data["referrer_url"] = params["rl"]
     data["user_data"] = user_data

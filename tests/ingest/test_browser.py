@@ -324,3 +324,16 @@ async def test_malformed_request_lines_are_logged_without_their_contents(
     writer.close()
     assert b" 400 " in status_line
     assert "who@example.com" not in caplog.text
+
+
+async def test_noscript_image_hits_take_the_page_url_from_the_referer(
+    start_gateway: GatewayFactory, one_destination: Settings, fake_graph: FakeGraph
+) -> None:
+    client = await start_gateway(one_destination)
+    response = await client.get(
+        "/tr", params={"id": PIXEL_A, "ev": "PageView", "noscript": "1"},
+        headers={"Referer": "https://shop.example.com/no-js-page"},
+    )
+    assert response.status == 200
+    [event] = await fake_graph.wait_for_events(1)
+    assert event["event_source_url"] == "https://shop.example.com/no-js-page"

@@ -258,6 +258,7 @@ async def test_backpressure_answers_503_with_retry_after(
     assert len(rows(settings)) == 2
     status = await (await client.get("/status")).json()
     assert status["backpressure"] == "the outbox holds 2 queued events (limit 2)"
+    assert status["queued_for_unconfigured_destinations"] == {}
 
 
 async def test_dead_letters_endpoint_and_cli_list_and_replay(
