@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .config import Settings, load_settings
 from .errors import ConfigError
@@ -30,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "config.yaml"),
                         help="config file (default: $GATEWAY_CONFIG or config.yaml)")
-    commands.add_parser("serve", parents=[config], help="run the gateway")
+    serve = commands.add_parser("serve", parents=[config], help="run the gateway")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes sharing the port and the outbox (default 1)")
+    serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     check = commands.add_parser("check", parents=[config],
                                 help="validate the configuration and the rule files")
     check.add_argument("--format", choices=("text", "json"), default="text",
@@ -78,10 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                             limit=args.limit, payload=args.payload)
     if args.command == "dead-letters":
         return _dead_letters(args, settings)
+    if args.workers > 1 and args.worker is None:
+        from .workers import supervise
+
+        return supervise(Path(args.config), args.workers, settings.server.shutdown_timeout)
     from .server import serve
 
     try:
-        serve(settings)
+        serve(settings, worker=args.worker)
     except RuleError as exc:  # the rule set failed to load or its tests failed at start-up
         _print_problems(exc.problems, str(settings.rules_path))
         return EXIT_CONFIG

@@ -122,10 +122,14 @@ async def status(request: web.Request) -> web.Response:
         })
     reloader, rules = app[keys.RELOADER], app[keys.RULES]
     names = {w.name for w in app[keys.WORKERS]}
+    _, relays = app[keys.WORKER]
     # Rows queued for a destination that is no longer configured wait forever: show them.
     orphaned = {dest: n for (dest, state), n in counts.items()
-                if dest and dest not in names and state in ("pending", "inflight")}
+                if dest and dest not in names and state in ("pending", "inflight")
+                and relays}
+    index, _ = app[keys.WORKER]
     return web.json_response({
+        "worker": {"index": index, "relays": relays},
         "destinations": destinations,
         "queued_for_unconfigured_destinations": orphaned,
         "backpressure": app[keys.BACKPRESSURE].reason,

@@ -51,14 +51,23 @@ HANDLER_SHARE_OF_SHUTDOWN = 0.3
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
-    """The gateway as an aiohttp application; `settings` must already be validated."""
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    relay: bool = True,
+    worker: int = 0,
+) -> web.Application:
+    """The gateway as an aiohttp application; `settings` must already be validated.
+
+    `relay=False`: an extra worker process that only takes hits (worker 0 relays)."""
     logsafety.install()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock
+    app[keys.WORKER] = (worker, relay)
     app[keys.METRICS] = Metrics()
     app[keys.PROXIES] = TrustedProxies(
         settings.server.trusted_proxies, settings.server.client_ip_headers,
@@ -176,7 +185,8 @@ def make_sender(destination: DestinationSettings, session: aiohttp.ClientSession
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    workers = [
+    _, relays = app[keys.WORKER]
+    workers = [] if not relays else [
         RelayWorker(
             make_sender(destination, app[keys.HTTP_SESSION]), app[keys.OUTBOX],
             app[keys.METRICS], app[keys.ALERTS],
@@ -210,7 +220,10 @@ async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.exception("pruning the outbox failed; will try again")
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
 
-    async with _background(prune_forever(), app[keys.BACKPRESSURE].run()):
+    _, relays = app[keys.WORKER]
+    jobs = [prune_forever(), app[keys.BACKPRESSURE].run()] if relays else [
+        app[keys.BACKPRESSURE].run()]
+    async with _background(*jobs):
         yield
 
 

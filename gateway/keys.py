@@ -22,7 +22,7 @@ from .rulesreload import LiveRules
 
 __all__ = [
     "ALERTS", "BACKPRESSURE", "CLOCK", "COOKIES", "ENRICHER", "HTTP_SESSION", "METRICS",
-    "OUTBOX", "PIPELINE", "PROXIES", "RELOADER", "RULES", "SETTINGS", "WORKERS",
+    "OUTBOX", "PIPELINE", "PROXIES", "RELOADER", "RULES", "SETTINGS", "WORKER", "WORKERS",
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -39,3 +39,4 @@ ALERTS = web.AppKey("alerts", Alerts)
 BACKPRESSURE = web.AppKey("backpressure", Backpressure)
 RELOADER = web.AppKey("reloader", ConfigReloader)
 RULES = web.AppKey("rules", LiveRules)
+WORKER: web.AppKey[tuple[int, bool]] = web.AppKey("worker")  # (index, relays here)

@@ -43,20 +43,25 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def serve(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM, then drain: stop accepting, finish requests and batches."""
+def serve(settings: Settings, *, worker: int | None = None) -> None:
+    """Serve until SIGINT/SIGTERM, then drain: stop accepting, finish requests and batches.
+
+    `worker`: this process is one of several sharing the port (SO_REUSEPORT) and the outbox;
+    only worker 0 relays (one relay per destination across processes)."""
     configure_logging(settings.log_level)
     server = settings.server
-    log.info("outbox: %s", settings.storage.path)
-    for line in describe(settings):
-        log.info("%s", line)
+    if not worker:
+        log.info("outbox: %s", settings.storage.path)
+        for line in describe(settings):
+            log.info("%s", line)
     web.run_app(
-        create_app(settings),
+        create_app(settings, relay=not worker, worker=worker or 0),
         host=server.host,
         port=server.port,
+        reuse_port=worker is not None,
         shutdown_timeout=server.shutdown_timeout * HANDLER_SHARE_OF_SHUTDOWN,
         # The default access log would write hit URLs, which carry personal data.
         access_log=None,
-        print=lambda text: log.info("%s", text.strip()),
+        print=(lambda text: log.info("%s", text.strip())) if not worker else None,
         loop=_new_loop(),
     )

@@ -206,3 +206,42 @@ async def test_sighup_reloads_the_config(tmp_path: Path, fake_graph: FakeGraph) 
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 20)
     assert process.returncode == 0
+
+
+async def test_several_workers_share_the_port_and_relay_each_event_once(
+    tmp_path: Path, fake_graph: FakeGraph
+) -> None:
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
+        extra=f"server: {{port: {port}}}\n",
+    ))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "2",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    workers_seen: set[int] = set()
+    try:
+        await wait_for_ready(f"{base}/readyz", process)
+        # A new connection per request, so the kernel spreads them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for n in range(40):
+                async with session.get(f"{base}/tr", params={
+                    "id": PIXEL_A, "ev": "PageView", "eid": f"w{n}",
+                    "dl": "https://shop.example.com/"}) as response:
+                    assert response.status == 200
+            for _ in range(60):
+                async with session.get(f"{base}/status") as response:
+                    workers_seen.add((await response.json())["worker"]["index"])
+                if workers_seen == {0, 1}:
+                    break
+        events = await fake_graph.wait_for_events(40, timeout=15)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 30)
+    assert workers_seen == {0, 1}
+    assert sorted(e["event_id"] for e in events) == sorted(f"w{n}" for n in range(40))
+    assert process.returncode == 0
