@@ -1,1 +1,1 @@
-"""Ingress: browser hits (/tr) now; server events from backends later."""
+"""Ingress: browser hits (/tr), the first-party script (/gw.js) and server events from backends."""
