@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,14 @@ class FakeClock:
 
 PIXEL_A = "111111111111111"
 PIXEL_B = "222222222222222"
+
+
+def outbox_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Every outbox row of a gateway's file, as dicts, oldest first (read from another
+    connection: what a 2xx promised is on disk)."""
+    with sqlite3.connect(settings.storage.path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM outbox ORDER BY id")]
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

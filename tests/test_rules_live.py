@@ -4,7 +4,6 @@ hot reload that never half-applies, and the check/test commands."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,9 @@ from .conftest import (
     destination_yaml,
     settings_yaml,
     wait_until,
+)
+from .conftest import (
+    outbox_rows as rows,
 )
 from .fake_graph import FakeGraph
 
@@ -51,12 +53,6 @@ def with_rules(tmp_path: Path, graph_url: str, rules: str = RULES) -> Settings:
         destination_yaml("shop-b", graph_url, pixel_id=PIXEL_B, accepts=[PIXEL_B]),
         extra=f"rules: {{path: {folder}}}\n",
     ), env={})
-
-
-def rows(settings: Settings) -> list[dict[str, Any]]:
-    with sqlite3.connect(settings.storage.path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("SELECT * FROM outbox ORDER BY id")]
 
 
 async def hit(client: Any, ua: str = CHROME, **params: str) -> Any:

@@ -24,6 +24,9 @@ from ..conftest import (
     settings_yaml,
     wait_until,
 )
+from ..conftest import (
+    outbox_rows as rows,
+)
 from ..fake_graph import FakeGraph
 
 PIXEL_C = "333333333333333"
@@ -145,12 +148,6 @@ async def test_timeouts_are_retried(
     await hit(client, PIXEL_A)
     await wait_until(lambda: states(settings) == [("main", "delivered", None)])
     assert len(calls) == 2
-
-
-def rows(settings: Settings) -> list[dict[str, Any]]:
-    with sqlite3.connect(settings.storage.path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM outbox ORDER BY id")]
 
 
 async def test_an_invalid_event_becomes_a_dead_letter_with_metas_message(

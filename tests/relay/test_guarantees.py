@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,10 @@ from ..conftest import (
     settings_yaml,
     wait_until,
 )
+from ..conftest import (
+    outbox_rows as rows,
+)
 from ..fake_graph import FakeGraph
-
-
-def rows(settings: Settings) -> list[dict[str, Any]]:
-    with sqlite3.connect(settings.storage.path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM outbox ORDER BY id")]
 
 
 async def hit(client: Any, pixel: str, **params: str) -> Any:
