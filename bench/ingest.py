@@ -727,7 +727,7 @@ def print_header(args: argparse.Namespace, folder: Path, servers: list[int], loa
           f"{note}")
     print(f"config: geo {GEO.name}; trusted_proxies [private]; {rule_count()} rules in "
           f"{len(RULES)} files; 2 destinations (main, brand) with tokens -> local fake Graph; "
-          f"outbox synchronous={args.synchronous}, commit_interval_ms=2, on "
+          f"outbox synchronous={args.synchronous}, commit_interval_ms=0 (default), on "
           f"{filesystem_of(folder)}; logging WARNING; workers {args.workers}")
     print(f"load: {tool}, {args.connections} connections, {args.warm_up:g} s warm-up + "
           f"{args.duration:g} s; {args.hits} distinct hits (GET /tr), unique event ids")

@@ -56,7 +56,7 @@ class ServerSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     path: Path = Path("var/gateway.db")
-    commit_interval_ms: float = 2.0
+    commit_interval_ms: float = 0.0  # extra wait to gather a group commit (see README)
     retention_hours: float = 72.0
     dedup_hours: float = 48.0  # suppress repeats of (pixel, event_name, event_id); 0 = off
     max_queue_rows: int = 5_000_000  # backpressure: past this, ingest answers 503
@@ -266,7 +266,7 @@ def _storage(r: Reader, base: Path) -> StorageSettings:
     path = r.string("path", "var/gateway.db")
     settings = StorageSettings(
         path=_resolve(base, path or "var/gateway.db"),
-        commit_interval_ms=r.number("commit_interval_ms", 2.0, kind=float, low=0, high=1000,
+        commit_interval_ms=r.number("commit_interval_ms", 0.0, kind=float, low=0, high=1000,
                                     unit="ms"),
         retention_hours=r.number("retention_hours", 72.0, kind=float, low=0, unit="hours"),
         dedup_hours=r.number("dedup_hours", 48.0, kind=float, low=0, high=24 * 62, unit="hours"),
