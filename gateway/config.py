@@ -12,12 +12,22 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from .configreader import Problems, Reader
 from .errors import ConfigError
 from .identity.proxies import PRESETS
+from .settings import (
+    AccessKey,
+    CookieSettings,
+    DestinationSettings,
+    GeoSettings,
+    IdentitySettings,
+    ServerSettings,
+    Settings,
+    StorageSettings,
+)
 from .yamlsource import KeyPath, YamlProblem, load_located
 
 __all__ = [
@@ -36,105 +46,6 @@ __all__ = [
 PIXEL_ID = r"[0-9]{1,20}"
 DESTINATION_TYPES = ("meta_capi",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    path_prefix: str = ""
-    trusted_proxies: tuple[str, ...] = ()  # CIDRs (presets already expanded)
-    client_ip_headers: tuple[str, ...] = ()  # single-address headers the edge always sets
-    forwarding_header: str = "x-forwarded-for"  # the chain our proxies append to (or forwarded)
-    allowed_origins: tuple[str, ...] = ()
-    max_body_bytes: int = 65536  # browser hits
-    max_server_body_bytes: int = 8 * 2**20  # server events: up to 1000 per request
-    script_name: str = "gw.js"  # the first-party script's file name (avoid blocked names)
-    shutdown_timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class StorageSettings:
-    path: Path = Path("var/gateway.db")
-    commit_interval_ms: float = 0.0  # extra wait to gather a group commit (see README)
-    retention_hours: float = 72.0
-    dedup_hours: float = 48.0  # suppress repeats of (pixel, event_name, event_id); 0 = off
-    max_queue_rows: int = 5_000_000  # backpressure: past this, ingest answers 503
-    max_queue_mb: int = 4096  # backpressure: database file size
-    lease_seconds: float = 30.0
-    synchronous: str = "FULL"  # SQLite: FULL survives power loss; NORMAL survives crashes only
-
-
-@dataclass(frozen=True)
-class GeoSettings:
-    databases: tuple[Path, ...] = ()  # GeoIP2/GeoLite2 City or DB-IP city files, tried in order
-    fill_user_data: bool = True  # fill country/st/ct/zp (hashed) when the event has none
-
-
-@dataclass(frozen=True)
-class IdentitySettings:
-    truncate_ip: bool = False  # keep /24 (IPv4) or /48 (IPv6) only, before anything is stored
-    default_country: str = ""  # for phone numbers without a country code when geo has none
-
-
-@dataclass(frozen=True)
-class CookieSettings:
-    enabled: bool = True  # set/refresh _fbp and _fbc with Set-Cookie
-    domain: str = "auto"  # auto = registrable domain; "" = host-only; or a fixed domain
-
-
-@dataclass(frozen=True)
-class DestinationSettings:
-    """One upstream: a Meta pixel (or, with no pixel_id, whichever pixel each hit names)."""
-
-    name: str
-    type: str = "meta_capi"
-    pixel_id: str = ""
-    access_token: str = field(default="", repr=False)
-    graph_url: str = "https://graph.facebook.com"
-    api_version: str = "v26.0"
-    accepts: frozenset[str] | None = None  # None = every pixel id
-    batch_size: int = 1000
-    max_in_flight: int = 4
-    linger_ms: float = 20.0
-    timeout: float = 1.5
-    retry_base_seconds: float = 1.0
-    retry_max_seconds: float = 300.0
-    test_event_code: str = ""
-    partner_agent: str = ""  # identifies the integration to Meta (sent with every batch)
-    dry_run: bool = False
-
-    @property
-    def is_dry_run(self) -> bool:
-        """No token (or dry_run: true): record what would be sent, send nothing."""
-        return self.dry_run or not self.access_token
-
-    def accepts_pixel(self, pixel_id: str) -> bool:
-        return self.accepts is None or pixel_id in self.accepts
-
-
-@dataclass(frozen=True)
-class AccessKey:
-    name: str
-    sha256: str = field(repr=False)
-    pixels: frozenset[str] | None  # None = every pixel
-
-
-@dataclass(frozen=True)
-class Settings:
-    server: ServerSettings = ServerSettings()
-    storage: StorageSettings = StorageSettings()
-    geo: GeoSettings = GeoSettings()
-    identity: IdentitySettings = IdentitySettings()
-    cookies: CookieSettings = CookieSettings()
-    rules_path: Path = Path("rules")
-    destinations: tuple[DestinationSettings, ...] = ()
-    access_keys: tuple[AccessKey, ...] = ()
-    alert_webhook_url: str = ""
-    admin_key_sha256: str = field(default="", repr=False)  # bearer key for /status etc.
-    log_level: str = "INFO"
-    path: Path | None = None  # the file these settings came from (enables reload)
-    source: str = "config.yaml"
 
 
 def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:

@@ -18,12 +18,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 import orjson
 
 from ..errors import OutboxUnavailable
+from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
 from .schema import SCHEMA, SCHEMA_VERSION
 
@@ -47,7 +47,6 @@ WHERE id IN (
 RETURNING id, pixel_id, test_event_code, event_name, event_id, attempts, available_at,
           expires_at, request_fields
 """
-# (CROSS JOIN keeps json_each as the outer loop, so each key is one primary-key lookup.)
 # Row sets travel as one JSON array per statement (json_each), not one statement per row:
 # several times faster for batches of a thousand.
 _IDS = "id IN (SELECT value FROM json_each(?))"
@@ -55,24 +54,6 @@ _IDS = "id IN (SELECT value FROM json_each(?))"
 # have been re-claimed by another attempt) cannot overwrite a newer outcome.
 _FENCE = (" WHERE state = 'inflight' AND available_at = :lease"
           " AND id IN (SELECT value FROM json_each(:ids))")
-_KEEP_OWNER = """
-INSERT INTO dedup (destination, pixel_id, event_name, event_id, row_id, seen_at)
-SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ? FROM json_each(?) WHERE true
-ON CONFLICT (destination, pixel_id, event_name, event_id) DO UPDATE
-SET row_id = excluded.row_id, seen_at = excluded.seen_at
-WHERE dedup.seen_at < ?
-   -- An owner Meta has not received (refused, expired, or waiting to retry) does not block
-   -- another copy: the copy is sent, and the old owner becomes the duplicate if it comes back.
-   OR (SELECT state FROM outbox WHERE id = dedup.row_id) IN ('dead', 'pending')
-"""
-_LOSERS = """
-SELECT j.value ->> 3, d.row_id FROM json_each(?) AS j
-CROSS JOIN dedup AS d ON d.destination = ? AND d.pixel_id = j.value ->> 0
-    AND d.event_name = j.value ->> 1 AND d.event_id = j.value ->> 2
-WHERE d.row_id <> j.value ->> 3
-"""
-
-
 async def _connect(path: Path, synchronous: str) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path)
     try:
@@ -329,8 +310,8 @@ class Outbox(OutboxQueries):
                     (expired_reason, now, _ids([row[0] for row in expired])),
                 )
             live = [row for row in rows if row[7] >= now]
-            duplicates = await self._set_aside_duplicates(db, destination, live, now,
-                                                          dedup_seconds)
+            duplicates = await set_aside_duplicates(db, destination, live, now,
+                                                    dedup_seconds)
             kept = [row for row in live if row[0] not in duplicates]
             payloads: dict[int, bytes] = {}
             if kept:
@@ -342,32 +323,6 @@ class Outbox(OutboxQueries):
             rows=[ClaimedRow(*row, payload=payloads[row[0]]) for row in kept],  # type: ignore[misc]
             expired=len(expired), duplicates=len(duplicates),
         )
-
-    @staticmethod
-    async def _set_aside_duplicates(
-        db: aiosqlite.Connection, destination: str, rows: list[Any], now: float,
-        window: float,
-    ) -> set[int]:
-        """Record each row as the owner of its key unless a recent owner exists; return the
-        ids of rows that lost to an earlier owner. `rows` are raw claim rows."""
-        if window <= 0 or not rows:
-            return set()
-        # (pixel_id, event_name, event_id, id) of each row; a test send (test_event_code) never
-        # suppresses the real event with the same id, so its code joins the pixel part.
-        keys = orjson.dumps([[f"{r[1]}|{r[2]}" if r[2] else r[1], r[3], r[4], r[0]]
-                             for r in rows])
-        cursor = await db.execute(_KEEP_OWNER, (destination, now, keys, now - window))
-        if cursor.rowcount == len(rows):
-            return set()  # every row now owns its key: no earlier owner to lose to
-        found = await db.execute_fetchall(_LOSERS, (keys, destination))
-        losers: dict[int, int] = {row_id: owner for row_id, owner in found}
-        if losers:
-            await db.executemany(
-                "UPDATE outbox SET state = 'duplicate', updated_at = ?, last_error = ? "
-                "WHERE id = ?",
-                [(now, f"duplicate of row {owner}", row_id) for row_id, owner in losers.items()],
-            )
-        return {int(row_id) for row_id in losers}
 
     async def finish(self, rows: Sequence[ClaimedRow], state: str = "delivered") -> int:
         """Mark claimed rows delivered (or dry_run); return how many were still ours."""
