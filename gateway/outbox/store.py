@@ -123,6 +123,7 @@ class Outbox(OutboxQueries):
         self,
         db: aiosqlite.Connection,
         relay_db: aiosqlite.Connection,
+        read_db: aiosqlite.Connection,
         *,
         commit_interval: float,
         lease_seconds: float,
@@ -130,6 +131,10 @@ class Outbox(OutboxQueries):
     ) -> None:
         self._db = db  # ingest and everything that must survive a power cut
         self._relay_db = relay_db  # relay bookkeeping: no fsync (see transaction)
+        # Reports (queue depth, status, metrics) read on their own connection: in WAL mode a
+        # reader never blocks a writer, so a COUNT over a million rows cannot stall ingest.
+        self._read_db = read_db
+        self._read_lock = asyncio.Lock()
         self._commit_interval = commit_interval
         self._lease = lease_seconds
         self._clock = clock
@@ -158,17 +163,20 @@ class Outbox(OutboxQueries):
             await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             await db.commit()
             relay_db = await _connect(path, "NORMAL")
+            read_db = await _connect(path, "NORMAL")
         except BaseException:
             await db.close()
             raise
-        return cls(db, relay_db, commit_interval=commit_interval, lease_seconds=lease_seconds,
-                   clock=clock)
+        return cls(db, relay_db, read_db, commit_interval=commit_interval,
+                   lease_seconds=lease_seconds, clock=clock)
 
     async def close(self) -> None:
         """Commit whatever is waiting, let a running transaction end, then close the file."""
         self._closed = True
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
+        async with self._read_lock:
+            await self._read_db.close()
         async with self._lock:
             await self._relay_db.close()
             await self._db.close()
@@ -193,9 +201,9 @@ class Outbox(OutboxQueries):
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, for reads that must not interleave with a transaction."""
-        async with self._lock:
-            yield self._relay_db
+        """A connection for reads (a consistent snapshot per statement; never blocks writes)."""
+        async with self._read_lock:
+            yield self._read_db
 
     # -- ingest side --------------------------------------------------------------------------
     async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
