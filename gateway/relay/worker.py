@@ -270,6 +270,8 @@ class RelayWorker:
             self._count("token_rejected", rows)
             if sender is self._sender:  # not an old token's late answer after a new token
                 self._token_refused(exc.reason)
+            else:
+                self._outbox.wakeup(self.name).set()  # send them again now, with the new token
         except Permanent as exc:
             if len(rows) > 1:
                 # Meta refuses a whole request for one bad event: halve until it is alone.
