@@ -516,12 +516,9 @@ async def test_backpressure_is_a_graph_shaped_503(
 ) -> None:
     client = await start_server(settings)
     backpressure = client.server.app[keys.BACKPRESSURE]
-
-    async def stay_full() -> None:
-        return None
-
-    backpressure.check = stay_full  # type: ignore[method-assign]
-    backpressure.reason = "the outbox holds 9 queued events (limit 9)"
+    # A bound of zero rows: every check, including the background one, says "full".
+    backpressure._max_rows = 0
+    await backpressure.check()
     response = await client.post(f"/v26.0/{PIXEL_A}/events",
                                  json={"data": [event()], "access_token": KEY})
     assert response.status == 503
