@@ -208,6 +208,7 @@ async def test_sighup_reloads_the_config(tmp_path: Path, fake_graph: FakeGraph) 
     assert process.returncode == 0
 
 
+@pytest.mark.timeout(120)
 async def test_several_workers_share_the_port_and_relay_each_event_once(
     tmp_path: Path, fake_graph: FakeGraph
 ) -> None:
@@ -228,17 +229,21 @@ async def test_several_workers_share_the_port_and_relay_each_event_once(
         # A new connection per request, so the kernel spreads them over both workers.
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def both_workers_answer() -> bool:
+                async with session.get(f"{base}/status") as response:
+                    workers_seen.add((await response.json())["worker"]["index"])
+                return workers_seen == {0, 1}
+
+            async with asyncio.timeout(30):  # the second worker may still be starting
+                while not await both_workers_answer():
+                    await asyncio.sleep(0.05)
             for n in range(40):
                 async with session.get(f"{base}/tr", params={
                     "id": PIXEL_A, "ev": "PageView", "eid": f"w{n}",
                     "dl": "https://shop.example.com/"}) as response:
                     assert response.status == 200
-            for _ in range(60):
-                async with session.get(f"{base}/status") as response:
-                    workers_seen.add((await response.json())["worker"]["index"])
-                if workers_seen == {0, 1}:
-                    break
-        events = await fake_graph.wait_for_events(40, timeout=15)
+        events = await fake_graph.wait_for_events(40, timeout=20)
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
