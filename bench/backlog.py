@@ -83,33 +83,17 @@ def run_refusing_graph(port: int) -> None:
 
 
 def write_config(folder: Path, port: int, graph_port: int) -> Path:
-    rules = folder / "rules"
-    rules.mkdir(parents=True, exist_ok=True)
-    for name, text in ingest.RULES.items():
-        if name != "40-route.yaml":  # routes to a second destination this bench does not have
-            (rules / name).write_text(text.lstrip())
-    config = folder / "config.yaml"
-    config.write_text(f"""version: 1
-server:
-  host: 127.0.0.1
-  port: {port}
-  trusted_proxies: [private]
-  shutdown_timeout: 4
-storage:
-  path: {folder / "outbox.db"}
-geo:
-  database: {ingest.GEO}
-rules:
-  path: rules
-logging:
-  level: WARNING
-destinations:
+    """bench/ingest.py's config with one destination whose token the fake Graph refuses."""
+    return ingest.write_config(
+        folder, port, graph_port,
+        destinations=f"""
   - name: {DESTINATION}
     pixel_id: "{ingest.MAIN_PIXEL}"
     access_token: BENCH-REVOKED-TOKEN
     graph_url: http://127.0.0.1:{graph_port}
-""")
-    return config
+""",
+        skip_rules=("40-route.yaml",),  # routes to a second destination this bench has not
+    )
 
 
 def file_size(db: Path) -> int:

@@ -376,12 +376,24 @@ rules:
 }
 
 
-def write_config(folder: Path, port: int, graph_port: int, synchronous: str) -> Path:
+def write_config(
+    folder: Path,
+    port: int,
+    graph_port: int,
+    synchronous: str = "full",
+    *,
+    destinations: str | None = None,
+    skip_rules: tuple[str, ...] = (),
+) -> Path:
+    """The bench's config and rules in `folder`; `destinations` replaces the two live ones
+    (YAML list items), `skip_rules` leaves rule files out (e.g. routes to a missing one)."""
     rules = folder / "rules"
     rules.mkdir(parents=True, exist_ok=True)
     for name, text in RULES.items():
-        (rules / name).write_text(text.lstrip())
-    destinations = "".join(f"""
+        if name not in skip_rules:
+            (rules / name).write_text(text.lstrip())
+    if destinations is None:
+        destinations = "".join(f"""
   - name: {name}
     pixel_id: "{pixel}"
     accepts: ["{MAIN_PIXEL}"]

@@ -133,8 +133,11 @@ async def test_close_commits_what_is_waiting(tmp_path: Path) -> None:
         await box.close()
 
 
-async def test_writable_reports_readiness(outbox: Outbox) -> None:
-    assert await outbox.writable()
+async def test_writable_reports_readiness(tmp_path: Path) -> None:
+    box = await Outbox.open(tmp_path / "o.db")
+    assert await box.writable()
+    await box.close()
+    assert not await box.writable()
 
 
 async def test_a_stale_claim_cannot_overwrite_a_newer_outcome(

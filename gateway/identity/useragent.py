@@ -35,9 +35,6 @@ class UserAgentInfo:
     is_bot: bool
 
 
-UNKNOWN = UserAgentInfo("Other", "", "Other", "", "Other", False)
-
-
 def _version(*parts: str | None) -> str:
     return ".".join(part for part in parts if part)
 

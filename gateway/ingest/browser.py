@@ -80,7 +80,8 @@ def _browser_ids(request: web.Request, params: dict[str, str], now: float) -> Br
     return request.app[keys.COOKIES].resolve(
         host=proxies.host(peer, headers, request.host),
         secure=proxies.scheme(peer, headers, request.scheme) == "https",
-        cookies={name: clean_text(value) or "" for name, value in request.cookies.items()},
+        # Only the two first-party ids matter; a site's other cookies are not read or cleaned.
+        cookies={name: clean_text(request.cookies.get(name)) or "" for name in ("_fbp", "_fbc")},
         params=params,
         now_ms=int(now * 1000),
     )
