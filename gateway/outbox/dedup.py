@@ -9,9 +9,9 @@ test_event_code) never suppresses the real event with the same id.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
-import aiosqlite
 import orjson
 
 __all__ = ["set_aside_duplicates"]
@@ -32,8 +32,8 @@ WHERE d.row_id <> j.value ->> 3
 """
 
 
-async def set_aside_duplicates(
-    db: aiosqlite.Connection, destination: str, rows: list[Any], now: float, window: float
+def set_aside_duplicates(
+    db: sqlite3.Connection, destination: str, rows: list[Any], now: float, window: float
 ) -> set[int]:
     """Claim ownership of each row's key; mark the rows that lost as duplicates and return
     their ids. `rows` are raw claim rows (id, pixel_id, test_event_code, event_name, event_id,
@@ -41,13 +41,13 @@ async def set_aside_duplicates(
     if window <= 0 or not rows:
         return set()
     keys = orjson.dumps([[f"{r[1]}|{r[2]}" if r[2] else r[1], r[3], r[4], r[0]] for r in rows])
-    cursor = await db.execute(_KEEP_OWNER, (destination, now, keys, now - window))
+    cursor = db.execute(_KEEP_OWNER, (destination, now, keys, now - window))
     if cursor.rowcount == len(rows):
         return set()  # every row now owns its key: no earlier owner to lose to
-    found = await db.execute_fetchall(_LOSERS, (keys, destination))
+    found = db.execute(_LOSERS, (keys, destination)).fetchall()
     losers: dict[int, int] = {row_id: owner for row_id, owner in found}
     if losers:
-        await db.executemany(
+        db.executemany(
             "UPDATE outbox SET state = 'duplicate', updated_at = ?, last_error = ? WHERE id = ?",
             [(now, f"duplicate of row {owner}", row_id) for row_id, owner in losers.items()],
         )

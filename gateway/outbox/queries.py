@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 import aiosqlite
 
 from .deadletters import DeadLetter, DeadLetterFilter, list_query, replay_query
 
 __all__ = ["OutboxQueries"]
+
+T = TypeVar("T")
+
+_FINISHED = ("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN "
+             "('delivered', 'dry_run', 'duplicate', 'unrouted', 'invalid') "
+             "AND updated_at < ? LIMIT ?)")
 
 
 class OutboxQueries:
@@ -21,7 +29,7 @@ class OutboxQueries:
     def read(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
         raise NotImplementedError
 
-    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, relaxed: bool = False) -> T:
         raise NotImplementedError
 
     def wakeup(self, destination: str) -> asyncio.Event:
@@ -45,21 +53,18 @@ class OutboxQueries:
     async def prune(self, older_than: float, dedup_older_than: float | None = None,
                     chunk: int = 5000) -> int:
         """Delete finished rows last touched before `older_than` (and stale dedup keys)."""
+        def prune_chunk(conn: sqlite3.Connection) -> int:
+            return conn.execute(_FINISHED, (older_than, chunk)).rowcount
+
         total = 0
-        while True:
-            async with self.transaction() as db:
-                cursor = await db.execute(
-                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN "
-                    "('delivered', 'dry_run', 'duplicate', 'unrouted', 'invalid') "
-                    "AND updated_at < ? LIMIT ?)",
-                    (older_than, chunk),
-                )
-            total += cursor.rowcount
-            if cursor.rowcount < chunk:
+        while True:  # in chunks, so ingest waits for no long transaction
+            deleted = await self.write(prune_chunk)
+            total += deleted
+            if deleted < chunk:
                 break
         if dedup_older_than is not None:
-            async with self.transaction() as db:
-                await db.execute("DELETE FROM dedup WHERE seen_at < ?", (dedup_older_than,))
+            await self.write(lambda conn: conn.execute("DELETE FROM dedup WHERE seen_at < ?",
+                                                       (dedup_older_than,)))
         return total
 
     async def counts(self) -> dict[tuple[str, str], int]:
@@ -98,9 +103,8 @@ class OutboxQueries:
     async def replay(self, selection: DeadLetterFilter) -> int:
         """Re-queue matching dead letters; return how many."""
         sql, params = replay_query(selection, self._clock())
-        async with self.transaction() as db:
-            cursor = await db.execute(sql, params)
+        replayed = await self.write(lambda conn: conn.execute(sql, params).rowcount)
         for name in [selection.destination] if selection.destination else self.destinations():
             self.wakeup(name).set()
-        return cursor.rowcount
+        return replayed
 

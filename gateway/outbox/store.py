@@ -1,10 +1,11 @@
 """The outbox store: group-committed writes, leased claims, fenced acknowledgements.
 
 Ingest calls `enqueue`, which returns once a transaction holding the rows has committed. Writes
-are grouped: rows arriving within `commit_interval` share one transaction (and one fsync), so
-durability does not cost throughput. Relay workers `claim` due rows under a lease; the claim also
-sets aside rows that expired or that duplicate an event already sent (see schema.py for states).
-One connection serves everything; an asyncio lock keeps each transaction whole.
+are grouped: rows arriving while a commit runs (or within `commit_interval`) share the next
+transaction (and its fsync), so durability does not cost throughput. Relay workers `claim` due
+rows under a lease; the claim also sets aside rows that expired or that duplicate an event
+already sent (see schema.py for states). Every write transaction is one function run on its
+connection's thread (sqlthread.py); an asyncio lock lets one run at a time.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 import orjson
@@ -26,10 +29,12 @@ from ..errors import OutboxUnavailable
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
 from .schema import SCHEMA, SCHEMA_VERSION
+from .sqlthread import SqliteThread
 
 __all__ = ["Claim", "ClaimedRow", "Outbox", "OutboxEntry"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _INSERT = """
 INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, event_id,
@@ -37,6 +42,7 @@ INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, even
                     last_error, rule_set, request_fields)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+_LAST_ID = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
 _CLAIM = """
 UPDATE outbox SET state = 'inflight', available_at = ?, updated_at = ?
 WHERE id IN (
@@ -54,16 +60,24 @@ _IDS = "id IN (SELECT value FROM json_each(?))"
 # have been re-claimed by another attempt) cannot overwrite a newer outcome.
 _FENCE = (" WHERE state = 'inflight' AND available_at = :lease"
           " AND id IN (SELECT value FROM json_each(:ids))")
-async def _connect(path: Path, synchronous: str) -> aiosqlite.Connection:
+async def _connect_reader(path: Path) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path)
     try:
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute(f"PRAGMA synchronous={synchronous}")
         await db.execute("PRAGMA busy_timeout=5000")
     except BaseException:
         await db.close()
         raise
     return db
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _take_write_lock(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.rollback()
 
 
 def _lease(row: ClaimedRow) -> float:
@@ -121,8 +135,8 @@ class Outbox(OutboxQueries):
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
-        relay_db: aiosqlite.Connection,
+        db: SqliteThread,
+        relay_db: SqliteThread,
         read_db: aiosqlite.Connection,
         *,
         commit_interval: float,
@@ -157,15 +171,17 @@ class Outbox(OutboxQueries):
     ) -> Outbox:
         """Open (creating if needed) the outbox file and its schema."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = await _connect(path, synchronous)
+        opened: list[SqliteThread] = []
         try:
-            await db.executescript(SCHEMA)
-            await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            await db.commit()
-            relay_db = await _connect(path, "NORMAL")
-            read_db = await _connect(path, "NORMAL")
+            db = await SqliteThread.open(path, synchronous=synchronous, name="ingest")
+            opened.append(db)
+            await db.run(_create_schema)
+            relay_db = await SqliteThread.open(path, synchronous="NORMAL", name="relay")
+            opened.append(relay_db)
+            read_db = await _connect_reader(path)
         except BaseException:
-            await db.close()
+            for thread in opened:
+                await thread.close()
             raise
         return cls(db, relay_db, read_db, commit_interval=commit_interval,
                    lease_seconds=lease_seconds, clock=clock)
@@ -181,23 +197,18 @@ class Outbox(OutboxQueries):
             await self._relay_db.close()
             await self._db.close()
 
-    @contextlib.asynccontextmanager
-    async def transaction(self, *, relaxed: bool = False) -> AsyncIterator[aiosqlite.Connection]:
-        """A connection, for one whole transaction (committed on exit, rolled back on error).
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, relaxed: bool = False) -> T:
+        """Run `fn(connection)` as one transaction (committed, or rolled back if it raises).
 
         `relaxed`: relay bookkeeping (leases, acknowledgements) need not survive a power cut,
         since losing one only means sending an event again; it uses a second connection that
         does not fsync. Both connections share one lock, so they never wait on each other
-        inside SQLite.
+        inside SQLite (should a cancelled caller's transaction still be finishing on its
+        thread, the other connection waits for it through SQLite's busy timeout).
         """
         db = self._relay_db if relaxed else self._db
         async with self._lock:
-            try:
-                yield db
-                await db.commit()
-            except BaseException:
-                await db.rollback()
-                raise
+            return await db.transaction(fn)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -239,31 +250,26 @@ class Outbox(OutboxQueries):
         """Insert all rows in one transaction; return the error instead of raising."""
         now = self._clock()
         entries = [e for group in groups for e in group]
-        async with self._lock:
-            try:
-                # Ids are assigned here so the payloads table can share them; the write lock
-                # (BEGIN IMMEDIATE) keeps them ours even with other processes on the file.
-                await self._db.execute("BEGIN IMMEDIATE")
-                [(last,)] = await self._db.execute_fetchall(
-                    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
-                )
-                first = int(last) + 1
-                await self._db.executemany(_INSERT, [
-                    (first + n, e.destination, e.pixel_id, e.test_event_code, e.event_name,
-                     e.event_id, e.event_time, e.expires_at, e.state, now, now, now, e.note,
-                     e.rule_set, e.request_fields)
-                    for n, e in enumerate(entries)
-                ])
-                await self._db.executemany(
-                    "INSERT INTO payloads (id, payload) VALUES (?, ?)",
-                    [(first + n, e.payload) for n, e in enumerate(entries)],
-                )
-                await self._db.commit()
-            except Exception as exc:  # disk full, I/O error, bad row: refuse, never half-write
-                log.error("outbox commit failed: %s", exc)
-                with contextlib.suppress(Exception):
-                    await self._db.rollback()
-                return exc
+
+        def insert(conn: sqlite3.Connection) -> None:
+            # Ids are assigned here so the payloads table can share them; the write lock
+            # (BEGIN IMMEDIATE) keeps them ours even with other processes on the file.
+            [(last,)] = conn.execute(_LAST_ID).fetchall()
+            first = int(last) + 1
+            conn.executemany(_INSERT, [
+                (first + n, e.destination, e.pixel_id, e.test_event_code, e.event_name,
+                 e.event_id, e.event_time, e.expires_at, e.state, now, now, now, e.note,
+                 e.rule_set, e.request_fields)
+                for n, e in enumerate(entries)
+            ])
+            conn.executemany("INSERT INTO payloads (id, payload) VALUES (?, ?)",
+                             [(first + n, e.payload) for n, e in enumerate(entries)])
+
+        try:
+            await self.write(insert)
+        except Exception as exc:  # disk full, I/O error, bad row: refuse, never half-write
+            log.error("outbox commit failed: %s", exc)
+            return exc
         self.commits += 1
         return None
 
@@ -306,31 +312,32 @@ class Outbox(OutboxQueries):
         `dedup_seconds` become `duplicate`.
         """
         now = self._clock()
-        async with self.transaction(relaxed=True) as db:
-            raw = await db.execute_fetchall(_CLAIM, (now + self._lease, now, destination, now,
-                                                     limit))
-            rows = sorted(raw, key=lambda row: row[0])
+
+        def claim(conn: sqlite3.Connection) -> Claim:
+            raw = conn.execute(_CLAIM, (now + self._lease, now, destination, now, limit))
+            rows = sorted(raw.fetchall(), key=lambda row: row[0])
             expired = [row for row in rows if row[7] < now]
             if expired:
-                await db.execute(
+                conn.execute(
                     "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, "
                     "last_error = 'past Meta''s time window for this event' WHERE " + _IDS,
                     (expired_reason, now, _ids([row[0] for row in expired])),
                 )
             live = [row for row in rows if row[7] >= now]
-            duplicates = await set_aside_duplicates(db, destination, live, now,
-                                                    dedup_seconds)
+            duplicates = set_aside_duplicates(conn, destination, live, now, dedup_seconds)
             kept = [row for row in live if row[0] not in duplicates]
             payloads: dict[int, bytes] = {}
             if kept:
-                found = await db.execute_fetchall(
-                    "SELECT id, payload FROM payloads WHERE " + _IDS, (_ids([r[0] for r in kept]),)
-                )
-                payloads = {row_id: payload for row_id, payload in found}
-        return Claim(
-            rows=[ClaimedRow(*row, payload=payloads[row[0]]) for row in kept],  # type: ignore[misc]
-            expired=len(expired), duplicates=len(duplicates),
-        )
+                found = conn.execute("SELECT id, payload FROM payloads WHERE " + _IDS,
+                                     (_ids([r[0] for r in kept]),))
+                payloads = dict(found.fetchall())
+            return Claim(
+                rows=[ClaimedRow(*row, payload=payloads[row[0]])  # type: ignore[misc]
+                      for row in kept],
+                expired=len(expired), duplicates=len(duplicates),
+            )
+
+        return await self.write(claim, relaxed=True)
 
     async def finish(self, rows: Sequence[ClaimedRow], state: str = "delivered") -> int:
         """Mark claimed rows delivered (or dry_run); return how many were still ours."""
@@ -370,34 +377,35 @@ class Outbox(OutboxQueries):
         if not rows:
             return 0
         sql = f"UPDATE outbox SET {assignments}{_FENCE}"
-        updated = 0
-        async with self.transaction(relaxed=True) as db:
-            for lease, group in groupby(sorted(rows, key=_lease), key=_lease):
-                params = {**values, "now": self._clock(), "lease": lease,
-                          "ids": _ids(list(group))}
-                cursor = await db.execute(sql, params)
-                updated += cursor.rowcount
-        return updated
+        now = self._clock()
+        updates = [{**values, "now": now, "lease": lease, "ids": _ids(list(group))}
+                   for lease, group in groupby(sorted(rows, key=_lease), key=_lease)]
+
+        def acknowledge(conn: sqlite3.Connection) -> int:
+            return sum(conn.execute(sql, params).rowcount for params in updates)
+
+        return await self.write(acknowledge, relaxed=True)
 
     async def expire(self, destination: str, reason: str = "expired") -> int:
         """Dead-letter queued rows of `destination` past their expiry (a paused destination
         claims nothing, so its rows age out here)."""
         now = self._clock()
-        async with self.transaction() as db:
-            cursor = await db.execute(
+
+        def expire(conn: sqlite3.Connection) -> int:
+            return conn.execute(
                 "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, "
                 "last_error = 'past Meta''s time window for this event' "
                 "WHERE destination = ? AND state IN ('pending', 'inflight') AND expires_at < ?",
                 (reason, now, destination, now),
-            )
-        return cursor.rowcount
+            ).rowcount
+
+        return await self.write(expire)
 
     async def writable(self) -> bool:
         """True when a write transaction can be taken now (readiness)."""
         try:
             async with self._lock:
-                await self._db.execute("BEGIN IMMEDIATE")
-                await self._db.rollback()
+                await self._db.run(_take_write_lock)
         except Exception as exc:
             log.warning("outbox is not writable: %s", exc)
             return False
