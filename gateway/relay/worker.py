@@ -186,11 +186,16 @@ class RelayWorker:
                 self._in_flight.add(task)
                 task.add_done_callback(self._delivered)
                 handed_off = True
-                return
         finally:
             if not handed_off:
                 self._slots.release()
-        if not (claim.expired or claim.duplicates):
+        if len(claim.rows) >= self.settings.batch_size:
+            return  # a backlog: claim the next batch at once
+        if claim.rows:
+            # Live traffic: let the next batch fill for `linger_ms` rather than sending a
+            # request per handful of events (each request costs a claim, a send and an ack).
+            await self._linger()
+        elif not (claim.expired or claim.duplicates):
             await self._idle(wakeup)
 
     def _delivered(self, task: asyncio.Task[None]) -> None:
@@ -211,6 +216,9 @@ class RelayWorker:
             await asyncio.wait_for(wakeup.wait(), timeout)
         except TimeoutError:
             return
+        await self._linger()
+
+    async def _linger(self) -> None:
         if self.settings.linger_ms > 0:
             await self._pause(self.settings.linger_ms / 1000)
 

@@ -112,6 +112,28 @@ async def test_batches_respect_batch_size_and_deliver_every_event_once(
     await wait_until(lambda: all(s == "delivered" for _, s, _ in states(settings)))
 
 
+async def test_steady_traffic_is_sent_in_batches_that_linger_to_fill(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    # Hits committed back to back for ~1 s. A relay that claimed again as soon as it handed a
+    # batch off would send, after every full linger, a second request with the few events
+    # committed meanwhile: about one and a half requests per linger.
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A, linger_ms=100)),
+        env={})
+    client = await start_gateway(settings)
+    sent = 0
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:
+        await asyncio.gather(*(hit(client, PIXEL_A, eid=f"e{sent + k}") for k in range(16)))
+        sent += 16
+    lingers = (time.monotonic() - started) / 0.1
+    events = await fake_graph.wait_for_events(sent)
+    assert sorted(e["event_id"] for e in events) == sorted(f"e{n}" for n in range(sent))
+    sizes = [len(r.events) for r in fake_graph.requests]
+    assert len(sizes) <= lingers + 3, (sent, sizes)
+
+
 async def test_transient_failures_are_retried_until_delivered(
     tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
     one_destination: Settings,
