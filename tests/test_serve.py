@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -13,6 +14,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+
+from gateway.server import GC_YOUNG_THRESHOLD, tune_gc
 
 from .conftest import PIXEL_A, destination_yaml, settings_yaml, wait_until
 from .fake_graph import FakeGraph
@@ -250,3 +254,14 @@ async def test_several_workers_share_the_port_and_relay_each_event_once(
     assert workers_seen == {0, 1}
     assert sorted(e["event_id"] for e in events) == sorted(f"w{n}" for n in range(40))
     assert process.returncode == 0
+
+
+async def test_start_up_objects_are_frozen_out_of_garbage_collection() -> None:
+    before = gc.get_threshold()
+    try:
+        await tune_gc(web.Application())
+        assert gc.get_freeze_count() > 1000  # everything imported and built so far
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
