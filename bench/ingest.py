@@ -20,10 +20,13 @@ database and documentation ranges behind X-Forwarded-For, fbclid in `dl`, `_fbp`
 (Debian package; a Python aiohttp closed-loop client when wrk is missing) at the same connection
 count after a warm-up; then p50/p99 latency at a fixed offered load of half the gateway's max,
 from an open-loop Python client (latency counted from each request's scheduled send time), for
-both. Finally the events that reached the fake Graph after a short drain.
+both. Each measurement is taken `--rounds` times (default 3), alternating between the two
+servers, and medians are compared: this machine's speed drifts by tens of percent over a
+minute, and one run of each would put the drift into the ratio. Finally the events that
+reached the fake Graph after a short drain.
 The latency client's timer ticks in ~1 ms steps, so its figures include up to ~1 ms of send lag
 (printed). Targets: gateway/baseline req/s >= 0.5 with durable commit on; p99 < 10 ms at half
-load. Takes about a minute; never part of pytest; every process it starts is stopped on exit,
+load. Takes about three minutes; never part of pytest; every process it starts is stopped on exit,
 error or Ctrl-C (and gets SIGTERM if this script is killed). `--synchronous normal` shows what
 fsync costs; `--python-load` forces the fallback load client.
 """
@@ -757,6 +760,8 @@ def main() -> None:
                         help="the outbox's durability (the target is for full)")
     parser.add_argument("--python-load", action="store_true",
                         help="use the Python load client even when wrk is installed")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating measurements of both servers; medians are reported")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     parser.add_argument("--role", choices=("bare", "graph"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -804,26 +809,43 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes) -> None:
     processes.start("graph", [*me, "--role", "graph", "--port", str(graph_port)], load)
     for k in range(args.workers):
         processes.start(f"bare{k}", [*me, "--role", "bare", "--port", str(bare_port)], servers)
-    wait_ready(graph + "/count", processes)
-    wait_ready(bare + "/tr?id=1", processes)
-    base_max, _ = max_rps(bare, hits, script, args, "bare", load)
-
     workers = ["--workers", str(args.workers)] if args.workers > 1 else []
     processes.start("gateway", [sys.executable, "-m", "gateway", "serve", "--config",
                                 str(config), *workers], servers)
+    wait_ready(graph + "/count", processes)
+    wait_ready(bare + "/tr?id=1", processes)
     wait_ready(gateway + "/readyz", processes)
-    gw_max, warm_ok = max_rps(gateway, hits, script, args, "gw", load)
-    processes.check_alive()
-    drain(graph, deliverable(outbox_rows(config)))  # the backlog is not the latency run's
 
-    rate = gw_max.rps / 2
-    gw_lat = run_async(lambda: open_loop(gateway, hits, rate, args.duration, "gwlat"))
+    # Both servers stay up; rounds alternate between them (the gateway's backlog drained
+    # first, so its relay is idle while the baseline runs), so that a slow spell of the
+    # machine falls on both rather than on one.
+    base_max: list[Throughput] = []
+    gw_max: list[Throughput] = []
+    hits_ok = 0
+    for r in range(args.rounds):  # labels prefix event ids: each run's ids are new
+        drain(graph, deliverable(outbox_rows(config)))
+        base_max.append(max_rps(bare, hits, script, args, f"bare{r}", load)[0])
+        measured, warm_ok = max_rps(gateway, hits, script, args, f"gw{r}", load)
+        gw_max.append(measured)
+        hits_ok += warm_ok + measured.requests - measured.non_2xx
+        processes.check_alive()
+
+    rate = median_rps(gw_max) / 2
+    base_lat: list[Latency] = []
+    gw_lat: list[Latency] = []
+
+    def latency(url: str, label: str) -> Latency:
+        return run_async(lambda: open_loop(url, hits, rate, args.duration, label))
+
+    for r in range(args.rounds):
+        drain(graph, deliverable(outbox_rows(config)))
+        gw_lat.append(latency(gateway, f"gwlat{r}"))
+        hits_ok += sum(n for status, n in gw_lat[-1].statuses.items() if 200 <= status < 300)
+        drain(graph, deliverable(outbox_rows(config)))
+        base_lat.append(latency(bare, f"barelat{r}"))
+        processes.check_alive()
     rows = outbox_rows(config)
     events, waited = drain(graph, deliverable(rows))
-    processes.check_alive()
-    base_lat = run_async(lambda: open_loop(bare, hits, rate, args.duration, "barelat"))
-    hits_ok = (warm_ok + gw_max.requests - gw_max.non_2xx
-               + sum(n for status, n in gw_lat.statuses.items() if 200 <= status < 300))
     report(base_max, gw_max, base_lat, gw_lat)
     if not use_wrk:
         print("  note: without wrk the Python load client may be the limit of the baseline's "
@@ -831,33 +853,46 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes) -> None:
     by_state: Counter[str] = Counter()
     for (destination, state), n in rows.items():
         by_state[f"{destination} {state}"] += n
-    print(f"sanity: {hits_ok:,} hits answered 2xx by the gateway (warm-up included; ~3% are "
+    print(f"sanity: {hits_ok:,} hits answered 2xx by the gateway (warm-ups included; ~3% are "
           f"dropped by the office-network rule) -> outbox rows "
           f"{', '.join(f'{k} {n:,}' for k, n in sorted(by_state.items()))}; the fake Graph "
           f"received {events:,} events (of {deliverable(rows):,} routed) after a "
           f"{waited:.1f} s drain")
 
 
-def report(base_max: Throughput, gw_max: Throughput, base_lat: Latency, gw_lat: Latency) -> None:
-    ratio = gw_max.rps / base_max.rps
-    for name, t in (("baseline: bare aiohttp  ", base_max), ("gateway: full pipeline ", gw_max)):
-        print(f"{name} {t.rps:9,.0f} req/s  ({t.requests:,} requests; non-2xx {t.non_2xx:,}; "
-              f"socket errors {t.errors})")
-    print(f"ratio gateway/baseline: {ratio:.2f}   target >= 0.5: "
+def median_rps(runs: list[Throughput]) -> float:
+    return statistics.median(t.rps for t in runs)
+
+
+def report(base_max: list[Throughput], gw_max: list[Throughput], base_lat: list[Latency],
+           gw_lat: list[Latency]) -> None:
+    ratio = median_rps(gw_max) / median_rps(base_max)
+    for name, runs in (("baseline: bare aiohttp  ", base_max),
+                       ("gateway: full pipeline ", gw_max)):
+        print(f"{name} median {median_rps(runs):9,.0f} req/s  (rounds: "
+              f"{', '.join(f'{t.rps:,.0f}' for t in runs)}; non-2xx "
+              f"{sum(t.non_2xx for t in runs):,}; socket errors "
+              f"{', '.join(sorted({t.errors for t in runs}))})")
+    print(f"ratio gateway/baseline (medians): {ratio:.2f}   target >= 0.5: "
           f"{'met' if ratio >= 0.5 else 'NOT met'}")
-    print(f"latency at {gw_lat.rate:,.0f} req/s offered (half the gateway's max), open loop, "
-          f"from scheduled send time:")
-    for name, lat in (("baseline", base_lat), ("gateway ", gw_lat)):
-        bad = sum(c for s, c in lat.statuses.items() if not 200 <= s < 300)
-        print(f"  {name}  p50 {lat.p50_ms:6.2f} ms  p99 {lat.p99_ms:6.2f} ms  "
-              f"max {lat.max_ms:6.1f} ms  (client sent {lat.sent_rate:,.0f} req/s, send lag p99 "
-              f"{lat.send_lag_p99_ms:.2f} ms, client CPU {lat.client_cpu:.0%} of a core; "
-              f"non-2xx {bad}, errors {lat.errors})")
-    print(f"p99 target < 10 ms at half load: {'met' if gw_lat.p99_ms < 10 else 'NOT met'}")
-    for name, lat in (("baseline", base_lat), ("gateway", gw_lat)):
-        if lat.sent_rate < 0.97 * lat.rate or lat.send_lag_p99_ms > 2 or lat.client_cpu > 0.8:
-            print(f"  WARNING ({name}): the latency client was near its limit; its figures "
-                  "include client-side delay")
+    print(f"latency at {gw_lat[0].rate:,.0f} req/s offered (half the gateway's median max), "
+          f"open loop, from scheduled send time; medians of {len(gw_lat)} rounds:")
+    for name, lats in (("baseline", base_lat), ("gateway ", gw_lat)):
+        bad = sum(c for lat in lats for s, c in lat.statuses.items() if not 200 <= s < 300)
+        print(f"  {name}  p50 {statistics.median(x.p50_ms for x in lats):6.2f} ms  "
+              f"p99 {statistics.median(x.p99_ms for x in lats):6.2f} ms  (p99 per round: "
+              f"{', '.join(f'{x.p99_ms:.1f}' for x in lats)} ms; max "
+              f"{max(x.max_ms for x in lats):.1f} ms; send lag p99 "
+              f"{max(x.send_lag_p99_ms for x in lats):.2f} ms, client CPU up to "
+              f"{max(x.client_cpu for x in lats):.0%} of a core; non-2xx {bad}, errors "
+              f"{sum(x.errors for x in lats)})")
+    p99 = statistics.median(x.p99_ms for x in gw_lat)
+    print(f"p99 target < 10 ms at half load: {'met' if p99 < 10 else 'NOT met'}")
+    for name, lats in (("baseline", base_lat), ("gateway", gw_lat)):
+        if any(lat.sent_rate < 0.97 * lat.rate or lat.send_lag_p99_ms > 2
+               or lat.client_cpu > 0.8 for lat in lats):
+            print(f"  WARNING ({name}): the latency client was near its limit in a round; its "
+                  "figures include client-side delay")
 
 
 if __name__ == "__main__":
