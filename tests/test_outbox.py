@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 
 from gateway.errors import OutboxUnavailable
 from gateway.outbox import DeadLetterFilter, Outbox, OutboxEntry
+from gateway.outbox.sqlthread import SqliteThread
 
 from .conftest import FakeClock as Clock
 
@@ -235,3 +239,52 @@ async def test_a_test_send_does_not_suppress_the_real_event(outbox: Outbox) -> N
     claim = await outbox.claim("main", 10, dedup_seconds=3600)
     assert sorted(r.test_event_code for r in claim.rows) == ["", "TEST123"]
     assert claim.duplicates == 0
+
+
+async def test_a_failed_commit_leaves_the_connection_usable(tmp_path: Path) -> None:
+    # A deferred foreign key fails at COMMIT, as a full disk would: SQLite may leave the
+    # transaction open, and an open one would refuse every later BEGIN and hold the lock.
+    db = await SqliteThread.open(tmp_path / "t.db", synchronous="FULL", name="test")
+    try:
+        await db.run(lambda conn: conn.executescript(
+            "PRAGMA foreign_keys=ON; CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE child (parent INTEGER REFERENCES parent (id)"
+            " DEFERRABLE INITIALLY DEFERRED);"))
+        with pytest.raises(sqlite3.IntegrityError):
+            await db.transaction(lambda conn: conn.execute("INSERT INTO child VALUES (7)"))
+        await db.transaction(lambda conn: conn.execute("INSERT INTO parent VALUES (7)"))
+        assert await db.run(lambda conn: conn.execute(
+            "SELECT COUNT(*) FROM parent").fetchone()) == (1,)
+    finally:
+        await db.close()
+
+
+async def test_a_cancelled_write_holds_the_lock_until_its_transaction_ends(
+    outbox: Outbox
+) -> None:
+    ended = threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> None:
+        time.sleep(0.2)
+        conn.execute("DELETE FROM dedup")
+        ended.set()
+
+    task = asyncio.create_task(outbox.write(slow))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended.is_set()  # the next transaction cannot start while it runs
+
+
+async def test_a_row_without_its_event_json_becomes_a_dead_letter(
+    outbox: Outbox, tmp_path: Path
+) -> None:
+    await outbox.enqueue([entry(1), entry(2)])
+    with sqlite3.connect(tmp_path / "o.db") as db:  # a damaged or hand-edited file
+        db.execute("DELETE FROM payloads WHERE id = (SELECT id FROM outbox WHERE event_id = 'e1')")
+    claim = await outbox.claim("main", 10)
+    assert [r.event_id for r in claim.rows] == ["e2"] and claim.broken == 1
+    [dead] = await outbox.dead_letters(DeadLetterFilter(), 10)
+    assert (dead.event_id, dead.reason) == ("e1", "invalid")
+    assert "missing" in (dead.last_error or "")

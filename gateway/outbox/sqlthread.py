@@ -10,6 +10,7 @@ queued behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,10 +41,14 @@ def _in_transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connect
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
+        conn.commit()
     except BaseException:
-        conn.rollback()
+        # Also when COMMIT itself failed (disk full, I/O error): SQLite may leave the
+        # transaction open, and an open one would hold the write lock and refuse every BEGIN.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
         raise
-    conn.commit()
     return result
 
 

@@ -129,6 +129,7 @@ class Claim:
     rows: list[ClaimedRow] = field(default_factory=list)
     expired: int = 0
     duplicates: int = 0
+    broken: int = 0  # rows without their event JSON, made dead letters
 
 
 class Outbox(OutboxQueries):
@@ -145,7 +146,7 @@ class Outbox(OutboxQueries):
         clock: Callable[[], float],
     ) -> None:
         self._db = db  # ingest and everything that must survive a power cut
-        self._relay_db = relay_db  # relay bookkeeping: no fsync (see transaction)
+        self._relay_db = relay_db  # relay bookkeeping: no fsync (see write)
         # Reports (queue depth, status, metrics) read on their own connection: in WAL mode a
         # reader never blocks a writer, so a COUNT over a million rows cannot stall ingest.
         self._read_db = read_db
@@ -204,12 +205,18 @@ class Outbox(OutboxQueries):
         `relaxed`: relay bookkeeping (leases, acknowledgements) need not survive a power cut,
         since losing one only means sending an event again; it uses a second connection that
         does not fsync. Both connections share one lock, so they never wait on each other
-        inside SQLite (should a cancelled caller's transaction still be finishing on its
-        thread, the other connection waits for it through SQLite's busy timeout).
+        inside SQLite. A cancelled caller's transaction still runs to its end (commit or
+        rollback) and holds the lock until then.
         """
         db = self._relay_db if relaxed else self._db
         async with self._lock:
-            return await db.transaction(fn)
+            call = asyncio.ensure_future(db.transaction(fn))
+            try:
+                return await asyncio.shield(call)
+            except asyncio.CancelledError:
+                # The transaction goes on in its thread: keep the lock until it has ended.
+                await asyncio.wait([call])
+                raise
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -325,10 +332,20 @@ class Outbox(OutboxQueries):
                     (expired_reason, now, _ids([row[0] for row in expired])),
                 )
             live = [row for row in rows if row[7] >= now]
+            # Only a hand-edited or damaged file lacks an event's JSON; such a row must not
+            # hold back every batch it lands in.
+            broken = [row[0] for row in live if row[9] is None]
+            if broken:
+                conn.execute(
+                    "UPDATE outbox SET state = 'dead', reason = 'invalid', updated_at = ?, "
+                    "last_error = 'the event JSON is missing from the payloads table' WHERE "
+                    + _IDS, (now, _ids(broken)),
+                )
+                live = [row for row in live if row[9] is not None]
             duplicates = set_aside_duplicates(conn, destination, live, now, dedup_seconds)
             return Claim(
                 rows=[ClaimedRow(*row) for row in live if row[0] not in duplicates],
-                expired=len(expired), duplicates=len(duplicates),
+                expired=len(expired), duplicates=len(duplicates), broken=len(broken),
             )
 
         return await self.write(claim, relaxed=True)

@@ -181,6 +181,8 @@ class RelayWorker:
                 self._metrics.dead_letters.labels(self.name, "expired").inc(claim.expired)
             if claim.duplicates:
                 self._metrics.duplicates.labels(self.name).inc(claim.duplicates)
+            if claim.broken:
+                self._metrics.dead_letters.labels(self.name, "invalid").inc(claim.broken)
             if claim.rows:
                 task = asyncio.create_task(self._deliver(claim.rows))
                 self._in_flight.add(task)
@@ -189,13 +191,14 @@ class RelayWorker:
         finally:
             if not handed_off:
                 self._slots.release()
-        if len(claim.rows) >= self.settings.batch_size:
+        set_aside = claim.expired + claim.duplicates + claim.broken
+        if len(claim.rows) + set_aside >= self.settings.batch_size:
             return  # a backlog: claim the next batch at once
         if claim.rows:
             # Live traffic: let the next batch fill for `linger_ms` rather than sending a
             # request per handful of events (each request costs a claim, a send and an ack).
             await self._linger()
-        elif not (claim.expired or claim.duplicates):
+        elif not set_aside:
             await self._idle(wakeup)
 
     def _delivered(self, task: asyncio.Task[None]) -> None:
@@ -236,6 +239,8 @@ class RelayWorker:
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when stopping or when told of a change."""
         self._changed.clear()
+        if self._stopping.is_set():  # a stop that came while busy must not wait a linger out
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), seconds)
 
