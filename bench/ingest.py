@@ -766,6 +766,8 @@ def main() -> None:
     parser.add_argument("--role", choices=("bare", "graph"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.role == "bare":
         return run_bare(args.port)
     if args.role == "graph":
@@ -816,48 +818,78 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes) -> None:
     wait_ready(bare + "/tr?id=1", processes)
     wait_ready(gateway + "/readyz", processes)
 
-    # Both servers stay up; rounds alternate between them (the gateway's backlog drained
-    # first, so its relay is idle while the baseline runs), so that a slow spell of the
-    # machine falls on both rather than on one.
-    base_max: list[Throughput] = []
-    gw_max: list[Throughput] = []
-    hits_ok = 0
-    for r in range(args.rounds):  # labels prefix event ids: each run's ids are new
-        drain(graph, deliverable(outbox_rows(config)))
-        base_max.append(max_rps(bare, hits, script, args, f"bare{r}", load)[0])
-        measured, warm_ok = max_rps(gateway, hits, script, args, f"gw{r}", load)
-        gw_max.append(measured)
-        hits_ok += warm_ok + measured.requests - measured.non_2xx
-        processes.check_alive()
+    def quiet() -> None:
+        """Wait for the gateway's relay to finish, so it does not run beside a measurement."""
+        events, _ = drain(graph, expected := deliverable(outbox_rows(config)))
+        if events < expected:
+            print(f"  WARNING: the relay had {expected - events:,} events left after "
+                  f"{DRAIN_TIMEOUT:g} s; the next measurement shares the core with it")
 
-    rate = median_rps(gw_max) / 2
-    base_lat: list[Latency] = []
-    gw_lat: list[Latency] = []
-
-    def latency(url: str, label: str) -> Latency:
-        return run_async(lambda: open_loop(url, hits, rate, args.duration, label))
-
-    for r in range(args.rounds):
-        drain(graph, deliverable(outbox_rows(config)))
-        gw_lat.append(latency(gateway, f"gwlat{r}"))
-        hits_ok += sum(n for status, n in gw_lat[-1].statuses.items() if 200 <= status < 300)
-        drain(graph, deliverable(outbox_rows(config)))
-        base_lat.append(latency(bare, f"barelat{r}"))
-        processes.check_alive()
+    m = measure(args, hits, script, load, {"bare": bare, "gw": gateway}, quiet, processes)
     rows = outbox_rows(config)
     events, waited = drain(graph, deliverable(rows))
-    report(base_max, gw_max, base_lat, gw_lat)
+    report(m.base_max, m.gw_max, m.base_lat, m.gw_lat)
     if not use_wrk:
         print("  note: without wrk the Python load client may be the limit of the baseline's "
               "req/s (so the ratio is flattered)")
     by_state: Counter[str] = Counter()
     for (destination, state), n in rows.items():
         by_state[f"{destination} {state}"] += n
-    print(f"sanity: {hits_ok:,} hits answered 2xx by the gateway (warm-ups included; ~3% are "
+    print(f"sanity: {m.hits_ok:,} hits answered 2xx by the gateway (warm-ups included; ~3% are "
           f"dropped by the office-network rule) -> outbox rows "
           f"{', '.join(f'{k} {n:,}' for k, n in sorted(by_state.items()))}; the fake Graph "
           f"received {events:,} events (of {deliverable(rows):,} routed) after a "
           f"{waited:.1f} s drain")
+
+
+@dataclass
+class Measured:
+    base_max: list[Throughput] = field(default_factory=list)
+    gw_max: list[Throughput] = field(default_factory=list)
+    base_lat: list[Latency] = field(default_factory=list)
+    gw_lat: list[Latency] = field(default_factory=list)
+    hits_ok: int = 0  # hits the gateway answered 2xx
+
+
+def in_turn(round_: int) -> tuple[str, str]:
+    """Which server goes first: alternating, so a drift within a round favours neither."""
+    return ("bare", "gw") if round_ % 2 == 0 else ("gw", "bare")
+
+
+def latency(url: str, hits: list[Hit], rate: float, seconds: float, label: str) -> Latency:
+    return run_async(lambda: open_loop(url, hits, rate, seconds, label))
+
+
+def measure(args: argparse.Namespace, hits: list[Hit], script: Path | None, load: list[int],
+            urls: dict[str, str], quiet: Callable[[], None], processes: Processes) -> Measured:
+    """Both servers stay up; each measurement is taken `args.rounds` times, alternating
+    between them (the gateway's relay idle first), so that a slow spell of the machine falls
+    on both rather than on one. Run labels prefix event ids: each run's ids are new."""
+    m = Measured()
+    for r in range(args.rounds):
+        quiet()
+        for server in in_turn(r):
+            measured, warm_ok = max_rps(urls[server], hits, script, args, f"{server}{r}", load)
+            if server == "bare":
+                m.base_max.append(measured)
+                continue
+            m.gw_max.append(measured)
+            m.hits_ok += warm_ok + measured.requests - measured.non_2xx
+            quiet()
+        processes.check_alive()
+    rate = median_rps(m.gw_max) / 2
+    for r in range(args.rounds):
+        quiet()
+        for server in in_turn(r + 1):
+            result = latency(urls[server], hits, rate, args.duration, f"{server}lat{r}")
+            if server == "bare":
+                m.base_lat.append(result)
+                continue
+            m.gw_lat.append(result)
+            m.hits_ok += sum(n for status, n in result.statuses.items() if 200 <= status < 300)
+            quiet()
+        processes.check_alive()
+    return m
 
 
 def median_rps(runs: list[Throughput]) -> float:
