@@ -92,7 +92,7 @@ def write_config(folder: Path, port: int, graph_port: int) -> Path:
     access_token: BENCH-REVOKED-TOKEN
     graph_url: http://127.0.0.1:{graph_port}
 """,
-        skip_rules=("40-route.yaml",),  # routes to a second destination this bench has not
+        skip_rules=(ingest.ROUTE_RULES,),  # routes to a second destination this bench has not
     )
 
 

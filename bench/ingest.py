@@ -396,13 +396,7 @@ def write_config(
         if name not in skip_rules:
             (rules / name).write_text(text.lstrip())
     if destinations is None:
-        destinations = "".join(f"""
-  - name: {name}
-    pixel_id: "{pixel}"
-    accepts: ["{MAIN_PIXEL}"]
-    access_token: BENCH-TOKEN-{name.upper()}
-    graph_url: http://127.0.0.1:{graph_port}
-""" for name, pixel in (("main", MAIN_PIXEL), ("brand", BRAND_PIXEL)))
+        destinations = live_destinations(2, graph_port)
     config = folder / "config.yaml"
     config.write_text(f"""version: 1
 server:
@@ -423,8 +417,29 @@ destinations:{destinations}""")
     return config
 
 
-def rule_count() -> int:
-    return sum(text.count("- name:") for text in RULES.values())
+def live_destinations(count: int, graph_port: int) -> str:
+    """YAML for the first `count` of the two live destinations. With none, a dry-run one for a
+    pixel no hit names: every event is stored (as `unrouted`) and nothing is relayed."""
+    if count == 0:
+        return """
+  - name: main
+    pixel_id: "1"
+"""
+    return "".join(f"""
+  - name: {name}
+    pixel_id: "{pixel}"
+    accepts: ["{MAIN_PIXEL}"]
+    access_token: BENCH-TOKEN-{name.upper()}
+    graph_url: http://127.0.0.1:{graph_port}
+""" for name, pixel in (("main", MAIN_PIXEL), ("brand", BRAND_PIXEL))[:count])
+
+
+# Routes to the second destination: left out when it is.
+ROUTE_RULES = "40-route.yaml"
+
+
+def rule_count(skip: tuple[str, ...] = ()) -> int:
+    return sum(text.count("- name:") for name, text in RULES.items() if name not in skip)
 
 
 # ---------------------------------------------------------------- process handling
@@ -736,12 +751,15 @@ def max_rps(base: str, hits: list[Hit], script: Path | None, args: argparse.Name
 
 
 def print_header(args: argparse.Namespace, folder: Path, servers: list[int], load: list[int],
-                 note: str, tool: str) -> None:
+                 note: str, tool: str, skip: tuple[str, ...]) -> None:
+    targets = {0: "no destination takes the hits' pixel (stored as unrouted, nothing relayed)",
+               1: "1 destination (main) with a token", 2: "2 destinations (main, brand) with "
+               "tokens"}[args.destinations]
     print(machine_info())
     print(f"cores: servers on {servers}, load generator + fake Graph + this script on {load}"
           f"{note}")
-    print(f"config: geo {GEO.name}; trusted_proxies [private]; {rule_count()} rules in "
-          f"{len(RULES)} files; 2 destinations (main, brand) with tokens -> local fake Graph; "
+    print(f"config: geo {GEO.name}; trusted_proxies [private]; {rule_count(skip)} rules in "
+          f"{len(RULES) - len(skip)} files; {targets} -> local fake Graph; "
           f"outbox synchronous={args.synchronous}, commit_interval_ms=0 (default), on "
           f"{filesystem_of(folder)}; logging WARNING; workers {args.workers}")
     print(f"load: {tool}, {args.connections} connections, {args.warm_up:g} s warm-up + "
@@ -760,6 +778,9 @@ def main() -> None:
                         help="the outbox's durability (the target is for full)")
     parser.add_argument("--python-load", action="store_true",
                         help="use the Python load client even when wrk is installed")
+    parser.add_argument("--destinations", type=int, choices=(0, 1, 2), default=2,
+                        help="live destinations (the target is for 2); 0 and 1 show what "
+                             "relaying costs")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating measurements of both servers; medians are reported")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
@@ -800,13 +821,17 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes) -> None:
     bare_port, gateway_port, graph_port = free_port(), free_port(), free_port()
     bare, gateway = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{gateway_port}"
     graph = f"http://127.0.0.1:{graph_port}"
-    config = write_config(folder, gateway_port, graph_port, args.synchronous)
+    skip = (ROUTE_RULES,) if args.destinations < 2 else ()
+    config = write_config(folder, gateway_port, graph_port, args.synchronous,
+                          destinations=live_destinations(args.destinations, graph_port),
+                          skip_rules=skip)
     me = [sys.executable, str(Path(__file__).resolve())]
     check = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(config)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     if check.returncode:
         raise SystemExit(f"the bench config does not validate:\n{check.stdout}{check.stderr}")
-    print_header(args, folder, servers, load, note, "wrk" if use_wrk else "python aiohttp")
+    print_header(args, folder, servers, load, note, "wrk" if use_wrk else "python aiohttp",
+                 skip)
 
     processes.start("graph", [*me, "--role", "graph", "--port", str(graph_port)], load)
     for k in range(args.workers):
