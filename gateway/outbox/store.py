@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import aiosqlite
 import orjson
@@ -108,8 +108,10 @@ class OutboxEntry:
     request_fields: str = ""  # JSON object of top-level fields to send with the batch
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedRow:
+class ClaimedRow(NamedTuple):
+    """A leased row as the claim returns it (a named tuple: a claim builds a thousand of these,
+    and a frozen dataclass cost ~1.8 us each against ~0.2 us)."""
+
     id: int
     pixel_id: str
     test_event_code: str
