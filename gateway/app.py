@@ -37,7 +37,7 @@ from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.meta import DryRunSender, MetaCapiSender
-from .relay.worker import RelayWorker, Sender
+from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker, Sender
 from .reload import ConfigReloader
 from .rulesreload import LiveRules
 
@@ -57,10 +57,12 @@ def create_app(
     clock: Callable[[], float] = time.time,
     relay: bool = True,
     worker: int = 0,
+    shared: bool = False,
 ) -> web.Application:
     """The gateway as an aiohttp application; `settings` must already be validated.
 
-    `relay=False`: an extra worker process that only takes hits (worker 0 relays)."""
+    `relay=False`: an extra worker process that only takes hits (worker 0 relays).
+    `shared`: one of several processes on the outbox (`serve --workers N`)."""
     logsafety.install()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
@@ -68,6 +70,7 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock
     app[keys.WORKER] = (worker, relay)
+    app[keys.SHARED] = shared
     app[keys.METRICS] = Metrics()
     app[keys.PROXIES] = TrustedProxies(
         settings.server.trusted_proxies, settings.server.client_ip_headers,
@@ -191,6 +194,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
             make_sender(destination, app[keys.HTTP_SESSION]), app[keys.OUTBOX],
             app[keys.METRICS], app[keys.ALERTS],
             dedup_seconds=settings.storage.dedup_hours * 3600, clock=app[keys.CLOCK],
+            idle_poll_seconds=SHARED_IDLE_POLL_SECONDS if app[keys.SHARED] else IDLE_POLL_SECONDS,
         )
         for destination in settings.destinations
     ]

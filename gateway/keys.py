@@ -22,7 +22,7 @@ from .rulesreload import LiveRules
 
 __all__ = [
     "ALERTS", "BACKPRESSURE", "CLOCK", "COOKIES", "ENRICHER", "HTTP_SESSION", "METRICS",
-    "OUTBOX", "PIPELINE", "PROXIES", "RELOADER", "RULES", "SETTINGS", "WORKER", "WORKERS",
+    "OUTBOX", "PIPELINE", "PROXIES", "RELOADER", "RULES", "SETTINGS", "SHARED", "WORKER", "WORKERS",
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -40,3 +40,4 @@ BACKPRESSURE = web.AppKey("backpressure", Backpressure)
 RELOADER = web.AppKey("reloader", ConfigReloader)
 RULES = web.AppKey("rules", LiveRules)
 WORKER: web.AppKey[tuple[int, bool]] = web.AppKey("worker")  # (index, relays here)
+SHARED = web.AppKey("shared", bool)  # other processes share the outbox (serve --workers N)

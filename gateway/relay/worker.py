@@ -31,11 +31,14 @@ from ..errors import Permanent, RateLimited, Retryable, TokenRejected
 from ..observe import Metrics
 from ..outbox import ClaimedRow, Outbox
 
-__all__ = ["RelayWorker", "Sender", "backoff_delay"]
+__all__ = ["SHARED_IDLE_POLL_SECONDS", "RelayWorker", "Sender", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 5.0
+# With several `serve` processes on one outbox, rows committed by another process wake no one
+# here: look for them this often instead.
+SHARED_IDLE_POLL_SECONDS = 0.25
 ERROR_PAUSE_SECONDS = 1.0
 EXPIRY_SWEEP_SECONDS = 60.0
 
@@ -69,10 +72,12 @@ class RelayWorker:
         alerts: Alerts,
         *,
         dedup_seconds: float = 0.0,
+        idle_poll_seconds: float = IDLE_POLL_SECONDS,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._sender = sender
+        self._idle_poll = idle_poll_seconds
         self._outbox = outbox
         self._metrics = metrics
         self._alerts = alerts
@@ -212,8 +217,8 @@ class RelayWorker:
     async def _idle(self, wakeup: asyncio.Event) -> None:
         """Sleep until new rows arrive or the next retry falls due; then linger for a batch."""
         due = await self._outbox.next_due(self.name)
-        timeout = IDLE_POLL_SECONDS if due is None else min(
-            IDLE_POLL_SECONDS, max(0.0, due - self._clock())
+        timeout = self._idle_poll if due is None else min(
+            self._idle_poll, max(0.0, due - self._clock())
         )
         try:
             await asyncio.wait_for(wakeup.wait(), timeout)

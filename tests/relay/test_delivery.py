@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from gateway.app import create_app
 from gateway.config import Settings, parse_settings
+from gateway.outbox import Outbox, OutboxEntry
 
 from ..conftest import (
     PIXEL_A,
@@ -407,3 +410,25 @@ async def test_probes(one_destination: Settings, start_gateway: GatewayFactory) 
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
     assert ready.status == 200 and (await ready.json()) == {"status": "ready"}
+
+
+async def test_rows_another_serve_process_commits_are_relayed_promptly(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    # With `serve --workers N`, a hit committed by another process wakes nothing in the
+    # relaying one: it must look for such rows often, not every 5 s.
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)), env={})
+    await aiohttp_client(TestServer(create_app(settings, shared=True)))
+    await asyncio.sleep(0.5)  # the relay found the queue empty and waits
+    other = await Outbox.open(settings.storage.path)  # the other process's connection
+    try:
+        now = time.time()
+        await other.enqueue([OutboxEntry(
+            destination="main", pixel_id=PIXEL_A, test_event_code="", event_name="PageView",
+            event_id="from-worker-1", event_time=int(now), expires_at=now + 3600,
+            payload=b'{"event_name":"PageView","event_id":"from-worker-1"}')])
+        [event] = await fake_graph.wait_for_events(1, timeout=2.5)
+    finally:
+        await other.close()
+    assert event["event_id"] == "from-worker-1"
