@@ -63,8 +63,8 @@ class OutboxQueries:
             if deleted < chunk:
                 break
         if dedup_older_than is not None:
-            await self.write(lambda conn: conn.execute("DELETE FROM dedup WHERE seen_at < ?",
-                                                       (dedup_older_than,)))
+            await self.write(lambda conn: conn.execute(
+                "DELETE FROM dedup WHERE seen_at < ?", (dedup_older_than,)).rowcount)
         return total
 
     async def counts(self) -> dict[tuple[str, str], int]:

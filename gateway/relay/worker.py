@@ -31,7 +31,8 @@ from ..errors import Permanent, RateLimited, Retryable, TokenRejected
 from ..observe import Metrics
 from ..outbox import ClaimedRow, Outbox
 
-__all__ = ["SHARED_IDLE_POLL_SECONDS", "RelayWorker", "Sender", "backoff_delay"]
+__all__ = ["IDLE_POLL_SECONDS", "SHARED_IDLE_POLL_SECONDS", "RelayWorker", "Sender",
+           "backoff_delay"]
 
 log = logging.getLogger(__name__)
 
