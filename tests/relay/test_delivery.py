@@ -432,3 +432,31 @@ async def test_rows_another_serve_process_commits_are_relayed_promptly(
     finally:
         await other.close()
     assert event["event_id"] == "from-worker-1"
+
+
+async def test_a_full_claim_of_mostly_duplicates_does_not_linger(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    # A backlog after an outage: the first claim (a full batch) is nine repeats of one event
+    # and the event itself. The next batch must follow at once, not after a linger.
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A, batch_size=10, linger_ms=3000)), env={})
+    queued = await Outbox.open(settings.storage.path)
+    now = time.time()
+
+    def event(event_id: str) -> OutboxEntry:
+        return OutboxEntry(
+            destination="main", pixel_id=PIXEL_A, test_event_code="", event_name="PageView",
+            event_id=event_id, event_time=int(now), expires_at=now + 3600,
+            payload=b'{"event_name":"PageView","event_id":"%s"}' % event_id.encode())
+
+    try:
+        await queued.enqueue([event("same") for _ in range(10)] + [event("next")])
+    finally:
+        await queued.close()
+    await start_gateway(settings)
+    await fake_graph.wait_for_events(1)
+    started = time.monotonic()
+    await fake_graph.wait_for_events(2, timeout=2.5)
+    assert time.monotonic() - started < 2.0
+    assert sorted(e["event_id"] for e in fake_graph.events) == ["next", "same"]
