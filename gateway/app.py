@@ -265,24 +265,29 @@ def apply_settings(app: web.Application, old: Settings, new: Settings) -> None:
     settings), not with the previous file, so a second reload cannot drift from reality.
     """
     running = app[keys.SETTINGS]
-    workers = app[keys.WORKERS]
     by_name = {d.name: d for d in new.destinations}
     restart = [name for name in RESTART_SECTIONS if getattr(running, name) != getattr(new, name)]
-    for worker in workers:
-        destination = by_name.get(worker.name)
-        if destination is None or destination == worker.settings:
-            continue
-        if destination.max_in_flight != worker.settings.max_in_flight:
-            restart.append(f"destinations[{worker.name}].max_in_flight")
-            destination = replace(destination, max_in_flight=worker.settings.max_in_flight)
-        if destination.is_dry_run and not worker.settings.is_dry_run:
+    # Every process routes (the pipeline); only the relaying one has workers to update.
+    current = {d.name: d for d in app[keys.PIPELINE].destinations}
+    applied = []
+    for started in running.destinations:
+        destination = by_name.get(started.name, started)
+        if destination.max_in_flight != started.max_in_flight:
+            restart.append(f"destinations[{started.name}].max_in_flight")
+            destination = replace(destination, max_in_flight=started.max_in_flight)
+        if destination.is_dry_run and not current[started.name].is_dry_run:
             # An emptied token (an unset variable, a typo) would mark the whole queue as
             # dry_run: never switch a live destination off without a restart.
-            restart.append(f"destinations[{worker.name}] (live to dry run)")
-            continue
-        worker.use(make_sender(destination, app[keys.HTTP_SESSION]))
-    app[keys.PIPELINE].use_destinations([w.settings for w in workers])
-    if {w.name for w in workers} != set(by_name):
+            restart.append(f"destinations[{started.name}] (live to dry run)")
+            destination = current[started.name]
+        applied.append(destination)
+    workers = {w.name: w for w in app[keys.WORKERS]}
+    for destination in applied:
+        worker = workers.get(destination.name)
+        if worker is not None and destination != worker.settings:
+            worker.use(make_sender(destination, app[keys.HTTP_SESSION]))
+    app[keys.PIPELINE].use_destinations(applied)
+    if {d.name for d in running.destinations} != set(by_name):
         restart.append("destinations (added or removed)")
     if restart:
         log.warning("config changes that need a restart to apply: %s", ", ".join(restart))

@@ -64,6 +64,10 @@ class Pipeline:
         self._enricher = enricher
         self._clock = clock
 
+    @property
+    def destinations(self) -> tuple[DestinationSettings, ...]:
+        return self._destinations
+
     def use_destinations(self, destinations: Sequence[DestinationSettings]) -> None:
         """New settings for the same destinations (config reload)."""
         self._destinations = tuple(destinations)

@@ -381,3 +381,21 @@ async def test_reloads_never_route_to_a_destination_without_a_worker(
     assert (await hit(client, PIXEL_B, eid="b1")).status == 200
     [row] = rows(client.app[keys.SETTINGS])
     assert (row["destination"], row["state"]) == ("", "unrouted")
+
+
+async def test_a_reload_in_a_worker_that_does_not_relay_keeps_routing(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    # `serve --workers N`: workers 1..N-1 take hits but have no relay workers of their own.
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A)))
+    client = await aiohttp_client(create_app(
+        load_settings(config, env={}), relay=False, worker=1, shared=True))
+    config.write_text(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A, accepts=[PIXEL_A, PIXEL_B])))
+    assert await client.app[keys.RELOADER].reload()
+    assert (await hit(client, PIXEL_A, eid="a1")).status == 200
+    assert (await hit(client, PIXEL_B, eid="b1")).status == 200  # the reloaded `accepts`
+    assert [(row["destination"], row["state"]) for row in rows(client.app[keys.SETTINGS])] == [
+        ("main", "pending"), ("main", "pending")]
