@@ -18,6 +18,7 @@ from pathlib import Path
 from .configreader import Problems, Reader
 from .errors import ConfigError
 from .identity.proxies import PRESETS
+from .model import ACCESS_KEY_NAME, PIXEL_ID
 from .settings import (
     AccessKey,
     CookieSettings,
@@ -43,7 +44,6 @@ __all__ = [
     "parse_settings",
 ]
 
-PIXEL_ID = r"[0-9]{1,20}"
 DESTINATION_TYPES = ("meta_capi",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -276,7 +276,7 @@ def _destinations(top: Reader) -> tuple[DestinationSettings, ...]:
 
 
 def _destination(r: Reader) -> DestinationSettings:
-    pixel_id = r.string("pixel_id", "", pattern=f"({PIXEL_ID})?",
+    pixel_id = r.string("pixel_id", "", pattern=f"({PIXEL_ID.pattern})?",
                         hint="the pixel's numeric id (or empty: relay to the pixel each hit names)")
     settings = DestinationSettings(
         name=r.string("name", pattern=r"[a-z0-9][a-z0-9_-]{0,62}",
@@ -328,7 +328,7 @@ def _accepts(r: Reader, pixel_id: str) -> frozenset[str] | None:
     for path, item in r.string_list("accepts"):
         if item == "*":
             return None
-        if not item.isdigit():
+        if not PIXEL_ID.fullmatch(item):
             r.problems.add(path, f"must be a numeric pixel id or \"*\", got {item!r}")
         ids.add(item)
     if not ids and isinstance(raw, list):
@@ -342,7 +342,7 @@ def _access_keys(top: Reader) -> tuple[AccessKey, ...]:
     for r in top.children("access_keys"):
         if not r.ok:
             continue
-        name = r.string("name", pattern=r"[A-Za-z0-9_.-]{1,64}", hint="a short label")
+        name = r.string("name", pattern=ACCESS_KEY_NAME.pattern, hint="a short label")
         digest = r.string("sha256", pattern=r"[0-9a-f]{64}",
                           hint="the SHA-256 of the key, 64 lowercase hex characters")
         pixels: frozenset[str] | None
@@ -352,7 +352,7 @@ def _access_keys(top: Reader) -> tuple[AccessKey, ...]:
         else:
             pixel_list = r.string_list("pixels")
             for where, item in pixel_list:
-                if not item.isdigit():
+                if not PIXEL_ID.fullmatch(item):
                     r.problems.add(where, f"must be a numeric pixel id, got {item!r}")
             pixels = frozenset(item for _, item in pixel_list)
             if not pixels:

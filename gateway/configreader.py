@@ -128,7 +128,7 @@ class Reader:
             self.fail(key, "must be a text value", value, secret=secret)
             return str(default) if isinstance(default, str) else ""
         # An unquoted `0123` is an octal number to YAML; the person meant the text.
-        value = self.problems.marks.plain.get((*self.path, key), str(value))
+        value = self.problems.marks.written((*self.path, key), value)
         if choices and value not in choices:
             suggestion = _did_you_mean(value, choices)
             self.fail(key, f"must be one of {', '.join(choices)}{suggestion}", value)
@@ -190,7 +190,7 @@ class Reader:
             if isinstance(item, bool) or not isinstance(item, str | int):
                 self.problems.add(path, f"must be a text value, got {_show(item)}")
                 continue
-            items.append((path, str(item)))
+            items.append((path, self.problems.marks.written(path, item)))
         return items
 
     def child(self, key: str) -> Reader:

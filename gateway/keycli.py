@@ -7,20 +7,18 @@ config.yaml, which holds only the key's SHA-256. Needs no config file.
 from __future__ import annotations
 
 import argparse
-import re
 import secrets
 import sys
 
 from .accesskeys import key_sha256
+from .model import ACCESS_KEY_NAME, PIXEL_ID
 
 __all__ = ["add_keys_parser", "run_keys"]
 
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as config.yaml's access_keys[].name
-_PIXEL_ID = re.compile(r"[0-9]{1,20}")
 
 
 def _name(text: str) -> str:
-    if not _NAME.fullmatch(text):
+    if not ACCESS_KEY_NAME.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a valid name: use 1-64 letters, digits, '.', '_' or '-'")
     return text
@@ -28,7 +26,7 @@ def _name(text: str) -> str:
 
 def _pixels(text: str) -> list[str]:
     pixels = [item.strip() for item in text.split(",") if item.strip()]
-    bad = [item for item in pixels if not _PIXEL_ID.fullmatch(item)]
+    bad = [item for item in pixels if not PIXEL_ID.fullmatch(item)]
     if bad or not pixels:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a list of numeric pixel ids (e.g. 123456789012345,222222222222222)")

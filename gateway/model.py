@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -10,7 +11,11 @@ if TYPE_CHECKING:
     from .identity.useragent import UserAgentInfo
     from .rules import Decision
 
-__all__ = ["Context", "Event"]
+__all__ = ["ACCESS_KEY_NAME", "PIXEL_ID", "Context", "Event"]
+
+# The one definition of each, for config, ingress and the key tool alike.
+PIXEL_ID = re.compile(r"[0-9]{1,20}")  # ASCII digits only (str.isdigit also takes "²")
+ACCESS_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 Source = Literal["browser", "server"]
 

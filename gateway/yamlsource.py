@@ -36,6 +36,13 @@ class Marks:
     # The text of unquoted scalars YAML turned into numbers or booleans (`0123` became 83).
     plain: dict[KeyPath, str] = field(default_factory=dict)
 
+    def written(self, path: KeyPath, value: object) -> str:
+        """`value` as the person typed it (`0123`, `NO`), or its plain text form."""
+        text = self.plain.get(path)
+        if text is not None:
+            return text
+        return value if isinstance(value, str) else str(value)
+
     def locate(self, path: KeyPath, *, key: bool = False) -> str:
         """`file:line:col` of the value at `path` (or of its key), falling back to its parents."""
         table = self.keys if key else self.values

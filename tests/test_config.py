@@ -203,8 +203,15 @@ def test_missing_config_file_is_reported(tmp_path: Path) -> None:
 
 def test_unquoted_numbers_that_are_ids_keep_their_text() -> None:
     # YAML reads an unquoted 0123 as octal 83; a pixel id is text.
-    settings = parse_settings(GOOD.replace('pixel_id: "123"', "pixel_id: 0123"), env={})
+    settings = parse_settings(GOOD.replace(
+        'pixel_id: "123"', "pixel_id: 0123\n    accepts: [0123, 0456]"), env={})
     assert settings.destinations[0].pixel_id == "0123"
+    assert settings.destinations[0].accepts == frozenset({"0123", "0456"})  # list items too
+
+
+def test_pixel_ids_in_lists_are_ascii_digits() -> None:
+    found = problems(GOOD.replace('pixel_id: "123"', 'pixel_id: "123"\n    accepts: ["12²"]'))
+    assert len(found) == 1 and "must be a numeric pixel id" in found[0], found
 
 
 def test_identity_sections_and_proxy_presets() -> None:

@@ -14,11 +14,10 @@ from typing import Any
 import orjson
 
 from ..errors import HitError
-from ..model import Context, Event
+from ..model import PIXEL_ID, Context, Event
 
 __all__ = ["USER_DATA_KEYS", "build_hit_event"]
 
-_PIXEL_ID = re.compile(r"[0-9]{1,20}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_EVENT_NAME = 100
 MAX_EVENT_ID = 256
@@ -51,7 +50,7 @@ def build_hit_event(
 ) -> Event:
     """The CAPI event for one hit, or HitError naming the parameter that is wrong."""
     pixel_id = _required(params, "id", "the pixel id")
-    if not _PIXEL_ID.fullmatch(pixel_id):
+    if not PIXEL_ID.fullmatch(pixel_id):
         raise HitError("parameter 'id' must be a numeric pixel id")
     event_name = _required(params, "ev", "the event name")
     if len(event_name) > MAX_EVENT_NAME or _CONTROL.search(event_name):

@@ -16,7 +16,6 @@ answered as an error either way.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
@@ -24,7 +23,7 @@ from aiohttp import web
 from .. import keys
 from ..accesskeys import AccessDenied, AccessGuard
 from ..errors import HitError, OutboxFull, OutboxUnavailable
-from ..model import Event
+from ..model import PIXEL_ID, Event
 from .graphanswers import (
     Outcome,
     Rejection,
@@ -42,7 +41,6 @@ __all__ = ["INGRESS", "ServerIngress", "add_server_routes"]
 log = logging.getLogger(__name__)
 
 # 1000 events of a few KB each, form- and JSON-encoded twice by the Python SDK, fit with room.
-_PIXEL_ID = re.compile(r"[0-9]{1,20}")
 Failure = Callable[[int, str, Mapping[str, str], Sequence[Rejection]], web.Response]
 
 
@@ -146,7 +144,7 @@ async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outco
     client = app[keys.PROXIES].client_ip(request.remote, request.headers) or "unknown"
     state.guard.admit(client, trace)
     pixel_id = request.match_info["pixel_id"]
-    if not _PIXEL_ID.fullmatch(pixel_id):
+    if not PIXEL_ID.fullmatch(pixel_id):
         raise HitError("the pixel id in the path must be numeric (up to 20 digits)")
     body = await read_server_body(request, limit=state.max_body_bytes, json_only=json_only)
     state.guard.authorize(body.access_key, pixel_id, client, trace)

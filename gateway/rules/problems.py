@@ -47,17 +47,11 @@ class Scope:
     def count(self) -> int:
         return len(self.sink)
 
-    def written(self, path: KeyPath) -> str | None:
-        """The text as typed, for an unquoted scalar YAML read as a number or boolean."""
-        return self.marks.plain.get(path)
 
 
 def written(scope: Scope, path: KeyPath, value: Any) -> str:
     """`value` as the person typed it (`0123`, `NO`), or its plain text form."""
-    text = scope.written(path)
-    if text is not None:
-        return text
-    return value if isinstance(value, str) else str(value)
+    return scope.marks.written(path, value)
 
 
 def did_you_mean(word: str, candidates: Iterable[str], hints: dict[str, str] | None = None) -> str:
