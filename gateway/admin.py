@@ -140,16 +140,29 @@ async def status(request: web.Request) -> web.Response:
     })
 
 
-def _selection(request: web.Request) -> DeadLetterFilter | web.Response:
+_FILTERS = ("reason", "destination", "id")
+
+
+def _selection(request: web.Request, *also: str) -> DeadLetterFilter | web.Response:
+    """The filters the CLI takes, as query parameters; anything else is refused, so that a
+    misspelt filter never widens a replay to every dead letter."""
+    unknown = sorted(set(request.query) - {*_FILTERS, *also})
+    if unknown:
+        return web.json_response({"error": f"unknown query parameter {unknown[0]!r}; "
+                                  f"filters are {', '.join((*_FILTERS, *also))}"}, status=400)
     reason = request.query.get("reason") or None
     if reason is not None and reason not in DEAD_REASONS:
         return web.json_response(
             {"error": f"reason must be one of {', '.join(DEAD_REASONS)}"}, status=400)
-    return DeadLetterFilter(destination=request.query.get("destination") or None, reason=reason)
+    ids = request.query.getall("id", [])
+    if not all(text.isascii() and text.isdigit() for text in ids):
+        return web.json_response({"error": "id must be a row number"}, status=400)
+    return DeadLetterFilter(destination=request.query.get("destination") or None, reason=reason,
+                            ids=tuple(int(text) for text in ids))
 
 
 async def dead_letters(request: web.Request) -> web.Response:
-    selection = _selection(request)
+    selection = _selection(request, "limit")
     if isinstance(selection, web.Response):
         return selection
     try:

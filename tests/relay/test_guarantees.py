@@ -291,6 +291,28 @@ async def test_dead_letters_endpoint_and_cli_list_and_replay(
         assert bad.status == 400 and "from 1 to 1000" in (await bad.json())["error"]
 
 
+async def test_replay_over_http_takes_ids_and_refuses_unknown_filters(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A)), env={})
+    client = await start_gateway(settings)
+    for n, eid in enumerate(("one", "two")):
+        fake_graph.fail_with(400, 100, "Invalid parameter", error_user_msg="Bad value")
+        assert (await hit(client, PIXEL_A, eid=eid)).status == 200
+        await wait_until(lambda n=n: rows(settings)[n]["state"] == "dead")
+    first = rows(settings)[0]["id"]
+    misspelt = await client.post("/dead-letters/replay", params={"ids": str(first)})
+    assert misspelt.status == 400 and "'ids'" in (await misspelt.json())["error"]
+    assert (await client.post("/dead-letters/replay", params={"id": "x"})).status == 400
+    assert [r["state"] for r in rows(settings)] == ["dead", "dead"]  # nothing replayed
+    replayed = await client.post("/dead-letters/replay", params={"id": str(first)})
+    assert await replayed.json() == {"replayed": 1}
+    [event] = await fake_graph.wait_for_events(1)
+    assert event["event_id"] == "one"
+    await wait_until(lambda: [r["state"] for r in rows(settings)] == ["delivered", "dead"])
+
+
 async def test_with_an_admin_key_operator_endpoints_need_it_even_locally(
     tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
 ) -> None:
