@@ -21,8 +21,6 @@ from .outbox import DEAD_REASONS, DeadLetterFilter
 __all__ = ["add_routes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_FORWARDING = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "CF-Connecting-IP",
-               "True-Client-IP", "Fastly-Client-IP")
 
 
 def add_routes(app: web.Application, prefix: str) -> None:
@@ -56,7 +54,7 @@ def operators_only(handler: Handler) -> Handler:
 def _direct_local(request: web.Request) -> bool:
     address = parse_ip(request.remote)
     return (address is not None and address.is_loopback
-            and not any(name in request.headers for name in _FORWARDING))
+            and not request.app[keys.PROXIES].proxied(request.headers))
 
 
 async def healthz(request: web.Request) -> web.Response:

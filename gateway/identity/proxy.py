@@ -24,7 +24,11 @@ from functools import lru_cache
 
 from multidict import CIMultiDictProxy
 
-__all__ = ["IPAddress", "TrustedProxies", "parse_ip", "truncate_ip"]
+__all__ = ["COMMON_CLIENT_HEADERS", "IPAddress", "TrustedProxies", "parse_ip", "truncate_ip"]
+
+# Headers proxies and CDNs add to name the client (read only when configured).
+COMMON_CLIENT_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "CF-Connecting-IP",
+                         "True-Client-IP", "Fastly-Client-IP")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -83,6 +87,7 @@ class TrustedProxies:
         )
         self._headers = tuple(headers)
         self._chain = "Forwarded" if chain == "forwarded" else "X-Forwarded-For"
+        self._naming_headers = (*COMMON_CLIENT_HEADERS, *self._headers)
         self._truncate = truncate
         # Results are cached by the exact header text: the same visitor and proxy chain
         # repeat across a session's hits, and ipaddress objects are slow to build.
@@ -97,6 +102,11 @@ class TrustedProxies:
         """Whether the socket peer is one of our proxies."""
         address = parse_ip(peer)
         return address is not None and bool(self._networks) and self._check_trusted(address)
+
+    def proxied(self, headers: CIMultiDictProxy[str]) -> bool:
+        """True when a request names a client other than its peer: any header this gateway
+        is configured to read, or one that proxies commonly add."""
+        return any(name in headers for name in self._naming_headers)
 
     def client_ip(self, peer: str | None, headers: CIMultiDictProxy[str]) -> str | None:
         """The client's address as text, or None when the peer itself is unknown."""

@@ -339,6 +339,18 @@ async def test_without_an_admin_key_proxied_requests_are_refused(
     assert "admin.key_sha256" in (await proxied.json())["error"]
 
 
+async def test_a_local_proxy_naming_the_client_in_a_configured_header_is_refused_too(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
+        extra="server: {trusted_proxies: [loopback], client_ip_headers: [X-Client-IP]}\n",
+    ), env={})
+    client = await start_gateway(settings)
+    proxied = await client.get("/status", headers={"X-Client-IP": "203.0.113.9"})
+    assert proxied.status == 403
+
+
 async def test_a_wrong_graph_address_is_waited_out_not_dead_lettered(
     tmp_path: Path, aiohttp_server: Any, start_gateway: GatewayFactory
 ) -> None:
