@@ -287,6 +287,7 @@ def apply_settings(app: web.Application, old: Settings, new: Settings) -> None:
         if worker is not None and destination != worker.settings:
             worker.use(make_sender(destination, app[keys.HTTP_SESSION]))
     app[keys.PIPELINE].use_destinations(applied)
+    app[keys.RULES].use_destinations(applied)
     if {d.name for d in running.destinations} != set(by_name):
         restart.append("destinations (added or removed)")
     if restart:

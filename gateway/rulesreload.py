@@ -74,6 +74,11 @@ class LiveRules:
         self._stamps: dict[str, tuple[int, int]] = {}
         self._lock = asyncio.Lock()
 
+    def use_destinations(self, destinations: Sequence[DestinationSettings]) -> None:
+        """The destinations a config reload applied: the next rules reload runs its tests
+        (expected destinations) against them."""
+        self._destinations = tuple(destinations)
+
     async def load(self) -> None:
         """The first load: a rule set that does not load or pass its tests stops start-up."""
         self._stamps = _stamps(self.path)
