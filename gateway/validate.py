@@ -9,17 +9,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["ACTION_SOURCES", "MAX_AGE_DAYS", "expiry", "validate_event"]
+__all__ = ["ACTION_SOURCES", "CURRENCY", "MAX_AGE_DAYS", "MAX_EVENT_NAME", "expiry",
+           "validate_event"]
 
-ACTION_SOURCES = frozenset({
-    "website", "app", "email", "phone_call", "chat", "physical_store", "system_generated",
-    "business_messaging", "other",
-})
+# Meta's rules, used by validation, rule actions and the hit reader alike.
+ACTION_SOURCES = ("website", "app", "email", "phone_call", "chat", "physical_store",
+                  "system_generated", "business_messaging", "other")
 MAX_AGE_DAYS = {"physical_store": 62}
 DEFAULT_MAX_AGE_DAYS = 7
 FUTURE_SKEW_SECONDS = 60
 MAX_EVENT_NAME = 100
-_CURRENCY = re.compile(r"[A-Za-z]{3}")
+CURRENCY = re.compile(r"[A-Za-z]{3}")
 _URL = re.compile(r"https?://[^\s/]+.*", re.IGNORECASE)
 
 
@@ -73,7 +73,7 @@ def _check_purchase(custom_data: Any) -> list[str]:
     if isinstance(value, bool) or not isinstance(value, int | float):
         reasons.append("Purchase events need custom_data.value as a number")
     currency = custom.get("currency")
-    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+    if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
         reasons.append("Purchase events need custom_data.currency as a 3-letter ISO 4217 code")
     return reasons
 

@@ -15,11 +15,11 @@ import orjson
 
 from ..errors import HitError
 from ..model import PIXEL_ID, Context, Event
+from ..validate import MAX_EVENT_NAME
 
 __all__ = ["USER_DATA_KEYS", "build_hit_event"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_EVENT_NAME = 100
 MAX_EVENT_ID = 256
 MAX_SAFE_INTEGER = 2**53  # JSON consumers (and orjson) cannot carry larger integers exactly
 # Advanced-matching keys a pixel hit may carry in ud[...] (Meta's user_data names).

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Collection
 from typing import Any
 
+from ..validate import ACTION_SOURCES, CURRENCY, MAX_EVENT_NAME
 from ..yamlsource import KeyPath
 from .fields import Subject
 from .problems import Scope, did_you_mean, show
@@ -23,8 +24,6 @@ __all__ = ["ACTION_SOURCES", "STANDARD_EVENTS", "Transform", "compile_remove",
 
 Transform = Callable[[Subject], None]
 
-ACTION_SOURCES = ("website", "app", "email", "phone_call", "chat", "physical_store",
-                  "system_generated", "business_messaging", "other")
 STANDARD_EVENTS = (
     "AddPaymentInfo", "AddToCart", "AddToWishlist", "CompleteRegistration", "Contact",
     "CustomizeProduct", "Donate", "FindLocation", "InitiateCheckout", "Lead", "PageView",
@@ -34,7 +33,6 @@ STANDARD_EVENTS = (
 SET_TARGETS = ("event_name", "event_source_url", "action_source", "custom_data.<key>")
 REMOVE_TARGETS = ("custom_data.<key>", "user_data.<key>", "event_source_url", "referrer_url")
 _URL = re.compile(r"https?://[^\s/?#]+[^\s]*")
-_CURRENCY = re.compile(r"[A-Za-z]{3}")
 _NUMBER_KEYS = ("value", "predicted_ltv", "net_revenue")
 
 
@@ -42,8 +40,8 @@ def event_name_problem(value: Any) -> str | None:
     """Why `value` cannot be an event name, or None."""
     if not isinstance(value, str) or not value.strip():
         return f"an event name is text such as Purchase, got {show(value)}"
-    if value != value.strip() or len(value) > 50:
-        return "an event name has no spaces around it and at most 50 characters"
+    if value != value.strip() or len(value) > MAX_EVENT_NAME:
+        return f"an event name has no spaces around it and at most {MAX_EVENT_NAME} characters"
     by_lower = {name.lower(): name for name in STANDARD_EVENTS}
     standard = by_lower.get(value.lower())
     if standard is not None and standard != value:
@@ -149,7 +147,7 @@ def _set_value_problem(target: str, value: Any) -> str | None:
     key = target.split(".", 1)[1]
     if key in _NUMBER_KEYS and (isinstance(value, bool) or not isinstance(value, int | float)):
         return f"{target} is a number such as 19.99, without quotes, got {show(value)}"
-    if key == "currency" and not (isinstance(value, str) and _CURRENCY.fullmatch(value)):
+    if key == "currency" and not (isinstance(value, str) and CURRENCY.fullmatch(value)):
         return f"{target} is a 3-letter ISO 4217 code such as EUR, got {show(value)}"
     if key == "num_items" and (isinstance(value, bool) or not isinstance(value, int)):
         return f"{target} is a whole number, got {show(value)}"
