@@ -31,7 +31,6 @@ class Context:
     user_agent: str | None = None
     test_event_code: str = ""
     request_fields: str = ""  # other top-level fields to forward (JSON object, sorted keys)
-    hit: dict[str, str] = field(default_factory=dict)  # browser-only extras: ts, sw, sh, if, ...
     ua: UserAgentInfo | None = None  # parsed user agent (enrichment)
     geo: GeoInfo | None = None  # from the client IP (enrichment)
     warnings: list[str] = field(default_factory=list)  # values dropped on the way, by field name

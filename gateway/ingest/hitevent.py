@@ -29,8 +29,6 @@ USER_DATA_KEYS = frozenset(
 _FLOAT_KEYS = frozenset({"value", "predicted_ltv", "net_revenue"})
 _INT_KEYS = frozenset({"num_items"})
 _LIST_KEYS = frozenset({"content_ids", "contents"})
-# Browser-only extras worth keeping in the context (never sent upstream).
-_HIT_EXTRAS = ("ts", "sw", "sh", "if", "v", "rqm", "ec", "it", "noscript")
 
 
 def new_event_id() -> str:
@@ -61,7 +59,7 @@ def build_hit_event(
     if len(event_id) > MAX_EVENT_ID:
         raise HitError(f"parameter 'eid' must be at most {MAX_EVENT_ID} characters")
 
-    custom_data, user_data, ignored = _split_data(params)
+    custom_data, user_data = _split_data(params)
     if ip:
         user_data["client_ip_address"] = ip
     if user_agent:
@@ -88,21 +86,16 @@ def build_hit_event(
         data["custom_data"] = custom_data
     data.update(_data_processing_options(params))
 
-    hit = {key: params[key] for key in _HIT_EXTRAS if key in params}
-    if ignored:
-        hit["ignored"] = ",".join(sorted(ignored))
     context = Context(
         source="browser", pixel_id=pixel_id, received_at=now, ip=ip, user_agent=user_agent,
-        hit=hit,
     )
     return Event(data=data, context=context)
 
 
-def _split_data(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """cd[...] -> custom_data, ud[...] -> user_data (known keys only), and what was ignored."""
+def _split_data(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """cd[...] -> custom_data, ud[...] -> user_data (known keys only; others are left out)."""
     custom_data: dict[str, Any] = {}
     user_data: dict[str, Any] = {}
-    ignored: list[str] = []
     for name, value in params.items():
         if name[-1:] != "]":  # most parameters (id, ev, dl, ...): skip cheaply
             continue
@@ -110,11 +103,9 @@ def _split_data(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, An
         if prefix == "cd[" and key:
             custom_data[key] = _custom_value(key, value)
         elif prefix == "ud[":
-            if key not in USER_DATA_KEYS:
-                ignored.append(name)
-            elif value.strip():
+            if key in USER_DATA_KEYS and value.strip():
                 user_data[key] = value
-    return custom_data, user_data, ignored
+    return custom_data, user_data
 
 
 def _required(params: Mapping[str, str], name: str, meaning: str) -> str:
