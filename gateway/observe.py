@@ -18,6 +18,7 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Counter] = {}
         self.hits = Counter("gateway_hits", "Browser hits, by result (accepted, invalid, "
                             "rejected, busy).", ["result"], registry=r)
         self.enqueued = Counter("gateway_events_enqueued", "Event rows committed to the outbox.",
@@ -65,6 +66,15 @@ class Metrics:
                                  ["destination", "state"], registry=r)
         self.backpressure = Gauge("gateway_backpressure", "1 while ingest refuses events "
                                   "because the outbox is full.", registry=r)
+
+    def count(self, counter: Counter, *labels: str) -> None:
+        """Add one to a labelled counter. The child is looked up once: `labels()` takes a lock
+        and builds a key on every call (~2 us against ~0.4 us, several times per hit)."""
+        key = (id(counter), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        child.inc()
 
     def set_state(self, destination: str, state: str) -> None:
         for candidate in DESTINATION_STATES:

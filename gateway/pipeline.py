@@ -147,12 +147,12 @@ class Pipeline:
 
     def _count(self, submission: Submission, event: Event) -> None:
         if submission.dropped_by:
-            self._metrics.dropped.labels(submission.dropped_by).inc()
+            self._metrics.count(self._metrics.dropped, submission.dropped_by)
         elif submission.invalid:
-            self._metrics.invalid.labels(event.context.source).inc()
+            self._metrics.count(self._metrics.invalid, event.context.source)
         elif submission.destinations:
             for name in submission.destinations:
-                self._metrics.enqueued.labels(name).inc()
+                self._metrics.count(self._metrics.enqueued, name)
         elif not submission.unstorable:
             self._metrics.unrouted.inc()
 

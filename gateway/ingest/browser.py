@@ -53,19 +53,19 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
             page_url=clean_text(request.headers.get(hdrs.REFERER)),
         )
     except HitError:
-        metrics.hits.labels("rejected").inc()
+        metrics.count(metrics.hits, "rejected")
         raise
     submission = await app[keys.PIPELINE].submit(event)
     response: web.Response
     if submission.invalid:
-        metrics.hits.labels("invalid").inc()
+        metrics.count(metrics.hits, "invalid")
         response = web.json_response(
             {"error": "the event breaks Meta's rules and will not be sent",
              "reasons": submission.invalid},
             status=400, headers=NO_STORE,
         )
     else:
-        metrics.hits.labels("accepted").inc()
+        metrics.count(metrics.hits, "accepted")
         if request.method == "GET":
             response = web.Response(body=PIXEL_GIF, content_type="image/gif", headers=NO_STORE)
         else:

@@ -63,7 +63,8 @@ def cors_middleware(tr_path: str, allowed_origins: Iterable[str]) -> Middleware:
         if request.method == hdrs.METH_OPTIONS:
             return _preflight(origin, listed)
         if origin and not listed and origin != "null" and not _same_origin(request, origin):
-            request.app[keys.METRICS].hits.labels("rejected").inc()
+            metrics = request.app[keys.METRICS]
+            metrics.count(metrics.hits, "rejected")
             return web.json_response(
                 {"error": "this gateway does not take hits from pages on that origin; list it "
                           "in server.allowed_origins"},
