@@ -55,22 +55,20 @@ def create_app(
     settings: Settings,
     *,
     clock: Callable[[], float] = time.time,
-    relay: bool = True,
-    worker: int = 0,
-    shared: bool = False,
+    worker: int | None = None,
 ) -> web.Application:
     """The gateway as an aiohttp application; `settings` must already be validated.
 
-    `relay=False`: an extra worker process that only takes hits (worker 0 relays).
-    `shared`: one of several processes on the outbox (`serve --workers N`)."""
+    `worker`: this process's index among the `serve --workers N` processes that share the
+    port and the outbox (None: the only process). Only worker 0 relays."""
     logsafety.install()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock
-    app[keys.WORKER] = (worker, relay)
-    app[keys.SHARED] = shared
+    app[keys.WORKER] = (worker or 0, not worker)
+    app[keys.SHARED] = worker is not None
     app[keys.METRICS] = Metrics()
     app[keys.PROXIES] = TrustedProxies(
         settings.server.trusted_proxies, settings.server.client_ip_headers,

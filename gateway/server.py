@@ -70,7 +70,7 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
         log.info("outbox: %s", settings.storage.path)
         for line in describe(settings):
             log.info("%s", line)
-    app = create_app(settings, relay=not worker, worker=worker or 0, shared=worker is not None)
+    app = create_app(settings, worker=worker)
     app.on_startup.append(tune_gc)  # after the cleanup contexts: they build the long-lived parts
     web.run_app(
         app,

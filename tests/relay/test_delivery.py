@@ -419,7 +419,7 @@ async def test_rows_another_serve_process_commits_are_relayed_promptly(
     # relaying one: it must look for such rows often, not every 5 s.
     settings = parse_settings(settings_yaml(
         tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)), env={})
-    await aiohttp_client(TestServer(create_app(settings, shared=True)))
+    await aiohttp_client(TestServer(create_app(settings, worker=0)))
     await asyncio.sleep(0.5)  # the relay found the queue empty and waits
     other = await Outbox.open(settings.storage.path)  # the other process's connection
     try:

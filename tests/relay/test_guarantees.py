@@ -425,7 +425,7 @@ async def test_a_reload_in_a_worker_that_does_not_relay_keeps_routing(
     config.write_text(settings_yaml(tmp_path, destination_yaml(
         "main", fake_graph.url, pixel_id=PIXEL_A)))
     client = await aiohttp_client(create_app(
-        load_settings(config, env={}), relay=False, worker=1, shared=True))
+        load_settings(config, env={}), worker=1))
     config.write_text(settings_yaml(tmp_path, destination_yaml(
         "main", fake_graph.url, pixel_id=PIXEL_A, accepts=[PIXEL_A, PIXEL_B])))
     assert await client.app[keys.RELOADER].reload()
