@@ -201,6 +201,19 @@ async def test_repeats_of_an_event_are_suppressed_within_the_window(
     assert counts[("main", "duplicate")] == 2
 
 
+async def test_stale_dedup_keys_are_pruned_in_chunks(
+    outbox: Outbox, clock: Clock, tmp_path: Path
+) -> None:
+    await outbox.enqueue([entry(n) for n in range(5)])
+    await outbox.finish((await outbox.claim("main", 10, dedup_seconds=3600)).rows)
+    clock.now += 7200
+    await outbox.enqueue([entry(9)])
+    await outbox.finish((await outbox.claim("main", 10, dedup_seconds=3600)).rows)
+    await outbox.prune(older_than=0, dedup_older_than=clock.now - 3600, chunk=2)
+    with sqlite3.connect(tmp_path / "o.db") as db:
+        assert db.execute("SELECT event_id FROM dedup").fetchall() == [("e9",)]
+
+
 async def test_a_retried_row_is_not_its_own_duplicate(outbox: Outbox, clock: Clock) -> None:
     await outbox.enqueue([entry(1)])
     [row] = (await outbox.claim("main", 10, dedup_seconds=3600)).rows

@@ -19,6 +19,9 @@ T = TypeVar("T")
 _FINISHED = ("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN "
              "('delivered', 'dry_run', 'duplicate', 'unrouted', 'invalid') "
              "AND updated_at < ? LIMIT ?)")
+_STALE_KEYS = ("DELETE FROM dedup WHERE (destination, pixel_id, event_name, event_id) IN "
+               "(SELECT destination, pixel_id, event_name, event_id FROM dedup "
+               "WHERE seen_at < ? LIMIT ?)")
 
 
 class OutboxQueries:
@@ -53,19 +56,21 @@ class OutboxQueries:
     async def prune(self, older_than: float, dedup_older_than: float | None = None,
                     chunk: int = 5000) -> int:
         """Delete finished rows last touched before `older_than` (and stale dedup keys)."""
-        def prune_chunk(conn: sqlite3.Connection) -> int:
-            return conn.execute(_FINISHED, (older_than, chunk)).rowcount
+        total = await self._delete_in_chunks(_FINISHED, older_than, chunk)
+        if dedup_older_than is not None:
+            await self._delete_in_chunks(_STALE_KEYS, dedup_older_than, chunk)
+        return total
 
+    async def _delete_in_chunks(self, sql: str, older_than: float, chunk: int) -> int:
+        """Chunks, so that ingest never waits behind one long transaction; on the relay's
+        connection, as a prune lost to a power cut is simply done again."""
         total = 0
-        while True:  # in chunks, so ingest waits for no long transaction
-            deleted = await self.write(prune_chunk)
+        while True:
+            deleted = await self.write(
+                lambda conn: conn.execute(sql, (older_than, chunk)).rowcount, relaxed=True)
             total += deleted
             if deleted < chunk:
-                break
-        if dedup_older_than is not None:
-            await self.write(lambda conn: conn.execute(
-                "DELETE FROM dedup WHERE seen_at < ?", (dedup_older_than,)).rowcount)
-        return total
+                return total
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """Rows per (destination, state)."""
