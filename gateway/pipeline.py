@@ -80,6 +80,11 @@ class Pipeline:
         pixel_id = event.context.pixel_id
         return [d for d in self._destinations if d.accepts_pixel(pixel_id)]
 
+    def check_room(self) -> None:
+        """OutboxFull while backpressure holds: callers with costly work ahead check first."""
+        if self._backpressure is not None and self._backpressure.reason:
+            raise OutboxFull(self._backpressure.reason)
+
     def prepare(self, event: Event) -> list[str]:
         """Enrich the event, hash its user_data and apply the rules; return Meta's reasons to
         refuse it (none for an event the rules dropped: it goes nowhere anyway)."""
@@ -106,8 +111,7 @@ class Pipeline:
 
         `reasons`: what `prepare` returned for each event, when the caller already prepared
         them (server ingress checks a whole request before committing any of it)."""
-        if self._backpressure is not None and self._backpressure.reason:
-            raise OutboxFull(self._backpressure.reason)
+        self.check_room()
         entries: list[OutboxEntry] = []
         submissions = []
         for index, event in enumerate(events):

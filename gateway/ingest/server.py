@@ -148,6 +148,8 @@ async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outco
         raise HitError("the pixel id in the path must be numeric (up to 20 digits)")
     body = await read_server_body(request, limit=state.max_body_bytes, json_only=json_only)
     state.guard.authorize(body.access_key, pixel_id, client, trace)
+    # Before enriching and running rules on up to 1000 events that could not be stored.
+    app[keys.PIPELINE].check_room()
     return await _commit(app, state, body, pixel_id)
 
 
@@ -172,7 +174,6 @@ async def _commit(app: web.Application, state: ServerIngress, body: ServerBody,
         events.append(built)
         positions.append(index)
         reasons.append(problems)
-    rejected.sort(key=lambda r: r.index)
     if rejected and (body.strict or len(rejected) == len(body.events)):
         if not body.strict and events:
             await pipeline.submit_many(events, reasons)  # the `invalid` rows, for inspection
