@@ -37,6 +37,10 @@ class FakeGraph:
     def script(self, *responses: tuple[int, dict[str, Any]]) -> None:
         self._script.extend(responses)
 
+    def recover(self) -> None:
+        """Drop the scripted answers still waiting: every request succeeds from now on."""
+        self._script.clear()
+
     def fail_with(self, status: int, code: int, message: str = "scripted failure",
                   times: int = 1, **extra: Any) -> None:
         error = {"message": message, "type": "OAuthException", "code": code,

@@ -158,7 +158,7 @@ def write_config(tmp_path: Path, rules: str) -> Path:
 def test_check_reports_rule_problems_located_and_as_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write_config(tmp_path, RULES.replace("equals", "x").replace(
+    config = write_config(tmp_path, RULES.replace(
         "event_name: checkout_complete", "event_name: {eqals: checkout_complete}"))
     assert main(["check", "--config", str(config)]) == 2
     err = capsys.readouterr().err
