@@ -8,13 +8,13 @@ in `admin.key_sha256`), or, when no key is configured, a direct connection from 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
 from . import keys
+from .accesskeys import key_sha256
 from .identity.proxy import parse_ip
 from .outbox import DEAD_REASONS, DeadLetterFilter
 
@@ -38,7 +38,7 @@ def operators_only(handler: Handler) -> Handler:
         given = request.headers.get(hdrs.AUTHORIZATION, "")
         if expected:
             token = given.removeprefix("Bearer ").strip()
-            digest = hashlib.sha256(token.encode()).hexdigest()
+            digest = key_sha256(token)  # survives undecodable header bytes
             if not (given.startswith("Bearer ") and hmac.compare_digest(digest, expected)):
                 return web.json_response({"error": "an admin key is required"}, status=401,
                                          headers={hdrs.WWW_AUTHENTICATE: "Bearer"})

@@ -327,6 +327,13 @@ async def test_with_an_admin_key_operator_endpoints_need_it_even_locally(
         ok = await client.get(path, headers={"Authorization": f"Bearer {key}"})
         assert ok.status == 200
     assert (await client.get("/healthz")).status == 200
+    # A key that is not UTF-8 is a wrong key (401), not a server error.
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+                 b"Connection: close\r\n\r\n")
+    status_line = await reader.readline()
+    writer.close()
+    assert b" 401 " in status_line, status_line
 
 
 async def test_without_an_admin_key_proxied_requests_are_refused(
