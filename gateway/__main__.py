@@ -138,16 +138,15 @@ def _fields(problem: str) -> dict[str, str | int]:
 def _test(settings: Settings) -> int:
     """`tag-gateway test`: run the rule tests with the same enrichment as production."""
     from .enrich import Enricher
-    from .identity.geo import GeoLocator
-    from .identity.useragent import shared_parser
 
     try:
         rule_set = load_rule_set(settings.rules_path, [d.name for d in settings.destinations])
-        geo = GeoLocator(settings.geo.databases) if settings.geo.databases else None
-        enricher = Enricher(shared_parser(), geo, fill_from_geo=settings.geo.fill_user_data,
-                            default_country=settings.identity.default_country)
-        results = run_rule_tests(rule_set, settings.rules_path / "tests", settings.destinations,
-                                 enricher.enrich)
+        enricher = Enricher.from_settings(settings)
+        try:
+            results = run_rule_tests(rule_set, settings.rules_path / "tests",
+                                     settings.destinations, enricher.enrich)
+        finally:
+            enricher.close()
     except RuleError as exc:
         _print_problems(exc.problems, str(settings.rules_path))
         return EXIT_CONFIG

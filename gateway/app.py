@@ -26,9 +26,7 @@ from .config import DestinationSettings, Settings
 from .enrich import Enricher
 from .errors import HitError, OutboxFull, OutboxUnavailable
 from .identity.cookies import FirstPartyCookies
-from .identity.geo import GeoLocator
 from .identity.proxy import TrustedProxies
-from .identity.useragent import shared_parser
 from .ingest.browser import handle_hit
 from .ingest.cors import add_cors
 from .ingest.server import add_server_routes
@@ -118,19 +116,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 # -- resources ------------------------------------------------------------------------------
 async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load the user-agent rules and open the geo databases, off the event loop."""
-    settings = app[keys.SETTINGS]
-    loop = asyncio.get_running_loop()
-    user_agents = await loop.run_in_executor(None, shared_parser)
-    geo = None
-    if settings.geo.databases:
-        geo = await loop.run_in_executor(None, GeoLocator, settings.geo.databases)
-    app[keys.ENRICHER] = Enricher(
-        user_agents, geo, fill_from_geo=settings.geo.fill_user_data,
-        default_country=settings.identity.default_country,
-    )
+    enricher = await asyncio.get_running_loop().run_in_executor(
+        None, Enricher.from_settings, app[keys.SETTINGS])
+    app[keys.ENRICHER] = enricher
     yield
-    if geo is not None:
-        geo.close()
+    enricher.close()
 
 
 async def rules_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from .hashing import hash_user_data, sha256
+from .hashing import hash_user_data, hash_value
 from .identity.geo import GeoInfo, GeoLocator
-from .identity.useragent import UserAgentParser
+from .identity.useragent import UserAgentParser, shared_parser
 from .model import Event
-from .normalize import NORMALIZERS
+from .settings import Settings
 
 __all__ = ["Enricher"]
 
@@ -33,6 +33,17 @@ class Enricher:
         self._geo = geo
         self._fill_from_geo = fill_from_geo
         self._default_country = default_country.lower() or None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Enricher:
+        """Load the user-agent rules and open the geo databases (blocking: seconds)."""
+        geo = GeoLocator(settings.geo.databases) if settings.geo.databases else None
+        return cls(shared_parser(), geo, fill_from_geo=settings.geo.fill_user_data,
+                   default_country=settings.identity.default_country)
+
+    def close(self) -> None:
+        if self._geo is not None:
+            self._geo.close()
 
     def enrich(self, event: Event) -> None:
         context = event.context
@@ -62,7 +73,7 @@ def _geo_hashes(geo: GeoInfo) -> tuple[tuple[str, str], ...]:
     pairs = []
     for key, attribute in _GEO_FIELDS:
         value = getattr(geo, attribute)
-        normalized = NORMALIZERS[key](value) if value else None
-        if normalized:
-            pairs.append((key, sha256(normalized)))
+        digest = hash_value(key, value, None) if value else None
+        if digest:
+            pairs.append((key, digest))
     return tuple(pairs)
