@@ -378,7 +378,7 @@ def bench(args: argparse.Namespace, folder: Path, graph_process: ingest.Processe
     print(ingest.machine_info())
     print(f"cores: gateway on {servers}, load generator + fake Graph + this script on {cpus}"
           f"{note}")
-    rules = sum(t.count("- name:") for n, t in ingest.RULES.items() if n != "40-route.yaml")
+    rules = ingest.rule_count((ingest.ROUTE_RULES,))
     print(f"config: geo {ingest.GEO.name}; {rules} rules; 1 destination whose token the fake "
           f"Graph refuses (401, code 190); outbox synchronous=full on "
           f"{ingest.filesystem_of(folder)}; logging WARNING")

@@ -11,13 +11,13 @@ from typing import TypeVar
 import aiosqlite
 
 from .deadletters import DeadLetter, DeadLetterFilter, list_query, replay_query
+from .schema import FINISHED
 
 __all__ = ["OutboxQueries"]
 
 T = TypeVar("T")
 
-_FINISHED = ("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN "
-             "('delivered', 'dry_run', 'duplicate', 'unrouted', 'invalid') "
+_FINISHED = (f"DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE {FINISHED} "
              "AND updated_at < ? LIMIT ?)")
 _STALE_KEYS = ("DELETE FROM dedup WHERE (destination, pixel_id, event_name, event_id) IN "
                "(SELECT destination, pixel_id, event_name, event_id FROM dedup "

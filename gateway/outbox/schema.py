@@ -16,13 +16,15 @@ period; dead letters stay until replayed or deleted by a person.
 
 from __future__ import annotations
 
-__all__ = ["DEAD_REASONS", "FINISHED_STATES", "SCHEMA", "SCHEMA_VERSION"]
+__all__ = ["DEAD_REASONS", "FINISHED", "FINISHED_STATES", "SCHEMA", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 FINISHED_STATES = ("delivered", "dry_run", "duplicate", "unrouted", "invalid")
+# The condition of the finished-rows index, written the same wherever it must match it.
+FINISHED = "state IN (" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
 DEAD_REASONS = ("invalid", "expired", "token_revoked")
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: dedup keys point at row ids
     destination TEXT NOT NULL,
@@ -57,7 +59,7 @@ END;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, available_at)
     WHERE state IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (updated_at)
-    WHERE state IN ('delivered', 'dry_run', 'duplicate', 'unrouted', 'invalid');
+    WHERE {FINISHED};
 CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination, reason) WHERE state = 'dead';
 CREATE TABLE IF NOT EXISTS dedup (
     destination TEXT NOT NULL,

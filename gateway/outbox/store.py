@@ -313,7 +313,6 @@ class Outbox(OutboxQueries):
         limit: int,
         *,
         dedup_seconds: float = 0.0,
-        expired_reason: str = "expired",
     ) -> Claim:
         """Lease up to `limit` due rows of `destination`, oldest first.
 
@@ -331,7 +330,7 @@ class Outbox(OutboxQueries):
                 conn.execute(
                     "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, "
                     "last_error = 'past Meta''s time window for this event' WHERE " + _IDS,
-                    (expired_reason, now, _ids([row[0] for row in expired])),
+                    ("expired", now, _ids([row[0] for row in expired])),
                 )
             live = [row for row in rows if row[7] >= now]
             # Only a hand-edited or damaged file lacks an event's JSON; such a row must not
@@ -366,12 +365,10 @@ class Outbox(OutboxQueries):
             "attempts = attempts + 1, last_error = :error", delay=delay, error=error,
         )
 
-    async def release(self, rows: Sequence[ClaimedRow], delay: float = 0.0) -> int:
+    async def release(self, rows: Sequence[ClaimedRow]) -> int:
         """Give claimed rows back untried (shutdown, paused destination)."""
         return await self._acknowledge(
-            rows, "state = 'pending', available_at = :now + :delay, updated_at = :now",
-            delay=delay,
-        )
+            rows, "state = 'pending', available_at = :now, updated_at = :now")
 
     async def dead_letter(
         self, rows: Sequence[ClaimedRow], reason: str, error: str, fbtrace_id: str | None
