@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
@@ -44,6 +45,15 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> Non
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def graph_server(aiohttp_server: Any, handler: Any) -> str:
+    """A scripted Graph API for one test: `handler` answers POST /{version}/{pixel}/events;
+    returns the base URL to use as a destination's graph_url."""
+    app = web.Application()
+    app.router.add_post("/{version}/{pixel}/events", handler)
+    server = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
 
 
 def destination_yaml(name: str, graph_url: str, **fields: Any) -> str:

@@ -24,6 +24,7 @@ from ..conftest import (
     FakeClock,
     GatewayFactory,
     destination_yaml,
+    graph_server,
     settings_yaml,
     wait_until,
 )
@@ -164,11 +165,9 @@ async def test_timeouts_are_retried(
             await asyncio.sleep(1)
         return web.json_response({"events_received": 1})
 
-    app = web.Application()
-    app.router.add_post("/{version}/{pixel}/events", slow_then_fast)
-    server = await aiohttp_server(app)
+    url = await graph_server(aiohttp_server, slow_then_fast)
     settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
-        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A, timeout=0.2)), env={})
+        "main", url, pixel_id=PIXEL_A, timeout=0.2)), env={})
     client = await start_gateway(settings)
     await hit(client, PIXEL_A)
     await wait_until(lambda: states(settings) == [("main", "delivered", None)])
@@ -278,11 +277,9 @@ async def test_a_refused_event_does_not_hold_back_the_others_in_its_batch(
         delivered.extend(e["event_id"] for e in events)
         return web.json_response({"events_received": len(events)})
 
-    app = web.Application()
-    app.router.add_post("/{version}/{pixel}/events", refuse_poison)
-    server = await aiohttp_server(app)
+    url = await graph_server(aiohttp_server, refuse_poison)
     settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
-        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A, linger_ms=200,
+        "main", url, pixel_id=PIXEL_A, linger_ms=200,
         retry_base_seconds=60, retry_max_seconds=60)), env={})
     client = await start_gateway(settings)
     await asyncio.gather(*(hit(client, PIXEL_A, eid=eid)
@@ -329,11 +326,9 @@ async def test_token_never_appears_in_stored_errors_even_percent_encoded(
         return web.json_response({"error": {"message": f"bad request to {request.url}",
                                             "code": 100}}, status=400)
 
-    app = web.Application()
-    app.router.add_post("/{version}/{pixel}/events", echo_url)
-    server = await aiohttp_server(app)
+    url = await graph_server(aiohttp_server, echo_url)
     settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
-        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A, access_token=token,
+        "main", url, pixel_id=PIXEL_A, access_token=token,
         retry_base_seconds=60, retry_max_seconds=60)), env={})
     client = await start_gateway(settings)
     await hit(client, PIXEL_A)
@@ -382,11 +377,9 @@ async def test_shutdown_lets_in_flight_batches_finish(
         finished.append(len((await request.json())["data"]))
         return web.json_response({"events_received": 1})
 
-    app = web.Application()
-    app.router.add_post("/{version}/{pixel}/events", slow)
-    server = await aiohttp_server(app)
+    url = await graph_server(aiohttp_server, slow)
     settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
-        "main", str(server.make_url("")).rstrip("/"), pixel_id=PIXEL_A, timeout=5)), env={})
+        "main", url, pixel_id=PIXEL_A, timeout=5)), env={})
     client = await aiohttp_client(create_app(settings))
     await hit(client, PIXEL_A)
     await asyncio.wait_for(started.wait(), 5)

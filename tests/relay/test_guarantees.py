@@ -26,6 +26,7 @@ from ..conftest import (
     FakeClock,
     GatewayFactory,
     destination_yaml,
+    graph_server,
     settings_yaml,
     wait_until,
 )
@@ -38,13 +39,6 @@ from ..fake_graph import FakeGraph
 async def hit(client: Any, pixel: str, **params: str) -> Any:
     params.setdefault("dl", "https://shop.example.com/")
     return await client.get("/tr", params={"id": pixel, "ev": "PageView", **params})
-
-
-async def graph_server(aiohttp_server: Any, handler: Any) -> str:
-    app = web.Application()
-    app.router.add_post("/{version}/{pixel}/events", handler)
-    server = await aiohttp_server(app)
-    return str(server.make_url("")).rstrip("/")
 
 
 async def test_one_invalid_event_in_a_batch_of_1000(
