@@ -94,7 +94,9 @@ async def metrics(request: web.Request) -> web.Response:
         metrics.queue_depth.labels(worker.name).set(depth.get(worker.name, 0))
         created = oldest.get(worker.name)
         metrics.oldest_age.labels(worker.name).set(now - created if created else 0)
+        # Derived when scraped, from the worker itself: nothing to keep in step elsewhere.
         metrics.set_state(worker.name, worker.state)
+        metrics.token_invalid.labels(worker.name).set(worker.paused_reason is not None)
     return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
 

@@ -93,8 +93,6 @@ class RelayWorker:
         self._backoff_until = 0.0
         self.paused_reason: str | None = None  # why the destination is paused (token refused)
         self.last_error: str | None = None
-        self._metrics.set_state(self.name, "active")
-        self._metrics.token_invalid.labels(self.name).set(0)
 
     @property
     def settings(self) -> DestinationSettings:
@@ -124,8 +122,6 @@ class RelayWorker:
         if self.paused_reason is not None and sender.settings.access_token != old.access_token:
             log.info("destination %s: access token changed; resuming delivery", self.name)
             self.paused_reason = None
-            self._metrics.token_invalid.labels(self.name).set(0)
-            self._metrics.set_state(self.name, "active")
         self._changed.set()
         self._outbox.wakeup(self.name).set()
 
@@ -165,7 +161,6 @@ class RelayWorker:
                 wait = self._backoff_until - self._clock()
                 if wait > 0:
                     await self._pause(wait)
-                    self._metrics.set_state(self.name, self.state)
                     continue
                 await self._claim_once(wakeup)
             except Exception:
@@ -280,7 +275,6 @@ class RelayWorker:
             await sender.send(pixel_id, code, rows)
         except RateLimited as exc:
             self._backoff_until = max(self._backoff_until, self._clock() + exc.min_delay)
-            self._metrics.set_state(self.name, "backoff")
             await self._retry(rows, exc.reason, exc.min_delay, "rate_limited")
         except Retryable as exc:
             await self._retry(rows, exc.reason, exc.min_delay, "retry")
@@ -330,8 +324,6 @@ class RelayWorker:
         if self.paused_reason is not None:
             return
         self.paused_reason = "access token refused"
-        self._metrics.token_invalid.labels(self.name).set(1)
-        self._metrics.set_state(self.name, "paused")
         self._alerts.raise_alert(
             "token_invalid", self.name,
             f"Meta refused the access token ({reason}); delivery is paused and events stay "
