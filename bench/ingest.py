@@ -16,6 +16,7 @@ and this script run on the other core(s).
 
 Load: realistic pixel hits (`GET /tr`: browser user agents, client IPs from the MaxMind test
 database and documentation ranges behind X-Forwarded-For, fbclid in `dl`, `_fbp` cookies on some,
+the site's own analytics/consent/session cookies on most (a first-party endpoint receives them),
 `cd[value]`/`cd[currency]`, `ud[em]`), each with a unique event id. Max req/s of both with `wrk`
 (Debian package; a Python aiohttp closed-loop client when wrk is missing) at the same connection
 count after a warm-up; then p50/p99 latency at a fixed offered load of half the gateway's max,
@@ -172,6 +173,19 @@ def hit_params(n: int, rng: random.Random) -> dict[str, str]:
     return params
 
 
+def site_cookies(n: int, rng: random.Random) -> str:
+    """A shop's own cookies (analytics, consent banner, cart, session): ~500-600 bytes."""
+    when = 1_750_000_000 + n
+    return (f"_ga=GA1.1.{rng.randrange(10**9, 10**10)}.{when}; "
+            f"_ga_Q1W2E3R4T5=GS1.1.{when}.3.1.{when + 100}.0.0.0; "
+            "OptanonConsent=isGpcEnabled=0&datestamp=Mon+Nov+23+2026+10%3A00%3A00+GMT%2B0000"
+            "&version=202409.1.0&browserGpcFlag=0&isIABGlobal=false&hosts=&consentId="
+            f"{rng.randrange(16**32):032x}&interactionCount=1&landingPath=NotLandingPage"
+            "&groups=C0001%3A1%2CC0002%3A1%2CC0003%3A1%2CC0004%3A0; "
+            "OptanonAlertBoxClosed=2026-11-23T10:00:00.000Z; "
+            f"cart_id={rng.randrange(16**32):032x}; session={rng.randrange(16**40):040x}")
+
+
 def make_hits(count: int, seed: int = 7) -> list[Hit]:
     rng = random.Random(seed)
     agents = [ua.format(a=a, b=b) for ua in USER_AGENTS for a in range(1, 6) for b in (1, 42, 96)]
@@ -188,11 +202,15 @@ def make_hits(count: int, seed: int = 7) -> list[Hit]:
             "X-Forwarded-Proto": "https",
             "X-Forwarded-Host": HOST,
         }
+        cookies = []
         if rng.random() < 0.6:  # returning visitors carry the first-party cookies
-            cookie = f"_fbp=fb.2.{1_750_000_000_000 + n}.{rng.randrange(10**9, 10**10)}"
+            cookies.append(f"_fbp=fb.2.{1_750_000_000_000 + n}.{rng.randrange(10**9, 10**10)}")
             if rng.random() < 0.2:
-                cookie += f"; _fbc=fb.2.{1_750_000_000_000 + n}.IwAR{rng.randrange(10**12)}"
-            headers["Cookie"] = cookie
+                cookies.append(f"_fbc=fb.2.{1_750_000_000_000 + n}.IwAR{rng.randrange(10**12)}")
+        if rng.random() < 0.7:  # on the site's own domain the gateway gets all its cookies
+            cookies.insert(0, site_cookies(n, rng))
+        if cookies:
+            headers["Cookie"] = "; ".join(cookies)
         hits.append(Hit(f"/tr?{query}", headers))
     return hits
 

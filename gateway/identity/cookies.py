@@ -25,7 +25,7 @@ from ipaddress import ip_address
 
 from publicsuffixlist import PublicSuffixList
 
-__all__ = ["MAX_AGE", "BrowserIds", "FirstPartyCookies"]
+__all__ = ["BROWSER_COOKIES", "MAX_AGE", "BrowserIds", "FirstPartyCookies", "browser_cookies"]
 
 MAX_AGE = 90 * 24 * 3600
 MAX_FBCLID = 500
@@ -33,6 +33,30 @@ _FBCLID = re.compile(r"[A-Za-z0-9_-]+")
 _FBCLID_PARAM = re.compile(r"[?&]fbclid=([^&]*)")
 _APPENDIX = re.compile(r"[A-Za-z0-9_-]+")
 _PSL = PublicSuffixList()
+BROWSER_COOKIES = ("_fbp", "_fbc")
+
+
+def browser_cookies(header: str | None) -> dict[str, str]:
+    """The `_fbp` / `_fbc` values in a Cookie header; every other cookie is skipped unparsed.
+
+    On the site's own domain the gateway receives all of the site's cookies (analytics,
+    consent, session: often kilobytes). Parsing them all into Morsels, as aiohttp's
+    `request.cookies` does, cost ~10 us for a bare `_fbp` and ~44 us for a 630-byte header of
+    a typical shop, against ~1-3 us here. Like `request.cookies`, the last of a repeated name
+    wins and a double-quoted value loses its quotes.
+    """
+    found: dict[str, str] = {}
+    if not header or "_fb" not in header:
+        return found
+    for part in header.split(";"):
+        name, equals, value = part.partition("=")
+        name = name.strip()
+        if equals and name in BROWSER_COOKIES:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            found[name] = value
+    return found
 
 
 @dataclass

@@ -15,7 +15,7 @@ from aiohttp import hdrs, web
 
 from .. import keys
 from ..errors import HitError
-from ..identity.cookies import MAX_AGE, BrowserIds
+from ..identity.cookies import MAX_AGE, BrowserIds, browser_cookies
 from .hitevent import build_hit_event
 from .hitparams import read_hit_params
 
@@ -81,7 +81,8 @@ def _browser_ids(request: web.Request, params: dict[str, str], now: float) -> Br
         host=proxies.host(peer, headers, request.host),
         secure=proxies.scheme(peer, headers, request.scheme) == "https",
         # Only the two first-party ids matter; a site's other cookies are not read or cleaned.
-        cookies={name: clean_text(request.cookies.get(name)) or "" for name in ("_fbp", "_fbc")},
+        cookies={name: clean_text(value) or ""
+                 for name, value in browser_cookies(request.headers.get(hdrs.COOKIE)).items()},
         params=params,
         now_ms=int(now * 1000),
     )

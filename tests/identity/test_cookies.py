@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gateway.identity.cookies import FirstPartyCookies
+from gateway.identity.cookies import FirstPartyCookies, browser_cookies
 
 NOW = 1_800_000_000_000
 cookies = FirstPartyCookies()
@@ -127,3 +127,26 @@ def test_values_that_are_not_cookie_safe_are_replaced(value: str) -> None:
     ids = resolve(jar={"_fbp": value, "_fbc": value}, fbp=value, fbc=value)
     assert ids.fbp is not None and ids.fbp.startswith(f"fb.1.{NOW}.")
     assert ids.fbc is None
+
+
+SITE_COOKIES = (
+    "_ga=GA1.1.1234567890.1750000000; OptanonConsent=isGpcEnabled=0&groups=C0001%3A1%2CC0002%3A0;"
+    " cart_id=7c9e6679-7425-40de-944b-e07fc1f90ae7; session=eyJhbGciOiJIUzI1NiJ9.e30.abc"
+)
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, {}),
+    ("", {}),
+    (SITE_COOKIES, {}),
+    (f"{SITE_COOKIES}; _fbp=fb.1.1700000000000.42", {"_fbp": "fb.1.1700000000000.42"}),
+    (f"_fbc=fb.1.1700000000000.IwAR-x;{SITE_COOKIES};  _fbp = fb.1.1700000000000.42 ",
+     {"_fbc": "fb.1.1700000000000.IwAR-x", "_fbp": "fb.1.1700000000000.42"}),
+    ('_fbp="fb.1.1700000000000.42"', {"_fbp": "fb.1.1700000000000.42"}),  # quotes dropped
+    ("_fbp=fb.1.1.1; _fbp=fb.1.2.2", {"_fbp": "fb.1.2.2"}),  # the last wins
+    ("x_fbp=fb.1.1.1; _fbpx=fb.1.1.2; _fbp; _fbc=", {"_fbc": ""}),  # only exact names
+])
+def test_browser_cookies_reads_only_the_two_ids(
+    header: str | None, expected: dict[str, str]
+) -> None:
+    assert browser_cookies(header) == expected
