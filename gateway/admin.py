@@ -80,7 +80,7 @@ async def metrics(request: web.Request) -> web.Response:
     metrics, outbox, now = app[keys.METRICS], app[keys.OUTBOX], app[keys.CLOCK]()
     metrics.outbox_rows.clear()
     depth: dict[str, int] = {}
-    for (destination, state), count in (await outbox.counts()).items():
+    for (destination, state), count in (await outbox.open_counts()).items():
         metrics.outbox_rows.labels(destination, state).set(count)
         if state in ("pending", "inflight"):
             depth[destination] = depth.get(destination, 0) + count
@@ -104,7 +104,7 @@ async def status(request: web.Request) -> web.Response:
     """What a person checks first: each destination's state, queue and last error."""
     app = request.app
     outbox, now = app[keys.OUTBOX], app[keys.CLOCK]()
-    counts = await outbox.counts()
+    counts = await outbox.open_counts()
     oldest = await outbox.oldest_pending()
     destinations = []
     for worker in app[keys.WORKERS]:

@@ -1,7 +1,7 @@
 """The gateway's metrics, in one prometheus-client registry per application.
 
 Counters are bumped on the way; gauges that describe the outbox (queue depth, oldest pending
-age, rows per state) are refreshed from the database when /metrics is scraped.
+age, open rows per state) are refreshed from the database when /metrics is scraped.
 """
 
 from __future__ import annotations
@@ -62,7 +62,10 @@ class Metrics:
                                  ["destination"], registry=r)
         self.oldest_age = Gauge("gateway_queue_oldest_age_seconds", "Age of the oldest event "
                                 "waiting to be sent.", ["destination"], registry=r)
-        self.outbox_rows = Gauge("gateway_outbox_rows", "Outbox rows by destination and state.",
+        # Finished rows (delivered, duplicate, ...) are not counted here: the event counters
+        # tell those, and counting the rows kept for inspection grew with the retention period.
+        self.outbox_rows = Gauge("gateway_outbox_rows", "Outbox rows still open (pending, "
+                                 "inflight, dead) by destination and state.",
                                  ["destination", "state"], registry=r)
         self.backpressure = Gauge("gateway_backpressure", "1 while ingest refuses events "
                                   "because the outbox is full.", registry=r)

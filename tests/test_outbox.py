@@ -13,6 +13,7 @@ import pytest
 
 from gateway.errors import OutboxUnavailable
 from gateway.outbox import DeadLetterFilter, Outbox, OutboxEntry
+from gateway.outbox.queries import _OPEN_COUNTS
 from gateway.outbox.sqlthread import SqliteThread
 
 from .conftest import FakeClock as Clock
@@ -199,6 +200,27 @@ async def test_repeats_of_an_event_are_suppressed_within_the_window(
     assert [r.event_id for r in again.rows] == ["e1"]
     counts = await outbox.counts()
     assert counts[("main", "duplicate")] == 2
+
+
+async def test_open_counts_come_from_the_queue_and_dead_letter_indexes(
+    outbox: Outbox, tmp_path: Path
+) -> None:
+    await outbox.enqueue([entry(n) for n in range(5)] + [entry(9, destination="brand")])
+    delivered, dead, _inflight = (await outbox.claim("main", 3)).rows
+    await outbox.finish([delivered])
+    await outbox.dead_letter([dead], "invalid", "refused", None)
+    full = await outbox.counts()
+    assert full[("main", "delivered")] == 1
+    assert await outbox.open_counts() == {
+        ("main", "pending"): 2, ("main", "inflight"): 1, ("main", "dead"): 1,
+        ("brand", "pending"): 1,
+    } == {key: n for key, n in full.items() if key[1] != "delivered"}
+    # /metrics and /status poll these: no step may read the finished rows kept for days.
+    with sqlite3.connect(tmp_path / "o.db") as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + _OPEN_COUNTS)]
+    scans = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
+    assert sorted(scans) == ["SCAN outbox USING INDEX outbox_dead",
+                             "SCAN outbox USING INDEX outbox_due"]
 
 
 async def test_stale_dedup_keys_are_pruned_in_chunks(
