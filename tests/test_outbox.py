@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -216,7 +217,7 @@ async def test_open_counts_come_from_the_queue_and_dead_letter_indexes(
         ("brand", "pending"): 1,
     } == {key: n for key, n in full.items() if key[1] != "delivered"}
     # /metrics and /status poll these: no step may read the finished rows kept for days.
-    with sqlite3.connect(tmp_path / "o.db") as db:
+    with contextlib.closing(sqlite3.connect(tmp_path / "o.db")) as db:
         plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + _OPEN_COUNTS)]
     scans = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
     assert sorted(scans) == ["SCAN outbox USING INDEX outbox_dead",
