@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway import keys
 from gateway.app import create_app
 from gateway.config import Settings, parse_settings
 from gateway.outbox import Outbox, OutboxEntry
@@ -454,3 +455,41 @@ async def test_a_full_claim_of_mostly_duplicates_does_not_linger(
     await fake_graph.wait_for_events(2, timeout=2.5)
     assert time.monotonic() - started < 2.0
     assert sorted(e["event_id"] for e in fake_graph.events) == ["next", "same"]
+
+
+async def test_a_stop_that_arrives_during_a_claim_does_not_wait_out_the_linger(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Shutdown while a claim is running: the claimed batch is still sent, and the worker then
+    # stops instead of lingering (a minute here) for a next batch it will never claim.
+    settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
+        "main", fake_graph.url, pixel_id=PIXEL_A, linger_ms=60_000)), env={})
+    queued = await Outbox.open(settings.storage.path)
+    now = time.time()
+    try:
+        await queued.enqueue([OutboxEntry(
+            destination="main", pixel_id=PIXEL_A, test_event_code="", event_name="PageView",
+            event_id="queued", event_time=int(now), expires_at=now + 3600,
+            payload=b'{"event_name":"PageView","event_id":"queued"}')])
+    finally:
+        await queued.close()
+    claiming, go_on = asyncio.Event(), asyncio.Event()
+    real_claim = Outbox.claim
+
+    async def held_claim(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+        claiming.set()
+        await go_on.wait()
+        return await real_claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(Outbox, "claim", held_claim)
+    client = await start_gateway(settings)
+    [worker] = client.server.app[keys.WORKERS]
+    await asyncio.wait_for(claiming.wait(), 5)
+    stopping = asyncio.create_task(worker.stop(timeout=10))
+    await asyncio.sleep(0.05)  # the stop is in before the claim returns
+    go_on.set()
+    started = time.monotonic()
+    await asyncio.wait_for(stopping, 15)
+    assert time.monotonic() - started < 2.0
+    assert [e["event_id"] for e in fake_graph.events] == ["queued"]
