@@ -9,6 +9,7 @@ in `admin.key_sha256`), or, when no key is configured, a direct connection from 
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
@@ -141,6 +142,7 @@ async def status(request: web.Request) -> web.Response:
 
 
 _FILTERS = ("reason", "destination", "id")
+_ROW_ID = re.compile(r"[0-9]{1,18}")  # within SQLite's 64-bit integers
 
 
 def _selection(request: web.Request, *also: str) -> DeadLetterFilter | web.Response:
@@ -155,7 +157,7 @@ def _selection(request: web.Request, *also: str) -> DeadLetterFilter | web.Respo
         return web.json_response(
             {"error": f"reason must be one of {', '.join(DEAD_REASONS)}"}, status=400)
     ids = request.query.getall("id", [])
-    if not all(text.isascii() and text.isdigit() for text in ids):
+    if not all(_ROW_ID.fullmatch(text) for text in ids):
         return web.json_response({"error": "id must be a row number"}, status=400)
     return DeadLetterFilter(destination=request.query.get("destination") or None, reason=reason,
                             ids=tuple(int(text) for text in ids))

@@ -96,7 +96,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except HitError as exc:
         return web.json_response({"error": exc.reason}, status=exc.status)
     except OutboxFull as exc:
-        request.app[keys.METRICS].hits.labels("busy").inc()
+        metrics = request.app[keys.METRICS]
+        metrics.count(metrics.hits, "busy")
         return web.json_response({"error": f"the gateway is busy: {exc}; retry later"},
                                  status=503, headers={"Retry-After": "30"})
     except OutboxUnavailable:
@@ -249,7 +250,7 @@ async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
 def apply_settings(app: web.Application, old: Settings, new: Settings) -> None:
     """Hot-apply what the running workers can take; name what needs a restart.
 
-    Everything is compared with what is running (the workers' settings, the start-up
+    Everything is compared with what is running (the pipeline's destinations, the start-up
     settings), not with the previous file, so a second reload cannot drift from reality.
     """
     running = app[keys.SETTINGS]
@@ -259,7 +260,9 @@ def apply_settings(app: web.Application, old: Settings, new: Settings) -> None:
     current = {d.name: d for d in app[keys.PIPELINE].destinations}
     applied = []
     for started in running.destinations:
-        destination = by_name.get(started.name, started)
+        # A destination the new file leaves out keeps running as it is (removing one needs a
+        # restart), never falls back to its start-up settings (an old, perhaps revoked token).
+        destination = by_name.get(started.name) or current[started.name]
         if destination.max_in_flight != started.max_in_flight:
             restart.append(f"destinations[{started.name}].max_in_flight")
             destination = replace(destination, max_in_flight=started.max_in_flight)

@@ -16,7 +16,7 @@ from typing import Any
 
 from .normalize import NORMALIZERS, normalize_phone
 
-__all__ = ["CLEAR_KEYS", "HASHED_KEYS", "hash_user_data", "looks_hashed", "sha256"]
+__all__ = ["CLEAR_KEYS", "HASHED_KEYS", "hash_user_data", "hash_value", "looks_hashed"]
 
 HASHED_KEYS = frozenset(NORMALIZERS)
 CLEAR_KEYS = frozenset({
@@ -36,7 +36,7 @@ _MD5 = re.compile(r"[a-f0-9]{32}")
 _APPENDIX = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def sha256(text: str) -> str:
+def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -63,7 +63,7 @@ def hash_value(key: str, value: str, country: str | None) -> str | None:
     if already is not None:
         return already
     normalized = normalize_phone(value, country) if key == "ph" else NORMALIZERS[key](value)
-    return sha256(normalized) if normalized else None
+    return _sha256(normalized) if normalized else None
 
 
 def hash_user_data(

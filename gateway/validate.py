@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["ACTION_SOURCES", "CURRENCY", "MAX_AGE_DAYS", "MAX_EVENT_NAME", "expiry",
+__all__ = ["ACTION_SOURCES", "CURRENCY", "MAX_AGE_DAYS", "MAX_EVENT_NAME", "URL", "expiry",
            "validate_event"]
 
 # Meta's rules, used by validation, rule actions and the hit reader alike.
@@ -20,7 +20,7 @@ DEFAULT_MAX_AGE_DAYS = 7
 FUTURE_SKEW_SECONDS = 60
 MAX_EVENT_NAME = 100
 CURRENCY = re.compile(r"[A-Za-z]{3}")
-_URL = re.compile(r"https?://[^\s/]+.*", re.IGNORECASE)
+URL = re.compile(r"https?://[^\s/]+.*", re.IGNORECASE)
 
 
 def validate_event(data: dict[str, Any], now: float) -> list[str]:
@@ -47,7 +47,7 @@ def validate_event(data: dict[str, Any], now: float) -> list[str]:
         url = data.get("event_source_url")
         if not url:
             reasons.append("website events need event_source_url")
-        elif not isinstance(url, str) or not _URL.fullmatch(url):
+        elif not isinstance(url, str) or not URL.fullmatch(url):
             reasons.append("event_source_url must be an http(s) URL")
 
     if name == "Purchase":

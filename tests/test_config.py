@@ -212,6 +212,9 @@ def test_unquoted_numbers_that_are_ids_keep_their_text() -> None:
 def test_pixel_ids_in_lists_are_ascii_digits() -> None:
     found = problems(GOOD.replace('pixel_id: "123"', 'pixel_id: "123"\n    accepts: ["12²"]'))
     assert len(found) == 1 and "must be a numeric pixel id" in found[0], found
+    key = "  - {name: backend, sha256: " + "a" * 64 + ', pixels: ["12²"]}\n'
+    found = problems(GOOD + "access_keys:\n" + key)
+    assert len(found) == 1 and "must be a numeric pixel id" in found[0], found
 
 
 def test_identity_sections_and_proxy_presets() -> None:

@@ -9,12 +9,12 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.errors import OutboxUnavailable
 from gateway.outbox import DeadLetterFilter, Outbox, OutboxEntry
-from gateway.outbox.queries import _OPEN_COUNTS
 from gateway.outbox.sqlthread import SqliteThread
 
 from .conftest import FakeClock as Clock
@@ -27,6 +27,14 @@ def entry(n: int, destination: str = "main", **fields: object) -> OutboxEntry:
         "payload": f'{{"event_id":"e{n}"}}'.encode(), **fields,
     }
     return OutboxEntry(**values)  # type: ignore[arg-type]
+
+
+async def counts(outbox: Outbox) -> dict[tuple[str, str], int]:
+    """Rows per (destination, state), finished ones included."""
+    async with outbox.read() as db:
+        rows = await db.execute_fetchall(
+            "SELECT destination, state, COUNT(*) FROM outbox GROUP BY destination, state")
+    return {(destination, state): n for destination, state, n in rows}
 
 
 @pytest.fixture
@@ -93,12 +101,12 @@ async def test_finished_rows_are_not_claimed_and_are_pruned_after_retention(
     await outbox.finish([rows[0]])
     await outbox.finish([rows[1]], state="dry_run")
     await outbox.release([rows[2]])
-    assert await outbox.counts() == {("main", "delivered"): 1, ("main", "dry_run"): 1,
+    assert await counts(outbox) == {("main", "delivered"): 1, ("main", "dry_run"): 1,
                                      ("main", "pending"): 1}
     assert await outbox.prune(older_than=clock.now - 1) == 0
     clock.now += 3600
     assert await outbox.prune(older_than=clock.now - 60) == 2
-    assert await outbox.counts() == {("main", "pending"): 1}
+    assert await counts(outbox) == {("main", "pending"): 1}
 
 
 async def test_destinations_have_separate_queues(outbox: Outbox) -> None:
@@ -157,9 +165,9 @@ async def test_a_stale_claim_cannot_overwrite_a_newer_outcome(
     assert await outbox.finish([stale]) == 0
     assert await outbox.retry_later([stale], delay=0, error="HTTP 503") == 0
     assert await outbox.release([stale]) == 0
-    assert await outbox.counts() == {("main", "inflight"): 1}
+    assert await counts(outbox) == {("main", "inflight"): 1}
     assert await outbox.finish([fresh]) == 1
-    assert await outbox.counts() == {("main", "delivered"): 1}
+    assert await counts(outbox) == {("main", "delivered"): 1}
 
 
 async def test_expired_rows_become_dead_letters_instead_of_being_sent(
@@ -199,8 +207,7 @@ async def test_repeats_of_an_event_are_suppressed_within_the_window(
     await outbox.enqueue([entry(1)])
     again = await outbox.claim("main", 10, dedup_seconds=window)
     assert [r.event_id for r in again.rows] == ["e1"]
-    counts = await outbox.counts()
-    assert counts[("main", "duplicate")] == 2
+    assert (await counts(outbox))[("main", "duplicate")] == 2
 
 
 async def test_open_counts_come_from_the_queue_and_dead_letter_indexes(
@@ -210,30 +217,48 @@ async def test_open_counts_come_from_the_queue_and_dead_letter_indexes(
     delivered, dead, _inflight = (await outbox.claim("main", 3)).rows
     await outbox.finish([delivered])
     await outbox.dead_letter([dead], "invalid", "refused", None)
-    full = await outbox.counts()
+    full = await counts(outbox)
     assert full[("main", "delivered")] == 1
     assert await outbox.open_counts() == {
         ("main", "pending"): 2, ("main", "inflight"): 1, ("main", "dead"): 1,
         ("brand", "pending"): 1,
     } == {key: n for key, n in full.items() if key[1] != "delivered"}
     # /metrics and /status poll these: no step may read the finished rows kept for days.
+    statements: list[str] = []
+    async with outbox.read() as db:
+        await db.set_trace_callback(statements.append)
+    try:
+        await outbox.open_counts()
+    finally:
+        async with outbox.read() as db:
+            await db.set_trace_callback(None)
+    [query] = statements
     with contextlib.closing(sqlite3.connect(tmp_path / "o.db")) as db:
-        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + _OPEN_COUNTS)]
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + query)]
     scans = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
     assert sorted(scans) == ["SCAN outbox USING INDEX outbox_dead",
                              "SCAN outbox USING INDEX outbox_due"]
 
 
 async def test_stale_dedup_keys_are_pruned_in_chunks(
-    outbox: Outbox, clock: Clock, tmp_path: Path
+    outbox: Outbox, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await outbox.enqueue([entry(n) for n in range(5)])
     await outbox.finish((await outbox.claim("main", 10, dedup_seconds=3600)).rows)
     clock.now += 7200
     await outbox.enqueue([entry(9)])
     await outbox.finish((await outbox.claim("main", 10, dedup_seconds=3600)).rows)
+    deleted: list[int] = []  # rows per transaction: finished rows (none here), then stale keys
+    real_write = outbox.write
+
+    async def write(fn: Any, *, relaxed: bool = False) -> Any:
+        deleted.append(result := await real_write(fn, relaxed=relaxed))
+        return result
+
+    monkeypatch.setattr(outbox, "write", write)
     await outbox.prune(older_than=0, dedup_older_than=clock.now - 3600, chunk=2)
-    with sqlite3.connect(tmp_path / "o.db") as db:
+    assert deleted == [0, 2, 2, 1]  # rows: none; stale keys: 5 in chunks of 2
+    with contextlib.closing(sqlite3.connect(tmp_path / "o.db")) as db:
         assert db.execute("SELECT event_id FROM dedup").fetchall() == [("e9",)]
 
 
@@ -295,7 +320,7 @@ async def test_a_failed_commit_leaves_the_connection_usable(tmp_path: Path) -> N
         await db.close()
 
 
-async def test_a_cancelled_write_holds_the_lock_until_its_transaction_ends(
+async def test_a_cancelled_write_returns_only_once_its_transaction_has_ended(
     outbox: Outbox
 ) -> None:
     ended = threading.Event()
@@ -310,7 +335,28 @@ async def test_a_cancelled_write_holds_the_lock_until_its_transaction_ends(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert ended.is_set()  # the next transaction cannot start while it runs
+    assert ended.is_set()  # its caller (and the lock it held) waited for the transaction
+
+
+async def test_a_cancelled_claim_gives_its_rows_back(outbox: Outbox, tmp_path: Path) -> None:
+    # A shutdown cancels a claim that waits for another process's write lock: the claim still
+    # commits once it gets the lock (transactions run to their end), so its rows must not stay
+    # leased, and unsent, until the lease runs out.
+    await outbox.enqueue([entry(1)])
+    other = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        claiming = asyncio.create_task(outbox.claim("main", 10))
+        await asyncio.sleep(0.2)  # its BEGIN waits in the connection's thread
+        claiming.cancel()
+        await asyncio.sleep(0.05)
+        other.rollback()
+        with pytest.raises(asyncio.CancelledError):
+            await claiming
+    finally:
+        other.close()
+    assert await counts(outbox) == {("main", "pending"): 1}
+    assert [r.event_id for r in (await outbox.claim("main", 10)).rows] == ["e1"]
 
 
 async def test_a_row_without_its_event_json_becomes_a_dead_letter(

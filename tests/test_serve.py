@@ -16,6 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from gateway import server
+from gateway.config import parse_settings
 from gateway.server import GC_YOUNG_THRESHOLD, tune_gc
 
 from .conftest import PIXEL_A, destination_yaml, settings_yaml, wait_until
@@ -86,7 +88,6 @@ async def test_outbox_command_shows_what_would_be_sent(
 ) -> None:
     from gateway.__main__ import main
     from gateway.app import create_app
-    from gateway.config import parse_settings
 
     config = tmp_path / "config.yaml"
     config.write_text(settings_yaml(
@@ -249,6 +250,17 @@ async def test_several_workers_share_the_port_and_relay_each_event_once(
     assert workers_seen == {0, 1}
     assert sorted(e["event_id"] for e in events) == sorted(f"w{n}" for n in range(40))
     assert process.returncode == 0
+
+
+def test_serve_tunes_the_collector_once_start_up_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[web.Application] = []
+    monkeypatch.setattr(server.web, "run_app", lambda app, **options: served.append(app))
+    server.serve(parse_settings(settings_yaml(
+        tmp_path, destination_yaml("main", "http://127.0.0.1:9", pixel_id=PIXEL_A)), env={}))
+    [app] = served
+    assert app.on_startup[-1] is tune_gc  # after the contexts that build the long-lived parts
 
 
 async def test_start_up_objects_are_frozen_out_of_garbage_collection() -> None:

@@ -25,15 +25,16 @@ from ipaddress import ip_address
 
 from publicsuffixlist import PublicSuffixList
 
-__all__ = ["BROWSER_COOKIES", "MAX_AGE", "BrowserIds", "FirstPartyCookies", "browser_cookies"]
+__all__ = ["MAX_AGE", "BrowserIds", "FirstPartyCookies", "browser_cookies"]
 
 MAX_AGE = 90 * 24 * 3600
 MAX_FBCLID = 500
 _FBCLID = re.compile(r"[A-Za-z0-9_-]+")
 _FBCLID_PARAM = re.compile(r"[?&]fbclid=([^&]*)")
 _APPENDIX = re.compile(r"[A-Za-z0-9_-]+")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit also takes "²", which is no cookie
 _PSL = PublicSuffixList()
-BROWSER_COOKIES = ("_fbp", "_fbc")
+_BROWSER_COOKIES = ("_fbp", "_fbc")
 
 
 def browser_cookies(header: str | None) -> dict[str, str]:
@@ -51,7 +52,7 @@ def browser_cookies(header: str | None) -> dict[str, str]:
     for part in header.split(";"):
         name, equals, value = part.partition("=")
         name = name.strip()
-        if equals and name in BROWSER_COOKIES:
+        if equals and name in _BROWSER_COOKIES:
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
@@ -79,7 +80,8 @@ def _parts(value: str | None) -> list[str] | None:
         return None
     # The payload (a random number, or an fbclid) must be cookie-safe: the value is written
     # into Set-Cookie as it is.
-    if not (parts[1].isdigit() and parts[2].isdigit() and _FBCLID.fullmatch(parts[3])):
+    if not (_DIGITS.fullmatch(parts[1]) and _DIGITS.fullmatch(parts[2])
+            and _FBCLID.fullmatch(parts[3])):
         return None
     if len(parts) == 5 and not _APPENDIX.fullmatch(parts[4]):
         return None

@@ -24,11 +24,11 @@ from functools import lru_cache
 
 from multidict import CIMultiDictProxy
 
-__all__ = ["COMMON_CLIENT_HEADERS", "IPAddress", "TrustedProxies", "parse_ip", "truncate_ip"]
+__all__ = ["IPAddress", "TrustedProxies", "parse_ip", "truncate_ip"]
 
 # Headers proxies and CDNs add to name the client (read only when configured).
-COMMON_CLIENT_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "CF-Connecting-IP",
-                         "True-Client-IP", "Fastly-Client-IP")
+_COMMON_CLIENT_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "CF-Connecting-IP",
+                          "True-Client-IP", "Fastly-Client-IP")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -87,7 +87,7 @@ class TrustedProxies:
         )
         self._headers = tuple(headers)
         self._chain = "Forwarded" if chain == "forwarded" else "X-Forwarded-For"
-        self._naming_headers = (*COMMON_CLIENT_HEADERS, *self._headers)
+        self._naming_headers = (*_COMMON_CLIENT_HEADERS, *self._headers)
         self._truncate = truncate
         # Results are cached by the exact header text: the same visitor and proxy chain
         # repeat across a session's hits, and ipaddress objects are slow to build.

@@ -80,9 +80,9 @@ def _browser_ids(request: web.Request, params: dict[str, str], now: float) -> Br
     return request.app[keys.COOKIES].resolve(
         host=proxies.host(peer, headers, request.host),
         secure=proxies.scheme(peer, headers, request.scheme) == "https",
-        # Only the two first-party ids matter; a site's other cookies are not read or cleaned.
-        cookies={name: clean_text(value) or ""
-                 for name, value in browser_cookies(request.headers.get(hdrs.COOKIE)).items()},
+        # Only the two first-party ids matter; a site's other cookies are not even parsed.
+        # (Their values need no cleaning: only ASCII fb.N.N.x values are ever kept.)
+        cookies=browser_cookies(request.headers.get(hdrs.COOKIE)),
         params=params,
         now_ms=int(now * 1000),
     )

@@ -16,12 +16,14 @@ period; dead letters stay until replayed or deleted by a person.
 
 from __future__ import annotations
 
-__all__ = ["DEAD_REASONS", "FINISHED", "FINISHED_STATES", "SCHEMA", "SCHEMA_VERSION"]
+__all__ = ["DEAD_REASONS", "FINISHED", "FINISHED_STATES", "QUEUED", "SCHEMA", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 FINISHED_STATES = ("delivered", "dry_run", "duplicate", "unrouted", "invalid")
-# The condition of the finished-rows index, written the same wherever it must match it.
+# The conditions of the partial indexes, written the same wherever a query must match them
+# for SQLite to use the index.
 FINISHED = "state IN (" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
+QUEUED = "state IN ('pending', 'inflight')"
 DEAD_REASONS = ("invalid", "expired", "token_revoked")
 
 SCHEMA = f"""
@@ -57,7 +59,7 @@ CREATE TRIGGER IF NOT EXISTS outbox_payload_gone AFTER DELETE ON outbox BEGIN
     DELETE FROM payloads WHERE id = OLD.id;
 END;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, available_at)
-    WHERE state IN ('pending', 'inflight');
+    WHERE {QUEUED};
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (updated_at)
     WHERE {FINISHED};
 CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination, reason) WHERE state = 'dead';

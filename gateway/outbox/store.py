@@ -28,7 +28,7 @@ import orjson
 from ..errors import OutboxUnavailable
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
-from .schema import SCHEMA, SCHEMA_VERSION
+from .schema import QUEUED, SCHEMA, SCHEMA_VERSION
 from .sqlthread import SqliteThread
 
 __all__ = ["Claim", "ClaimedRow", "Outbox", "OutboxEntry"]
@@ -43,11 +43,11 @@ INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, even
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _LAST_ID = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
-_CLAIM = """
+_CLAIM = f"""
 UPDATE outbox SET state = 'inflight', available_at = ?, updated_at = ?
 WHERE id IN (
     SELECT id FROM outbox
-    WHERE destination = ? AND state IN ('pending', 'inflight') AND available_at <= ?
+    WHERE destination = ? AND {QUEUED} AND available_at <= ?
     ORDER BY available_at LIMIT ?
 )
 RETURNING id, pixel_id, test_event_code, event_name, event_id, attempts, available_at,
@@ -61,6 +61,10 @@ _IDS = "id IN (SELECT value FROM json_each(?))"
 # have been re-claimed by another attempt) cannot overwrite a newer outcome.
 _FENCE = (" WHERE state = 'inflight' AND available_at = :lease"
           " AND id IN (SELECT value FROM json_each(:ids))")
+_DEAD = "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, last_error = ? WHERE "
+_EXPIRED_ERROR = "past Meta's time window for this event"
+
+
 async def _connect_reader(path: Path) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path)
     try:
@@ -74,11 +78,6 @@ async def _connect_reader(path: Path) -> aiosqlite.Connection:
 def _create_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-
-def _take_write_lock(conn: sqlite3.Connection) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    conn.rollback()
 
 
 def _lease(row: ClaimedRow) -> float:
@@ -327,21 +326,15 @@ class Outbox(OutboxQueries):
             rows = sorted(raw.fetchall(), key=lambda row: row[0])
             expired = [row for row in rows if row[7] < now]
             if expired:
-                conn.execute(
-                    "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, "
-                    "last_error = 'past Meta''s time window for this event' WHERE " + _IDS,
-                    ("expired", now, _ids([row[0] for row in expired])),
-                )
+                conn.execute(_DEAD + _IDS, ("expired", now, _EXPIRED_ERROR,
+                                            _ids([row[0] for row in expired])))
             live = [row for row in rows if row[7] >= now]
             # Only a hand-edited or damaged file lacks an event's JSON; such a row must not
             # hold back every batch it lands in.
             broken = [row[0] for row in live if row[9] is None]
             if broken:
-                conn.execute(
-                    "UPDATE outbox SET state = 'dead', reason = 'invalid', updated_at = ?, "
-                    "last_error = 'the event JSON is missing from the payloads table' WHERE "
-                    + _IDS, (now, _ids(broken)),
-                )
+                conn.execute(_DEAD + _IDS, ("invalid", now, "the event JSON is missing from the "
+                                            "payloads table", _ids(broken)))
                 live = [row for row in live if row[9] is not None]
             duplicates = set_aside_duplicates(conn, destination, live, now, dedup_seconds)
             return Claim(
@@ -349,7 +342,16 @@ class Outbox(OutboxQueries):
                 expired=len(expired), duplicates=len(duplicates), broken=len(broken),
             )
 
-        return await self.write(claim, relaxed=True)
+        call = asyncio.ensure_future(self.write(claim, relaxed=True))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The transaction runs to its end (see write): committed for a caller that is gone,
+            # it would keep its rows leased and unsent until the lease runs out. Give them back.
+            await asyncio.wait([call])
+            if not call.cancelled() and call.exception() is None:
+                await self.release(call.result().rows)
+            raise
 
     async def finish(self, rows: Sequence[ClaimedRow], state: str = "delivered") -> int:
         """Mark claimed rows delivered (or dry_run); return how many were still ours."""
@@ -403,10 +405,8 @@ class Outbox(OutboxQueries):
 
         def expire(conn: sqlite3.Connection) -> int:
             return conn.execute(
-                "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, "
-                "last_error = 'past Meta''s time window for this event' "
-                "WHERE destination = ? AND state IN ('pending', 'inflight') AND expires_at < ?",
-                (reason, now, destination, now),
+                _DEAD + f"destination = ? AND {QUEUED} AND expires_at < ?",
+                (reason, now, _EXPIRED_ERROR, destination, now),
             ).rowcount
 
         return await self.write(expire, relaxed=True)  # a sweep lost to a power cut reruns
@@ -414,8 +414,7 @@ class Outbox(OutboxQueries):
     async def writable(self) -> bool:
         """True when a write transaction can be taken now (readiness)."""
         try:
-            async with self._lock:
-                await self._db.run(_take_write_lock)
+            await self.write(lambda conn: None)  # BEGIN IMMEDIATE takes the write lock
         except Exception as exc:
             log.warning("outbox is not writable: %s", exc)
             return False

@@ -211,16 +211,22 @@ class RelayWorker:
                       task.exception())
 
     async def _idle(self, wakeup: asyncio.Event) -> None:
-        """Sleep until new rows arrive or the next retry falls due; then linger for a batch."""
-        due = await self._outbox.next_due(self.name)
-        timeout = self._idle_poll if due is None else min(
-            self._idle_poll, max(0.0, due - self._clock())
-        )
-        try:
-            await asyncio.wait_for(wakeup.wait(), timeout)
-        except TimeoutError:
+        """Sleep until new rows arrive or the next retry falls due; then linger for a batch.
+
+        While waiting it only reads when rows fall due (a read never takes the write lock that
+        ingest, and with `serve --workers N` other processes, commit under); a claim, which
+        does, follows only once something is due."""
+        while not self._stopping.is_set():
+            due = await self._outbox.next_due(self.name)
+            wait = self._idle_poll if due is None else due - self._clock()
+            if wait <= 0:
+                return  # a retry fell due, or another process committed rows
+            try:
+                await asyncio.wait_for(wakeup.wait(), min(wait, self._idle_poll))
+            except TimeoutError:
+                continue
+            await self._linger()
             return
-        await self._linger()
 
     async def _linger(self) -> None:
         if self.settings.linger_ms > 0:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Callable, Collection
 from typing import Any
 
-from ..validate import ACTION_SOURCES, CURRENCY, MAX_EVENT_NAME
+from ..validate import ACTION_SOURCES, CURRENCY, MAX_EVENT_NAME, URL
 from ..yamlsource import KeyPath
 from .fields import Subject
 from .problems import Scope, did_you_mean, show
@@ -32,7 +31,6 @@ STANDARD_EVENTS = (
 )
 SET_TARGETS = ("event_name", "event_source_url", "action_source", "custom_data.<key>")
 REMOVE_TARGETS = ("custom_data.<key>", "user_data.<key>", "event_source_url", "referrer_url")
-_URL = re.compile(r"https?://[^\s/?#]+[^\s]*")
 _NUMBER_KEYS = ("value", "predicted_ltv", "net_revenue")
 
 
@@ -136,7 +134,7 @@ def _set_value_problem(target: str, value: Any) -> str | None:
     if target == "event_name":
         return event_name_problem(value)
     if target == "event_source_url":
-        if isinstance(value, str) and _URL.fullmatch(value):
+        if isinstance(value, str) and URL.fullmatch(value):
             return None
         return f"event_source_url is an http(s) address, got {show(value)}"
     if target == "action_source":

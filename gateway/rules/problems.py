@@ -48,7 +48,6 @@ class Scope:
         return len(self.sink)
 
 
-
 def written(scope: Scope, path: KeyPath, value: Any) -> str:
     """`value` as the person typed it (`0123`, `NO`), or its plain text form."""
     return scope.marks.written(path, value)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..model import PIXEL_ID
 from ..yamlsource import KeyPath
 from .fields import resolve_field
 from .loader import read_yaml_file
@@ -165,7 +166,7 @@ class _Reader:
         if "source" in node and context.get("source") not in ("browser", "server"):
             scope.error((*path, "source"), "R064", "source is browser or server, got "
                         + show(node["source"]))
-        if "pixel_id" in node and not str(context.get("pixel_id", "")).isdigit():
+        if "pixel_id" in node and not PIXEL_ID.fullmatch(str(context.get("pixel_id", ""))):
             scope.error((*path, "pixel_id"), "R064", "pixel_id is the pixel's numeric id, got "
                         + show(node["pixel_id"]))
         geo = node.get("geo")

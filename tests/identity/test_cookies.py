@@ -122,6 +122,7 @@ def test_disabled_cookies_still_give_the_event_its_ids() -> None:
 @pytest.mark.parametrize("value", [
     "fb.1.1700000000000.123;Domain=evil.example", "fb.1.1700000000000.1 2",
     'fb.1.1700000000000."x"', "fb.1.17000x.123", "fb.1.1700000000000.123.bad;",
+    "fb.1.²³.123",  # digits to str.isdigit, not to a cookie
 ])
 def test_values_that_are_not_cookie_safe_are_replaced(value: str) -> None:
     ids = resolve(jar={"_fbp": value, "_fbc": value}, fbp=value, fbc=value)

@@ -10,6 +10,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -514,11 +515,9 @@ async def test_a_request_whose_events_are_all_refused_is_an_error(
 async def test_backpressure_is_a_graph_shaped_503(
     start_server: ServerFactory, settings: Settings
 ) -> None:
-    client = await start_server(settings)
-    backpressure = client.server.app[keys.BACKPRESSURE]
-    # A bound of zero rows: every check, including the background one, says "full".
-    backpressure._max_rows = 0
-    await backpressure.check()
+    # A bound of zero rows: the start-up check, and every later one, says "full".
+    client = await start_server(replace(settings, storage=replace(settings.storage,
+                                                                  max_queue_rows=0)))
     response = await client.post(f"/v26.0/{PIXEL_A}/events",
                                  json={"data": [event()], "access_token": KEY})
     assert response.status == 503

@@ -299,6 +299,9 @@ async def test_replay_over_http_takes_ids_and_refuses_unknown_filters(
     misspelt = await client.post("/dead-letters/replay", params={"ids": str(first)})
     assert misspelt.status == 400 and "'ids'" in (await misspelt.json())["error"]
     assert (await client.post("/dead-letters/replay", params={"id": "x"})).status == 400
+    too_big = {"id": "9" * 20}  # beyond SQLite's integers: a 400, not a 500
+    assert (await client.post("/dead-letters/replay", params=too_big)).status == 400
+    assert (await client.get("/dead-letters", params=too_big)).status == 400
     assert [r["state"] for r in rows(settings)] == ["dead", "dead"]  # nothing replayed
     replayed = await client.post("/dead-letters/replay", params={"id": str(first)})
     assert await replayed.json() == {"replayed": 1}
@@ -434,3 +437,25 @@ async def test_a_reload_in_a_worker_that_does_not_relay_keeps_routing(
     assert (await hit(client, PIXEL_B, eid="b1")).status == 200  # the reloaded `accepts`
     assert [(row["destination"], row["state"]) for row in rows(client.app[keys.SETTINGS])] == [
         ("main", "pending"), ("main", "pending")]
+
+
+async def test_a_destination_left_out_of_a_reload_keeps_its_running_settings(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    # Removing a destination needs a restart; until then it must run as it was last applied,
+    # not fall back to its start-up settings (here: an old token already rotated away).
+    config = tmp_path / "config.yaml"
+    main = destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)
+    other = destination_yaml("other", fake_graph.url, pixel_id=PIXEL_B)
+    config.write_text(settings_yaml(tmp_path, main, other))
+    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    config.write_text(settings_yaml(tmp_path, main.replace("TEST-TOKEN-main", "NEW-TOKEN"),
+                                    other))
+    assert await client.app[keys.RELOADER].reload()
+    config.write_text(settings_yaml(tmp_path, other))
+    assert await client.app[keys.RELOADER].reload()
+    [worker] = [w for w in client.app[keys.WORKERS] if w.name == "main"]
+    assert worker.settings.access_token == "NEW-TOKEN"
+    assert (await hit(client, PIXEL_A, eid="a1")).status == 200
+    [request] = await fake_graph.wait_for_requests(1)
+    assert request.query == {"access_token": "NEW-TOKEN"}
