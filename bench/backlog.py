@@ -82,6 +82,9 @@ def run_refusing_graph(port: int) -> None:
 # ---------------------------------------------------------------- config and outbox
 
 
+SKIPPED_RULES = (ingest.ROUTE_RULES,)  # they route to a second destination this bench has not
+
+
 def write_config(folder: Path, port: int, graph_port: int) -> Path:
     """bench/ingest.py's config with one destination whose token the fake Graph refuses."""
     return ingest.write_config(
@@ -92,7 +95,7 @@ def write_config(folder: Path, port: int, graph_port: int) -> Path:
     access_token: BENCH-REVOKED-TOKEN
     graph_url: http://127.0.0.1:{graph_port}
 """,
-        skip_rules=(ingest.ROUTE_RULES,),  # routes to a second destination this bench has not
+        skip_rules=SKIPPED_RULES,
     )
 
 
@@ -378,7 +381,7 @@ def bench(args: argparse.Namespace, folder: Path, graph_process: ingest.Processe
     print(ingest.machine_info())
     print(f"cores: gateway on {servers}, load generator + fake Graph + this script on {cpus}"
           f"{note}")
-    rules = ingest.rule_count((ingest.ROUTE_RULES,))
+    rules = ingest.rule_count(SKIPPED_RULES)
     print(f"config: geo {ingest.GEO.name}; {rules} rules; 1 destination whose token the fake "
           f"Graph refuses (401, code 190); outbox synchronous=full on "
           f"{ingest.filesystem_of(folder)}; logging WARNING")
