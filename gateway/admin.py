@@ -69,7 +69,7 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append("outbox is not writable")
     problems += [
         f"relay worker for destination {w.name} is not running"
-        for w in request.app[keys.WORKERS] if not w.running
+        for w in request.app[keys.RELAYS] if not w.running
     ]
     if problems:
         return web.json_response({"status": "unavailable", "problems": problems}, status=503)
@@ -91,7 +91,7 @@ async def metrics(request: web.Request) -> web.Response:
         for decision, count in (("matched", matched), ("dropped", dropped), ("routed", routed)):
             metrics.rule_events.labels(rule, decision).set(count)
     metrics.rules_reload_failures.set(app[keys.RULES].failed_reloads)
-    for worker in app[keys.WORKERS]:
+    for worker in app[keys.RELAYS]:
         metrics.queue_depth.labels(worker.name).set(depth.get(worker.name, 0))
         created = oldest.get(worker.name)
         metrics.oldest_age.labels(worker.name).set(now - created if created else 0)
@@ -108,7 +108,7 @@ async def status(request: web.Request) -> web.Response:
     counts = await outbox.open_counts()
     oldest = await outbox.oldest_pending()
     destinations = []
-    for worker in app[keys.WORKERS]:
+    for worker in app[keys.RELAYS]:
         name = worker.name
         created = oldest.get(name)
         destinations.append({
@@ -122,7 +122,7 @@ async def status(request: web.Request) -> web.Response:
             "last_error": worker.last_error,
         })
     reloader, rules = app[keys.RELOADER], app[keys.RULES]
-    names = {w.name for w in app[keys.WORKERS]}
+    names = app[keys.LIVE].current.by_name
     _, relays = app[keys.WORKER]
     # Rows queued for a destination that is no longer configured wait forever: show them.
     orphaned = {dest: n for (dest, state), n in counts.items()

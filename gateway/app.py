@@ -22,7 +22,7 @@ from aiohttp import web
 from . import admin, keys, logsafety
 from .alerts import Alerts
 from .backpressure import Backpressure
-from .config import DestinationSettings, Settings
+from .config import Settings
 from .enrich import Enricher
 from .errors import HitError, OutboxFull, OutboxUnavailable
 from .identity.cookies import FirstPartyCookies
@@ -31,11 +31,12 @@ from .ingest.browser import handle_hit
 from .ingest.cors import add_cors
 from .ingest.server import add_server_routes
 from .ingest.snippet import add_snippet_routes
+from .live import Live
 from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
-from .relay.meta import DryRunSender, MetaCapiSender
-from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker, Sender
+from .relay.relays import Relays
+from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker
 from .reload import ConfigReloader
 from .rulesreload import LiveRules
 
@@ -64,6 +65,7 @@ def create_app(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
     app[keys.SETTINGS] = settings
+    app[keys.LIVE] = Live(settings)
     app[keys.CLOCK] = clock
     app[keys.WORKER] = (worker or 0, not worker)
     app[keys.SHARED] = worker is not None
@@ -127,7 +129,7 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
 async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load the marketers' rules and run their tests; a broken rule set stops start-up."""
     settings = app[keys.SETTINGS]
-    rules = LiveRules(settings.rules_path, settings.destinations, app[keys.ENRICHER].enrich,
+    rules = LiveRules(settings.rules_path, app[keys.LIVE], app[keys.ENRICHER].enrich,
                       clock=app[keys.CLOCK])
     await rules.load()
     app[keys.RULES] = rules
@@ -150,7 +152,7 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     await backpressure.check()
     app[keys.BACKPRESSURE] = backpressure
     app[keys.PIPELINE] = Pipeline(
-        settings.destinations, outbox, app[keys.METRICS], app[keys.ENRICHER], app[keys.CLOCK],
+        app[keys.LIVE], outbox, app[keys.METRICS], app[keys.ENRICHER], app[keys.CLOCK],
         backpressure, app[keys.RULES],
     )
     yield
@@ -169,30 +171,25 @@ async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
-def make_sender(destination: DestinationSettings, session: aiohttp.ClientSession) -> Sender:
-    if destination.is_dry_run:
-        return DryRunSender(destination)
-    return MetaCapiSender(destination, session)
-
-
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One relay worker per live destination, in the relaying process only."""
     settings = app[keys.SETTINGS]
-    _, relays = app[keys.WORKER]
-    workers = [] if not relays else [
-        RelayWorker(
-            make_sender(destination, app[keys.HTTP_SESSION]), app[keys.OUTBOX],
-            app[keys.METRICS], app[keys.ALERTS],
-            dedup_seconds=settings.storage.dedup_hours * 3600, clock=app[keys.CLOCK],
+
+    def make_worker(name: str) -> RelayWorker:
+        return RelayWorker(
+            name, app[keys.LIVE], app[keys.OUTBOX], app[keys.HTTP_SESSION], app[keys.METRICS],
+            app[keys.ALERTS], dedup_seconds=settings.storage.dedup_hours * 3600,
+            clock=app[keys.CLOCK],
             idle_poll_seconds=SHARED_IDLE_POLL_SECONDS if app[keys.SHARED] else IDLE_POLL_SECONDS,
         )
-        for destination in settings.destinations
-    ]
-    for worker in workers:
-        worker.start()
-    app[keys.WORKERS] = workers
+
+    relays = Relays(app[keys.LIVE], make_worker)
+    _, relaying = app[keys.WORKER]
+    if relaying:
+        relays.start()
+    app[keys.RELAYS] = relays
     yield
-    budget = settings.server.shutdown_timeout * (1 - HANDLER_SHARE_OF_SHUTDOWN)
-    await asyncio.gather(*(w.stop(budget) for w in workers))
+    await relays.stop(settings.server.shutdown_timeout * (1 - HANDLER_SHARE_OF_SHUTDOWN))
 
 
 async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -248,39 +245,25 @@ async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def apply_settings(app: web.Application, old: Settings, new: Settings) -> None:
-    """Hot-apply what the running workers can take; name what needs a restart.
+    """Make a reloaded config live as far as it can be without a restart; name the rest.
 
-    Everything is compared with what is running (the pipeline's destinations, the start-up
-    settings), not with the previous file, so a second reload cannot drift from reality.
+    Destinations apply whole (added, removed, retyped or changed: the relay follows the live
+    snapshot), except that a live destination never turns into a dry run without a restart (an
+    emptied token, an unset variable or a typo, would mark its whole queue as sent). The other
+    sections are compared with what is running and reported if they differ.
     """
-    running = app[keys.SETTINGS]
-    by_name = {d.name: d for d in new.destinations}
+    live = app[keys.LIVE]
+    running = live.current.settings
     restart = [name for name in RESTART_SECTIONS if getattr(running, name) != getattr(new, name)]
-    # Every process routes (the pipeline); only the relaying one has workers to update.
-    current = {d.name: d for d in app[keys.PIPELINE].destinations}
     applied = []
-    for started in running.destinations:
-        # A destination the new file leaves out keeps running as it is (removing one needs a
-        # restart), never falls back to its start-up settings (an old, perhaps revoked token).
-        destination = by_name.get(started.name) or current[started.name]
-        if destination.max_in_flight != started.max_in_flight:
-            restart.append(f"destinations[{started.name}].max_in_flight")
-            destination = replace(destination, max_in_flight=started.max_in_flight)
-        if destination.is_dry_run and not current[started.name].is_dry_run:
-            # An emptied token (an unset variable, a typo) would mark the whole queue as
-            # dry_run: never switch a live destination off without a restart.
-            restart.append(f"destinations[{started.name}] (live to dry run)")
-            destination = current[started.name]
+    for destination in new.destinations:
+        current = live.current.by_name.get(destination.name)
+        if (current is not None and destination.is_dry_run
+                and not current.settings.is_dry_run):
+            restart.append(f"destinations[{destination.name}] (live to dry run)")
+            destination = current.settings
         applied.append(destination)
-    workers = {w.name: w for w in app[keys.WORKERS]}
-    for destination in applied:
-        worker = workers.get(destination.name)
-        if worker is not None and destination != worker.settings:
-            worker.use(make_sender(destination, app[keys.HTTP_SESSION]))
-    app[keys.PIPELINE].use_destinations(applied)
-    app[keys.RULES].use_destinations(applied)
-    if {d.name for d in running.destinations} != set(by_name):
-        restart.append("destinations (added or removed)")
+    live.swap(replace(running, destinations=tuple(applied)))
     if restart:
         log.warning("config changes that need a restart to apply: %s", ", ".join(restart))
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .configreader import Problems, Reader
+from .destinations import TYPES
 from .errors import ConfigError
 from .identity.proxies import PRESETS
 from .model import ACCESS_KEY_NAME, PIXEL_ID
@@ -44,7 +45,6 @@ __all__ = [
     "parse_settings",
 ]
 
-DESTINATION_TYPES = ("meta_capi",)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -267,6 +267,8 @@ def _destinations(top: Reader) -> tuple[DestinationSettings, ...]:
         if not r.ok:
             continue
         destination = _destination(r)
+        if destination is None:
+            continue
         if destination.name in seen:
             r.fail("name", "is used by another destination; names must be unique",
                    destination.name)
@@ -275,35 +277,33 @@ def _destinations(top: Reader) -> tuple[DestinationSettings, ...]:
     return tuple(result)
 
 
-def _destination(r: Reader) -> DestinationSettings:
-    pixel_id = r.string("pixel_id", "", pattern=f"({PIXEL_ID.pattern})?",
-                        hint="the pixel's numeric id (or empty: relay to the pixel each hit names)")
+def _destination(r: Reader) -> DestinationSettings | None:
+    """The envelope's keys, and the type's own through its `read_options`."""
+    name = r.string("name", pattern=r"[a-z0-9][a-z0-9_-]{0,62}",
+                    hint="lowercase letters, digits, '-' or '_' (e.g. main)")
+    kind = r.string("type", "meta_capi", choices=tuple(TYPES))
+    if kind not in TYPES:
+        return None  # its other keys mean nothing without a known type
+    destination_type = TYPES[kind]
+    options = destination_type.read_options(r)
+    limit = destination_type.max_batch_size
+    d = DestinationSettings(name=name, options=options)
     settings = DestinationSettings(
-        name=r.string("name", pattern=r"[a-z0-9][a-z0-9_-]{0,62}",
-                      hint="lowercase letters, digits, '-' or '_' (e.g. main)"),
-        type=r.string("type", "meta_capi", choices=DESTINATION_TYPES),
-        pixel_id=pixel_id,
-        access_token=r.string("access_token", "", secret=True,
-                              pattern=r"[A-Za-z0-9_|.-]*", hint="a Meta access token"),
-        graph_url=r.string("graph_url", "https://graph.facebook.com", pattern=r"https?://[^\s?#]+",
-                           hint="an http(s) base URL such as https://graph.facebook.com").rstrip("/"),
-        api_version=r.string("api_version", "v26.0", pattern=r"v[0-9]+\.[0-9]+",
-                             hint="a Graph API version such as v26.0"),
-        accepts=_accepts(r, pixel_id),
-        batch_size=r.number("batch_size", 1000, kind=int, low=1, high=1000,
-                            unit="events (Meta's limit is 1000)"),
-        max_in_flight=r.number("max_in_flight", 4, kind=int, low=1, high=64, unit="requests"),
-        linger_ms=r.number("linger_ms", 20.0, kind=float, low=0, high=60000, unit="ms"),
-        timeout=r.number("timeout", 1.5, kind=float, low=0.1, high=120, unit="seconds"),
-        retry_base_seconds=r.number("retry_base_seconds", 1.0, kind=float, low=0.01, high=3600,
-                                    unit="seconds"),
-        retry_max_seconds=r.number("retry_max_seconds", 300.0, kind=float, low=0.01, high=86400,
-                                   unit="seconds"),
-        test_event_code=r.string("test_event_code", "", pattern=r"[A-Za-z0-9_-]{0,64}",
-                                 hint="a code from Events Manager's Test events, e.g. TEST1234"),
-        partner_agent=r.string("partner_agent", "", pattern=r"[A-Za-z0-9_.:/ -]{0,64}",
-                               hint="a short name of the integration, e.g. tag-gateway"),
-        dry_run=r.boolean("dry_run", False),
+        name=name,
+        type=kind,
+        options=options,
+        accepts=_accepts(r, options.default_accepts),
+        batch_size=r.number("batch_size", limit, kind=int, low=1, high=limit,
+                            unit=f"events ({destination_type.vendor}'s limit is {limit})"),
+        max_in_flight=r.number("max_in_flight", d.max_in_flight, kind=int, low=1, high=64,
+                               unit="requests"),
+        linger_ms=r.number("linger_ms", d.linger_ms, kind=float, low=0, high=60000, unit="ms"),
+        timeout=r.number("timeout", d.timeout, kind=float, low=0.1, high=120, unit="seconds"),
+        retry_base_seconds=r.number("retry_base_seconds", d.retry_base_seconds, kind=float,
+                                    low=0.01, high=3600, unit="seconds"),
+        retry_max_seconds=r.number("retry_max_seconds", d.retry_max_seconds, kind=float,
+                                   low=0.01, high=86400, unit="seconds"),
+        dry_run=r.boolean("dry_run", d.dry_run),
     )
     if settings.retry_base_seconds > settings.retry_max_seconds:
         r.fail("retry_base_seconds", "must not exceed retry_max_seconds "
@@ -312,12 +312,13 @@ def _destination(r: Reader) -> DestinationSettings:
     return settings
 
 
-def _accepts(r: Reader, pixel_id: str) -> frozenset[str] | None:
-    """`accepts`: "*" or a list of pixel ids; absent = the destination's own pixel (or all)."""
+def _accepts(r: Reader, default: frozenset[str] | None) -> frozenset[str] | None:
+    """`accepts`: "*" or a list of pixel ids; absent = the type's default (a Meta
+    destination's own pixel, or all)."""
     raw = r.data.get("accepts")
     if raw is None:
         r.known.append("accepts")
-        return frozenset({pixel_id}) if pixel_id else None
+        return default
     if isinstance(raw, str):
         value = r.raw("accepts")
         if value == "*":

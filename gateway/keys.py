@@ -13,25 +13,42 @@ from .config import Settings
 from .enrich import Enricher
 from .identity.cookies import FirstPartyCookies
 from .identity.proxy import TrustedProxies
+from .live import Live
 from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
-from .relay.worker import RelayWorker
+from .relay.relays import Relays
 from .reload import ConfigReloader
 from .rulesreload import LiveRules
 
 __all__ = [
-    "ALERTS", "BACKPRESSURE", "CLOCK", "COOKIES", "ENRICHER", "HTTP_SESSION", "METRICS",
-    "OUTBOX", "PIPELINE", "PROXIES", "RELOADER", "RULES", "SETTINGS", "SHARED", "WORKER", "WORKERS",
+    "ALERTS",
+    "BACKPRESSURE",
+    "CLOCK",
+    "COOKIES",
+    "ENRICHER",
+    "HTTP_SESSION",
+    "LIVE",
+    "METRICS",
+    "OUTBOX",
+    "PIPELINE",
+    "PROXIES",
+    "RELAYS",
+    "RELOADER",
+    "RULES",
+    "SETTINGS",
+    "SHARED",
+    "WORKER",
 ]
 
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey("settings", Settings)  # as started (see LIVE for what is in force)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 METRICS = web.AppKey("metrics", Metrics)
 OUTBOX = web.AppKey("outbox", Outbox)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
-WORKERS = web.AppKey("workers", list[RelayWorker])
+LIVE = web.AppKey("live", Live)  # the settings and destinations in force (swapped on reload)
+RELAYS = web.AppKey("relays", Relays)  # this process's relay workers (none unless it relays)
 PROXIES = web.AppKey("proxies", TrustedProxies)
 COOKIES = web.AppKey("cookies", FirstPartyCookies)
 ENRICHER = web.AppKey("enricher", Enricher)

@@ -1,31 +1,35 @@
 """From an accepted Event to committed outbox rows, in data-flow order:
-enrich (UA, geo) and hash user_data -> rules -> validate -> route -> durable commit.
+enrich (UA, geo) and hash user_data -> rules -> route -> validate per destination -> commit.
 
 Rules run before validation because they change what is valid (renaming an event to Purchase
-makes value and currency required). An event a rule drops is counted and goes nowhere. One that
-fails validation is not relayed but kept: an `invalid` row with its reasons. One that no
-destination takes (no destination accepts its pixel, or routing rules that share no name) is
-kept as an `unrouted` row. Every row records the hash of the rule set that decided it.
+makes value and currency required). An event a rule drops is counted and goes nowhere. Each
+destination the event is routed to validates it by its type's rules (an event Meta would
+refuse can still go to a destination of another type). One that every routed destination
+refuses is not relayed but kept: an `invalid` row with the reasons. One that no destination
+takes (no destination accepts its pixel, or routing rules that share no name) is kept as an
+`unrouted` row, unless the configured types would all refuse it anyway (then `invalid`). Every
+row records the hash of the rule set that decided it. One live snapshot of the destinations is
+read per event, at `prepare`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import orjson
 
 from .backpressure import Backpressure
-from .config import DestinationSettings
+from .destinations import Destination
 from .enrich import Enricher
 from .errors import HitError, OutboxFull
+from .live import Live
 from .model import Event
 from .observe import Metrics
 from .outbox import Outbox, OutboxEntry
 from .rulesreload import LiveRules
-from .validate import expiry, validate_event
 
-__all__ = ["Pipeline", "Submission"]
+__all__ = ["Pipeline", "Route", "Submission"]
 
 
 @dataclass
@@ -38,6 +42,16 @@ class Submission:
     dropped_by: str | None = None  # the rule that dropped it
 
 
+@dataclass(slots=True)
+class Route:
+    """Where a prepared event goes: the destinations that take it, and why the others
+    refuse it."""
+
+    destinations: list[Destination]
+    refused: list[tuple[Destination, list[str]]]
+    reasons: list[str]  # why it goes nowhere: every destination that could take it refuses it
+
+
 def _whole(value: object) -> int:
     """event_time as stored in its own column; 0 when an invalid event has none usable."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -48,7 +62,7 @@ def _whole(value: object) -> int:
 class Pipeline:
     def __init__(
         self,
-        destinations: Sequence[DestinationSettings],
+        live: Live,
         outbox: Outbox,
         metrics: Metrics,
         enricher: Enricher,
@@ -56,29 +70,13 @@ class Pipeline:
         backpressure: Backpressure | None = None,
         rules: LiveRules | None = None,
     ) -> None:
+        self._live = live
         self._rules = rules
-        self._destinations = tuple(destinations)
         self._backpressure = backpressure
         self._outbox = outbox
         self._metrics = metrics
         self._enricher = enricher
         self._clock = clock
-
-    @property
-    def destinations(self) -> tuple[DestinationSettings, ...]:
-        return self._destinations
-
-    def use_destinations(self, destinations: Sequence[DestinationSettings]) -> None:
-        """New settings for the same destinations (config reload)."""
-        self._destinations = tuple(destinations)
-
-    def route(self, event: Event) -> list[DestinationSettings]:
-        """The destinations the rules routed it to, else every one accepting its pixel."""
-        decision = event.context.decision
-        if decision is not None:
-            return decision.select(self._destinations, event.context.pixel_id)
-        pixel_id = event.context.pixel_id
-        return [d for d in self._destinations if d.accepts_pixel(pixel_id)]
 
     def check_room(self) -> None:
         """OutboxFull while backpressure holds: callers with costly work ahead check first."""
@@ -86,16 +84,45 @@ class Pipeline:
             raise OutboxFull(self._backpressure.reason)
 
     def prepare(self, event: Event) -> list[str]:
-        """Enrich the event, hash its user_data and apply the rules; return Meta's reasons to
-        refuse it (none for an event the rules dropped: it goes nowhere anyway)."""
+        """Enrich the event, hash its user_data, apply the rules and route it; return the
+        reasons it is refused as a whole (none for an event the rules dropped: it goes nowhere
+        anyway)."""
         self._enricher.enrich(event)
+        context = event.context
         if self._rules is not None:
             rule_set = self._rules.current  # read once: a reload never splits an event
-            event.context.decision = rule_set.apply(event, self._rules.stats)
-            event.context.rule_set = rule_set.hash
-            if event.context.decision.dropped:
+            context.decision = rule_set.apply(event, self._rules.stats)
+            context.rule_set = rule_set.hash
+            if context.decision.dropped:
                 return []
-        return validate_event(event.data, self._clock())
+        route = context.route = self._route(event)
+        return route.reasons
+
+    def _route(self, event: Event) -> Route:
+        """The destinations the rules routed it to, else every one accepting its pixel; each
+        validates the event by its type (once per type)."""
+        configured = self._live.current.destinations
+        pixel_id = event.context.pixel_id
+        decision = event.context.decision
+        if decision is not None:
+            candidates = decision.select(configured, pixel_id)
+        else:
+            candidates = [d for d in configured if d.accepts_pixel(pixel_id)]
+        now = self._clock()
+        verdicts: dict[str, list[str]] = {}
+        taken: list[Destination] = []
+        refused: list[tuple[Destination, list[str]]] = []
+        # With no candidate, the configured types still say whether it is valid at all.
+        for destination in candidates or configured:
+            kind = destination.settings.type
+            reasons = verdicts.get(kind)
+            if reasons is None:
+                reasons = verdicts[kind] = destination.validate(event.data, now)
+            if candidates:
+                (refused.append((destination, reasons)) if reasons else taken.append(destination))
+        valid = not verdicts or any(not reasons for reasons in verdicts.values())
+        whole = [] if taken or valid else _union(verdicts.values())
+        return Route(taken, refused, whole)
 
     async def submit(self, event: Event) -> Submission:
         """Prepare and commit one event; HitError if it cannot even be stored."""
@@ -105,18 +132,19 @@ class Pipeline:
         return submission
 
     async def submit_many(
-        self, events: Sequence[Event], reasons: Sequence[list[str]] | None = None
+        self, events: Sequence[Event], prepared: bool = False
     ) -> list[Submission]:
         """Commit the rows of several events in one go; say what happened to each.
 
-        `reasons`: what `prepare` returned for each event, when the caller already prepared
-        them (server ingress checks a whole request before committing any of it)."""
+        `prepared`: the caller already ran `prepare` on each event (server ingress checks a
+        whole request before committing any of it)."""
         self.check_room()
         entries: list[OutboxEntry] = []
         submissions = []
-        for index, event in enumerate(events):
-            problems = reasons[index] if reasons is not None else self.prepare(event)
-            submission, rows = self._decide(event, problems)
+        for event in events:
+            if not prepared:
+                self.prepare(event)
+            submission, rows = self._decide(event)
             entries.extend(rows)
             submissions.append(submission)
         if entries:
@@ -125,8 +153,9 @@ class Pipeline:
             self._count(submission, event)
         return submissions
 
-    def _decide(self, event: Event, reasons: list[str]) -> tuple[Submission, list[OutboxEntry]]:
-        decision = event.context.decision
+    def _decide(self, event: Event) -> tuple[Submission, list[OutboxEntry]]:
+        context = event.context
+        decision = context.decision
         if decision is not None and decision.dropped:
             return Submission(dropped_by=decision.dropped_by), []
         try:
@@ -135,19 +164,24 @@ class Pipeline:
             # Integers beyond 64 bits or broken text deep in a value: refuse, do not crash.
             return Submission(unstorable="the event holds a value that cannot be sent as JSON "
                               "(an integer out of range or invalid text)"), []
-        if reasons:
-            note = "; ".join(reasons)
-            return Submission(invalid=reasons), [self._entry(event, payload, None, "invalid", note)]
-        destinations = self.route(event)
-        if not destinations:
+        route = context.route
+        if route is None:
+            raise RuntimeError("submit_many(prepared=True) with an event never prepared")
+        if route.reasons:
+            note = "; ".join(route.reasons)
+            return (Submission(invalid=route.reasons),
+                    [self._entry(event, payload, None, "invalid", note)])
+        if not route.destinations and not route.refused:
             # Kept, not silently dropped: a person can see which pixel ids arrive unconfigured.
-            note = f"no destination accepts pixel {event.context.pixel_id}"
+            note = f"no destination accepts pixel {context.pixel_id}"
             if decision is not None and decision.routed_nowhere:
                 note = "routing rules named no destination in common: " + ", ".join(
                     decision.matched)
             return Submission(), [self._entry(event, payload, None, "unrouted", note)]
-        return (Submission(destinations=[d.name for d in destinations]),
-                [self._entry(event, payload, d) for d in destinations])
+        rows = [self._entry(event, payload, d) for d in route.destinations]
+        rows += [self._entry(event, payload, d, "invalid", "; ".join(reasons))
+                 for d, reasons in route.refused]
+        return Submission(destinations=[d.name for d in route.destinations]), rows
 
     def _count(self, submission: Submission, event: Event) -> None:
         if submission.dropped_by:
@@ -164,23 +198,35 @@ class Pipeline:
     def _entry(
         event: Event,
         payload: bytes,
-        destination: DestinationSettings | None,
+        destination: Destination | None,
         state: str = "pending",
         note: str | None = None,
     ) -> OutboxEntry:
         context = event.context
+        if destination is None:
+            pixel_id, test_event_code = context.pixel_id, context.test_event_code
+        else:
+            pixel_id, test_event_code = destination.address(context)
         return OutboxEntry(
             destination=destination.name if destination else "",
-            pixel_id=(destination.pixel_id if destination else "") or context.pixel_id,
-            test_event_code=context.test_event_code
-            or (destination.test_event_code if destination else ""),
+            pixel_id=pixel_id,
+            test_event_code=test_event_code,
             event_name=str(event.data.get("event_name", "")),
             event_id=str(event.data.get("event_id", "")),
             event_time=_whole(event.data.get("event_time")),
-            expires_at=expiry(event.data),
+            expires_at=destination.expires(event.data) if destination else 0.0,
             payload=payload,
             state=state,
             note=note,
             request_fields=context.request_fields,
             rule_set=context.rule_set,
         )
+
+
+def _union(groups: Iterable[list[str]]) -> list[str]:
+    """Every reason once, in the order first given."""
+    seen: dict[str, None] = {}
+    for reasons in groups:
+        for reason in reasons:
+            seen.setdefault(reason)
+    return list(seen)

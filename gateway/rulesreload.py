@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import DestinationSettings
+from .live import Live
 from .model import Event
 from .rules import RuleError, RuleSet, RuleStats, load_rule_set, run_rule_tests
+from .settings import DestinationSettings
 
 __all__ = ["LiveRules", "build_rule_set"]
 
@@ -57,13 +58,13 @@ class LiveRules:
     def __init__(
         self,
         path: Path,
-        destinations: Sequence[DestinationSettings],
+        live: Live,
         prepare: Callable[[Event], None],
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
-        self._destinations = tuple(destinations)
+        self._live = live
         self._prepare = prepare
         self._clock = clock
         self.current = RuleSet()
@@ -74,17 +75,15 @@ class LiveRules:
         self._stamps: dict[str, tuple[int, int]] = {}
         self._lock = asyncio.Lock()
 
-    def use_destinations(self, destinations: Sequence[DestinationSettings]) -> None:
-        """The destinations a config reload applied: the next rules reload runs its tests
-        (expected destinations) against them."""
-        self._destinations = tuple(destinations)
+    def _build(self) -> RuleSet:
+        """A new set, tested against the destinations in force (the live snapshot's)."""
+        return build_rule_set(self.path, self._live.current.settings.destinations, self._prepare)
 
     async def load(self) -> None:
         """The first load: a rule set that does not load or pass its tests stops start-up."""
         self._stamps = _stamps(self.path)
         self.current = await asyncio.get_running_loop().run_in_executor(
-            None, build_rule_set, self.path, self._destinations, self._prepare
-        )
+            None, self._build)
         self.loaded_at = self._clock()
         log.info("rules: %d loaded from %s (rule set %s)", len(self.current.rules), self.path,
                  self.current.hash)
@@ -95,8 +94,7 @@ class LiveRules:
             self._stamps = _stamps(self.path)
             try:
                 new = await asyncio.get_running_loop().run_in_executor(
-                    None, build_rule_set, self.path, self._destinations, self._prepare
-                )
+                    None, self._build)
             except RuleError as exc:
                 self.last_error = "\n".join(exc.problems)
                 self.failed_reloads += 1

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .app import HANDLER_SHARE_OF_SHUTDOWN, create_app
 from .config import Settings
+from .live import Snapshot
 
 __all__ = ["describe", "serve", "tune_gc"]
 
@@ -38,16 +39,15 @@ def configure_logging(level: str) -> None:
 
 
 def describe(settings: Settings) -> list[str]:
-    """One line per destination saying where its events go (no token)."""
+    """One line per destination saying where its events go (no secrets)."""
     lines = []
-    for d in settings.destinations:
-        target = f"pixel {d.pixel_id}" if d.pixel_id else "the pixel each hit names"
+    for destination in Snapshot.of(settings).destinations:
+        d = destination.settings
         accepts = "all pixel ids" if d.accepts is None else ", ".join(sorted(d.accepts))
-        if d.is_dry_run:
-            mode = "DRY RUN (" + ("dry_run: true" if d.dry_run else "no access_token") + ")"
-        else:
-            mode = f"live via {d.graph_url}/{d.api_version}"
-        lines.append(f"destination {d.name}: {mode}; accepts {accepts}; sends to {target}")
+        mode = (f"DRY RUN ({d.dry_run_reason})" if d.is_dry_run
+                else f"live via {destination.endpoint}")
+        lines.append(f"destination {d.name}: {mode}; accepts {accepts}; sends to "
+                     f"{destination.target}")
     return lines
 
 

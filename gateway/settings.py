@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .destinations import DestinationOptions
 
 __all__ = [
     "AccessKey",
@@ -64,29 +68,28 @@ class CookieSettings:
 
 @dataclass(frozen=True)
 class DestinationSettings:
-    """One upstream: a Meta pixel (or, with no pixel_id, whichever pixel each hit names)."""
+    """The envelope every destination has, whatever its type, plus the type's own options."""
 
     name: str
+    options: DestinationOptions  # the type's (destinations/<type>)
     type: str = "meta_capi"
-    pixel_id: str = ""
-    access_token: str = field(default="", repr=False)
-    graph_url: str = "https://graph.facebook.com"
-    api_version: str = "v26.0"
-    accepts: frozenset[str] | None = None  # None = every pixel id
-    batch_size: int = 1000
+    accepts: frozenset[str] | None = None  # incoming pixel ids it receives; None = every one
+    batch_size: int = 1000  # at most the type's limit per request
     max_in_flight: int = 4
     linger_ms: float = 20.0
     timeout: float = 1.5
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 300.0
-    test_event_code: str = ""
-    partner_agent: str = ""  # identifies the integration to Meta (sent with every batch)
     dry_run: bool = False
 
     @property
     def is_dry_run(self) -> bool:
-        """No token (or dry_run: true): record what would be sent, send nothing."""
-        return self.dry_run or not self.access_token
+        """No credentials (or dry_run: true): record what would be sent, send nothing."""
+        return self.dry_run or bool(self.options.missing_credentials)
+
+    @property
+    def dry_run_reason(self) -> str:
+        return "dry_run: true" if self.dry_run else self.options.missing_credentials
 
     def accepts_pixel(self, pixel_id: str) -> bool:
         return self.accepts is None or pixel_id in self.accepts

@@ -33,7 +33,7 @@ def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
 def test_the_shipped_config_is_valid_with_an_empty_environment() -> None:
     settings = load_settings(REPO / "config.yaml", env={})
     [main] = settings.destinations
-    assert main.is_dry_run and main.pixel_id == "" and main.accepts is None
+    assert main.is_dry_run and main.options.pixel_id == "" and main.accepts is None
     assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
     assert settings.storage.path == REPO / "var" / "gateway.db"
 
@@ -45,7 +45,7 @@ def test_environment_fills_in_a_live_destination() -> None:
     })
     [main] = settings.destinations
     assert not main.is_dry_run
-    assert main.pixel_id == "987654321" and main.accepts == frozenset({"987654321"})
+    assert main.options.pixel_id == "987654321" and main.accepts == frozenset({"987654321"})
     assert settings.server.port == 9090
     assert settings.storage.path == Path("/data/gw.db")
 
@@ -55,7 +55,7 @@ def test_env_expansion_forms() -> None:
         GOOD.replace('"${TOKEN:-}"', '"${TOKEN}"').replace("9000", '"${PORT:-9001}"'),
         env={"TOKEN": "EAAB-abc"},
     )
-    assert settings.destinations[0].access_token == "EAAB-abc"
+    assert settings.destinations[0].options.access_token == "EAAB-abc"
     assert settings.server.port == 9001
 
 
@@ -205,7 +205,7 @@ def test_unquoted_numbers_that_are_ids_keep_their_text() -> None:
     # YAML reads an unquoted 0123 as octal 83; a pixel id is text.
     settings = parse_settings(GOOD.replace(
         'pixel_id: "123"', "pixel_id: 0123\n    accepts: [0123, 0456]"), env={})
-    assert settings.destinations[0].pixel_id == "0123"
+    assert settings.destinations[0].options.pixel_id == "0123"
     assert settings.destinations[0].accepts == frozenset({"0123", "0456"})  # list items too
 
 

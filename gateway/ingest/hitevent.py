@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 
 from ..errors import HitError
-from ..model import PIXEL_ID, Context, Event
-from ..validate import MAX_EVENT_NAME
+from ..model import MAX_EVENT_NAME, PIXEL_ID, Context, Event
 
 __all__ = ["USER_DATA_KEYS", "build_hit_event"]
 
@@ -87,7 +86,7 @@ def build_hit_event(
     data.update(_data_processing_options(params))
 
     context = Context(
-        source="browser", pixel_id=pixel_id, received_at=now, ip=ip, user_agent=user_agent,
+        source="browser", pixel_id=pixel_id, ip=ip, user_agent=user_agent,
     )
     return Event(data=data, context=context)
 

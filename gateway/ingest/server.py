@@ -160,7 +160,6 @@ async def _commit(app: web.Application, state: ServerIngress, body: ServerBody,
     fields_json = request_fields(body.forwarded)
     events: list[Event] = []
     positions: list[int] = []
-    reasons: list[list[str]] = []
     rejected: list[Rejection] = []
     for index, data in enumerate(body.events):
         built = build_server_event(data, pixel_id=pixel_id, now=now, forwarded=body.forwarded,
@@ -173,12 +172,11 @@ async def _commit(app: web.Application, state: ServerIngress, body: ServerBody,
             rejected.append(Rejection(index, problems))
         events.append(built)
         positions.append(index)
-        reasons.append(problems)
     if rejected and (body.strict or len(rejected) == len(body.events)):
         if not body.strict and events:
-            await pipeline.submit_many(events, reasons)  # the `invalid` rows, for inspection
+            await pipeline.submit_many(events, prepared=True)  # the `invalid` rows, for inspection
         raise EventsRefused(rejected, strict=body.strict)
-    submissions = await pipeline.submit_many(events, reasons)
+    submissions = await pipeline.submit_many(events, prepared=True)
     warnings: list[str] = []
     for index, submission, event in zip(positions, submissions, events, strict=True):
         if submission.unstorable:

@@ -63,7 +63,7 @@ def build_server_event(
     if agent is not None and not isinstance(agent, str):
         return ["user_data.client_user_agent must be text"]
     context = Context(
-        source="server", pixel_id=pixel_id, received_at=now, ip=ip, user_agent=agent,
+        source="server", pixel_id=pixel_id, ip=ip, user_agent=agent,
         test_event_code=str(forwarded.get("test_event_code", "")),
         request_fields=fields_json,
     )

@@ -1,17 +1,22 @@
 """One relay worker per destination: claim due rows, send them in batches, record the outcome.
 
 A worker holds at most `max_in_flight` claims at once; each claim is split into one request per
-(pixel, test_event_code, other top-level fields) so every request shares its pixel, token,
-test code and fields such as partner_agent. Outcomes:
+batch key (the destination type's: for Meta, pixel, test_event_code and other top-level fields).
+The worker reads its destination from the live snapshot for every request, so a reload applies
+to the next one. What it does is the same for every type; the type's `send` classifies the
+answer:
 - transient failure (network, timeout, 5xx): the rows come back with exponential backoff and
   full jitter;
 - rate limit: the same, and the whole destination waits before its next request (`backoff`);
-- refused token (190, 102): the rows go back untried, the destination `paused` and an alert
-  raised; it resumes when its token changes (config reload). Rows that age out meanwhile become
-  dead letters with reason `token_revoked`;
-- invalid event (Meta refuses a whole request for one bad event): the batch is halved until the
-  refused events are alone; they become dead letters with Meta's message, the rest is delivered.
-Acknowledgements are shielded from cancellation and a shutdown gives unsent rows back.
+- refused credentials (Meta's codes 190, 102): the rows go back untried, the destination
+  `paused` and an alert raised; it resumes when its credentials change (config reload). Rows
+  that age out meanwhile become dead letters with reason `token_revoked`;
+- refused event (Meta refuses a whole request for one bad event): the batch is halved until the
+  refused events are alone; they become dead letters with the platform's message, the rest is
+  delivered.
+A destination without credentials (or `dry_run: true`) sends nothing: each batch is logged and
+its rows end as `dry_run`. Acknowledgements are shielded from cancellation and a shutdown gives
+unsent rows back.
 """
 
 from __future__ import annotations
@@ -23,16 +28,18 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from itertools import groupby
-from typing import Protocol
+
+import aiohttp
 
 from ..alerts import Alerts
-from ..config import DestinationSettings
+from ..destinations import TYPES, Destination
 from ..errors import Permanent, RateLimited, Retryable, TokenRejected
+from ..live import Live
 from ..observe import Metrics
 from ..outbox import ClaimedRow, Outbox
+from ..settings import DestinationSettings
 
-__all__ = ["IDLE_POLL_SECONDS", "SHARED_IDLE_POLL_SECONDS", "RelayWorker", "Sender",
-           "backoff_delay"]
+__all__ = ["IDLE_POLL_SECONDS", "SHARED_IDLE_POLL_SECONDS", "RelayWorker", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +51,9 @@ ERROR_PAUSE_SECONDS = 1.0
 EXPIRY_SWEEP_SECONDS = 60.0
 
 
-class Sender(Protocol):
-    settings: DestinationSettings
-    finished_state: str
-
-    async def send(
-        self, pixel_id: str, test_event_code: str, rows: Sequence[ClaimedRow]
-    ) -> None: ...
-
-
 def backoff_delay(attempts: int, base: float, cap: float, rng: Callable[[], float]) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempts)]."""
     return float(rng() * min(cap, base * 2.0 ** min(attempts, 32)))
-
-
-def _batch_key(row: ClaimedRow) -> tuple[str, str, str]:
-    return row.pixel_id, row.test_event_code, row.request_fields
 
 
 class RelayWorker:
@@ -67,8 +61,10 @@ class RelayWorker:
 
     def __init__(
         self,
-        sender: Sender,
+        name: str,
+        live: Live,
         outbox: Outbox,
+        session: aiohttp.ClientSession,
         metrics: Metrics,
         alerts: Alerts,
         *,
@@ -77,7 +73,10 @@ class RelayWorker:
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self._sender = sender
+        self.name = name
+        self._live = live
+        self._last = live.current.by_name[name]  # kept while stopping after a removal
+        self._session = session
         self._idle_poll = idle_poll_seconds
         self._outbox = outbox
         self._metrics = metrics
@@ -85,22 +84,28 @@ class RelayWorker:
         self._dedup_seconds = dedup_seconds
         self._clock = clock
         self._rng = rng
-        self._slots = asyncio.Semaphore(sender.settings.max_in_flight)
+        self.max_in_flight = self._last.settings.max_in_flight  # a change restarts the worker
+        self._slots = asyncio.Semaphore(self.max_in_flight)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._changed = asyncio.Event()  # state changed from outside (new token, stop)
         self._loop_task: asyncio.Task[None] | None = None
         self._backoff_until = 0.0
         self.paused_reason: str | None = None  # why the destination is paused (token refused)
+        self._paused_credentials: tuple[str, ...] = ()  # the ones refused
         self.last_error: str | None = None
 
     @property
-    def settings(self) -> DestinationSettings:
-        return self._sender.settings
+    def destination(self) -> Destination:
+        """The destination as the live snapshot has it now."""
+        current = self._live.current.by_name.get(self.name)
+        if current is not None:
+            self._last = current
+        return self._last
 
     @property
-    def name(self) -> str:
-        return self._sender.settings.name
+    def settings(self) -> DestinationSettings:
+        return self.destination.settings
 
     @property
     def running(self) -> bool:
@@ -115,12 +120,11 @@ class RelayWorker:
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
 
-    def use(self, sender: Sender) -> None:
-        """Switch to new settings (config reload); a new token lifts a token pause."""
-        old = self._sender.settings
-        self._sender = sender
-        if self.paused_reason is not None and sender.settings.access_token != old.access_token:
-            log.info("destination %s: access token changed; resuming delivery", self.name)
+    def notice(self) -> None:
+        """The live settings changed (config reload): new credentials lift a pause."""
+        if (self.paused_reason is not None
+                and self.destination.settings.options.credentials != self._paused_credentials):
+            log.info("destination %s: credentials changed; resuming delivery", self.name)
             self.paused_reason = None
         self._changed.set()
         self._outbox.wakeup(self.name).set()
@@ -255,9 +259,9 @@ class RelayWorker:
     async def _deliver(self, rows: list[ClaimedRow]) -> None:
         settled: set[int] = set()
         try:
-            for (pixel_id, code, _), group in groupby(sorted(rows, key=_batch_key),
-                                                       key=_batch_key):
-                await self._send(pixel_id, code, list(group), settled)
+            key = self.destination.batch_key
+            for _, group in groupby(sorted(rows, key=key), key=key):
+                await self._send(list(group), settled)
         except asyncio.CancelledError:
             await asyncio.shield(self._outbox.release([r for r in rows if r.id not in settled]))
             raise
@@ -268,17 +272,21 @@ class RelayWorker:
         finally:
             self._slots.release()
 
-    async def _send(
-        self, pixel_id: str, code: str, rows: list[ClaimedRow], settled: set[int]
-    ) -> None:
-        if self.paused_reason is not None:  # an earlier batch found the token refused
+    async def _send(self, rows: list[ClaimedRow], settled: set[int]) -> None:
+        if self.paused_reason is not None:  # an earlier batch found the credentials refused
             await asyncio.shield(self._outbox.release(rows))
             settled.update(row.id for row in rows)
             return
+        destination = self.destination  # a reload may swap it while this request is in flight
+        if destination.settings.is_dry_run:
+            log.info("dry run (%s): destination %s would %s", destination.settings.dry_run_reason,
+                     self.name, destination.describe_batch(rows))
+            await self._finish(rows, "dry_run")
+            settled.update(row.id for row in rows)
+            return
         started = time.perf_counter()
-        sender = self._sender  # a reload may swap it while this request is in flight
         try:
-            await sender.send(pixel_id, code, rows)
+            await destination.send(self._session, rows)
         except RateLimited as exc:
             self._backoff_until = max(self._backoff_until, self._clock() + exc.min_delay)
             await self._retry(rows, exc.reason, exc.min_delay, "rate_limited")
@@ -287,27 +295,27 @@ class RelayWorker:
         except TokenRejected as exc:
             await asyncio.shield(self._outbox.release(rows))
             self._count("token_rejected", rows)
-            if sender is self._sender:  # not an old token's late answer after a new token
-                self._token_refused(exc.reason)
-            else:
-                self._outbox.wakeup(self.name).set()  # send them again now, with the new token
+            credentials = destination.settings.options.credentials
+            if credentials == self.destination.settings.options.credentials:
+                self._token_refused(exc.reason, credentials)
+            else:  # old credentials' late answer: send them again now, with the new ones
+                self._outbox.wakeup(self.name).set()
         except Permanent as exc:
             if len(rows) > 1:
                 # Meta refuses a whole request for one bad event: halve until it is alone.
                 self._count("refused", rows)
                 middle = len(rows) // 2
-                await self._send(pixel_id, code, rows[:middle], settled)
-                await self._send(pixel_id, code, rows[middle:], settled)
+                await self._send(rows[:middle], settled)
+                await self._send(rows[middle:], settled)
                 return
             await self._dead_letter(rows, exc.reason, exc.fbtrace_id)
         else:
-            await self._finish(rows)
+            await self._finish(rows, "delivered")
         finally:
             self._metrics.latency.labels(self.name).observe(time.perf_counter() - started)
         settled.update(row.id for row in rows)
 
-    async def _finish(self, rows: list[ClaimedRow]) -> None:
-        state = self._sender.finished_state
+    async def _finish(self, rows: list[ClaimedRow], state: str) -> None:
         kept = await asyncio.shield(self._outbox.finish(rows, state))
         if kept < len(rows):
             log.warning("destination %s: %d delivered rows had been re-claimed after their lease "
@@ -325,15 +333,17 @@ class RelayWorker:
         self._metrics.dead_letters.labels(self.name, "invalid").inc(len(rows))
         self._count("dead", rows)
 
-    def _token_refused(self, reason: str) -> None:
+    def _token_refused(self, reason: str, credentials: tuple[str, ...]) -> None:
         self.last_error = reason
         if self.paused_reason is not None:
             return
         self.paused_reason = "access token refused"
+        self._paused_credentials = credentials
         self._alerts.raise_alert(
             "token_invalid", self.name,
-            f"Meta refused the access token ({reason}); delivery is paused and events stay "
-            "queued. Put a new token in the config; the gateway resumes when it changes.",
+            f"{TYPES[self.destination.settings.type].vendor} refused the credentials ({reason}); "
+            "delivery is paused and events stay queued. Put a new token in the config; the "
+            "gateway resumes when it changes.",
         )
 
     async def _retry(

@@ -9,20 +9,20 @@
 Modules, in the order a rule file flows through them: loader (files, top level) -> lists ->
 rulereader (one rule) -> conditions / operators / operands / fields (the `when` closures) and
 actions (set, remove, rename_event, send_to_destination_only) -> model (RuleSet.apply,
-Decision, RuleStats), with plans (which rules can match an event, by its guarded fields).
+RuleStats; the Decision it returns lives with the event model), with plans (which rules can
+match an event, by its guarded fields).
 Errors: problems (RuleError, located messages with stable codes). Rule tests: testcases
 (reading) and ruletests (running). Format and semantics for people: docs/rules.md.
 """
 
 from .loader import load_rule_set
-from .model import EMPTY_HASH, Decision, Rule, RuleSet, RuleStats
+from .model import EMPTY_HASH, Rule, RuleSet, RuleStats
 from .problems import RuleError, problem_fields
 from .ruletests import CaseResult, format_results, run_rule_tests
 
 __all__ = [
     "EMPTY_HASH",
     "CaseResult",
-    "Decision",
     "Rule",
     "RuleError",
     "RuleSet",

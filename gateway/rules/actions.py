@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Collection
 from typing import Any
 
-from ..validate import ACTION_SOURCES, CURRENCY, MAX_EVENT_NAME, URL
+from ..model import ACTION_SOURCES, CURRENCY, MAX_EVENT_NAME, URL
 from ..yamlsource import KeyPath
 from .fields import Subject
 from .problems import Scope, did_you_mean, show

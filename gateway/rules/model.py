@@ -15,14 +15,13 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..config import DestinationSettings
-from ..model import Event
+from ..model import Decision, Event
 from .actions import Transform
 from .conditions import Predicate
 from .fields import Subject
 from .plans import Guard, Index, Plan, after
 
-__all__ = ["EMPTY_HASH", "Decision", "Rule", "RuleSet", "RuleStats", "rule_set_hash"]
+__all__ = ["EMPTY_HASH", "Rule", "RuleSet", "RuleStats", "rule_set_hash"]
 
 
 def rule_set_hash(files: Sequence[tuple[str, bytes]]) -> str:
@@ -49,33 +48,6 @@ class Rule:
     enabled: bool = True
     description: str = ""
     guards: tuple[Guard, ...] = ()  # equality tests `when` implies (speed only: plans.py)
-
-
-@dataclass(slots=True)
-class Decision:
-    """What the rules decided for one event."""
-
-    dropped_by: str | None = None  # the rule that dropped it
-    only: frozenset[str] | None = None  # routed to these destinations only; None = not routed
-    matched: list[str] = field(default_factory=list)  # rules whose `when` matched, in order
-
-    @property
-    def dropped(self) -> bool:
-        return self.dropped_by is not None
-
-    @property
-    def routed_nowhere(self) -> bool:
-        """Routing rules left no destination (their lists had no name in common)."""
-        return self.only is not None and not self.only
-
-    def select(self, destinations: Sequence[DestinationSettings],
-               pixel_id: str) -> list[DestinationSettings]:
-        """Where the event goes: none if dropped, the routed ones, else all accepting its pixel."""
-        if self.dropped_by is not None:
-            return []
-        if self.only is not None:
-            return [d for d in destinations if d.name in self.only]
-        return [d for d in destinations if d.accepts_pixel(pixel_id)]
 
 
 class RuleStats:

@@ -18,9 +18,9 @@ from typing import Any
 
 from ..config import DestinationSettings
 from ..identity.geo import GeoInfo
-from ..model import Context, Event
+from ..model import Context, Decision, Event
 from .fields import Subject
-from .model import Decision, RuleSet
+from .model import RuleSet
 from .problems import show
 from .testcases import Case, read_cases
 
@@ -53,8 +53,8 @@ def run_rule_tests(
     """Run every case of every `*.yaml` in `tests_path`; RuleError if a test file is broken."""
     cases = read_cases(tests_path, [d.name for d in destinations],
                        [rule.name for rule in rule_set.rules])
-    default_pixel = destinations[0].pixel_id if destinations and destinations[0].pixel_id \
-        else DEFAULT_PIXEL_ID
+    accepted = sorted(destinations[0].accepts or ()) if destinations else []
+    default_pixel = accepted[0] if accepted else DEFAULT_PIXEL_ID
     return [_run(case, index, rule_set, destinations, prepare, clock(), default_pixel)
             for index, case in enumerate(cases)]
 
@@ -96,7 +96,6 @@ def build_event(case: Case, index: int, now: float, default_pixel: str) -> Event
     context = Context(
         source="server" if case.context.get("source") == "server" else "browser",
         pixel_id=str(case.context.get("pixel_id") or default_pixel),
-        received_at=now,
         ip=ip if isinstance(ip, str) else None,
         user_agent=agent if isinstance(agent, str) else None,
     )

@@ -125,7 +125,7 @@ def _dry_run(settings: Settings) -> Settings:
     from dataclasses import replace
 
     return replace(settings, destinations=tuple(
-        replace(d, access_token="") for d in settings.destinations
+        replace(d, options=replace(d.options, access_token="")) for d in settings.destinations
     ))
 
 

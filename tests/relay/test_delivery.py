@@ -493,7 +493,7 @@ async def test_a_stop_that_arrives_during_a_claim_does_not_wait_out_the_linger(
 
     monkeypatch.setattr(Outbox, "claim", held_claim)
     client = await start_gateway(settings)
-    [worker] = client.server.app[keys.WORKERS]
+    [worker] = client.server.app[keys.RELAYS]
     await asyncio.wait_for(claiming.wait(), 5)
     stopping = asyncio.create_task(worker.stop(timeout=10))
     await asyncio.sleep(0.05)  # the stop is in before the claim returns

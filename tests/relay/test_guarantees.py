@@ -399,26 +399,48 @@ async def test_an_old_tokens_late_refusal_does_not_pause_the_new_token(
     assert await client.app[keys.RELOADER].reload()
     old_answer.set()  # the request sent with the old token now fails with 190
     await wait_until(lambda: delivered == ["t1"])  # retried with the new token
-    [worker] = client.app[keys.WORKERS]
+    [worker] = client.app[keys.RELAYS]
     assert worker.state == "active" and worker.paused_reason is None
 
 
-async def test_reloads_never_route_to_a_destination_without_a_worker(
+async def test_a_destination_added_by_a_reload_starts_its_worker(
     tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
 ) -> None:
     config = tmp_path / "config.yaml"
     one = settings_yaml(tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A))
     config.write_text(one)
     client = await aiohttp_client(create_app(load_settings(config, env={})))
+    assert (await hit(client, PIXEL_B, eid="b0")).status == 200  # nobody takes PIXEL_B yet
     two = settings_yaml(tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
                         destination_yaml("extra", fake_graph.url, pixel_id=PIXEL_B))
     config.write_text(two)
-    assert await client.app[keys.RELOADER].reload()  # "extra" needs a restart
-    config.write_text(two + "    batch_size: 10\n")
-    assert await client.app[keys.RELOADER].reload()  # a second reload must not adopt it
+    assert await client.app[keys.RELOADER].reload()
+    assert sorted(w.name for w in client.app[keys.RELAYS]) == ["extra", "main"]
     assert (await hit(client, PIXEL_B, eid="b1")).status == 200
-    [row] = rows(client.app[keys.SETTINGS])
-    assert (row["destination"], row["state"]) == ("", "unrouted")
+    [request] = await fake_graph.wait_for_requests(1)
+    assert request.query == {"access_token": "TEST-TOKEN-extra"}
+    await wait_until(lambda: [(row["destination"], row["state"]) for row in rows(
+        client.app[keys.SETTINGS])] == [("", "unrouted"), ("extra", "delivered")])
+
+
+async def test_a_changed_max_in_flight_restarts_only_that_worker(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    config = tmp_path / "config.yaml"
+    main = destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)
+    other = destination_yaml("other", fake_graph.url, pixel_id=PIXEL_B)
+    config.write_text(settings_yaml(tmp_path, main, other))
+    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    before = {w.name: w for w in client.app[keys.RELAYS]}
+    config.write_text(settings_yaml(tmp_path, main + "\n    max_in_flight: 1", other))
+    assert await client.app[keys.RELOADER].reload()
+    after = {w.name: w for w in client.app[keys.RELAYS]}
+    assert after["main"] is not before["main"] and after["main"].max_in_flight == 1
+    assert after["other"] is before["other"]
+    await wait_until(lambda: not before["main"].running)
+    assert (await hit(client, PIXEL_A, eid="a1")).status == 200
+    [request] = await fake_graph.wait_for_requests(1)
+    assert request.query == {"access_token": "TEST-TOKEN-main"}
 
 
 async def test_a_reload_in_a_worker_that_does_not_relay_keeps_routing(
@@ -439,23 +461,34 @@ async def test_a_reload_in_a_worker_that_does_not_relay_keeps_routing(
         ("main", "pending"), ("main", "pending")]
 
 
-async def test_a_destination_left_out_of_a_reload_keeps_its_running_settings(
+async def test_a_destination_removed_by_a_reload_stops_and_keeps_its_queue(
     tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
 ) -> None:
-    # Removing a destination needs a restart; until then it must run as it was last applied,
-    # not fall back to its start-up settings (here: an old token already rotated away).
+    # Its queued events wait, shown on /status, and go out (with the credentials last applied,
+    # never its start-up ones) when it comes back.
     config = tmp_path / "config.yaml"
     main = destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)
     other = destination_yaml("other", fake_graph.url, pixel_id=PIXEL_B)
     config.write_text(settings_yaml(tmp_path, main, other))
     client = await aiohttp_client(create_app(load_settings(config, env={})))
+    [main_worker] = [w for w in client.app[keys.RELAYS] if w.name == "main"]
+    config.write_text(settings_yaml(tmp_path, other))
+    assert await client.app[keys.RELOADER].reload()
+    assert [w.name for w in client.app[keys.RELAYS]] == ["other"]
+    await wait_until(lambda: not main_worker.running)
+    now = time.time()
+    await client.app[keys.OUTBOX].enqueue([OutboxEntry(  # left behind in main's queue
+        destination="main", pixel_id=PIXEL_A, test_event_code="", event_name="PageView",
+        event_id="left-behind", event_time=int(now), expires_at=now + 3600,
+        payload=b'{"event_name":"PageView","event_id":"left-behind"}')])
+    status = await (await client.get("/status")).json()
+    assert status["queued_for_unconfigured_destinations"] == {"main": 1}
+    assert (await hit(client, PIXEL_A, eid="a1")).status == 200  # nobody takes PIXEL_A now
     config.write_text(settings_yaml(tmp_path, main.replace("TEST-TOKEN-main", "NEW-TOKEN"),
                                     other))
     assert await client.app[keys.RELOADER].reload()
-    config.write_text(settings_yaml(tmp_path, other))
-    assert await client.app[keys.RELOADER].reload()
-    [worker] = [w for w in client.app[keys.WORKERS] if w.name == "main"]
-    assert worker.settings.access_token == "NEW-TOKEN"
-    assert (await hit(client, PIXEL_A, eid="a1")).status == 200
     [request] = await fake_graph.wait_for_requests(1)
     assert request.query == {"access_token": "NEW-TOKEN"}
+    assert [e["event_id"] for e in fake_graph.events] == ["left-behind"]
+    await wait_until(lambda: [(row["destination"], row["state"]) for row in rows(
+        client.app[keys.SETTINGS])] == [("main", "delivered"), ("", "unrouted")])

@@ -10,8 +10,8 @@ import pytest
 
 from gateway.identity.geo import GeoInfo
 from gateway.identity.useragent import UserAgentInfo
-from gateway.model import Context, Event
-from gateway.rules import Decision, RuleError, RuleSet, load_rule_set
+from gateway.model import Context, Decision, Event
+from gateway.rules import RuleError, RuleSet, load_rule_set
 
 DESTINATIONS = ("main", "sales", "brand")
 CHROME = UserAgentInfo("Chrome", "131.0", "Windows", "10", "Other", False)
@@ -58,7 +58,7 @@ def event(data: dict[str, Any] | None = None, *, ip: str | None = "81.2.69.142",
     if data is not None:
         base.update(data)
     context = Context(source=source, pixel_id=pixel_id,  # type: ignore[arg-type]
-                      received_at=1_800_000_000.0, ip=ip, ua=ua, geo=geo)
+                      ip=ip, ua=ua, geo=geo)
     return Event(base, context)
 
 

@@ -6,13 +6,17 @@ import hashlib
 from pathlib import Path
 
 from gateway.config import DestinationSettings
+from gateway.destinations.meta_capi import MetaCapiOptions
 from gateway.rules import EMPTY_HASH, RuleStats, load_rule_set
 
 from .helpers import decide, event, load, write_rules
 
-MAIN = DestinationSettings(name="main", accepts=frozenset({"111"}))
-SALES = DestinationSettings(name="sales", accepts=frozenset({"111"}))
-BRAND = DestinationSettings(name="brand", accepts=frozenset({"222"}))
+MAIN = DestinationSettings(name="main", options=MetaCapiOptions(),
+                           accepts=frozenset({"111"}))
+SALES = DestinationSettings(name="sales", options=MetaCapiOptions(),
+                            accepts=frozenset({"111"}))
+BRAND = DestinationSettings(name="brand", options=MetaCapiOptions(),
+                            accepts=frozenset({"222"}))
 
 
 def test_files_apply_in_name_order_then_in_file_order(tmp_path: Path) -> None:

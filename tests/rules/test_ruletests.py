@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import DestinationSettings, load_settings
+from gateway.destinations.meta_capi import MetaCapiOptions
 from gateway.enrich import Enricher
 from gateway.identity.useragent import shared_parser
 from gateway.model import Event
@@ -23,8 +24,10 @@ from gateway.rules import (
 from .helpers import write_rules
 
 REPO = Path(__file__).resolve().parents[2]
-MAIN = DestinationSettings(name="main", pixel_id="111", accepts=frozenset({"111"}))
-SALES = DestinationSettings(name="sales", pixel_id="222", accepts=frozenset({"222"}))
+MAIN = DestinationSettings(name="main", options=MetaCapiOptions(pixel_id="111"),
+                           accepts=frozenset({"111"}))
+SALES = DestinationSettings(name="sales", options=MetaCapiOptions(pixel_id="222"),
+                            accepts=frozenset({"222"}))
 RULES = """\
     version: 1
     rules:
@@ -204,7 +207,8 @@ def test_prepare_runs_before_the_rules_and_its_failure_is_reported(tmp_path: Pat
 
 
 def test_default_pixel_is_the_first_destinations_or_a_placeholder(tmp_path: Path) -> None:
-    anywhere = DestinationSettings(name="main")  # accepts every pixel, has none of its own
+    # accepts every pixel, has none of its own
+    anywhere = DestinationSettings(name="main", options=MetaCapiOptions())
     (result,) = run(tmp_path, """\
         cases:
           - {name: n, event: {}, expect: {fields: {context.pixel_id: "123456789012345"}}}

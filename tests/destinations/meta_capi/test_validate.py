@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.validate import validate_event
+from gateway.destinations.meta_capi.validate import validate_event
 
 NOW = 1_800_000_000.0
 

@@ -1,26 +1,20 @@
-"""Meta's rules for a Conversions API event (SPEC.md §1), as readable reasons.
+"""Meta's rules for a Conversions API event (docs/meta-capi.md), as readable reasons.
 
-An event that breaks one is not relayed (Meta would reject its whole batch): it is stored in the
-outbox as `invalid` with these reasons and counted. Reasons name fields, never values.
+An event that breaks one is not relayed to a `meta_capi` destination (Meta would reject its
+whole batch). Reasons name fields, never values.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-__all__ = ["ACTION_SOURCES", "CURRENCY", "MAX_AGE_DAYS", "MAX_EVENT_NAME", "URL", "expiry",
-           "validate_event"]
+from ...model import ACTION_SOURCES, CURRENCY, MAX_EVENT_NAME, URL
 
-# Meta's rules, used by validation, rule actions and the hit reader alike.
-ACTION_SOURCES = ("website", "app", "email", "phone_call", "chat", "physical_store",
-                  "system_generated", "business_messaging", "other")
+__all__ = ["MAX_AGE_DAYS", "expiry", "validate_event"]
+
 MAX_AGE_DAYS = {"physical_store": 62}
 DEFAULT_MAX_AGE_DAYS = 7
 FUTURE_SKEW_SECONDS = 60
-MAX_EVENT_NAME = 100
-CURRENCY = re.compile(r"[A-Za-z]{3}")
-URL = re.compile(r"https?://[^\s/]+.*", re.IGNORECASE)
 
 
 def validate_event(data: dict[str, Any], now: float) -> list[str]:

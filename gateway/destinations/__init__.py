@@ -1,0 +1,28 @@
+"""Destination types, registered by their config `type`.
+
+Adding one (say `tiktok`): a module or package here with its options dataclass, a type object
+(`name`, `max_batch_size`, `option_keys`, `read_options`, `build`) and its `Destination`
+(validate, expires, address, batch_key, send, endpoint, target, describe_batch), both following the
+protocols in base.py; one line in `TYPES` below; tests against a local fake of the platform's
+API. docs/architecture.md has the whole checklist.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import Destination, DestinationOptions, DestinationType, summarize
+from .meta_capi import META_CAPI
+
+if TYPE_CHECKING:
+    from ..settings import DestinationSettings
+
+__all__ = ["TYPES", "Destination", "DestinationOptions", "DestinationType", "build",
+           "summarize"]
+
+TYPES: dict[str, DestinationType] = {kind.name: kind for kind in (META_CAPI,)}
+
+
+def build(settings: DestinationSettings) -> Destination:
+    """The run-time destination for validated settings."""
+    return TYPES[settings.type].build(settings)

@@ -1,0 +1,124 @@
+"""What a destination type provides: the seam every upstream platform plugs into.
+
+A type (registered by its config `type` in `destinations/__init__.py`) reads its own options
+from a destination's config block and builds `Destination`s: runtime objects that know their
+settings (the envelope every type shares plus the type's options) and do the type's part of the
+work, nothing else:
+
+- at ingest: `validate` an event for the platform (an event one platform refuses can still go to
+  another), say when it `expires`, and what to store on its row (`address`);
+- at relay: group claimed rows into requests (`batch_key`), `send` one request and classify the
+  answer by raising `Retryable` / `RateLimited` / `TokenRejected` / `Permanent` (errors.py); the
+  relay worker does everything generic (claims, batching, backoff, bisecting refused batches,
+  pauses and alerts, dry run, acknowledgements);
+- for people: its `endpoint` and `target` (where events go) and `describe_batch` (what one
+  request holds), never a secret.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+
+if TYPE_CHECKING:
+    from ..configreader import Reader
+    from ..model import Context
+    from ..outbox import ClaimedRow
+    from ..settings import DestinationSettings
+
+__all__ = ["Destination", "DestinationOptions", "DestinationType", "summarize"]
+
+
+class DestinationOptions(Protocol):
+    """A type's own options (a frozen dataclass; secrets declared with `repr=False`)."""
+
+    @property
+    def credentials(self) -> tuple[str, ...]:
+        """The secrets a request needs. A change of any of them counts as new credentials
+        (it resumes a destination paused for refused ones)."""
+
+    @property
+    def missing_credentials(self) -> str:
+        """Why requests cannot be made (`no access_token`: the destination runs dry), or ""."""
+
+    @property
+    def default_accepts(self) -> frozenset[str] | None:
+        """The incoming pixel ids the destination receives when `accepts` is absent (None:
+        every one)."""
+
+
+class Destination(Protocol):
+    """One configured destination at run time (immutable; a reload builds new ones)."""
+
+    @property
+    def settings(self) -> DestinationSettings: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def accepts_pixel(self, pixel_id: str) -> bool: ...
+
+    def validate(self, data: dict[str, Any], now: float) -> list[str]:
+        """Every reason the platform would refuse this event (fields, never values)."""
+
+    def expires(self, data: dict[str, Any]) -> float:
+        """When the platform stops accepting this event (Unix seconds)."""
+
+    def address(self, context: Context) -> tuple[str, str]:
+        """What the event's row records for this destination: (pixel or account id, test
+        code)."""
+
+    def batch_key(self, row: ClaimedRow) -> tuple[str, ...]:
+        """Rows with equal keys may share one request."""
+
+    @property
+    def endpoint(self) -> str:
+        """The platform's address the requests go to, for `check` and start-up logs (no
+        secrets)."""
+
+    @property
+    def target(self) -> str:
+        """Which account, pixel or URL receives the events, in words (`pixel 123`)."""
+
+    def describe_batch(self, rows: Sequence[ClaimedRow]) -> str:
+        """What one request would carry, for dry-run logs (no personal data, no secrets)."""
+
+    async def send(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]) -> None:
+        """Deliver rows that share a batch key in one request; raise a RelayError subclass
+        with a reason safe to log and store when it did not succeed."""
+
+
+class DestinationType(Protocol):
+    """A platform: its config options and how to build its destinations."""
+
+    @property
+    def name(self) -> str:
+        """The config `type`."""
+
+    @property
+    def vendor(self) -> str:
+        """The platform's owner, as people name it in messages (`Meta`)."""
+
+    @property
+    def max_batch_size(self) -> int:
+        """The platform's limit of events per request (also the default `batch_size`)."""
+
+    @property
+    def option_keys(self) -> tuple[str, ...]:
+        """The config keys `read_options` reads (the envelope keys are the others)."""
+
+    def read_options(self, reader: Reader) -> DestinationOptions:
+        """Read and check the type's keys of one destination block, recording located
+        problems on the reader (secret values read with `secret=True`)."""
+
+    def build(self, settings: DestinationSettings) -> Destination: ...
+
+
+def summarize(rows: Sequence[ClaimedRow]) -> str:
+    """'PageView x3, Purchase x1': what a batch holds, with no personal data."""
+    counts = Counter(row.event_name for row in rows)
+    return ", ".join(f"{name} x{count}" for name, count in sorted(counts.items()))
+

@@ -1,0 +1,126 @@
+"""One request to the Conversions API, and Meta's answer classified (docs/meta-capi.md).
+
+The body is spliced from the event JSON stored in the outbox (no re-encoding). The access token
+travels in the query string as Meta documents; it is never put in a log line or an error
+message (`_safe` scrubs it from anything that might echo the URL).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
+from ...outbox import ClaimedRow
+
+__all__ = ["RATE_LIMIT_CODES", "TOKEN_CODES", "TRANSIENT_CODES", "batch_body", "classify",
+           "post_batch"]
+
+# Meta's error codes (docs/meta-capi.md has the table).
+TRANSIENT_CODES = frozenset({1, 2})
+RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
+TOKEN_CODES = frozenset({190, 102})
+RATE_LIMIT_DELAY = 60.0
+REDIRECT_DELAY = 300.0
+_TOKEN_PARAM = re.compile(r"access_token=[^&\s'\"]*")
+
+
+def batch_body(rows: Sequence[ClaimedRow], test_event_code: str, partner_agent: str = "") -> bytes:
+    """`{"data": [...], "test_event_code"?, ...}` spliced from the stored event JSON.
+
+    Rows of one batch share their top-level fields (the worker groups them so); a destination's
+    own `partner_agent` applies unless the events came with one."""
+    fields: dict[str, object] = orjson.loads(rows[0].request_fields) if rows[0].request_fields \
+        else {}
+    if test_event_code:
+        fields["test_event_code"] = test_event_code
+    if partner_agent:
+        fields.setdefault("partner_agent", partner_agent)
+    body = b'{"data":[' + b",".join(row.payload for row in rows) + b"]"
+    for key, value in fields.items():
+        body += b"," + orjson.dumps(key) + b":" + orjson.dumps(value)
+    return body + b"}"
+
+
+async def post_batch(
+    session: aiohttp.ClientSession, url: str, token: str, body: bytes, timeout: float
+) -> None:
+    """POST one batch; raise a RelayError subclass with a reason free of the token."""
+    try:
+        async with session.post(
+            url,
+            params={"access_token": token},
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            # A redirect would turn the POST into a GET without the events (and carry the
+            # token elsewhere): never follow one.
+            allow_redirects=False,
+        ) as response:
+            status = response.status
+            raw = await response.read()
+    except TimeoutError:
+        raise Retryable(f"no answer within {timeout:g}s") from None
+    except aiohttp.ClientError as exc:
+        raise Retryable(_safe(f"connection failed: {type(exc).__name__}: {exc}", token)) from None
+    if 200 <= status < 300:
+        return
+    if 300 <= status < 400:
+        # A configuration problem, not a bad event: wait long, never dead-letter.
+        raise Retryable(f"HTTP {status}: the Graph API answered with a redirect; check "
+                        "graph_url (https, no trailing path)", min_delay=REDIRECT_DELAY)
+    raise classify(status, raw, token)
+
+
+def classify(status: int, raw: bytes, token: str = "") -> RelayError:
+    """Meta's error table: transient, rate limit, token, or invalid."""
+    error = _graph_error(raw)
+    code = error.get("code")
+    reason = _safe(_describe(status, error), token)
+    trace = error.get("fbtrace_id")
+    fbtrace_id = str(trace) if trace else None
+    if status == 429 or code in RATE_LIMIT_CODES:
+        return RateLimited(reason, min_delay=RATE_LIMIT_DELAY, fbtrace_id=fbtrace_id)
+    if code in TOKEN_CODES:
+        return TokenRejected(reason, fbtrace_id)
+    if status >= 500 or code in TRANSIENT_CODES or error.get("is_transient") is True:
+        return Retryable(reason, fbtrace_id=fbtrace_id)
+    if not error:
+        # A 4xx without Graph's error body (404, 405 ...) is the address, not the events:
+        # wait long, never split or dead-letter them.
+        return Retryable(f"{reason} without a Graph API error: check graph_url and "
+                         "api_version", min_delay=REDIRECT_DELAY)
+    return Permanent(reason, fbtrace_id)
+
+
+def _safe(text: str, token: str) -> str:
+    """The text with the token removed, raw or percent-encoded, wherever it appears."""
+    if token:
+        text = text.replace(token, "***").replace(quote(token, safe=""), "***")
+    return _TOKEN_PARAM.sub("access_token=***", text)
+
+
+def _graph_error(raw: bytes) -> dict[str, object]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _describe(status: int, error: dict[str, object]) -> str:
+    if not error:
+        return f"HTTP {status}"
+    parts = [f"HTTP {status}", f"code {error.get('code')}"]
+    if error.get("error_subcode"):
+        parts.append(f"subcode {error['error_subcode']}")
+    message = str(error.get("error_user_msg") or error.get("message") or "")[:500]
+    trace = error.get("fbtrace_id")
+    return ", ".join(parts) + (f": {message}" if message else "") + (
+        f" (fbtrace_id {trace})" if trace else ""
+    )

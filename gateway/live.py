@@ -1,0 +1,51 @@
+"""The live configuration: one immutable snapshot of the settings and the destinations built
+from them, swapped whole when a reload applies.
+
+Everything that depends on destinations (the pipeline's routing and validation, the rules'
+tests, the relay workers, /status and /metrics) reads `Live.current` when it needs it and keeps
+no copy, so a reload can never leave one part on old settings. A hit reads the snapshot once,
+so it is never split between two configurations. Listeners (the relay) hear of each swap and
+start, stop or update their workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .destinations import Destination, build
+from .settings import Settings
+
+__all__ = ["Live", "Snapshot"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    settings: Settings
+    destinations: tuple[Destination, ...]
+    by_name: Mapping[str, Destination] = field(repr=False)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Snapshot:
+        destinations = tuple(build(d) for d in settings.destinations)
+        return cls(settings, destinations,
+                   MappingProxyType({d.name: d for d in destinations}))
+
+
+class Live:
+    def __init__(self, settings: Settings) -> None:
+        self.current = Snapshot.of(settings)
+        self._listeners: list[Callable[[Snapshot, Snapshot], None]] = []
+
+    def listen(self, listener: Callable[[Snapshot, Snapshot], None]) -> Callable[[], None]:
+        """Call `listener(old, new)` after every swap; returns a function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def swap(self, settings: Settings) -> Snapshot:
+        """Make `settings` current (built whole first), then tell the listeners."""
+        old, self.current = self.current, Snapshot.of(settings)
+        for listener in list(self._listeners):
+            listener(old, self.current)
+        return self.current
