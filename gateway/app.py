@@ -22,7 +22,7 @@ from aiohttp import web
 from . import admin, keys, logsafety
 from .alerts import Alerts
 from .backpressure import Backpressure
-from .config import Settings
+from .config import Settings, load_settings
 from .enrich import Enricher
 from .errors import HitError, OutboxFull, OutboxUnavailable
 from .identity.cookies import FirstPartyCookies
@@ -32,13 +32,13 @@ from .ingest.cors import add_cors
 from .ingest.server import add_server_routes
 from .ingest.snippet import add_snippet_routes
 from .live import Live
+from .liverules import LiveRules
 from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.relays import Relays
 from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker
-from .reload import ConfigReloader
-from .rulesreload import LiveRules
+from .reload import Reloader, file_stamp
 
 __all__ = ["create_app"]
 
@@ -219,32 +219,41 @@ async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
     """Reload rules (always) and config (when read from a file) on change and on SIGHUP."""
+    settings = app[keys.SETTINGS]
+    path = settings.path
 
-    def apply(old: Settings, new: Settings) -> None:
-        apply_settings(app, old, new)
+    def apply(new: Settings) -> None:
+        apply_settings(app, new)
+        log.info("config reloaded from %s", path)
 
-    reloader = ConfigReloader(app[keys.SETTINGS], apply, clock=app[keys.CLOCK])
+    reloader = Reloader(
+        "config", stamp=lambda: file_stamp(path) if path else None,
+        build=lambda: load_settings(path) if path else settings, apply=apply,
+        clock=app[keys.CLOCK],
+    )
+    reloader.started()
     app[keys.RELOADER] = reloader
     rules = app[keys.RULES]
     loop = asyncio.get_running_loop()
 
     async def reload_all() -> None:
-        await reloader.reload()
+        if path is not None:
+            await reloader.reload()
         await rules.reload()
 
     jobs = [rules.watch()]
-    if app[keys.SETTINGS].path is not None:
+    if path is not None:
         jobs.append(reloader.watch())
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_all()))
     async with _background(*jobs):
         yield
-    if app[keys.SETTINGS].path is not None:
+    if path is not None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signal.SIGHUP)
 
 
-def apply_settings(app: web.Application, old: Settings, new: Settings) -> None:
+def apply_settings(app: web.Application, new: Settings) -> None:
     """Make a reloaded config live as far as it can be without a restart; name the rest.
 
     Destinations apply whole (added, removed, retyped or changed: the relay follows the live

@@ -14,12 +14,12 @@ from .enrich import Enricher
 from .identity.cookies import FirstPartyCookies
 from .identity.proxy import TrustedProxies
 from .live import Live
+from .liverules import LiveRules
 from .observe import Metrics
 from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.relays import Relays
-from .reload import ConfigReloader
-from .rulesreload import LiveRules
+from .reload import Reloader
 
 __all__ = [
     "ALERTS",
@@ -54,7 +54,7 @@ COOKIES = web.AppKey("cookies", FirstPartyCookies)
 ENRICHER = web.AppKey("enricher", Enricher)
 ALERTS = web.AppKey("alerts", Alerts)
 BACKPRESSURE = web.AppKey("backpressure", Backpressure)
-RELOADER = web.AppKey("reloader", ConfigReloader)
+RELOADER: web.AppKey[Reloader[Settings]] = web.AppKey("reloader")  # config.yaml
 RULES = web.AppKey("rules", LiveRules)
 WORKER: web.AppKey[tuple[int, bool]] = web.AppKey("worker")  # (index, relays here)
 SHARED = web.AppKey("shared", bool)  # other processes share the outbox (serve --workers N)

@@ -24,10 +24,10 @@ from .destinations import Destination
 from .enrich import Enricher
 from .errors import HitError, OutboxFull
 from .live import Live
+from .liverules import LiveRules
 from .model import Event
 from .observe import Metrics
 from .outbox import Outbox, OutboxEntry
-from .rulesreload import LiveRules
 
 __all__ = ["Pipeline", "Route", "Submission"]
 

@@ -1,10 +1,9 @@
-"""Reload config.yaml while serving: on SIGHUP and when the file changes (polled).
+"""Reload what is built from files while serving: config.yaml and the rule files alike.
 
-The new file is validated in full first; if anything is wrong the gateway keeps the last good
-settings and reports the error (log, /status). What applies without a restart: each existing
-destination's settings, tokens above all (a new token lifts a token pause), except
-`max_in_flight` and a switch from live to dry run. Everything else is reported as needing a
-restart.
+A `Reloader` rebuilds its value when its files change (their stamps are polled) and when asked
+(SIGHUP). The new value is built aside, off the event loop, and applied only if the build
+succeeds in full; otherwise the last good value keeps serving and the error is kept for /status
+and logged. One reload runs at a time.
 """
 
 from __future__ import annotations
@@ -15,18 +14,20 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
-from .config import Settings, load_settings
-from .errors import ConfigError
+from .errors import GatewayError
 
-__all__ = ["ConfigReloader"]
+__all__ = ["POLL_SECONDS", "Reloader", "file_stamp", "folder_stamps"]
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+T = TypeVar("T")
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """Modification time and size of a file (None when it cannot be read)."""
     try:
         stat = os.stat(path)
     except OSError:
@@ -34,52 +35,81 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-class ConfigReloader:
+def folder_stamps(*folders: Path) -> dict[str, tuple[int, int]]:
+    """Stamps of every YAML file directly in the folders."""
+    stamps = {}
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith((".yaml", ".yml")) and entry.is_file():
+                stat = entry.stat()
+                stamps[entry.path] = (stat.st_mtime_ns, stat.st_size)
+    return stamps
+
+
+class Reloader(Generic[T]):
+    """`build` makes a new value (blocking; raises a GatewayError listing every problem),
+    `apply` puts it in force; `stamp` says whether the files changed since the last build."""
+
     def __init__(
         self,
-        settings: Settings,
-        apply: Callable[[Settings, Settings], None],
+        what: str,
         *,
+        stamp: Callable[[], object],
+        build: Callable[[], T],
+        apply: Callable[[T], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings
+        self.what = what
+        self._stamp_of = stamp
+        self._build = build
         self._apply = apply
         self._clock = clock
-        self.loaded_at = clock()
-        self.last_error: str | None = None
-        self._stamp = _stamp(settings.path) if settings.path else None
+        self._stamp: object = stamp()
         self._lock = asyncio.Lock()
+        self.loaded_at: float | None = None
+        self.last_error: str | None = None
+        self.failed_reloads = 0
+
+    def started(self) -> None:
+        """The value in force was built elsewhere (the CLI read the config) just now."""
+        self._stamp = self._stamp_of()
+        self.loaded_at = self._clock()
+
+    async def load(self) -> None:
+        """The first build: its error stops start-up instead of being kept."""
+        async with self._lock:
+            self._stamp = self._stamp_of()
+            value = await asyncio.get_running_loop().run_in_executor(None, self._build)
+            self._apply(value)
+            self.loaded_at = self._clock()
 
     async def reload(self) -> bool:
-        """Validate the file and apply it; keep the last good settings on any error."""
-        path = self.settings.path
-        if path is None:
-            return False
+        """Build a new value aside and apply it; keep the last good one on any error."""
         async with self._lock:
-            self._stamp = _stamp(path)
+            self._stamp = self._stamp_of()
             try:
-                new = await asyncio.get_running_loop().run_in_executor(None, load_settings, path)
-            except ConfigError as exc:
-                self.last_error = "\n".join(exc.problems)
-                log.error("config reload failed; keeping the last good config:\n%s",
-                          self.last_error)
+                value = await asyncio.get_running_loop().run_in_executor(None, self._build)
+            except GatewayError as exc:
+                self.last_error = str(exc)
+                self.failed_reloads += 1
+                log.error("%s reload failed; keeping the last good %s:\n%s", self.what,
+                          self.what, self.last_error)
                 return False
-            old, self.settings = self.settings, new
-            self._apply(old, new)
+            self._apply(value)
             self.loaded_at = self._clock()
             self.last_error = None
-            log.info("config reloaded from %s", path)
             return True
 
     async def watch(self) -> None:
-        """Poll the file; reload when it changes."""
-        path = self.settings.path
-        if path is None:
-            return
+        """Poll the stamps; reload when they change."""
         while True:
             await asyncio.sleep(POLL_SECONDS)
-            if _stamp(path) != self._stamp:
+            if self._stamp_of() != self._stamp:
                 try:
                     await self.reload()
                 except Exception:  # a watcher that dies would silently stop all reloads
-                    log.exception("config reload failed unexpectedly; still watching")
+                    log.exception("%s reload failed unexpectedly; still watching", self.what)

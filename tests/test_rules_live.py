@@ -132,9 +132,9 @@ async def test_file_changes_are_picked_up_by_the_watcher(
     tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from gateway import rulesreload
+    from gateway import reload
 
-    monkeypatch.setattr(rulesreload, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(reload, "POLL_SECONDS", 0.05)
     settings = with_rules(tmp_path, fake_graph.url)
     client = await start_gateway(settings)
     live = client.app[keys.RULES]

@@ -1,0 +1,61 @@
+"""The live rule set: built aside, tested, swapped in one assignment, reloaded while serving.
+
+A new set (on SIGHUP, or when a file under the rules folder changes) is loaded and its tests
+(`rules/tests/*.yaml`) are run against the destinations in force, off the event loop. Only if
+both succeed does `current` change; otherwise the last good set keeps serving and the error is
+reported (log, /status, metric). A hit reads `current` once, so it never sees half a rule set.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+from .live import Live
+from .model import Event
+from .reload import Reloader, folder_stamps
+from .rules import RuleError, RuleSet, RuleStats, load_rule_set, run_rule_tests
+from .settings import DestinationSettings
+
+__all__ = ["LiveRules", "build_rule_set"]
+
+log = logging.getLogger(__name__)
+
+
+def build_rule_set(
+    path: Path, destinations: Sequence[DestinationSettings], prepare: Callable[[Event], None]
+) -> RuleSet:
+    """Load the rule files and run their tests; RuleError lists every problem or failure."""
+    rule_set = load_rule_set(path, [d.name for d in destinations])
+    failed = [r for r in run_rule_tests(rule_set, path / "tests", destinations, prepare)
+              if not r.passed]
+    if failed:
+        raise RuleError([f"{r.location}: test '{r.name}' failed: {r.message}" for r in failed])
+    return rule_set
+
+
+class LiveRules(Reloader[RuleSet]):
+    def __init__(
+        self,
+        path: Path,
+        live: Live,
+        prepare: Callable[[Event], None],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.current = RuleSet()
+        self.stats = RuleStats()  # kept across reloads
+        super().__init__(
+            "rules", stamp=partial(folder_stamps, path, path / "tests"),
+            build=lambda: build_rule_set(path, live.current.settings.destinations, prepare),
+            apply=self._use, clock=clock,
+        )
+
+    def _use(self, rule_set: RuleSet) -> None:
+        self.current = rule_set
+        log.info("rules: %d in force from %s (rule set %s)", len(rule_set.rules), self.path,
+                 rule_set.hash)
