@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +15,10 @@ from .errors import ConfigError
 from .keycli import add_keys_parser, run_keys
 from .outbox.deadletters import DeadLetterFilter
 from .outbox.schema import DEAD_REASONS
-from .rules import RuleError, format_results, load_rule_set, problem_fields, run_rule_tests
+from .problems import Problem
+from .rules import RuleError, format_results, load_rule_set, run_rule_tests
 
 EXIT_CONFIG = 2
-_LOCATED = re.compile(r"(?P<file>.+?):(?P<line>\d+):(?P<column>\d+): (?P<subject>[^:]+): "
-                      r"(?P<message>.*)", re.DOTALL)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check(path: str, output: str) -> int:
     """Config and rules, every problem at once; JSON for tools."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     settings = None
     try:
         settings = load_settings(path)
@@ -111,7 +109,7 @@ def _check(path: str, output: str) -> int:
         except RuleError as exc:
             problems += exc.problems
     if output == "json":
-        print(json.dumps({"ok": not problems, "problems": [_fields(p) for p in problems]},
+        print(json.dumps({"ok": not problems, "problems": [p.as_dict() for p in problems]},
                          indent=2))
     elif problems:
         _print_problems(problems, path)
@@ -122,17 +120,6 @@ def _check(path: str, output: str) -> int:
         for line in describe(settings):
             print(f"  {line}")
     return EXIT_CONFIG if problems else 0
-
-
-def _fields(problem: str) -> dict[str, str | int]:
-    fields = problem_fields(problem)
-    if fields["file"]:
-        return fields
-    match = _LOCATED.fullmatch(problem)
-    if match is None:
-        return fields
-    return {"file": match["file"], "line": int(match["line"]), "column": int(match["column"]),
-            "subject": match["subject"], "code": "", "message": match["message"]}
 
 
 def _test(settings: Settings) -> int:
@@ -154,7 +141,7 @@ def _test(settings: Settings) -> int:
     return 0 if all(result.passed for result in results) else 1
 
 
-def _print_problems(problems: list[str], where: str) -> None:
+def _print_problems(problems: list[Problem], where: str) -> None:
     for problem in problems:
         print(problem, file=sys.stderr)
     count = len(problems)
@@ -191,7 +178,8 @@ def _open_geo(settings: Settings) -> None:
     try:
         GeoLocator(settings.geo.databases).close()
     except GeoDatabaseError as exc:
-        raise ConfigError([f"{settings.source}: geo.database: {exc}"]) from None
+        raise ConfigError([Problem(settings.source, subject="geo.database", message=str(exc))]
+                          ) from None
 
 
 if __name__ == "__main__":

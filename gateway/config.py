@@ -20,6 +20,7 @@ from .destinations import TYPES
 from .errors import ConfigError
 from .identity.proxies import PRESETS
 from .model import ACCESS_KEY_NAME, PIXEL_ID
+from .problems import Problem
 from .settings import (
     AccessKey,
     CookieSettings,
@@ -54,9 +55,10 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"{path}: config file not found"]) from None
+        raise ConfigError([Problem(str(path), message="config file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
+        raise ConfigError([Problem(str(path), message=f"cannot read config file: {exc}")]
+                          ) from None
     settings = parse_settings(text, filename=str(path), base_dir=path.parent, env=env)
     return replace(settings, path=path)
 
@@ -72,7 +74,7 @@ def parse_settings(
     try:
         data, marks = load_located(text, filename)
     except YamlProblem as exc:
-        raise ConfigError([exc.message]) from None
+        raise ConfigError([exc.problem]) from None
     problems = Problems(marks)
     top = Reader(data, (), problems, os.environ if env is None else env)
     base = base_dir or Path.cwd()
@@ -95,8 +97,8 @@ def parse_settings(
     )
     top.finish()
     _check_lease(top, settings)
-    if problems.messages:
-        raise ConfigError(problems.messages)
+    if problems.found:
+        raise ConfigError(problems.found)
     return settings
 
 

@@ -3,7 +3,7 @@
 A `Reader` walks plain data produced by `yamlsource.load_located`, expands `${VAR}` and
 `${VAR:-default}` in strings, converts values to the wanted types and collects every problem as
 `file:line:col: key: what is wrong, the bad value, what is valid`, so a person fixes them all in
-one pass. Secret values are never echoed.
+one pass (as Problem values). Secret values are never echoed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from .yamlsource import KeyPath, Marks, format_path
+from .problems import Problem
+from .yamlsource import KeyPath, Marks
 
 __all__ = ["Problems", "Reader", "expand_env"]
 
@@ -25,15 +26,14 @@ _TOKEN_PARAM = re.compile(r"access_token=[^&\s'\"]*")
 
 
 class Problems:
-    """Collects located messages."""
+    """Collects located problems."""
 
     def __init__(self, marks: Marks) -> None:
         self.marks = marks
-        self.messages: list[str] = []
+        self.found: list[Problem] = []
 
     def add(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
-        where = self.marks.locate(path, key=at_key)
-        self.messages.append(f"{where}: {format_path(path)}: {message}")
+        self.found.append(self.marks.problem(path, message, key=at_key))
 
 
 def expand_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:

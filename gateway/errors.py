@@ -1,11 +1,12 @@
 """The gateway's exception tree.
 
     GatewayError
-    ├── ConfigError          config.yaml is unusable (located messages, one per problem)
+    ├── ProblemsError        files people edit are unusable (`problems`: located Problems)
+    │   ├── ConfigError      config.yaml
+    │   └── RuleError        rule files and rule tests [gateway.rules]
     ├── HitError             a browser hit is malformed (answered with a 4xx and the reason)
     ├── OutboxUnavailable    the outbox could not commit (answered with 503 + Retry-After)
     │   └── OutboxFull       the outbox is over its bounds (backpressure)
-    ├── RuleError            a rule file is unusable (located messages) [gateway.rules]
     └── RelayError           a delivery attempt failed
         ├── Retryable        try again later (network, timeout, 5xx)
         │   └── RateLimited  the destination asks us to slow down: back off as a whole
@@ -15,6 +16,8 @@
 
 from __future__ import annotations
 
+from .problems import Problem
+
 __all__ = [
     "ConfigError",
     "GatewayError",
@@ -22,6 +25,7 @@ __all__ = [
     "OutboxFull",
     "OutboxUnavailable",
     "Permanent",
+    "ProblemsError",
     "RateLimited",
     "RelayError",
     "Retryable",
@@ -33,12 +37,16 @@ class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
 
 
-class ConfigError(GatewayError):
-    """The configuration is invalid; `problems` holds one located message per mistake."""
+class ProblemsError(GatewayError):
+    """Files people edit are unusable; `problems` holds one located Problem per mistake."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
         self.problems = problems
+
+
+class ConfigError(ProblemsError):
+    """The configuration is invalid."""
 
 
 class HitError(GatewayError):

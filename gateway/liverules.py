@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .live import Live
 from .model import Event
+from .problems import Problem
 from .reload import Reloader, folder_stamps
 from .rules import RuleError, RuleSet, RuleStats, load_rule_set, run_rule_tests
 from .settings import DestinationSettings
@@ -33,7 +34,8 @@ def build_rule_set(
     failed = [r for r in run_rule_tests(rule_set, path / "tests", destinations, prepare)
               if not r.passed]
     if failed:
-        raise RuleError([f"{r.location}: test '{r.name}' failed: {r.message}" for r in failed])
+        raise RuleError([Problem(r.file, r.line, message=f"test '{r.name}' failed: {r.message}")
+                         for r in failed])
     return rule_set
 
 

@@ -15,6 +15,8 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .problems import Problem
+
 __all__ = ["KeyPath", "Marks", "YamlProblem", "format_path", "load_located"]
 
 KeyPath = tuple[str | int, ...]
@@ -43,24 +45,33 @@ class Marks:
             return text
         return value if isinstance(value, str) else str(value)
 
-    def locate(self, path: KeyPath, *, key: bool = False) -> str:
-        """`file:line:col` of the value at `path` (or of its key), falling back to its parents."""
+    def position(self, path: KeyPath, *, key: bool = False) -> Position:
+        """Where the value at `path` (or its key) is, falling back to its parents."""
         table = self.keys if key else self.values
         probe = path
         while probe not in table and probe:
             probe = probe[:-1]
-        pos = table.get(probe) or self.values.get(probe)
-        if pos is None:
-            return f"{self.filename}:1:1"
+        return table.get(probe) or self.values.get(probe) or Position(1, 1)
+
+    def locate(self, path: KeyPath, *, key: bool = False) -> str:
+        """`file:line:col` of the value at `path` (or of its key), for messages."""
+        pos = self.position(path, key=key)
         return f"{self.filename}:{pos.line}:{pos.column}"
+
+    def problem(self, path: KeyPath, message: str, *, subject: str | None = None,
+                code: str = "", key: bool = False) -> Problem:
+        """A Problem at `path`; its subject is the key path unless given."""
+        pos = self.position(path, key=key)
+        return Problem(self.filename, pos.line, pos.column,
+                       format_path(path) if subject is None else subject, code, message)
 
 
 class YamlProblem(Exception):
-    """The text is not YAML we accept; `message` is already located."""
+    """The text is not YAML we accept."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
 
 
 def format_path(path: KeyPath) -> str:
@@ -80,20 +91,24 @@ def load_located(text: str, filename: str) -> tuple[Any, Marks]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else f"{filename}:1:1"
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlProblem(f"{where}: YAML syntax error: {problem}") from None
+        raise YamlProblem(_marked(filename, exc, "YAML syntax error: " + (
+            exc.problem or exc.context or "invalid YAML"))) from None
     except yaml.YAMLError as exc:
-        raise YamlProblem(f"{filename}:1:1: YAML error: {exc}") from None
+        raise YamlProblem(Problem(filename, 1, 1, message=f"YAML error: {exc}")) from None
     if node is None:
         return None, marks
     try:
         return _build(node, (), marks, SafeConstructor()), marks
     except yaml.MarkedYAMLError as exc:  # an unknown tag such as `!env`
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else f"{filename}:1:1"
-        raise YamlProblem(f"{where}: YAML error: {exc.problem or exc.context}") from None
+        raise YamlProblem(_marked(filename, exc, f"YAML error: {exc.problem or exc.context}")
+                          ) from None
+
+
+def _marked(filename: str, exc: yaml.MarkedYAMLError, message: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    if mark is None:
+        return Problem(filename, 1, 1, message=message)
+    return Problem(filename, mark.line + 1, mark.column + 1, message=message)
 
 
 
@@ -107,16 +122,14 @@ def _build(node: Node, path: KeyPath, marks: Marks, constructor: SafeConstructor
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
-                where = marks.locate(path)
-                raise YamlProblem(f"{where}: {format_path(path)}: keys must be plain words")
+                raise YamlProblem(marks.problem(path, "keys must be plain words"))
             key = str(key_node.value)
             child = (*path, key)
             if key in result:
                 pos = _position(key_node)
-                raise YamlProblem(
-                    f"{marks.filename}:{pos.line}:{pos.column}: {format_path(child)}: "
-                    "this key appears twice in the same block; keep one"
-                )
+                raise YamlProblem(Problem(marks.filename, pos.line, pos.column,
+                                          format_path(child), message="this key appears twice "
+                                          "in the same block; keep one"))
             marks.keys[child] = _position(key_node)
             result[key] = _build(value_node, child, marks, constructor)
         return result
@@ -129,8 +142,8 @@ def _build(node: Node, path: KeyPath, marks: Marks, constructor: SafeConstructor
         value = constructor.construct_object(node, deep=True)
     except ValueError as exc:  # a date-like value that is no date, such as 2024-02-30
         pos = _position(node)
-        raise YamlProblem(f"{marks.filename}:{pos.line}:{pos.column}: {format_path(path)}: "
-                          f"{exc}; quote the value to keep it as text") from None
+        raise YamlProblem(Problem(marks.filename, pos.line, pos.column, format_path(path),
+                                  message=f"{exc}; quote the value to keep it as text")) from None
     if isinstance(node, ScalarNode) and not isinstance(value, str) and value is not None:
         marks.plain[path] = str(node.value)
     return value

@@ -27,7 +27,7 @@ destinations:
 def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         parse_settings(text, filename="config.yaml", env=env or {})
-    return caught.value.problems
+    return [str(problem) for problem in caught.value.problems]
 
 
 def test_the_shipped_config_is_valid_with_an_empty_environment() -> None:
@@ -155,7 +155,7 @@ MISTAKES = [
 def test_each_mistake_is_located_and_explained(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings(text, filename="config.yaml", base_dir=Path("/nowhere"), env={})
-    assert caught.value.problems == [message]
+    assert [str(problem) for problem in caught.value.problems] == [message]
 
 
 def test_secrets_are_never_echoed() -> None:
@@ -198,7 +198,8 @@ def test_check_command_accepts_the_shipped_config() -> None:
 def test_missing_config_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(tmp_path / "nope.yaml")
-    assert caught.value.problems == [f"{tmp_path / 'nope.yaml'}: config file not found"]
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{tmp_path / 'nope.yaml'}: config file not found"]
 
 
 def test_unquoted_numbers_that_are_ids_keep_their_text() -> None:

@@ -8,12 +8,12 @@ half-loaded: one problem anywhere and no RuleSet is returned.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..problems import Problem
 from ..yamlsource import Marks, YamlProblem, load_located
 from .lists import NamedList, read_lists
 from .model import Rule, RuleSet, rule_set_hash
@@ -23,7 +23,6 @@ from .rulereader import read_rule
 __all__ = ["display_name", "load_rule_set", "read_yaml_file"]
 
 TOP_KEYS = ("version", "lists", "rules")
-_SYNTAX = re.compile(r"(.*?:\d+:\d+): (.*)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -37,33 +36,34 @@ def display_name(folder: Path, file: Path) -> str:
     return f"{folder.resolve().name}/{file.name}"
 
 
-def read_yaml_file(file: Path, display: str, sink: list[str]) -> tuple[bytes, Any, Marks] | None:
+def read_yaml_file(
+    file: Path, display: str, sink: list[Problem]
+) -> tuple[bytes, Any, Marks] | None:
     """(raw bytes, data, marks) of one YAML file, or None after reporting why not."""
     try:
         content = file.read_bytes()
     except OSError as exc:
-        sink.append(f"{display}:1:1: [R001] cannot read the file: {exc.strerror or exc}")
+        sink.append(Problem(display, 1, 1, code="R001",
+                            message=f"cannot read the file: {exc.strerror or exc}"))
         return None
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        sink.append(f"{display}:1:1: [R001] the file is not UTF-8 text (byte {exc.start}); "
-                    "save it as UTF-8")
+        sink.append(Problem(display, 1, 1, code="R001", message="the file is not UTF-8 text "
+                            f"(byte {exc.start}); save it as UTF-8"))
         return None
     try:
         data, marks = load_located(text, display)
     except YamlProblem as exc:
-        match = _SYNTAX.fullmatch(exc.message)
-        where, message = (match.group(1), match.group(2)) if match else (display, exc.message)
-        sink.append(f"{where}: [R002] {message}; check the indentation and quoting near "
-                    "this line")
+        sink.append(replace(exc.problem, code="R002",
+                            hint="check the indentation and quoting near this line"))
         return None
     return content, data, marks
 
 
 def load_rule_set(path: Path, destination_names: Collection[str]) -> RuleSet:
     """Every `*.yaml` directly in `path`, compiled; an absent or empty folder: no rules."""
-    sink: list[str] = []
+    sink: list[Problem] = []
     files = _rule_files(path, sink)
     sources: list[_Source] = []
     contents: list[tuple[str, bytes]] = []
@@ -91,12 +91,12 @@ def load_rule_set(path: Path, destination_names: Collection[str]) -> RuleSet:
                    files=tuple(display_name(path, file) for file in files))
 
 
-def _rule_files(path: Path, sink: list[str]) -> list[Path]:
+def _rule_files(path: Path, sink: list[Problem]) -> list[Path]:
     if not path.exists():
         return []
     if not path.is_dir():
-        sink.append(f"{path}:1:1: [R004] rules.path must be a folder of .yaml rule files, "
-                    "not a file")
+        sink.append(Problem(str(path), 1, 1, code="R004", message="rules.path must be a folder "
+                            "of .yaml rule files, not a file"))
         return []
     files = []
     for entry in sorted(path.iterdir()):
@@ -105,8 +105,9 @@ def _rule_files(path: Path, sink: list[str]) -> list[Path]:
         if entry.suffix == ".yaml":
             files.append(entry)
         elif entry.suffix.lower() in (".yml", ".yaml"):
-            sink.append(f"{display_name(path, entry)}:1:1: [R003] rule files must end in "
-                        f".yaml (this one is not read); rename it to {entry.stem}.yaml")
+            sink.append(Problem(display_name(path, entry), 1, 1, code="R003",
+                                message="rule files must end in .yaml (this one is not read); "
+                                f"rename it to {entry.stem}.yaml"))
     return files
 
 

@@ -40,13 +40,11 @@ EMPTY_HASH = rule_set_hash([])
 @dataclass(frozen=True, eq=False)
 class Rule:
     name: str
-    location: str  # rules/10-bots.yaml:4:5, where the rule starts
     when: Predicate | None = None  # None: every event
     transforms: tuple[Transform, ...] = ()  # set, remove, rename_event, in that order
     only: frozenset[str] | None = None  # send_to_destination_only
     drop: bool = False
     enabled: bool = True
-    description: str = ""
     guards: tuple[Guard, ...] = ()  # equality tests `when` implies (speed only: plans.py)
 
 

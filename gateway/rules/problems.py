@@ -1,30 +1,25 @@
 """Located problems in rule files and rule-test files, collected so a person fixes them all at once.
 
-Every message reads `rules/file.yaml:LINE:COL: rule 'name': [Rnnn] what is wrong; the fix`.
-The codes are stable (docs/rules.md lists them), so tools and people can search for them.
+Each is a Problem rendered as `rules/file.yaml:LINE:COL: rule 'name': [Rnnn] what is wrong; the
+fix`. The codes are stable (docs/rules.md lists them), so tools and people can search for them.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import GatewayError
+from ..errors import ProblemsError
+from ..problems import Problem
 from ..yamlsource import KeyPath, Marks
 
-__all__ = ["RuleError", "Scope", "did_you_mean", "problem_fields", "show", "sort_problems",
-           "written"]
+__all__ = ["RuleError", "Scope", "did_you_mean", "show", "sort_problems", "written"]
 
 
-class RuleError(GatewayError):
-    """Rule or rule-test files are unusable; `problems` holds one located message per mistake."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+class RuleError(ProblemsError):
+    """Rule or rule-test files are unusable; `problems` holds one Problem per mistake."""
 
 
 @dataclass(frozen=True)
@@ -32,13 +27,12 @@ class Scope:
     """Where problems go: one file's marks and what is being read there (`rule 'x'`, ...)."""
 
     marks: Marks
-    sink: list[str]
+    sink: list[Problem]
     subject: str = ""
 
     def error(self, path: KeyPath, code: str, message: str, *, at_key: bool = False) -> None:
-        where = self.marks.locate(path, key=at_key)
-        subject = f"{self.subject}: " if self.subject else ""
-        self.sink.append(f"{where}: {subject}[{code}] {message}")
+        self.sink.append(self.marks.problem(path, message, subject=self.subject, code=code,
+                                            key=at_key))
 
     def about(self, subject: str) -> Scope:
         return Scope(self.marks, self.sink, subject)
@@ -77,33 +71,6 @@ def show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-_LOCATION = re.compile(r"(.*?):(\d+):(\d+): ")
-
-
-def sort_problems(problems: list[str]) -> list[str]:
+def sort_problems(problems: list[Problem]) -> list[Problem]:
     """File order, then line and column: the order a person reads and fixes them in."""
-
-    def key(message: str) -> tuple[str, int, int]:
-        match = _LOCATION.match(message)
-        if match is None:
-            return (message, 0, 0)
-        return (match.group(1), int(match.group(2)), int(match.group(3)))
-
-    return sorted(problems, key=key)
-
-
-_PARTS = re.compile(
-    r"(?P<file>.*?):(?P<line>\d+):(?P<column>\d+): "
-    r"(?:(?P<subject>(?:rule|list|case) '.*?'): )?\[(?P<code>R\d{3})\] (?P<message>.*)",
-    re.DOTALL,
-)
-
-
-def problem_fields(problem: str) -> dict[str, str | int]:
-    """One located message as fields (file, line, column, subject, code, message), e.g. for
-    `tag-gateway check --format json`; a message of another shape is all `message`."""
-    match = _PARTS.fullmatch(problem)
-    if match is None:
-        return {"file": "", "line": 0, "column": 0, "subject": "", "code": "", "message": problem}
-    return {"file": match["file"], "line": int(match["line"]), "column": int(match["column"]),
-            "subject": match["subject"] or "", "code": match["code"], "message": match["message"]}
+    return sorted(problems, key=Problem.sort_key)

@@ -60,10 +60,8 @@ def read_rule(
     _check_actions(node, path, scope)
     if name is None or file_scope.count != start:
         return None
-    return Rule(name=name, location=file_scope.marks.locate(path), when=when,
-                transforms=tuple(transforms), only=only, drop=drop, enabled=enabled,
-                description=description if isinstance(description, str) else "",
-                guards=guards)
+    return Rule(name=name, when=when, transforms=tuple(transforms), only=only, drop=drop,
+                enabled=enabled, guards=guards)
 
 
 def _name(node: dict[str, Any], path: KeyPath, scope: Scope, seen: dict[str, str],

@@ -39,7 +39,11 @@ class CaseResult:
     name: str
     passed: bool
     message: str  # empty when passed; what differed, one line per difference, when failed
-    location: str  # rules/tests/bots.yaml:4
+    line: int  # where the case starts
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}"
 
 
 def run_rule_tests(
@@ -121,7 +125,7 @@ def _run(case: Case, index: int, rule_set: RuleSet,
 
 def _result(case: Case, differences: list[str]) -> CaseResult:
     return CaseResult(file=case.file, name=case.name, passed=not differences,
-                      message="\n".join(differences), location=case.location)
+                      message="\n".join(differences), line=case.line)
 
 
 def _differences(case: Case, event: Event, decision: Decision,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import PIXEL_ID
+from ..problems import Problem
 from ..yamlsource import KeyPath
 from .fields import resolve_field
 from .loader import read_yaml_file
@@ -49,7 +50,7 @@ class ExpectedField:
 class Case:
     file: str
     name: str
-    location: str  # file:line
+    line: int
     event: dict[str, Any]
     context: dict[str, Any]
     dropped: bool | None = None
@@ -63,7 +64,7 @@ def read_cases(tests_path: Path, destinations: Collection[str],
     """Every case of every `*.yaml` in `tests_path` (absent folder: none); RuleError if broken."""
     if not tests_path.is_dir():
         return []
-    sink: list[str] = []
+    sink: list[Problem] = []
     cases: list[Case] = []
     prefix = f"{tests_path.resolve().parent.name}/{tests_path.name}"
     for file in sorted(tests_path.glob("*.yaml")):
@@ -129,8 +130,7 @@ class _Reader:
         self._unknown(node, path, ("name", "event", "expect"), "R061", "a case", scope)
         event, context = self._event(node.get("event"), (*path, "event"), scope)
         case = Case(file=scope.marks.filename, name=name or label,
-                    location=scope.marks.locate(path).rsplit(":", 1)[0], event=event,
-                    context=context)
+                    line=scope.marks.position(path).line, event=event, context=context)
         case = self._expect(node.get("expect"), (*path, "expect"), scope, case)
         return case if scope.count == start else None
 
@@ -191,7 +191,7 @@ class _Reader:
             scope.error((*path, "dropped"), "R063", f"dropped is true or false, got "
                         f"{show(dropped)}")
         return Case(
-            file=case.file, name=case.name, location=case.location, event=case.event,
+            file=case.file, name=case.name, line=case.line, event=case.event,
             context=case.context, dropped=dropped if isinstance(dropped, bool) else None,
             destinations=self._names(node, "destinations", path, scope, self.destinations),
             fields=self._fields(node.get("fields"), (*path, "fields"), scope),

@@ -39,7 +39,7 @@ def problems(tmp_path: Path, files: dict[str, str] | str,
         files = {"10-rules.yaml": files}
     with pytest.raises(RuleError) as caught:
         load_rule_set(write_rules(tmp_path, files), destinations)
-    return caught.value.problems
+    return [str(problem) for problem in caught.value.problems]
 
 
 def rule(when: str, action: str = "drop: true") -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.problems import Problem
 from gateway.rules import RuleError, load_rule_set
 
 from .helpers import problems, write_rules
@@ -506,7 +507,7 @@ def test_yaml_syntax_errors_are_located(tmp_path: Path) -> None:
     }, DESTINATIONS)
     assert found == [
         "rules/20-broken.yaml:4:10: [R002] YAML syntax error: mapping values are not allowed here; check the indentation and quoting near this line",
-        "rules/30-dup.yaml:5:5: [R002] rules[0].drop: this key appears twice in the same block; keep one; check the indentation and quoting near this line",
+        "rules/30-dup.yaml:5:5: rules[0].drop: [R002] this key appears twice in the same block; keep one; check the indentation and quoting near this line",
         "rules/40-tab.yaml:3:1: [R002] YAML syntax error: found character '\\t' that cannot start any token; check the indentation and quoting near this line",
     ]
 
@@ -517,18 +518,18 @@ def test_file_problems(tmp_path: Path) -> None:
     (folder / "tests").mkdir()
     with pytest.raises(RuleError) as caught:
         load_rule_set(folder, DESTINATIONS)
-    assert caught.value.problems == [
+    assert [str(problem) for problem in caught.value.problems] == [
         "rules/10-a.yml:1:1: [R003] rule files must end in .yaml (this one is not read); rename it to 10-a.yaml",
         "rules/30-latin1.yaml:1:1: [R001] the file is not UTF-8 text (byte 16); save it as UTF-8",
     ]
-    assert str(caught.value) == "\n".join(caught.value.problems)
+    assert str(caught.value) == "\n".join(str(p) for p in caught.value.problems)
 
 
 def test_a_file_where_the_folder_should_be(tmp_path: Path) -> None:
     (tmp_path / "rules").write_text("version: 1\n")
     with pytest.raises(RuleError) as caught:
         load_rule_set(tmp_path / "rules", DESTINATIONS)
-    assert caught.value.problems == [
+    assert [str(problem) for problem in caught.value.problems] == [
         f"{tmp_path / 'rules'}:1:1: [R004] rules.path must be a folder of .yaml rule files, not a file",
     ]
 
@@ -570,17 +571,20 @@ def test_a_rule_with_problems_is_never_half_loaded(tmp_path: Path) -> None:
     assert len(found) == 1 and "rule 'bad'" in found[0]
 
 
-def test_problems_split_into_fields_for_json_output(tmp_path: Path) -> None:
-    from gateway.rules import problem_fields
-
-    (found,) = problems(tmp_path, "version: 1\nrules:\n  - {name: it's, when: {event_nam: Lead}, drop: true}\n", DESTINATIONS)
-    assert problem_fields(found) == {
+def test_problems_are_values_with_fields_for_json_output(tmp_path: Path) -> None:
+    with pytest.raises(RuleError) as caught:
+        load_rule_set(write_rules(tmp_path, {"10-rules.yaml": (
+            "version: 1\nrules:\n  - {name: it's, when: {event_nam: Lead}, drop: true}\n")}),
+            DESTINATIONS)
+    (found,) = caught.value.problems
+    assert found.as_dict() == {
         "file": "rules/10-rules.yaml", "line": 3, "column": 25, "subject": "rule 'it's'",
         "code": "R020",
-        "message": "unknown field 'event_nam' (did you mean 'event_name'?); see docs/rules.md for the fields rules can read",
+        "message": "unknown field 'event_nam' (did you mean 'event_name'?); see docs/rules.md "
+                   "for the fields rules can read",
+        "hint": "",
     }
-    assert problem_fields("rules/x.yaml:1:1: [R010] add `version: 1` at the top of the file") == {
-        "file": "rules/x.yaml", "line": 1, "column": 1, "subject": "", "code": "R010",
-        "message": "add `version: 1` at the top of the file",
-    }
-    assert problem_fields("odd")["message"] == "odd"
+    assert str(found) == f"rules/10-rules.yaml:3:25: rule 'it's': [R020] {found.message}"
+    whole_file = Problem("rules/x.yaml", code="R001", message="cannot read the file",
+                         hint="check its permissions")
+    assert str(whole_file) == "rules/x.yaml: [R001] cannot read the file; check its permissions"
