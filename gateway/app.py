@@ -32,12 +32,12 @@ from .ingest.cors import add_cors
 from .ingest.server import add_server_routes
 from .ingest.snippet import add_snippet_routes
 from .observe import Metrics
-from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.meta import DryRunSender, MetaCapiSender
 from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker, Sender
 from .reload import ConfigReloader
 from .rulesreload import LiveRules
+from .storage import open_outbox
 
 __all__ = ["create_app"]
 
@@ -137,13 +137,7 @@ async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     storage = settings.storage
-    outbox = await Outbox.open(
-        storage.path,
-        commit_interval=storage.commit_interval_ms / 1000,
-        lease_seconds=storage.lease_seconds,
-        synchronous=storage.synchronous,
-        clock=app[keys.CLOCK],
-    )
+    outbox = await open_outbox(storage, clock=app[keys.CLOCK], shared=app[keys.SHARED])
     app[keys.OUTBOX] = outbox
     backpressure = Backpressure(outbox, app[keys.METRICS], max_rows=storage.max_queue_rows,
                                 max_bytes=storage.max_queue_mb * 2**20)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from .observe import Metrics
-from .outbox import Outbox
+from .storage import Outbox
 
 __all__ = ["Backpressure"]
 

@@ -14,11 +14,11 @@ from .enrich import Enricher
 from .identity.cookies import FirstPartyCookies
 from .identity.proxy import TrustedProxies
 from .observe import Metrics
-from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.worker import RelayWorker
 from .reload import ConfigReloader
 from .rulesreload import LiveRules
+from .storage import Outbox
 
 __all__ = [
     "ALERTS", "BACKPRESSURE", "CLOCK", "COOKIES", "ENRICHER", "HTTP_SESSION", "METRICS",

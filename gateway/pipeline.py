@@ -21,8 +21,8 @@ from .enrich import Enricher
 from .errors import HitError, OutboxFull
 from .model import Event
 from .observe import Metrics
-from .outbox import Outbox, OutboxEntry
 from .rulesreload import LiveRules
+from .storage import Outbox, OutboxEntry
 from .validate import expiry, validate_event
 
 __all__ = ["Pipeline", "Submission"]

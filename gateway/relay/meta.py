@@ -18,7 +18,7 @@ import orjson
 
 from ..config import DestinationSettings
 from ..errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
-from ..outbox import ClaimedRow
+from ..storage import ClaimedRow
 
 __all__ = ["DryRunSender", "MetaCapiSender", "batch_body", "events_url"]
 

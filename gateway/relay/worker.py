@@ -29,7 +29,7 @@ from ..alerts import Alerts
 from ..config import DestinationSettings
 from ..errors import Permanent, RateLimited, Retryable, TokenRejected
 from ..observe import Metrics
-from ..outbox import ClaimedRow, Outbox
+from ..storage import ClaimedRow, Outbox
 
 __all__ = ["IDLE_POLL_SECONDS", "SHARED_IDLE_POLL_SECONDS", "RelayWorker", "Sender",
            "backoff_delay"]

@@ -1,30 +1,20 @@
-"""The outbox's tables and the SQL that several modules share.
+"""The SQLite outbox's tables, their migrations, and the SQL conditions several modules share.
 
-Row states
-- pending -> inflight (claimed under a lease) -> delivered | dry_run
-- inflight -> pending (retry later, or given back at shutdown / on a paused destination)
-- inflight -> duplicate: the same (pixel, event_name, event_id) already went to this destination
-  within the dedup window
-- pending | inflight -> dead, with `reason`: invalid (Meta refused the event; `last_error` holds
-  its message and `fbtrace_id` its trace id), expired (past Meta's 7 / 62-day window), or
-  token_revoked (expired while the destination's token was refused)
-- unrouted (no destination accepts the pixel) and invalid (fails Meta's rules at ingest) rows are
-  written that way and only kept for inspection.
-Finished rows (delivered, dry_run, duplicate, unrouted, invalid) are pruned after the retention
-period; dead letters stay until replayed or deleted by a person.
+`SCHEMA` is the first version's schema and never changes: a new file is created with it and then
+brought up to date by the same `MIGRATIONS` that update a file written by an older gateway, so
+both paths are one. `PRAGMA user_version` records the version a file has reached.
 """
 
 from __future__ import annotations
 
-__all__ = ["DEAD_REASONS", "FINISHED", "FINISHED_STATES", "QUEUED", "SCHEMA", "SCHEMA_VERSION"]
+from ..types import FINISHED_STATES, QUEUED_STATES
 
-SCHEMA_VERSION = 1
-FINISHED_STATES = ("delivered", "dry_run", "duplicate", "unrouted", "invalid")
+__all__ = ["FINISHED", "MIGRATIONS", "QUEUED", "SCHEMA", "SCHEMA_VERSION"]
+
 # The conditions of the partial indexes, written the same wherever a query must match them
 # for SQLite to use the index.
 FINISHED = "state IN (" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
-QUEUED = "state IN ('pending', 'inflight')"
-DEAD_REASONS = ("invalid", "expired", "token_revoked")
+QUEUED = "state IN (" + ", ".join(f"'{state}'" for state in QUEUED_STATES) + ")"
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS outbox (
@@ -74,3 +64,10 @@ CREATE TABLE IF NOT EXISTS dedup (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_at);
 """
+
+# Version n's statements bring a file from version n - 1 to n, in one transaction.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Per-event context for destinations that need it at send time (JSON; empty: none).
+    2: ("ALTER TABLE payloads ADD COLUMN context BLOB NOT NULL DEFAULT x''",),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
