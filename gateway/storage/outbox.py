@@ -46,7 +46,7 @@ class Outbox(Protocol):
 
     # -- relay ---------------------------------------------------------------------------------
     def wakeup(self, destination: str) -> asyncio.Event:
-        """An event set whenever new rows for `destination` are committed or fall due.
+        """An event set whenever rows for `destination` are committed or replayed here.
 
         Rows may be committed by another process or machine (`serve --workers N`, the CLI's
         `dead-letters replay`, several gateways on one database): noticing them is the
@@ -132,5 +132,6 @@ class Outbox(Protocol):
         ...
 
     async def close(self) -> None:
-        """Commit whatever is waiting, let running writes end, then let go of the store."""
+        """Commit whatever is waiting, let running writes end, then let go of the store.
+        Closing again is harmless (it waits for the first close)."""
         ...

@@ -5,18 +5,22 @@ crash recovery. Runs once per engine (see conftest.py)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import pickle
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import OutboxUnavailable
 from gateway.settings import StorageSettings
 from gateway.storage import (
     FINISHED_STATES,
     OPEN_STATES,
+    ClaimedRow,
     DeadLetterFilter,
     Outbox,
     OutboxEntry,
@@ -414,3 +418,58 @@ async def test_a_killed_process_loses_no_acknowledged_row_and_its_leases_come_ba
     await outbox.finish(rest)
     clock.now += 31  # the killed process's lease runs out
     assert sorted(await event_ids(outbox)) == [f"e{n}" for n in range(5)]
+
+
+# -- properties --------------------------------------------------------------------------------
+Step = tuple[str, int]
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("enqueue"), st.integers(1, 4)),
+    st.tuples(st.sampled_from(["claim"]), st.integers(1, 5)),
+    st.tuples(st.sampled_from(["finish", "retry", "release", "forget"]), st.integers(0, 3)),
+    st.tuples(st.just("wait"), st.integers(0, 40)),  # seconds
+    st.tuples(st.just("restart"), st.just(0)),
+), max_size=25)
+_examples = itertools.count()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS)
+async def test_no_event_is_lost_or_stored_twice_across_retries_and_restarts(
+    open_store: Opener, clock: Clock, steps: list[Step]
+) -> None:
+    # Each example has a destination of its own: a fresh queue in the test's store.
+    name = f"d{next(_examples)}"
+    outbox = await open_store()
+    enqueued: list[str] = []
+    held: list[list[ClaimedRow]] = []  # claims a worker holds, unacknowledged
+    for action, n in steps:
+        if action == "enqueue":
+            ids = [f"{name}-{len(enqueued) + k}" for k in range(n)]
+            await outbox.enqueue([entry(0, name, event_id=event_id) for event_id in ids])
+            enqueued += ids
+        elif action == "claim":
+            rows = (await outbox.claim(name, n)).rows
+            live = {r.event_id for claim in held for r in claim if r.lease > clock.now}
+            assert not live & {r.event_id for r in rows}  # never leased twice at once
+            held.append(rows)
+        elif action == "wait":
+            clock.now += n
+        elif action == "restart":
+            await outbox.close()
+            outbox = await open_store()
+        elif held:
+            rows = held.pop(n % len(held))
+            if action == "finish":
+                await outbox.finish(rows)
+            elif action == "retry":
+                await outbox.retry_later(rows, delay=5, error="HTTP 503")
+            elif action == "release":
+                await outbox.release(rows)
+            # "forget": the worker died holding them; only the lease brings them back
+    clock.now += 60  # every lease and retry falls due
+    while rows := (await outbox.claim(name, 100)).rows:
+        assert await outbox.finish(rows) == len(rows)
+    stored = [(r.event_id, r.state) for r in await outbox.rows() if r.destination == name]
+    assert sorted(stored) == sorted((event_id, "delivered") for event_id in enqueued)
+    await outbox.close()

@@ -7,9 +7,13 @@ both paths are one. `PRAGMA user_version` records the version a file has reached
 
 from __future__ import annotations
 
+import sqlite3
+
+from ...errors import OutboxUnavailable
 from ..types import FINISHED_STATES, QUEUED_STATES
 
-__all__ = ["FINISHED", "MIGRATIONS", "QUEUED", "SCHEMA", "SCHEMA_VERSION"]
+__all__ = ["FINISHED", "MIGRATIONS", "QUEUED", "SCHEMA", "SCHEMA_VERSION", "migrate",
+           "user_version"]
 
 # The conditions of the partial indexes, written the same wherever a query must match them
 # for SQLite to use the index.
@@ -71,3 +75,44 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: ("ALTER TABLE payloads ADD COLUMN context BLOB NOT NULL DEFAULT x''",),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    [(version,)] = conn.execute("PRAGMA user_version").fetchall()
+    return int(version)
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements (executescript would commit the transaction they belong in)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current)
+            current = ""
+    return statements
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the first version's tables if missing, then apply the migrations the file lacks.
+
+    Under the write lock, so that processes opening one file together migrate it once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = user_version(conn)
+        if version > SCHEMA_VERSION:
+            raise OutboxUnavailable(f"the outbox file has schema version {version}, newer than "
+                                    f"this gateway's {SCHEMA_VERSION}: upgrade the gateway")
+        if version == 0:
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+            version = 1
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.commit()
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise

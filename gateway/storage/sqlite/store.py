@@ -28,7 +28,7 @@ from ...errors import OutboxUnavailable
 from ..types import Claim, ClaimedRow, OutboxEntry
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
-from .schema import MIGRATIONS, QUEUED, SCHEMA, SCHEMA_VERSION
+from .schema import QUEUED, migrate, user_version
 from .sqlthread import SqliteThread
 
 __all__ = ["SqliteOutbox"]
@@ -74,47 +74,6 @@ async def _connect_reader(path: Path) -> aiosqlite.Connection:
         await db.close()
         raise
     return db
-
-
-def _user_version(conn: sqlite3.Connection) -> int:
-    [(version,)] = conn.execute("PRAGMA user_version").fetchall()
-    return int(version)
-
-
-def _statements(script: str) -> list[str]:
-    """A script's statements (executescript would commit the transaction they belong in)."""
-    statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current)
-            current = ""
-    return statements
-
-
-def _create_schema(conn: sqlite3.Connection) -> None:
-    """Create the first version's tables if missing, then apply the migrations the file lacks.
-
-    Under the write lock, so that processes opening one file together migrate it once."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = _user_version(conn)
-        if version > SCHEMA_VERSION:
-            raise OutboxUnavailable(f"the outbox file has schema version {version}, newer than "
-                                    f"this gateway's {SCHEMA_VERSION}: upgrade the gateway")
-        if version == 0:
-            for statement in _statements(SCHEMA):
-                conn.execute(statement)
-            version = 1
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target]:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.commit()
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
 
 
 def _lease(row: ClaimedRow) -> float:
@@ -181,8 +140,8 @@ class SqliteOutbox(OutboxQueries):
             db = await SqliteThread.open(path, synchronous=synchronous, name="ingest")
             opened.append(db)
             if create:
-                await db.run(_create_schema)
-            version = await db.run(_user_version)
+                await db.run(migrate)
+            version = await db.run(user_version)
             relay_db = await SqliteThread.open(path, synchronous="NORMAL", name="relay")
             opened.append(relay_db)
             read_db = await _connect_reader(path)
