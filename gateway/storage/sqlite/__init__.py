@@ -18,6 +18,7 @@ __all__ = ["ENGINE", "SqliteOutbox"]
 
 
 async def _open(storage: StorageSettings, clock: Callable[[], float], shared: bool) -> Outbox:
+    # `shared` changes nothing here: WAL and BEGIN IMMEDIATE already serve several processes.
     return await SqliteOutbox.open(
         storage.path,
         commit_interval=storage.commit_interval_ms / 1000,
