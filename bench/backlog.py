@@ -8,8 +8,8 @@ MaxMind test database, and one destination whose token a local fake Graph API re
 code 190) on every request, so the gateway pauses it and its events stay queued.
 - A: an empty outbox;
 - B: an outbox pre-filled with `--backlog` queued events for that destination, written with
-  `Outbox.enqueue` in batches. The payloads are events the gateway itself stored in run A (its
-  real pipeline output) with new event ids.
+  `Outbox.enqueue` (gateway.storage) in batches. The payloads are events the gateway itself
+  stored in run A (its real pipeline output) with new event ids.
 Each run: start, a warm-up with wrk (bench/ingest.py's hits and Lua script; its Python client
 when wrk is missing), a check through `GET /status` that the destination is paused, then the
 measured run. The gateway's RSS (VmRSS; VmHWM is the peak) at start, after the warm-up and at
@@ -26,13 +26,11 @@ stopped on exit, error or Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -119,23 +117,30 @@ class Template:
     payload: bytes
 
 
-def read_templates(db: Path, limit: int = 5000) -> list[Template]:
-    with contextlib.closing(sqlite3.connect(db)) as con:
-        rows = con.execute(
-            "SELECT o.pixel_id, o.test_event_code, o.event_name, o.event_id, o.event_time, "
-            "o.request_fields, o.rule_set, p.payload FROM outbox o JOIN payloads p USING (id) "
-            "WHERE o.destination = ? AND o.state IN ('pending', 'inflight') ORDER BY o.id "
-            "LIMIT ?", (DESTINATION, limit)).fetchall()
-    templates = [Template(pixel, code, name, event_id, int(time), fields, rule_set, bytes(payload))
-                 for pixel, code, name, event_id, time, fields, rule_set, payload in rows]
+async def read_templates(db: Path, limit: int = 5000) -> list[Template]:
+    """Rows run A left queued (its destination is paused), read through the storage protocol."""
+    from gateway.settings import StorageSettings
+    from gateway.storage import open_existing
+
+    outbox = await open_existing(StorageSettings(path=db), clock=time.time)
+    if outbox is None:
+        return []
+    try:
+        rows = await outbox.rows(state="pending", limit=limit)
+    finally:
+        await outbox.close()
+    templates = [Template(r.pixel_id, r.test_event_code, r.event_name, r.event_id, r.event_time,
+                          r.request_fields, r.rule_set, r.payload)
+                 for r in rows if r.destination == DESTINATION and r.payload is not None]
     return [t for t in templates if t.payload.count(orjson.dumps(t.event_id)) == 1]
 
 
 async def prefill(db: Path, templates: list[Template], count: int, batch: int) -> None:
     """`count` queued rows for the destination, `batch` per transaction, progress printed."""
-    from gateway.outbox import Outbox, OutboxEntry
+    from gateway.settings import StorageSettings
+    from gateway.storage import OutboxEntry, open_outbox
 
-    outbox = await Outbox.open(db, synchronous="NORMAL")
+    outbox = await open_outbox(StorageSettings(path=db, synchronous="NORMAL"), clock=time.time)
     started, now, step = time.perf_counter(), int(time.time()), max(count // 10, batch)
     try:
         for first in range(0, count, batch):
@@ -394,7 +399,7 @@ def bench(args: argparse.Namespace, folder: Path, graph_process: ingest.Processe
     a = run_gateway("A", folder / "a", 0, load, graph, servers)
     print(f"run A: {a.measured.rps:,.0f} req/s", flush=True)
 
-    templates = read_templates(folder / "a" / "outbox.db")
+    templates = ingest.run_async(lambda: read_templates(folder / "a" / "outbox.db"))
     if not templates:
         raise SystemExit("run A left no queued rows to copy as the backlog's payloads")
     sizes = sorted(len(t.payload) for t in templates)

@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def run_gateway(port: int, count: int, received: Synchronized) -> float:  # type
     from gateway.config import parse_settings
     from gateway.hashing import hash_user_data
     from gateway.identity.useragent import shared_parser
-    from gateway.outbox import Outbox, OutboxEntry
+    from gateway.storage import OutboxEntry, open_outbox
 
     folder = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     settings = parse_settings(f"""
@@ -127,7 +128,8 @@ destinations:
 """, env={})
 
     async def fill() -> None:
-        outbox = await Outbox.open(settings.storage.path, synchronous="NORMAL")
+        outbox = await open_outbox(replace(settings.storage, synchronous="NORMAL"),
+                                   clock=time.time)
         now = int(time.time())
         for first in range(0, count, 10_000):
             entries = []

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -13,10 +14,9 @@ from pathlib import Path
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .keycli import add_keys_parser, run_keys
-from .outbox.deadletters import DeadLetterFilter
-from .outbox.schema import DEAD_REASONS
 from .problems import Problem
 from .rules import RuleError, format_results, load_rule_set, run_rule_tests
+from .storage import DEAD_REASONS, DeadLetterFilter
 
 EXIT_CONFIG = 2
 
@@ -74,10 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "test":
         return _test(settings)
     if args.command == "outbox":
-        from .inspect_outbox import print_outbox
+        from .storage.report import print_outbox
 
-        return print_outbox(settings.storage.path, sys.stdout, state=args.state,
-                            limit=args.limit, payload=args.payload)
+        return asyncio.run(print_outbox(settings.storage, sys.stdout, state=args.state,
+                                        limit=args.limit, payload=args.payload))
     if args.command == "dead-letters":
         return _dead_letters(args, settings)
     if args.workers > 1 and args.worker is None:
@@ -149,14 +149,14 @@ def _print_problems(problems: list[Problem], where: str) -> None:
 
 
 def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
-    from .inspect_outbox import print_dead_letters, replay_dead_letters
+    from .storage.report import print_dead_letters, replay_dead_letters
 
     selection = DeadLetterFilter(destination=args.destination, reason=args.reason,
                                  ids=tuple(args.ids))
     if args.action == "list":
-        return print_dead_letters(settings.storage.path, sys.stdout, selection,
-                                  limit=args.limit, as_json=args.format == "json")
-    return replay_dead_letters(settings.storage.path, sys.stdout, selection)
+        return asyncio.run(print_dead_letters(settings.storage, sys.stdout, selection,
+                                              limit=args.limit, as_json=args.format == "json"))
+    return asyncio.run(replay_dead_letters(settings.storage, sys.stdout, selection))
 
 
 def _load(path: str) -> Settings | None:

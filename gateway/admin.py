@@ -17,7 +17,7 @@ from aiohttp import hdrs, web
 from . import keys
 from .accesskeys import key_sha256
 from .identity.proxy import parse_ip
-from .outbox import DEAD_REASONS, DeadLetterFilter
+from .storage import DEAD_REASONS, DeadLetterFilter
 
 __all__ = ["add_routes"]
 

@@ -34,11 +34,11 @@ from .ingest.snippet import add_snippet_routes
 from .live import Live
 from .liverules import LiveRules
 from .observe import Metrics
-from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.relays import Relays
 from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker
 from .reload import Reloader, file_stamp
+from .storage import open_outbox
 
 __all__ = ["create_app"]
 
@@ -139,13 +139,7 @@ async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     storage = settings.storage
-    outbox = await Outbox.open(
-        storage.path,
-        commit_interval=storage.commit_interval_ms / 1000,
-        lease_seconds=storage.lease_seconds,
-        synchronous=storage.synchronous,
-        clock=app[keys.CLOCK],
-    )
+    outbox = await open_outbox(storage, clock=app[keys.CLOCK], shared=app[keys.SHARED])
     app[keys.OUTBOX] = outbox
     backpressure = Backpressure(outbox, app[keys.METRICS], max_rows=storage.max_queue_rows,
                                 max_bytes=storage.max_queue_mb * 2**20)

@@ -1,8 +1,9 @@
 """Refuse new events while the outbox is over its bounds, instead of growing without limit.
 
-A background check (every second) compares the queued rows and the database file size with
-`storage.max_queue_rows` / `storage.max_queue_mb`; while over, ingest answers 503 with
-`Retry-After`. Checking in the background keeps the per-hit cost at one attribute read.
+A background check (every second) compares the outbox's queue depth, as its engine reports it
+(queued rows, and the store's size: the SQLite file), with `storage.max_queue_rows` /
+`storage.max_queue_mb`; while over, ingest answers 503 with `Retry-After`. Checking in the
+background keeps the per-hit cost at one attribute read.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import logging
 
 from .observe import Metrics
-from .outbox import Outbox
+from .storage import Outbox
 
 __all__ = ["Backpressure"]
 

@@ -16,10 +16,10 @@ from .identity.proxy import TrustedProxies
 from .live import Live
 from .liverules import LiveRules
 from .observe import Metrics
-from .outbox import Outbox
 from .pipeline import Pipeline
 from .relay.relays import Relays
 from .reload import Reloader
+from .storage import Outbox
 
 __all__ = [
     "ALERTS",

@@ -27,7 +27,7 @@ from .live import Live
 from .liverules import LiveRules
 from .model import Event
 from .observe import Metrics
-from .outbox import Outbox, OutboxEntry
+from .storage import Outbox, OutboxEntry
 
 __all__ = ["Pipeline", "Route", "Submission"]
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import Settings, parse_settings
+from gateway.storage import OutboxRow, open_existing
 
 from .fake_graph import FakeGraph
 
@@ -32,12 +34,27 @@ PIXEL_A = "111111111111111"
 PIXEL_B = "222222222222222"
 
 
+async def _stored_rows(settings: Settings) -> list[OutboxRow]:
+    outbox = await open_existing(settings.storage, clock=time.time)
+    if outbox is None:
+        return []
+    try:
+        return await outbox.rows()
+    finally:
+        await outbox.close()
+
+
+def stored_rows(settings: Settings) -> list[OutboxRow]:
+    """Every outbox row of a gateway's store with its event, oldest first, read through the
+    storage protocol on a store of its own (what a 2xx promised is durable). Synchronous, for
+    `wait_until` conditions: it runs on a loop of its own in a helper thread."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, _stored_rows(settings)).result()
+
+
 def outbox_rows(settings: Settings) -> list[dict[str, Any]]:
-    """Every outbox row of a gateway's file, as dicts, oldest first (read from another
-    connection: what a 2xx promised is on disk)."""
-    with sqlite3.connect(settings.storage.path) as db:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM outbox ORDER BY id")]
+    """`stored_rows` as dicts keyed by column (id, destination, state, last_error, ...)."""
+    return [row.as_dict() for row in stored_rows(settings)]
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

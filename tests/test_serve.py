@@ -7,7 +7,6 @@ import gc
 import os
 import signal
 import socket
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from gateway import server
 from gateway.config import parse_settings
 from gateway.server import GC_YOUNG_THRESHOLD, tune_gc
 
-from .conftest import PIXEL_A, destination_yaml, settings_yaml, wait_until
+from .conftest import PIXEL_A, destination_yaml, settings_yaml, stored_rows, wait_until
 from .fake_graph import FakeGraph
 
 
@@ -93,18 +92,19 @@ async def test_outbox_command_shows_what_would_be_sent(
     config.write_text(settings_yaml(
         tmp_path, destination_yaml("main", "http://127.0.0.1:9", pixel_id=PIXEL_A,
                                    access_token="")))
-    client = await aiohttp_client(create_app(parse_settings(config.read_text(), env={})))
+    settings = parse_settings(config.read_text(), env={})
+    client = await aiohttp_client(create_app(settings))
     response = await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead", "eid": "o1",
                                                 "dl": "https://a.example/"})
     assert response.status == 200
 
     def finished() -> bool:
-        with sqlite3.connect(tmp_path / "gateway.db") as db:
-            return db.execute("SELECT state FROM outbox").fetchall() == [("dry_run",)]
+        return [row.state for row in stored_rows(settings)] == ["dry_run"]
 
     await wait_until(finished)
     await client.close()
-    assert main(["outbox", "--config", str(config), "--payload"]) == 0
+    # The CLI runs its own event loop, as it does in a process of its own.
+    assert await asyncio.to_thread(main, ["outbox", "--config", str(config), "--payload"]) == 0
     out = capsys.readouterr().out
     assert "main             dry_run    1" in out
     assert f"main dry_run pixel={PIXEL_A} Lead event_id=o1 attempts=1" in out

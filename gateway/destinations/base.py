@@ -26,8 +26,8 @@ import aiohttp
 if TYPE_CHECKING:
     from ..configreader import Reader
     from ..model import Context
-    from ..outbox import ClaimedRow
     from ..settings import DestinationSettings
+    from ..storage import ClaimedRow
 
 __all__ = ["Destination", "DestinationOptions", "DestinationType", "summarize"]
 

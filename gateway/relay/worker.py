@@ -36,8 +36,8 @@ from ..destinations import TYPES, Destination
 from ..errors import Permanent, RateLimited, Retryable, TokenRejected
 from ..live import Live
 from ..observe import Metrics
-from ..outbox import ClaimedRow, Outbox
 from ..settings import DestinationSettings
+from ..storage import ClaimedRow, Outbox
 
 __all__ = ["IDLE_POLL_SECONDS", "SHARED_IDLE_POLL_SECONDS", "RelayWorker", "backoff_delay"]
 

@@ -4,7 +4,6 @@ a 4xx with a reason and leave nothing behind."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,14 @@ from aiohttp import FormData
 
 from gateway.config import Settings
 
-from ..conftest import PIXEL_A, GatewayFactory
+from ..conftest import PIXEL_A, GatewayFactory, stored_rows
 from ..fake_graph import FakeGraph
 
 GIF_MAGIC = b"GIF89a"
 
 
 def outbox_rows(settings: Settings) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(settings.storage.path) as db:
-        return db.execute("SELECT destination, state, payload FROM outbox_events").fetchall()
+    return [(row.destination, row.state, row.payload) for row in stored_rows(settings)]
 
 
 async def test_get_hit_arrives_upstream_as_capi_event(

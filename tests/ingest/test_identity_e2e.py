@@ -4,12 +4,11 @@ hashed personal data, the real client IP, first-party fbp/fbc, and geo-derived f
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 from gateway.config import parse_settings
 
-from ..conftest import PIXEL_A, GatewayFactory, destination_yaml, settings_yaml
+from ..conftest import PIXEL_A, GatewayFactory, destination_yaml, settings_yaml, stored_rows
 from ..fake_graph import FakeGraph
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "maxmind"
@@ -119,8 +118,7 @@ async def test_truncated_ip_is_what_gets_stored(
         headers={"X-Forwarded-For": "216.160.83.56"},
     )
     assert response.status == 200
-    with sqlite3.connect(settings.storage.path) as db:
-        [(payload,)] = db.execute("SELECT payload FROM outbox_events").fetchall()
+    [payload] = [row.payload or b"" for row in stored_rows(settings)]
     assert b"216.160.83.0" in payload and b"216.160.83.56" not in payload
 
 
@@ -140,9 +138,8 @@ async def test_invalid_event_is_kept_with_reasons_and_answered_400(
         "Purchase events need custom_data.currency as a 3-letter ISO 4217 code",
     ]
     assert "_fbp" in response.cookies
-    with sqlite3.connect(settings.storage.path) as db:
-        [(state, error, payload)] = db.execute(
-            "SELECT state, last_error, payload FROM outbox_events").fetchall()
+    [(state, error, payload)] = [(row.state, row.last_error or "", row.payload or b"")
+                                 for row in stored_rows(settings)]
     assert state == "invalid"
     assert "custom_data.value" in error
     assert b"buyer@example.com" not in payload  # hashed before it is stored

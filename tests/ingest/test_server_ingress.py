@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -24,7 +23,7 @@ from gateway.app import create_app
 from gateway.config import Settings, parse_settings
 from gateway.ingest.server import INGRESS, add_server_routes
 
-from ..conftest import PIXEL_A, PIXEL_B, destination_yaml, settings_yaml
+from ..conftest import PIXEL_A, PIXEL_B, destination_yaml, settings_yaml, stored_rows
 from ..fake_graph import FakeGraph
 
 KEY = "sk-test-backend-0123456789abcdef"
@@ -96,10 +95,7 @@ def settings(tmp_path: Path, fake_graph: FakeGraph) -> Settings:
 
 def outbox_rows(settings: Settings) -> list[tuple[str, str, str]]:
     """(state, event_id, note) of every outbox row."""
-    with sqlite3.connect(settings.storage.path) as db:
-        return db.execute(
-            "SELECT state, event_id, COALESCE(last_error, '') FROM outbox ORDER BY id"
-        ).fetchall()
+    return [(row.state, row.event_id, row.last_error or "") for row in stored_rows(settings)]
 
 
 def event(name: str = "Purchase", **fields: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,9 @@ from aiohttp.test_utils import TestServer
 from gateway import keys
 from gateway.app import create_app
 from gateway.config import Settings, parse_settings
-from gateway.outbox import Outbox, OutboxEntry
+from gateway.settings import StorageSettings
+from gateway.storage import OutboxEntry, open_outbox
+from gateway.storage.sqlite import SqliteOutbox  # the engine the gateway opens: patched
 
 from ..conftest import (
     PIXEL_A,
@@ -28,6 +29,7 @@ from ..conftest import (
     destination_yaml,
     graph_server,
     settings_yaml,
+    stored_rows,
     wait_until,
 )
 from ..conftest import (
@@ -39,15 +41,12 @@ PIXEL_C = "333333333333333"
 
 
 def states(settings: Settings) -> list[tuple[str, str, str | None]]:
-    with sqlite3.connect(settings.storage.path) as db:
-        return db.execute(
-            "SELECT destination, state, last_error FROM outbox ORDER BY id"
-        ).fetchall()
+    return [(row.destination, row.state, row.last_error) for row in stored_rows(settings)]
 
 
-async def queue(path: Path, *event_ids: str) -> None:
+async def queue(storage: StorageSettings, *event_ids: str) -> None:
     """PageViews for PIXEL_A's destination `main`, committed as another process would."""
-    outbox = await Outbox.open(path)
+    outbox = await open_outbox(storage, clock=time.time)
     now = time.time()
     try:
         await outbox.enqueue([OutboxEntry(
@@ -140,15 +139,15 @@ async def test_steady_traffic_is_sent_in_batches_that_linger_to_fill(
     # batch, the next claim waits the linger (a relay that claimed again as soon as it handed
     # a batch off sent a request per handful of events). A busy machine only lengthens gaps.
     claims: list[tuple[float, float, int]] = []  # (started, returned, rows)
-    real_claim = Outbox.claim
+    real_claim = SqliteOutbox.claim
 
-    async def timed_claim(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+    async def timed_claim(self: SqliteOutbox, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
         claim = await real_claim(self, *args, **kwargs)
         claims.append((started, time.monotonic(), len(claim.rows)))
         return claim
 
-    monkeypatch.setattr(Outbox, "claim", timed_claim)
+    monkeypatch.setattr(SqliteOutbox, "claim", timed_claim)
     settings = parse_settings(settings_yaml(
         tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A, linger_ms=300)),
         env={})
@@ -251,8 +250,7 @@ async def test_dry_run_sends_nothing_and_records_the_would_be_request(
                                               "ud[em]": "buyer@example.com"})
     await hit(client, PIXEL_A, "PageView")
     await wait_until(lambda: [s for _, s, _ in states(settings)] == ["dry_run", "dry_run"])
-    with sqlite3.connect(settings.storage.path) as db:
-        payloads = [row[0] for row in db.execute("SELECT payload FROM outbox_events ORDER BY id")]
+    payloads = [row.payload or b"" for row in stored_rows(settings)]
     assert b'"event_name":"Purchase"' in payloads[0]  # what would have been sent
     assert fake_graph.requests == []
     assert "would POST" in caplog.text
@@ -369,18 +367,16 @@ async def test_worker_survives_outbox_errors(
     one_destination: Settings, fake_graph: FakeGraph, start_gateway: GatewayFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from gateway.outbox import Outbox
-
-    real_next_due = Outbox.next_due
+    real_next_due = SqliteOutbox.next_due
     failures = []
 
-    async def flaky_next_due(self: Outbox, destination: str) -> float | None:
+    async def flaky_next_due(self: SqliteOutbox, destination: str) -> float | None:
         if not failures:
             failures.append(1)
             raise OSError("disk I/O error")
         return await real_next_due(self, destination)
 
-    monkeypatch.setattr(Outbox, "next_due", flaky_next_due)
+    monkeypatch.setattr(SqliteOutbox, "next_due", flaky_next_due)
     client = await start_gateway(one_destination)
     await wait_until(lambda: bool(failures))
     await hit(client, PIXEL_A, eid="after-error")
@@ -440,20 +436,20 @@ async def test_rows_another_serve_process_commits_are_relayed_promptly(
     settings = parse_settings(settings_yaml(
         tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)), env={})
     claims = 0
-    real_claim = Outbox.claim
+    real_claim = SqliteOutbox.claim
 
-    async def counted_claim(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+    async def counted_claim(self: SqliteOutbox, *args: Any, **kwargs: Any) -> Any:
         nonlocal claims
         claims += 1
         return await real_claim(self, *args, **kwargs)
 
-    monkeypatch.setattr(Outbox, "claim", counted_claim)
+    monkeypatch.setattr(SqliteOutbox, "claim", counted_claim)
     await aiohttp_client(TestServer(create_app(settings, worker=0)))
     await asyncio.sleep(1.0)  # the relay found the queue empty and waits
     # It looks by reading; a claim (a write transaction on the file every worker commits to)
     # follows only once something is due.
     assert claims == 1
-    await queue(settings.storage.path, "from-worker-1")  # on the other process's connection
+    await queue(settings.storage, "from-worker-1")  # on the other process's connection
     [event] = await fake_graph.wait_for_events(1, timeout=2.5)
     assert event["event_id"] == "from-worker-1"
 
@@ -465,7 +461,7 @@ async def test_a_full_claim_of_mostly_duplicates_does_not_linger(
     # and the event itself. The next batch must follow at once, not after a linger.
     settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
         "main", fake_graph.url, pixel_id=PIXEL_A, batch_size=10, linger_ms=3000)), env={})
-    await queue(settings.storage.path, *["same"] * 10, "next")
+    await queue(settings.storage, *["same"] * 10, "next")
     await start_gateway(settings)
     await fake_graph.wait_for_events(1)
     started = time.monotonic()
@@ -482,16 +478,16 @@ async def test_a_stop_that_arrives_during_a_claim_does_not_wait_out_the_linger(
     # stops instead of lingering (a minute here) for a next batch it will never claim.
     settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
         "main", fake_graph.url, pixel_id=PIXEL_A, linger_ms=60_000)), env={})
-    await queue(settings.storage.path, "queued")
+    await queue(settings.storage, "queued")
     claiming, go_on = asyncio.Event(), asyncio.Event()
-    real_claim = Outbox.claim
+    real_claim = SqliteOutbox.claim
 
-    async def held_claim(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+    async def held_claim(self: SqliteOutbox, *args: Any, **kwargs: Any) -> Any:
         claiming.set()
         await go_on.wait()
         return await real_claim(self, *args, **kwargs)
 
-    monkeypatch.setattr(Outbox, "claim", held_claim)
+    monkeypatch.setattr(SqliteOutbox, "claim", held_claim)
     client = await start_gateway(settings)
     [worker] = client.server.app[keys.RELAYS]
     await asyncio.wait_for(claiming.wait(), 5)

@@ -18,7 +18,7 @@ from gateway import keys
 from gateway.__main__ import main
 from gateway.app import create_app
 from gateway.config import Settings, load_settings, parse_settings
-from gateway.outbox import Outbox, OutboxEntry
+from gateway.storage import OutboxEntry, open_outbox
 
 from ..conftest import (
     PIXEL_A,
@@ -62,7 +62,7 @@ async def test_one_invalid_event_in_a_batch_of_1000(
     url = await graph_server(aiohttp_server, graph)
     settings = parse_settings(settings_yaml(tmp_path, destination_yaml(
         "main", url, pixel_id=PIXEL_A, batch_size=1000, max_in_flight=1)), env={})
-    outbox = await Outbox.open(settings.storage.path)
+    outbox = await open_outbox(settings.storage, clock=time.time)
     now = time.time()
     await outbox.enqueue([
         OutboxEntry("main", PIXEL_A, "", "Purchase", f"e{n}", int(now),
@@ -268,12 +268,14 @@ async def test_dead_letters_endpoint_and_cli_list_and_replay(
     [letter] = listed["dead_letters"]
     assert (letter["event_id"], letter["reason"], letter["fbtrace_id"]) == ("bad", "invalid",
                                                                             "AbCdEf")
-    assert main(["dead-letters", "list", "--config", str(config)]) == 0
+    # The CLI runs its own event loop, as it does in a process of its own.
+    assert await asyncio.to_thread(main, ["dead-letters", "list", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "main invalid pixel=" in out and "Bad value" in out
     assert (await client.get("/dead-letters", params={"reason": "nope"})).status == 400
 
-    assert main(["dead-letters", "replay", "--config", str(config), "--reason", "invalid"]) == 0
+    assert await asyncio.to_thread(
+        main, ["dead-letters", "replay", "--config", str(config), "--reason", "invalid"]) == 0
     assert "re-queued 1 dead letter" in capsys.readouterr().out
     client.app[keys.OUTBOX].wakeup("main").set()
     [event] = await fake_graph.wait_for_events(1)  # the Graph accepts it the second time

@@ -3,7 +3,6 @@ are refused before anything is stored, and requests that name no site are unaffe
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from gateway.app import create_app
 from gateway.config import Settings, parse_settings
 from gateway.ingest.cors import add_cors, normalize_origin
 
-from ..conftest import PIXEL_A, destination_yaml, settings_yaml
+from ..conftest import PIXEL_A, destination_yaml, settings_yaml, stored_rows
 from ..fake_graph import FakeGraph
 
 SHOP = "https://www.shop.example"
@@ -34,8 +33,7 @@ def make_settings(tmp_path: Path, graph: FakeGraph, server: str) -> Settings:
 
 
 def stored(settings: Settings) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(settings.storage.path) as db:
-        return db.execute("SELECT destination, state FROM outbox_events").fetchall()
+    return [(row.destination, row.state) for row in stored_rows(settings)]
 
 
 @pytest.fixture

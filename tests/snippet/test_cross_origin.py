@@ -3,10 +3,9 @@ origin sends hits with cookies (CORS with credentials), any other origin is refu
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
-from ..conftest import PIXEL_A
+from ..conftest import PIXEL_A, stored_rows
 from .browser import BrowserThread
 from .conftest import PREFIX, Site, page_html
 from .pages import beacons, open_page, open_page_awaiting_hit, wait_for_cookies
@@ -29,8 +28,7 @@ CORS_FETCH = """async ([endpoint, pixel]) => {
 
 
 def outbox_rows(site: Site) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(site.settings.storage.path) as db:
-        return db.execute("SELECT destination, state FROM outbox_events").fetchall()
+    return [(row.destination, row.state) for row in stored_rows(site.settings)]
 
 
 async def test_listed_sibling_origin_sends_hits_with_cookies(

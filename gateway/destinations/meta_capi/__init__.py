@@ -22,8 +22,8 @@ from .validate import expiry, validate_event
 
 if TYPE_CHECKING:
     from ...configreader import Reader
-    from ...outbox import ClaimedRow
     from ...settings import DestinationSettings
+    from ...storage import ClaimedRow
 
 __all__ = ["META_CAPI", "MetaCapi", "MetaCapiOptions", "MetaCapiType"]
 

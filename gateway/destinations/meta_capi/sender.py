@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
-from ...outbox import ClaimedRow
+from ...storage import ClaimedRow
 
 __all__ = ["RATE_LIMIT_CODES", "TOKEN_CODES", "TRANSIENT_CODES", "batch_body", "classify",
            "post_batch"]

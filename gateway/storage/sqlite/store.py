@@ -1,10 +1,10 @@
-"""The outbox store: group-committed writes, leased claims, fenced acknowledgements.
+"""The SQLite outbox: group-committed writes, leased claims, fenced acknowledgements.
 
 Ingest calls `enqueue`, which returns once a transaction holding the rows has committed. Writes
 are grouped: rows arriving while a commit runs (or within `commit_interval`) share the next
 transaction (and its fsync), so durability does not cost throughput. Relay workers `claim` due
 rows under a lease; the claim also sets aside rows that expired or that duplicate an event
-already sent (see schema.py for states). Every write transaction is one function run on its
+already sent (see ..types for states). Every write transaction is one function run on its
 connection's thread (sqlthread.py); an asyncio lock lets one run at a time.
 """
 
@@ -17,21 +17,21 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import aiosqlite
 import orjson
 
-from ..errors import OutboxUnavailable
+from ...errors import OutboxUnavailable
+from ..types import Claim, ClaimedRow, OutboxEntry
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
-from .schema import QUEUED, SCHEMA, SCHEMA_VERSION
+from .schema import QUEUED, migrate, user_version
 from .sqlthread import SqliteThread
 
-__all__ = ["Claim", "ClaimedRow", "Outbox", "OutboxEntry"]
+__all__ = ["SqliteOutbox"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,7 +52,8 @@ WHERE id IN (
 )
 RETURNING id, pixel_id, test_event_code, event_name, event_id, attempts, available_at,
           expires_at, request_fields,
-          (SELECT payload FROM payloads WHERE payloads.id = outbox.id)
+          (SELECT payload FROM payloads WHERE payloads.id = outbox.id),
+          (SELECT context FROM payloads WHERE payloads.id = outbox.id)
 """
 # Row sets travel as one JSON array per statement (json_each), not one statement per row:
 # several times faster for batches of a thousand.
@@ -75,11 +76,6 @@ async def _connect_reader(path: Path) -> aiosqlite.Connection:
     return db
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(SCHEMA)
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-
 def _lease(row: ClaimedRow) -> float:
     return row.lease
 
@@ -89,51 +85,7 @@ def _ids(rows: Sequence[ClaimedRow] | Sequence[int]) -> str:
     return orjson.dumps([row if isinstance(row, int) else row.id for row in rows]).decode()
 
 
-@dataclass(frozen=True)
-class OutboxEntry:
-    """A row to write: the event as it will be relayed to one destination."""
-
-    destination: str
-    pixel_id: str
-    test_event_code: str
-    event_name: str
-    event_id: str
-    event_time: int
-    payload: bytes  # the CAPI event as JSON
-    expires_at: float = float("inf")
-    state: str = "pending"
-    note: str | None = None
-    rule_set: str = ""
-    request_fields: str = ""  # JSON object of top-level fields to send with the batch
-
-
-class ClaimedRow(NamedTuple):
-    """A leased row as the claim returns it (a named tuple: a claim builds a thousand of these,
-    and a frozen dataclass cost ~1.8 us each against ~0.2 us)."""
-
-    id: int
-    pixel_id: str
-    test_event_code: str
-    event_name: str
-    event_id: str
-    attempts: int
-    lease: float  # the claim's lease expiry: fences acknowledgements
-    expires_at: float = float("inf")
-    request_fields: str = ""
-    payload: bytes = b""
-
-
-@dataclass
-class Claim:
-    """Rows to send, and how many were set aside instead."""
-
-    rows: list[ClaimedRow] = field(default_factory=list)
-    expired: int = 0
-    duplicates: int = 0
-    broken: int = 0  # rows without their event JSON, made dead letters
-
-
-class Outbox(OutboxQueries):
+class SqliteOutbox(OutboxQueries):
     """Durable queue of events per destination on one SQLite file (WAL)."""
 
     def __init__(
@@ -145,6 +97,7 @@ class Outbox(OutboxQueries):
         commit_interval: float,
         lease_seconds: float,
         clock: Callable[[], float],
+        has_context: bool = True,
     ) -> None:
         self._db = db  # ingest and everything that must survive a power cut
         self._relay_db = relay_db  # relay bookkeeping: no fsync (see write)
@@ -160,7 +113,10 @@ class Outbox(OutboxQueries):
         self._flusher: asyncio.Task[None] | None = None
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._closed = False
+        self._closing: asyncio.Future[None] | None = None
         self.commits = 0  # transactions that stored ingested rows (group commit at work)
+        # False only for a file of schema version 1 opened for inspection (never migrated)
+        self._has_context = has_context
 
     @classmethod
     async def open(
@@ -171,14 +127,21 @@ class Outbox(OutboxQueries):
         lease_seconds: float = 30.0,
         synchronous: str = "FULL",
         clock: Callable[[], float] = time.time,
-    ) -> Outbox:
-        """Open (creating if needed) the outbox file and its schema."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create: bool = True,
+    ) -> SqliteOutbox:
+        """Open (creating if needed) the outbox file and its schema, migrated to this version.
+
+        `create=False`: open an existing file as it is, for inspection (the CLI); the caller
+        checks it exists."""
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         opened: list[SqliteThread] = []
         try:
             db = await SqliteThread.open(path, synchronous=synchronous, name="ingest")
             opened.append(db)
-            await db.run(_create_schema)
+            if create:
+                await db.run(migrate)
+            version = await db.run(user_version)
             relay_db = await SqliteThread.open(path, synchronous="NORMAL", name="relay")
             opened.append(relay_db)
             read_db = await _connect_reader(path)
@@ -187,10 +150,16 @@ class Outbox(OutboxQueries):
                 await thread.close()
             raise
         return cls(db, relay_db, read_db, commit_interval=commit_interval,
-                   lease_seconds=lease_seconds, clock=clock)
+                   lease_seconds=lease_seconds, clock=clock, has_context=version >= 2)
 
     async def close(self) -> None:
-        """Commit whatever is waiting, let a running transaction end, then close the file."""
+        """Commit whatever is waiting, let a running transaction end, then close the file.
+        Closing again waits for the first close."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         self._closed = True
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
@@ -271,8 +240,8 @@ class Outbox(OutboxQueries):
                  e.rule_set, e.request_fields)
                 for n, e in enumerate(entries)
             ])
-            conn.executemany("INSERT INTO payloads (id, payload) VALUES (?, ?)",
-                             [(first + n, e.payload) for n, e in enumerate(entries)])
+            conn.executemany("INSERT INTO payloads (id, payload, context) VALUES (?, ?, ?)",
+                             [(first + n, e.payload, e.context) for n, e in enumerate(entries)])
 
         try:
             await self.write(insert)

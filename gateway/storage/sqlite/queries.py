@@ -1,4 +1,5 @@
-"""Reads and upkeep on the outbox: due times, counts, queue depth, pruning, dead letters."""
+"""Reads and upkeep on the SQLite outbox: due times, counts, queue depth, listings, pruning,
+dead letters."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
-from .deadletters import DeadLetter, DeadLetterFilter, list_query, replay_query
+from ..types import DeadLetter, DeadLetterFilter, OutboxRow, QueueDepth
+from .deadletters import list_query, replay_query
 from .schema import FINISHED, QUEUED
 
 __all__ = ["OutboxQueries"]
@@ -31,10 +33,23 @@ SELECT destination, 'dead', COUNT(*) FROM outbox WHERE state = 'dead' GROUP BY d
 """
 
 
+_ROW_COLUMNS = ", ".join(f"outbox.{name}" for name in (
+    "id", "destination", "state", "pixel_id", "test_event_code", "event_name", "event_id",
+    "event_time", "expires_at", "attempts", "created_at", "updated_at", "available_at",
+    "last_error", "reason", "fbtrace_id", "rule_set", "request_fields"))
+
+
+def _row(fields: list[Any]) -> OutboxRow:
+    payload, context = fields[-2:]
+    fields[-2:] = [None if payload is None else bytes(payload), bytes(context or b"")]
+    return OutboxRow(*fields)
+
+
 class OutboxQueries:
     """Queries the store shares; the store provides the connection and the clock."""
 
     _clock: Callable[[], float]
+    _has_context: bool
 
     def read(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
         raise NotImplementedError
@@ -87,7 +102,7 @@ class OutboxQueries:
             rows = await db.execute_fetchall(_OPEN_COUNTS)
         return {(dest, state): count for dest, state, count in rows}
 
-    async def queue_depth(self) -> tuple[int, int]:
+    async def queue_depth(self) -> QueueDepth:
         """(rows waiting to be sent, bytes of the database file), for backpressure."""
         async with self.read() as db:
             [(rows,)] = await db.execute_fetchall(
@@ -95,7 +110,7 @@ class OutboxQueries:
             )
             [(pages,)] = await db.execute_fetchall("PRAGMA page_count")
             [(page_size,)] = await db.execute_fetchall("PRAGMA page_size")
-        return int(rows), int(pages) * int(page_size)
+        return QueueDepth(int(rows), int(pages) * int(page_size))
 
     async def oldest_pending(self) -> dict[str, float]:
         """Per destination, the creation time of its oldest queued row."""
@@ -105,6 +120,31 @@ class OutboxQueries:
                 f"WHERE {QUEUED} GROUP BY destination"
             )
         return {dest: float(created) for dest, created in rows}
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Rows per (destination, state), every state (a full scan: for a person, not polls)."""
+        async with self.read() as db:
+            rows = await db.execute_fetchall(
+                "SELECT destination, state, COUNT(*) FROM outbox GROUP BY 1, 2 ORDER BY 1, 2")
+        return {(dest, state): int(count) for dest, state, count in rows}
+
+    async def rows(
+        self, *, state: str | None = None, limit: int | None = None, newest_first: bool = False
+    ) -> list[OutboxRow]:
+        """Stored rows with their events (optionally of one state), by id."""
+        # A file of schema version 1, inspected without migrating it, has no context column.
+        context = "payloads.context" if self._has_context else "x''"
+        query = (f"SELECT {_ROW_COLUMNS}, payloads.payload, {context} FROM outbox "
+                 "LEFT JOIN payloads USING (id)")
+        params: list[object] = []
+        if state is not None:
+            query += " WHERE state = ?"
+            params.append(state)
+        query += f" ORDER BY id {'DESC' if newest_first else 'ASC'} LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        async with self.read() as db:
+            found = await db.execute_fetchall(query, params)
+        return [_row(list(raw)) for raw in found]
 
     async def dead_letters(self, selection: DeadLetterFilter, limit: int) -> list[DeadLetter]:
         sql, params = list_query(selection, limit)

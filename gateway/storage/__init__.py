@@ -1,0 +1,93 @@
+"""Storage: the durable outbox behind one protocol, and the engines that keep it.
+
+Callers (ingest, the relay, the operator endpoints, the CLI) import from here only: the
+`Outbox` protocol (outbox.py), its data types and states (types.py), `open_outbox` to open the
+engine the settings name and `open_existing` to inspect a store without creating it. SQL and
+database drivers live inside the engines (`sqlite/`).
+
+Adding a storage engine (e.g. `postgres`):
+1. A package `gateway/storage/<name>/` with a class that implements `Outbox` (every method,
+   same semantics: durable `enqueue`, leased `claim`, acknowledgements fenced by the lease,
+   dedup at claim time, `wakeup` events the engine sets even for rows other processes or
+   machines commit) and an `ENGINE = Engine(open=..., open_existing=..., describe=...)`.
+2. One entry in `ENGINES` below, and the settings naming it (`StorageSettings.engine`).
+3. One more param of the `storage` fixture in tests/storage/conftest.py (settings pointing at
+   a fresh, empty store): the conformance suite (tests/storage/test_conformance.py) then runs
+   against it unchanged. Engine-specific tests go in tests/storage/<name>/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..settings import StorageSettings
+from .outbox import Outbox
+from .types import (
+    DEAD_REASONS,
+    FINISHED_STATES,
+    OPEN_STATES,
+    QUEUED_STATES,
+    STATES,
+    Claim,
+    ClaimedRow,
+    DeadLetter,
+    DeadLetterFilter,
+    OutboxEntry,
+    OutboxRow,
+    QueueDepth,
+)
+
+__all__ = [
+    "DEAD_REASONS", "DEFAULT_ENGINE", "ENGINES", "FINISHED_STATES", "OPEN_STATES",
+    "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "DeadLetter", "DeadLetterFilter", "Engine",
+    "Outbox", "OutboxEntry", "OutboxRow", "QueueDepth", "describe", "open_existing", "open_outbox",
+]
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How to open one kind of store."""
+
+    # The store the settings name, created (and migrated) if needed.
+    open: Callable[[StorageSettings, Clock, bool], Awaitable[Outbox]]
+    # An existing store as it is, or None when there is none yet (for the CLI).
+    open_existing: Callable[[StorageSettings, Clock], Awaitable[Outbox | None]]
+    # The store's name for people (a path; never a password).
+    describe: Callable[[StorageSettings], str]
+
+
+def _sqlite() -> Engine:
+    from .sqlite import ENGINE
+
+    return ENGINE
+
+
+# Imported on first use, so an engine's driver is needed only where it is used.
+ENGINES: dict[str, Callable[[], Engine]] = {"sqlite": _sqlite}
+DEFAULT_ENGINE = "sqlite"
+
+
+def _engine(storage: StorageSettings) -> Engine:
+    # The settings name no engine yet; the issue adding a second engine adds the key.
+    name = str(getattr(storage, "engine", DEFAULT_ENGINE))
+    return ENGINES[name]()
+
+
+async def open_outbox(storage: StorageSettings, *, clock: Clock, shared: bool = False) -> Outbox:
+    """Open the outbox the settings name, creating it (and migrating it) if needed.
+
+    `shared`: other processes use the same store (`serve --workers N`)."""
+    return await _engine(storage).open(storage, clock, shared)
+
+
+async def open_existing(storage: StorageSettings, *, clock: Clock) -> Outbox | None:
+    """Open the store for inspection without creating or migrating it; None if there is none."""
+    return await _engine(storage).open_existing(storage, clock)
+
+
+def describe(storage: StorageSettings) -> str:
+    """The store's name for messages (the SQLite file's path)."""
+    return _engine(storage).describe(storage)

@@ -1,0 +1,137 @@
+"""The `Outbox` protocol: everything ingest, the relay, the operator endpoints and the CLI ask
+of a storage engine. Callers never see SQL or connections, only these methods and the types in
+`types.py`.
+
+Guarantees every engine keeps (tests/storage/test_conformance.py checks them):
+- `enqueue` returns only once its rows are durable; rows arriving together may share one
+  commit, and one bad entry never sinks the others sharing it.
+- `claim` leases rows; a lease that runs out (its holder died) makes the rows claimable again.
+- Acknowledgements (`finish`, `retry_later`, `release`, `dead_letter`) are fenced by the lease:
+  a claim that outlived its lease cannot overwrite a newer outcome; each returns how many rows
+  were still the caller's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from .types import (
+    Claim,
+    ClaimedRow,
+    DeadLetter,
+    DeadLetterFilter,
+    OutboxEntry,
+    OutboxRow,
+    QueueDepth,
+)
+
+__all__ = ["Outbox"]
+
+
+class Outbox(Protocol):
+    """A durable queue of events per destination, with dead letters and dedup."""
+
+    @property
+    def commits(self) -> int:
+        """Transactions that stored ingested rows so far (group commit at work)."""
+        ...
+
+    # -- ingest --------------------------------------------------------------------------------
+    async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
+        """Return once `entries` are committed; OutboxUnavailable if they could not be
+        (or the outbox is closing)."""
+        ...
+
+    # -- relay ---------------------------------------------------------------------------------
+    def wakeup(self, destination: str) -> asyncio.Event:
+        """An event set whenever rows for `destination` are committed or replayed here.
+
+        Rows may be committed by another process or machine (`serve --workers N`, the CLI's
+        `dead-letters replay`, several gateways on one database): noticing them is the
+        engine's job. An engine that cannot (SQLite: only this process's commits set it) is
+        covered by the relay reading `next_due` at least every idle poll."""
+        ...
+
+    async def claim(self, destination: str, limit: int, *, dedup_seconds: float = 0.0) -> Claim:
+        """Lease up to `limit` due rows of `destination`, oldest first; in the same step set
+        aside rows past their expiry (dead, reason expired), rows without their event
+        (dead, reason invalid) and repeats of an event claimed within `dedup_seconds`."""
+        ...
+
+    async def finish(self, rows: Sequence[ClaimedRow], state: str = "delivered") -> int:
+        """Mark claimed rows delivered (or dry_run); return how many were still ours."""
+        ...
+
+    async def retry_later(self, rows: Sequence[ClaimedRow], delay: float, error: str) -> int:
+        """Put claimed rows back, due again after `delay` seconds, remembering why."""
+        ...
+
+    async def release(self, rows: Sequence[ClaimedRow]) -> int:
+        """Give claimed rows back untried (shutdown, paused destination)."""
+        ...
+
+    async def dead_letter(
+        self, rows: Sequence[ClaimedRow], reason: str, error: str, fbtrace_id: str | None
+    ) -> int:
+        """Claimed rows that will never be accepted as they are: keep them with the reason."""
+        ...
+
+    async def expire(self, destination: str, reason: str = "expired") -> int:
+        """Dead-letter queued rows of `destination` past their expiry, with `reason`."""
+        ...
+
+    async def next_due(self, destination: str) -> float | None:
+        """When the earliest pending or leased row of `destination` falls due (None: none)."""
+        ...
+
+    # -- dead letters --------------------------------------------------------------------------
+    async def dead_letters(self, selection: DeadLetterFilter, limit: int) -> list[DeadLetter]:
+        """Matching dead letters, newest first."""
+        ...
+
+    async def replay(self, selection: DeadLetterFilter) -> int:
+        """Re-queue matching dead letters as if new (attempts 0, due now); return how many."""
+        ...
+
+    # -- reports -------------------------------------------------------------------------------
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Rows per (destination, state), every state, sorted by destination then state (CLI)."""
+        ...
+
+    async def open_counts(self) -> dict[tuple[str, str], int]:
+        """Rows per (destination, state) for the open states only: pending, inflight, dead.
+        Polled by /status and /metrics: its cost must follow the backlog, not the finished
+        rows kept for inspection."""
+        ...
+
+    async def queue_depth(self) -> QueueDepth:
+        """Rows waiting to be sent and the engine's size in bytes, for backpressure."""
+        ...
+
+    async def oldest_pending(self) -> dict[str, float]:
+        """Per destination, the creation time of its oldest queued row."""
+        ...
+
+    async def rows(
+        self, *, state: str | None = None, limit: int | None = None, newest_first: bool = False
+    ) -> list[OutboxRow]:
+        """Stored rows with their events (optionally of one state), by id."""
+        ...
+
+    # -- upkeep and life cycle -----------------------------------------------------------------
+    async def prune(self, older_than: float, dedup_older_than: float | None = None,
+                    chunk: int = 5000) -> int:
+        """Delete finished rows last touched before `older_than` (and dedup keys older than
+        `dedup_older_than`); return how many rows. Dead letters are kept."""
+        ...
+
+    async def writable(self) -> bool:
+        """True when a write could be committed now (readiness)."""
+        ...
+
+    async def close(self) -> None:
+        """Commit whatever is waiting, let running writes end, then let go of the store.
+        Closing again is harmless (it waits for the first close)."""
+        ...

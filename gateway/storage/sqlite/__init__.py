@@ -1,0 +1,42 @@
+"""The SQLite engine: one file in WAL mode, shared by the processes of one machine.
+
+The only place that imports sqlite3 and aiosqlite. Rows other processes commit (another
+`serve` worker, `dead-letters replay`) set no wake-up here: the relay finds them when it reads
+`next_due`, at least every idle poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ...settings import StorageSettings
+from .. import Engine
+from ..outbox import Outbox
+from .store import SqliteOutbox
+
+__all__ = ["ENGINE", "SqliteOutbox"]
+
+
+async def _open(storage: StorageSettings, clock: Callable[[], float], shared: bool) -> Outbox:
+    # `shared` changes nothing here: WAL and BEGIN IMMEDIATE already serve several processes.
+    return await SqliteOutbox.open(
+        storage.path,
+        commit_interval=storage.commit_interval_ms / 1000,
+        lease_seconds=storage.lease_seconds,
+        synchronous=storage.synchronous,
+        clock=clock,
+    )
+
+
+async def _open_existing(storage: StorageSettings, clock: Callable[[], float]) -> Outbox | None:
+    if not storage.path.exists():
+        return None
+    return await SqliteOutbox.open(storage.path, lease_seconds=storage.lease_seconds,
+                                   synchronous=storage.synchronous, clock=clock, create=False)
+
+
+def _describe(storage: StorageSettings) -> str:
+    return str(storage.path)
+
+
+ENGINE = Engine(open=_open, open_existing=_open_existing, describe=_describe)

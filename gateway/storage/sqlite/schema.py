@@ -1,0 +1,118 @@
+"""The SQLite outbox's tables, their migrations, and the SQL conditions several modules share.
+
+`SCHEMA` is the first version's schema and never changes: a new file is created with it and then
+brought up to date by the same `MIGRATIONS` that update a file written by an older gateway, so
+both paths are one. `PRAGMA user_version` records the version a file has reached.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ...errors import OutboxUnavailable
+from ..types import FINISHED_STATES, QUEUED_STATES
+
+__all__ = ["FINISHED", "MIGRATIONS", "QUEUED", "SCHEMA", "SCHEMA_VERSION", "migrate",
+           "user_version"]
+
+# The conditions of the partial indexes, written the same wherever a query must match them
+# for SQLite to use the index.
+FINISHED = "state IN (" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
+QUEUED = "state IN (" + ", ".join(f"'{state}'" for state in QUEUED_STATES) + ")"
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: dedup keys point at row ids
+    destination TEXT NOT NULL,
+    pixel_id TEXT NOT NULL,
+    test_event_code TEXT NOT NULL,
+    request_fields TEXT NOT NULL DEFAULT '',  -- other top-level fields to forward, as JSON
+    event_name TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_time INTEGER NOT NULL,
+    expires_at REAL NOT NULL,    -- past this Meta refuses the event
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    available_at REAL NOT NULL,  -- pending: next attempt; inflight: lease expiry
+    updated_at REAL NOT NULL,
+    last_error TEXT,
+    reason TEXT,                 -- dead letters: invalid | expired | token_revoked
+    fbtrace_id TEXT,
+    rule_set TEXT NOT NULL DEFAULT ''  -- hash of the rule set that decided the event
+);
+-- The event JSON lives apart: state changes rewrite a whole row, and a small row is cheap.
+CREATE TABLE IF NOT EXISTS payloads (
+    id INTEGER PRIMARY KEY,      -- = outbox.id
+    payload BLOB NOT NULL
+);
+-- For people (and sqlite3 at a terminal): every row with its event JSON.
+CREATE VIEW IF NOT EXISTS outbox_events AS
+    SELECT outbox.*, payloads.payload FROM outbox JOIN payloads USING (id);
+CREATE TRIGGER IF NOT EXISTS outbox_payload_gone AFTER DELETE ON outbox BEGIN
+    DELETE FROM payloads WHERE id = OLD.id;
+END;
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, available_at)
+    WHERE {QUEUED};
+CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (updated_at)
+    WHERE {FINISHED};
+CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination, reason) WHERE state = 'dead';
+CREATE TABLE IF NOT EXISTS dedup (
+    destination TEXT NOT NULL,
+    pixel_id TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    row_id INTEGER NOT NULL,     -- the outbox row that owns the key
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (destination, pixel_id, event_name, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_at);
+"""
+
+# Version n's statements bring a file from version n - 1 to n, in one transaction.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Per-event context for destinations that need it at send time (JSON; empty: none).
+    2: ("ALTER TABLE payloads ADD COLUMN context BLOB NOT NULL DEFAULT x''",),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    [(version,)] = conn.execute("PRAGMA user_version").fetchall()
+    return int(version)
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements (executescript would commit the transaction they belong in)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current)
+            current = ""
+    return statements
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the first version's tables if missing, then apply the migrations the file lacks.
+
+    Under the write lock, so that processes opening one file together migrate it once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = user_version(conn)
+        if version > SCHEMA_VERSION:
+            raise OutboxUnavailable(f"the outbox file has schema version {version}, newer than "
+                                    f"this gateway's {SCHEMA_VERSION}: upgrade the gateway")
+        if version == 0:
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+            version = 1
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.commit()
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
