@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+import orjson
+
 if TYPE_CHECKING:
     from .identity.geo import GeoInfo
     from .identity.useragent import UserAgentInfo
@@ -84,6 +86,14 @@ class Context:
     decision: Decision | None = None  # what the rules decided (drop, route)
     rule_set: str = ""  # hash of the rule set that decided it
     route: Route | None = None  # where it goes (pipeline.prepare)
+    click_ids: dict[str, str] | None = None  # ad platforms' click ids from the page URL
+
+    def stored(self) -> bytes:
+        """What destination types may need at send time besides the event itself, as the JSON
+        stored with it (empty when there is nothing)."""
+        if not self.click_ids:
+            return b""
+        return orjson.dumps({"click_ids": self.click_ids})
 
 
 @dataclass(slots=True)

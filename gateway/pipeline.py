@@ -178,8 +178,9 @@ class Pipeline:
                 note = "routing rules named no destination in common: " + ", ".join(
                     decision.matched)
             return Submission(), [self._entry(event, payload, None, "unrouted", note)]
-        rows = [self._entry(event, payload, d) for d in route.destinations]
-        rows += [self._entry(event, payload, d, "invalid", "; ".join(reasons))
+        stored = context.stored()
+        rows = [self._entry(event, payload, d, context=stored) for d in route.destinations]
+        rows += [self._entry(event, payload, d, "invalid", "; ".join(reasons), stored)
                  for d, reasons in route.refused]
         return Submission(destinations=[d.name for d in route.destinations]), rows
 
@@ -201,12 +202,13 @@ class Pipeline:
         destination: Destination | None,
         state: str = "pending",
         note: str | None = None,
+        context: bytes = b"",
     ) -> OutboxEntry:
-        context = event.context
+        about = event.context
         if destination is None:
-            pixel_id, test_event_code = context.pixel_id, context.test_event_code
+            pixel_id, test_event_code = about.pixel_id, about.test_event_code
         else:
-            pixel_id, test_event_code = destination.address(context)
+            pixel_id, test_event_code = destination.address(about)
         return OutboxEntry(
             destination=destination.name if destination else "",
             pixel_id=pixel_id,
@@ -218,8 +220,9 @@ class Pipeline:
             payload=payload,
             state=state,
             note=note,
-            request_fields=context.request_fields,
-            rule_set=context.rule_set,
+            request_fields=about.request_fields,
+            rule_set=about.rule_set,
+            context=context,
         )
 
 

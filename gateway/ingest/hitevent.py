@@ -1,4 +1,4 @@
-"""Turn a browser hit's parameters (SPEC.md §4) into a Conversions API event.
+"""Turn a browser hit's parameters (docs/snippet.md) into an event in the Conversions API's shape.
 
 Only the server's facts are trusted for `event_time` (receive time), the client's IP and its
 user agent; the client's own `ts` is kept in the context for reference.
@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ..errors import HitError
+from ..identity.clickids import click_ids
 from ..model import MAX_EVENT_NAME, PIXEL_ID, Context, Event
 
 __all__ = ["USER_DATA_KEYS", "build_hit_event"]
@@ -87,6 +88,7 @@ def build_hit_event(
 
     context = Context(
         source="browser", pixel_id=pixel_id, ip=ip, user_agent=user_agent,
+        click_ids=click_ids(source_url, params.get("rl")) or None,
     )
     return Event(data=data, context=context)
 

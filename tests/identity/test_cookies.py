@@ -151,3 +151,15 @@ def test_browser_cookies_reads_only_the_two_ids(
     header: str | None, expected: dict[str, str]
 ) -> None:
     assert browser_cookies(header) == expected
+
+
+def test_click_ids_come_from_the_page_url_else_the_referrer_unaltered() -> None:
+    from gateway.identity.clickids import click_ids
+
+    page = "https://shop.example/p?ttclid=E.C.P.Ab-9&gclid=Cj0&gclid=second#frag"
+    assert click_ids(page, "https://ref.example/?epik=dj0") == {"ttclid": "E.C.P.Ab-9",
+                                                               "gclid": "Cj0"}
+    assert click_ids("https://shop.example/", "https://ref.example/?ScCid=s1&rdt_cid=r") == {
+        "ScCid": "s1", "rdt_cid": "r"}
+    assert click_ids("https://shop.example/?xttclid=no&ttclid=" + "x" * 501, None) == {}
+    assert click_ids(None, "") == {}

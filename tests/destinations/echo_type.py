@@ -1,0 +1,110 @@
+"""`type: echo`, a destination type that exists only in the tests: the seam's proof that a new
+platform is one module. It posts `{"events": [...], "click_ids": [...]}` to `url`, with a
+`secret` header; accepts any event with a name (unlike Meta); answers: 2xx done, 401 refused
+credentials, 429 rate limit, 400 refused events, else retry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.configreader import Reader
+from gateway.destinations import summarize
+from gateway.errors import Permanent, RateLimited, Retryable, TokenRejected
+from gateway.model import Context
+from gateway.settings import DestinationSettings
+from gateway.storage import ClaimedRow
+
+
+@dataclass(frozen=True)
+class EchoOptions:
+    url: str = ""
+    secret: str = field(default="", repr=False)
+
+    @property
+    def credentials(self) -> tuple[str, ...]:
+        return (self.secret,)
+
+    @property
+    def missing_credentials(self) -> str:
+        return "" if self.secret else "no secret"
+
+    @property
+    def default_accepts(self) -> frozenset[str] | None:
+        return None
+
+
+class EchoType:
+    name = "echo"
+    vendor = "Echo"
+    max_batch_size = 50
+    option_keys = ("url", "secret")
+
+    def read_options(self, r: Reader) -> EchoOptions:
+        return EchoOptions(url=r.string("url", pattern=r"https?://\S+", hint="an http(s) URL"),
+                           secret=r.string("secret", "", secret=True, pattern=r"[A-Za-z0-9-]*",
+                                           hint="letters, digits and '-'"))
+
+    def build(self, settings: DestinationSettings) -> Echo:
+        return Echo(settings)
+
+
+class Echo:
+    def __init__(self, settings: DestinationSettings) -> None:
+        assert isinstance(settings.options, EchoOptions)
+        self.settings = settings
+        self.options = settings.options
+        self.name = settings.name
+
+    def accepts_pixel(self, pixel_id: str) -> bool:
+        return self.settings.accepts_pixel(pixel_id)
+
+    def validate(self, data: dict[str, Any], now: float) -> list[str]:
+        return [] if data.get("event_name") else ["echo needs an event_name"]
+
+    def expires(self, data: dict[str, Any]) -> float:
+        return float("inf")
+
+    def address(self, context: Context) -> tuple[str, str]:
+        return context.pixel_id, ""
+
+    def batch_key(self, row: ClaimedRow) -> tuple[str, ...]:
+        return (row.pixel_id,)
+
+    @property
+    def endpoint(self) -> str:
+        return self.options.url
+
+    @property
+    def target(self) -> str:
+        return "the echo server"
+
+    def describe_batch(self, rows: Sequence[ClaimedRow]) -> str:
+        return f"POST {len(rows)} events ({summarize(rows)}) to {self.options.url}"
+
+    async def send(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]) -> None:
+        body = {"events": [orjson.loads(row.payload) for row in rows],
+                "click_ids": [orjson.loads(row.context)["click_ids"] if row.context else {}
+                              for row in rows]}
+        try:
+            async with session.post(self.options.url, json=body,
+                                    headers={"X-Secret": self.options.secret}) as response:
+                status = response.status
+        except aiohttp.ClientError as exc:
+            raise Retryable(f"connection failed: {type(exc).__name__}") from None
+        if status < 300:
+            return
+        if status == 401:
+            raise TokenRejected(f"HTTP {status}")
+        if status == 429:
+            raise RateLimited(f"HTTP {status}", min_delay=60)
+        if status == 400:
+            raise Permanent(f"HTTP {status}: refused")
+        raise Retryable(f"HTTP {status}")
+
+
+ECHO = EchoType()

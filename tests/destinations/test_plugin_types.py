@@ -1,0 +1,166 @@
+"""The destinations seam: a type is one module registered by its config `type`; the config
+reads its options with located errors, the pipeline validates each event per destination type,
+and the relay sends through the type with everything generic (batching, retries, pauses, dry
+run) done once."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from gateway import keys
+from gateway.__main__ import main
+from gateway.config import ConfigError, load_settings, parse_settings
+from gateway.destinations import TYPES
+
+from ..conftest import PIXEL_A, GatewayFactory, destination_yaml, settings_yaml, wait_until
+from ..conftest import outbox_rows as rows
+from ..fake_graph import FakeGraph
+from .echo_type import ECHO
+
+
+@pytest.fixture
+def echo_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(TYPES, "echo", ECHO)
+
+
+class EchoServer:
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.secrets: list[str] = []
+        self.statuses: list[int] = []  # scripted answers, then 200
+        self.app = web.Application()
+        self.app.router.add_post("/echo", self.echo)
+
+    async def echo(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.json())
+        self.secrets.append(request.headers.get("X-Secret", ""))
+        return web.json_response({}, status=self.statuses.pop(0) if self.statuses else 200)
+
+
+@pytest.fixture
+async def echo_server(aiohttp_server: Any) -> tuple[EchoServer, str]:
+    server = EchoServer()
+    running = await aiohttp_server(server.app)
+    return server, str(running.make_url("/echo"))
+
+
+def echo_yaml(name: str, url: str, **fields: Any) -> str:
+    values = {"type": "echo", "url": url, "secret": "S3CRET-" + name, "linger_ms": 0,
+              "retry_base_seconds": 0.01, "retry_max_seconds": 0.05, **fields}
+    return "\n".join([f"  - name: {name}"] + [f"    {key}: {orjson.dumps(value).decode()}"
+                                                  for key, value in values.items()])
+
+
+def test_an_unknown_type_is_a_located_error_naming_the_known_types(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(tmp_path, "  - name: main\n    type: nosuch\n"
+                                              "    pixel_id: '1'"))
+    assert main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml:6:11: destinations[0].type: must be one of meta_capi, got 'nosuch'" in err
+    assert "pixel_id" not in err  # the type's keys mean nothing without a known type
+
+
+def test_a_types_options_are_read_by_the_type(tmp_path: Path, echo_type: None) -> None:
+    good = settings_yaml(tmp_path, echo_yaml("hook", "https://echo.example/in"))
+    [destination] = parse_settings(good, env={}).destinations
+    assert destination.type == "echo" and destination.options.url == "https://echo.example/in"
+    assert destination.batch_size == ECHO.max_batch_size  # the type's limit is the default
+    assert "S3CRET" not in repr(destination)
+    bad = settings_yaml(tmp_path, echo_yaml("hook", "ftp://x", secret="no way!", pixel_id="1",
+                                            batch_size=51))
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(bad, filename="config.yaml", env={})
+    problems = [str(p) for p in caught.value.problems]
+    assert any("destinations[0].url: must be an http(s) URL, got 'ftp://x'" in p
+               for p in problems)
+    assert any("destinations[0].secret: must be letters, digits and '-', got (hidden)" in p
+               for p in problems)
+    assert any("destinations[0].batch_size: must be a whole number between 1 and 50 events "
+               "(Echo's limit is 50), got 51" in p for p in problems)
+    assert any("destinations[0].pixel_id: unknown key" in p and "valid keys here:" in p
+               and "secret" in p and "url" in p for p in problems)
+    assert "no way" not in "\n".join(problems)
+
+
+async def test_an_event_meta_refuses_still_reaches_another_type(
+    tmp_path: Path, echo_type: None, echo_server: tuple[EchoServer, str],
+    fake_graph: FakeGraph, start_gateway: GatewayFactory,
+) -> None:
+    server, url = echo_server
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("meta", fake_graph.url, pixel_id=PIXEL_A),
+        echo_yaml("hook", url, accepts=[PIXEL_A])), env={})
+    client = await start_gateway(settings)
+    # No page URL: Meta refuses website events without one; the echo type does not care.
+    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead", "eid": "l1"},
+                                headers={"User-Agent": "Mozilla/5.0"})
+    assert response.status == 200
+    await wait_until(lambda: len(server.bodies) == 1)
+    assert [e["event_id"] for e in server.bodies[0]["events"]] == ["l1"]
+    assert server.secrets == ["S3CRET-hook"]
+    await wait_until(lambda: sorted((r["destination"], r["state"]) for r in rows(settings)) == [
+        ("hook", "delivered"), ("meta", "invalid")])
+    [meta_row] = [r for r in rows(settings) if r["destination"] == "meta"]
+    assert "website events need event_source_url" in meta_row["last_error"]
+    assert fake_graph.requests == []
+
+
+async def test_the_type_gets_the_hits_click_ids_at_send_time(
+    tmp_path: Path, echo_type: None, echo_server: tuple[EchoServer, str],
+    start_gateway: GatewayFactory,
+) -> None:
+    server, url = echo_server
+    settings = parse_settings(settings_yaml(tmp_path, echo_yaml("hook", url)), env={})
+    client = await start_gateway(settings)
+    page = "https://shop.example.com/?utm_source=tt&ttclid=E.C.P.abc&gclid=Cj0-x_1"
+    assert (await client.get("/tr", params={"id": PIXEL_A, "ev": "PageView", "dl": page},
+                             headers={"User-Agent": "Mozilla/5.0"})).status == 200
+    await wait_until(lambda: len(server.bodies) == 1)
+    assert server.bodies[0]["click_ids"] == [{"ttclid": "E.C.P.abc", "gclid": "Cj0-x_1"}]
+
+
+async def test_the_relay_is_the_same_for_every_type(
+    tmp_path: Path, echo_type: None, echo_server: tuple[EchoServer, str],
+    start_gateway: GatewayFactory,
+) -> None:
+    # A refused credential pauses the destination until its secret changes.
+    server, url = echo_server
+    config = tmp_path / "config.yaml"
+    text = settings_yaml(tmp_path, echo_yaml("hook", url))
+    config.write_text(text)
+    settings = load_settings(config, env={})
+    client = await start_gateway(settings)
+    server.statuses = [401]
+    assert (await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead"})).status == 200
+    [worker] = client.server.app[keys.RELAYS]
+    await wait_until(lambda: worker.state == "paused")
+    config.write_text(text.replace("S3CRET-hook", "NEW-SECRET"))
+    assert await client.server.app[keys.RELOADER].reload()
+    await wait_until(lambda: worker.state == "active" and len(server.bodies) == 2)
+    assert server.secrets == ["S3CRET-hook", "NEW-SECRET"]
+    await wait_until(lambda: [r["state"] for r in rows(settings)] == ["delivered"])
+
+
+async def test_a_type_without_credentials_runs_dry(
+    tmp_path: Path, echo_type: None, echo_server: tuple[EchoServer, str],
+    start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    server, url = echo_server
+    settings = parse_settings(settings_yaml(tmp_path, echo_yaml("hook", url, secret="")),
+                              env={})
+    client = await start_gateway(settings)
+    assert (await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead"})).status == 200
+    await wait_until(lambda: [r["state"] for r in rows(settings)] == ["dry_run"])
+    assert f"dry run (no secret): destination hook would POST 1 events (Lead x1) to {url}" \
+        in caplog.text
+    assert server.bodies == []
