@@ -11,11 +11,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import Settings, load_settings
+from .config import load_settings
 from .errors import ConfigError
 from .keycli import add_keys_parser, run_keys
 from .problems import Problem
 from .rules import RuleError, format_results, load_rule_set, run_rule_tests
+from .settings import Settings
 from .storage import DEAD_REASONS, DeadLetterFilter
 
 EXIT_CONFIG = 2

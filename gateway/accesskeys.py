@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter
 
-from .config import AccessKey
 from .errors import HitError
+from .settings import AccessKey
 
 __all__ = [
     "FAILURE_LIMIT",

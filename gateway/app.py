@@ -22,7 +22,7 @@ from aiohttp import web
 from . import admin, keys, logsafety
 from .alerts import Alerts
 from .backpressure import Backpressure
-from .config import Settings, load_settings
+from .config import load_settings
 from .enrich import Enricher
 from .errors import HitError, OutboxFull, OutboxUnavailable
 from .identity.cookies import FirstPartyCookies
@@ -38,6 +38,7 @@ from .pipeline import Pipeline
 from .relay.relays import Relays
 from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker
 from .reload import Reloader, file_stamp
+from .settings import Settings
 from .storage import open_outbox
 
 __all__ = ["create_app"]

@@ -33,18 +33,7 @@ from .settings import (
 )
 from .yamlsource import KeyPath, YamlProblem, load_located
 
-__all__ = [
-    "AccessKey",
-    "CookieSettings",
-    "DestinationSettings",
-    "GeoSettings",
-    "IdentitySettings",
-    "ServerSettings",
-    "Settings",
-    "StorageSettings",
-    "load_settings",
-    "parse_settings",
-]
+__all__ = ["load_settings", "parse_settings"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -119,8 +108,9 @@ def _resolve(base: Path, path: str) -> Path:
 
 
 def _server(r: Reader) -> ServerSettings:
+    d = ServerSettings()
     prefix = r.string(
-        "path_prefix", "", pattern=r"(/[A-Za-z0-9._~-]+)*",
+        "path_prefix", d.path_prefix, pattern=r"(/[A-Za-z0-9._~-]+)*",
         hint="empty or a path like /metrics-gw (leading slash, no trailing slash)",
     )
     proxies: list[str] = []
@@ -146,23 +136,23 @@ def _server(r: Reader) -> ServerSettings:
             )
         origins.append(item.rstrip("/"))
     settings = ServerSettings(
-        host=r.string("host", "127.0.0.1", pattern=r"[A-Za-z0-9.:_-]+|\[[0-9A-Fa-f:.]+\]",
+        host=r.string("host", d.host, pattern=r"[A-Za-z0-9.:_-]+|\[[0-9A-Fa-f:.]+\]",
                       hint="an IP address or host name such as 127.0.0.1 or 0.0.0.0"),
-        port=r.number("port", 8080, kind=int, low=1, high=65535),
+        port=r.number("port", d.port, kind=int, low=1, high=65535),
         path_prefix=prefix,
         trusted_proxies=tuple(proxies),
         client_ip_headers=headers,
-        forwarding_header=r.string("forwarding_header", "x-forwarded-for",
+        forwarding_header=r.string("forwarding_header", d.forwarding_header,
                                    choices=("x-forwarded-for", "forwarded")),
         allowed_origins=tuple(origins),
-        max_body_bytes=r.number("max_body_bytes", 65536, kind=int, low=1024, high=16 * 2**20,
-                                unit="bytes"),
-        script_name=r.string("script_name", "gw.js", pattern=r"[A-Za-z0-9_.-]+\.js",
+        max_body_bytes=r.number("max_body_bytes", d.max_body_bytes, kind=int, low=1024,
+                                high=16 * 2**20, unit="bytes"),
+        script_name=r.string("script_name", d.script_name, pattern=r"[A-Za-z0-9_.-]+\.js",
                              hint="a file name ending in .js, e.g. gw.js or site-helper.js"),
-        max_server_body_bytes=r.number("max_server_body_bytes", 8 * 2**20, kind=int,
+        max_server_body_bytes=r.number("max_server_body_bytes", d.max_server_body_bytes, kind=int,
                                        low=64 * 1024, high=256 * 2**20, unit="bytes"),
-        shutdown_timeout=r.number("shutdown_timeout", 10.0, kind=float, low=0, high=600,
-                                  unit="seconds"),
+        shutdown_timeout=r.number("shutdown_timeout", d.shutdown_timeout, kind=float, low=0,
+                                  high=600, unit="seconds"),
     )
     r.finish()
     return settings
@@ -176,18 +166,22 @@ def _header_name(r: Reader, path: KeyPath, name: str) -> bool:
 
 
 def _storage(r: Reader, base: Path) -> StorageSettings:
-    path = r.string("path", "var/gateway.db")
+    d = StorageSettings()
+    path = r.string("path", str(d.path)) or str(d.path)
     settings = StorageSettings(
-        path=_resolve(base, path or "var/gateway.db"),
-        commit_interval_ms=r.number("commit_interval_ms", 0.0, kind=float, low=0, high=1000,
-                                    unit="ms"),
-        retention_hours=r.number("retention_hours", 72.0, kind=float, low=0, unit="hours"),
-        dedup_hours=r.number("dedup_hours", 48.0, kind=float, low=0, high=24 * 62, unit="hours"),
-        max_queue_rows=r.number("max_queue_rows", 5_000_000, kind=int, low=1, unit="rows"),
-        max_queue_mb=r.number("max_queue_mb", 4096, kind=int, low=1, unit="MiB"),
-        lease_seconds=r.number("lease_seconds", 30.0, kind=float, low=1, high=3600,
+        path=_resolve(base, path),
+        commit_interval_ms=r.number("commit_interval_ms", d.commit_interval_ms, kind=float, low=0,
+                                    high=1000, unit="ms"),
+        retention_hours=r.number("retention_hours", d.retention_hours, kind=float, low=0,
+                                 unit="hours"),
+        dedup_hours=r.number("dedup_hours", d.dedup_hours, kind=float, low=0, high=24 * 62,
+                             unit="hours"),
+        max_queue_rows=r.number("max_queue_rows", d.max_queue_rows, kind=int, low=1, unit="rows"),
+        max_queue_mb=r.number("max_queue_mb", d.max_queue_mb, kind=int, low=1, unit="MiB"),
+        lease_seconds=r.number("lease_seconds", d.lease_seconds, kind=float, low=1, high=3600,
                                unit="seconds"),
-        synchronous=r.string("synchronous", "full", choices=("full", "normal")).upper(),
+        synchronous=r.string("synchronous", d.synchronous.lower(),
+                             choices=("full", "normal")).upper(),
     )
     r.finish()
     return settings
@@ -207,7 +201,8 @@ def _geo(r: Reader, base: Path) -> GeoSettings:
                            f" got {str(path)!r}")
         paths.append(path)
     settings = GeoSettings(databases=tuple(paths),
-                           fill_user_data=r.boolean("fill_user_data", True))
+                           fill_user_data=r.boolean("fill_user_data",
+                                                    GeoSettings().fill_user_data))
     r.finish()
     return settings
 
@@ -229,28 +224,31 @@ def _alerts(r: Reader) -> str:
 def _identity(r: Reader) -> IdentitySettings:
     country = r.string("default_country", "", pattern=r"([A-Za-z]{2})?",
                        hint="an ISO 3166-1 alpha-2 code such as US or GB")
-    settings = IdentitySettings(truncate_ip=r.boolean("truncate_ip", False),
-                                default_country=country.lower())
+    settings = IdentitySettings(
+        truncate_ip=r.boolean("truncate_ip", IdentitySettings().truncate_ip),
+        default_country=country.lower())
     r.finish()
     return settings
 
 
 def _cookies(r: Reader) -> CookieSettings:
-    domain = r.string("domain", "auto", pattern=r"auto|(\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?",
+    d = CookieSettings()
+    domain = r.string("domain", d.domain, pattern=r"auto|(\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)?",
                       hint='"auto", "" (host-only) or a domain such as example.com')
-    settings = CookieSettings(enabled=r.boolean("enabled", True), domain=domain.lstrip("."))
+    settings = CookieSettings(enabled=r.boolean("enabled", d.enabled), domain=domain.lstrip("."))
     r.finish()
     return settings
 
 
 def _rules_path(r: Reader) -> str:
-    path = r.string("path", "rules") or "rules"
+    default = str(Settings().rules_path)
+    path = r.string("path", default) or default
     r.finish()
     return path
 
 
 def _logging(r: Reader) -> str:
-    level = r.string("level", "INFO").upper()
+    level = r.string("level", Settings().log_level).upper()
     if level not in LOG_LEVELS:
         r.fail("level", f"must be one of {', '.join(LOG_LEVELS)}", level)
         level = "INFO"

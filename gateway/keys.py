@@ -9,7 +9,6 @@ from aiohttp import web
 
 from .alerts import Alerts
 from .backpressure import Backpressure
-from .config import Settings
 from .enrich import Enricher
 from .identity.cookies import FirstPartyCookies
 from .identity.proxy import TrustedProxies
@@ -19,6 +18,7 @@ from .observe import Metrics
 from .pipeline import Pipeline
 from .relay.relays import Relays
 from .reload import Reloader
+from .settings import Settings
 from .storage import Outbox
 
 __all__ = [

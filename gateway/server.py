@@ -9,8 +9,8 @@ import logging
 from aiohttp import web
 
 from .app import HANDLER_SHARE_OF_SHUTDOWN, create_app
-from .config import Settings
 from .live import Snapshot
+from .settings import Settings
 
 __all__ = ["describe", "serve", "tune_gc"]
 

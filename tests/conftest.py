@@ -14,7 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from gateway.config import Settings, parse_settings
+from gateway.config import parse_settings
+from gateway.settings import Settings
 from gateway.storage import OutboxRow, open_existing
 
 from .fake_graph import FakeGraph

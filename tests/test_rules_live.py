@@ -11,7 +11,8 @@ import pytest
 
 from gateway import keys
 from gateway.__main__ import main
-from gateway.config import Settings, parse_settings
+from gateway.config import parse_settings
+from gateway.settings import Settings
 
 from .conftest import (
     PIXEL_A,

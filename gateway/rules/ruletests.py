@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import DestinationSettings
 from ..identity.geo import GeoInfo
 from ..model import Context, Decision, Event
+from ..settings import DestinationSettings
 from .fields import Subject
 from .model import RuleSet
 from .problems import show

@@ -15,8 +15,9 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.__main__ import main
-from gateway.config import ConfigError, load_settings, parse_settings
+from gateway.config import load_settings, parse_settings
 from gateway.destinations import TYPES
+from gateway.errors import ConfigError
 
 from ..conftest import PIXEL_A, GatewayFactory, destination_yaml, settings_yaml, wait_until
 from ..conftest import outbox_rows as rows

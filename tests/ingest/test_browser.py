@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import FormData
 
-from gateway.config import Settings
+from gateway.settings import Settings
 
 from ..conftest import PIXEL_A, GatewayFactory, stored_rows
 from ..fake_graph import FakeGraph

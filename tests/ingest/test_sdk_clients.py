@@ -25,7 +25,7 @@ from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
-from gateway.config import Settings
+from gateway.settings import Settings
 
 from ..conftest import PIXEL_A
 from ..fake_graph import FakeGraph

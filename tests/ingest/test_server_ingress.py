@@ -20,8 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import keys
 from gateway.app import create_app
-from gateway.config import Settings, parse_settings
+from gateway.config import parse_settings
 from gateway.ingest.server import INGRESS, add_server_routes
+from gateway.settings import Settings
 
 from ..conftest import PIXEL_A, PIXEL_B, destination_yaml, settings_yaml, stored_rows
 from ..fake_graph import FakeGraph

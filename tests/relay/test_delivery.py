@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestServer
 
 from gateway import keys
 from gateway.app import create_app
-from gateway.config import Settings, parse_settings
-from gateway.settings import StorageSettings
+from gateway.config import parse_settings
+from gateway.settings import Settings, StorageSettings
 from gateway.storage import OutboxEntry, open_outbox
 from gateway.storage.sqlite import SqliteOutbox  # the engine the gateway opens: patched
 

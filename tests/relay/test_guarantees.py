@@ -17,7 +17,8 @@ from aiohttp import web
 from gateway import keys
 from gateway.__main__ import main
 from gateway.app import create_app
-from gateway.config import Settings, load_settings, parse_settings
+from gateway.config import load_settings, parse_settings
+from gateway.settings import Settings
 from gateway.storage import OutboxEntry, open_outbox
 
 from ..conftest import (

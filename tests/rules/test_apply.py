@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from gateway.config import DestinationSettings
 from gateway.destinations.meta_capi import MetaCapiOptions
 from gateway.rules import EMPTY_HASH, RuleStats, load_rule_set
+from gateway.settings import DestinationSettings
 
 from .helpers import decide, event, load, write_rules
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import DestinationSettings, load_settings
+from gateway.config import load_settings
 from gateway.destinations.meta_capi import MetaCapiOptions
 from gateway.enrich import Enricher
 from gateway.identity.useragent import shared_parser
@@ -20,6 +20,7 @@ from gateway.rules import (
     load_rule_set,
     run_rule_tests,
 )
+from gateway.settings import DestinationSettings
 
 from .helpers import write_rules
 

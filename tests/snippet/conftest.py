@@ -20,9 +20,10 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import BrowserContext
 
 from gateway.app import create_app
-from gateway.config import Settings, parse_settings
+from gateway.config import parse_settings
 from gateway.ingest.cors import add_cors
 from gateway.ingest.snippet import add_snippet_routes
+from gateway.settings import Settings
 
 from ..conftest import PIXEL_A, PIXEL_B, destination_yaml, settings_yaml
 from ..fake_graph import FakeGraph

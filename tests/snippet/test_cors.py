@@ -10,8 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.config import Settings, parse_settings
+from gateway.config import parse_settings
 from gateway.ingest.cors import add_cors, normalize_origin
+from gateway.settings import Settings
 
 from ..conftest import PIXEL_A, destination_yaml, settings_yaml, stored_rows
 from ..fake_graph import FakeGraph

@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.config import Settings
 from gateway.ingest import snippet
 from gateway.ingest.snippet import SNIPPET_FILE, Script, add_snippet_routes, load_script
+from gateway.settings import Settings
 
 SOURCE = SNIPPET_FILE.with_name("gw.js")
 BUDGET_GZIPPED = 3 * 1024
