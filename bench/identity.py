@@ -33,8 +33,8 @@ from gateway.identity.geo import GeoLocator  # noqa: E402
 from gateway.identity.proxies import PRESETS  # noqa: E402
 from gateway.identity.proxy import TrustedProxies  # noqa: E402
 from gateway.identity.useragent import shared_parser  # noqa: E402
+from gateway.ingest.body import parse_pairs  # noqa: E402
 from gateway.ingest.hitevent import build_hit_event  # noqa: E402
-from gateway.ingest.hitparams import parse_pairs  # noqa: E402
 
 GEO = ROOT / "tests" / "data" / "maxmind" / "GeoIP2-City-Test.mmdb"
 USER_AGENTS = [

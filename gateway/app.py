@@ -98,16 +98,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except HitError as exc:
         return web.json_response({"error": exc.reason}, status=exc.status)
-    except OutboxFull as exc:
-        metrics = request.app[keys.METRICS]
-        metrics.count(metrics.hits, "busy")
-        return web.json_response({"error": f"the gateway is busy: {exc}; retry later"},
-                                 status=503, headers={"Retry-After": "30"})
-    except OutboxUnavailable:
-        return web.json_response(
-            {"error": "the gateway cannot store events right now; retry later"},
-            status=503, headers={"Retry-After": "5"},
-        )
+    except OutboxUnavailable as exc:
+        if isinstance(exc, OutboxFull):
+            metrics = request.app[keys.METRICS]
+            metrics.count(metrics.hits, "busy")
+        return web.json_response({"error": exc.answer}, status=503,
+                                 headers={"Retry-After": str(exc.retry_after)})
     except web.HTTPException:
         raise
     except Exception:

@@ -59,11 +59,24 @@ class HitError(GatewayError):
 
 
 class OutboxUnavailable(GatewayError):
-    """The outbox could not commit; the sender should retry later."""
+    """The outbox could not commit; the sender should retry later. `answer` and `retry_after`
+    are what every ingress route tells the sender (503 + Retry-After)."""
+
+    retry_after = 5
+
+    @property
+    def answer(self) -> str:
+        return "the gateway cannot store events right now; retry later"
 
 
 class OutboxFull(OutboxUnavailable):
     """The outbox is over `storage.max_queue_rows` / `max_queue_mb`; the sender should wait."""
+
+    retry_after = 30
+
+    @property
+    def answer(self) -> str:
+        return f"the gateway is busy: {self}; retry later"
 
 
 class RelayError(GatewayError):

@@ -16,6 +16,7 @@ from aiohttp import hdrs, web
 from .. import keys
 from ..errors import HitError
 from ..identity.cookies import MAX_AGE, BrowserIds, browser_cookies
+from .body import is_utf8
 from .hitevent import build_hit_event
 from .hitparams import read_hit_params
 
@@ -27,13 +28,9 @@ NO_STORE = {hdrs.CACHE_CONTROL: "no-store, no-cache, must-revalidate, max-age=0"
 
 def clean_text(value: str | None) -> str | None:
     """Header and cookie text as valid UTF-8 (undecodable bytes become U+FFFD)."""
-    if value is None:
-        return None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return value
+    if value is None or is_utf8(value):
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 async def handle_hit(request: web.Request) -> web.StreamResponse:

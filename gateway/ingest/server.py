@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .. import keys
 from ..accesskeys import AccessDenied, AccessGuard
-from ..errors import HitError, OutboxFull, OutboxUnavailable
+from ..errors import HitError, OutboxUnavailable
 from ..model import PIXEL_ID, Event
 from .graphanswers import (
     Outcome,
@@ -130,12 +130,8 @@ async def _answer(
         return failure(400, exc.reason, {}, exc.rejected)
     except HitError as exc:
         return failure(exc.status, exc.reason, {}, ())
-    except OutboxFull as exc:
-        return failure(503, f"the gateway is busy: {exc}; retry later",
-                       {"Retry-After": "30"}, ())
-    except OutboxUnavailable:
-        return failure(503, "the gateway cannot store events right now; retry later",
-                       {"Retry-After": "5"}, ())
+    except OutboxUnavailable as exc:
+        return failure(503, exc.answer, {"Retry-After": str(exc.retry_after)}, ())
 
 
 async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outcome:

@@ -1,4 +1,4 @@
-"""Read a server-events request body (SPEC.md §3) strictly, before anything is stored.
+"""Read a server-events request body (docs/server-events.md) strictly, before anything is stored.
 
 What the official SDKs and the CAPI Gateway clients send, all accepted:
 - JSON (`/capi` parses JSON whatever the Content-Type; PHP/Java send none in Meta's example),
@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import HitError
-from .hitparams import parse_pairs
+from .body import parse_pairs, read_body, read_multipart, too_large, utf8_text
 
 __all__ = ["FORWARDED_FIELDS", "MAX_DEPTH", "MAX_EVENTS", "ServerBody", "read_server_body"]
 
@@ -32,6 +32,7 @@ FORWARDED_FIELDS = ("test_event_code", "partner_agent", "namespace_id", "upload_
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 _TRUE, _FALSE = ("true", "1"), ("false", "0", "")
+_ADVICE = "; send fewer events per request"
 
 
 @dataclass
@@ -47,7 +48,7 @@ class ServerBody:
 async def read_server_body(request: web.Request, *, limit: int, json_only: bool) -> ServerBody:
     """Parse and check the whole request, or raise HitError (400, 413, 415) with the reason."""
     if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
+        raise too_large(limit, _ADVICE)
     query = parse_pairs(request.raw_path.partition("?")[2], "query string")
     fields = await _read_fields(request, limit=limit, json_only=json_only)
     key = _text(fields.get("accessKey")) or _text(fields.get("access_token")) \
@@ -65,8 +66,8 @@ async def _read_fields(request: web.Request, *, limit: int, json_only: bool) -> 
     content_type = request.content_type
     big = request.clone(client_max_size=limit)
     if not json_only and content_type == _MULTIPART:
-        return await _read_multipart(big, limit)
-    body = await _read(big, limit)
+        return dict(await read_multipart(big, limit, _ADVICE))
+    body = await read_body(big, limit, _ADVICE)
     if json_only or content_type == "application/json" or content_type.endswith("+json"):
         return _json_object(body)
     if content_type in (_FORM, "", "application/octet-stream") or \
@@ -74,49 +75,11 @@ async def _read_fields(request: web.Request, *, limit: int, json_only: bool) -> 
         # No declared type: the body tells (`{` = JSON, like Meta's own curl examples).
         if body.lstrip()[:1] == b"{":
             return _json_object(body)
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise HitError("the body is not valid UTF-8") from None
-        return dict(parse_pairs(text.strip(), "body"))
+        return dict(parse_pairs(utf8_text(body).strip(), "body"))
     raise HitError(
         f"unsupported Content-Type {content_type!r}; send application/json, "
         f"{_FORM} or {_MULTIPART}", status=415,
     )
-
-
-def _too_large(limit: int) -> HitError:
-    return HitError(f"the body is larger than {limit} bytes; send fewer events per request",
-                    status=413)
-
-
-async def _read(request: web.Request, limit: int) -> bytes:
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise _too_large(limit) from None
-    except web.RequestPayloadError:
-        raise HitError("the body cannot be read (bad Content-Encoding or truncated)") from None
-
-
-async def _read_multipart(request: web.Request, limit: int) -> dict[str, Any]:
-    try:
-        form = await request.post()
-    except web.HTTPRequestEntityTooLarge:
-        raise _too_large(limit) from None
-    except (web.RequestPayloadError, web.HTTPException, UnicodeError, LookupError, ValueError,
-            RuntimeError, AssertionError):
-        raise HitError("the multipart body cannot be read (or is not valid UTF-8)") from None
-    fields: dict[str, Any] = {}
-    for name, value in form.items():
-        if not isinstance(value, str):
-            raise HitError(f"multipart field {name!r} is a file; send text fields only")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise HitError("the multipart body is not valid UTF-8") from None
-        fields[name] = value
-    return fields
 
 
 def _loads(text: bytes | str, what: str) -> Any:
