@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from gateway.enrich import Enricher  # noqa: E402
 from gateway.identity.cookies import FirstPartyCookies  # noqa: E402
 from gateway.identity.geo import GeoLocator  # noqa: E402
-from gateway.identity.proxies import PRESETS  # noqa: E402
-from gateway.identity.proxy import TrustedProxies  # noqa: E402
+from gateway.identity.proxypresets import PRESETS  # noqa: E402
+from gateway.identity.trustedproxies import TrustedProxies  # noqa: E402
 from gateway.identity.useragent import shared_parser  # noqa: E402
 from gateway.ingest.body import parse_pairs  # noqa: E402
 from gateway.ingest.hitevent import build_hit_event  # noqa: E402

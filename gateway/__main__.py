@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import load_settings
 from .errors import ConfigError
-from .keycli import add_keys_parser, run_keys
+from .mintkeys import add_keys_parser, run_keys
 from .problems import Problem
 from .rules import RuleError, format_results, load_rule_set, run_rule_tests
 from .settings import Settings
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .workers import supervise
 
         return supervise(Path(args.config), args.workers, settings.server.shutdown_timeout)
-    from .server import serve
+    from .run import serve
 
     try:
         serve(settings, worker=args.worker)
@@ -115,7 +115,7 @@ def _check(path: str, output: str) -> int:
     elif problems:
         _print_problems(problems, path)
     elif settings is not None:
-        from .server import describe
+        from .run import describe
 
         print(f"{path}: OK; rules in {settings.rules_path}: OK")
         for line in describe(settings):

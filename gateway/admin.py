@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
-from . import keys
+from . import appkeys
 from .accesskeys import key_sha256
-from .identity.proxy import parse_ip
+from .identity.trustedproxies import parse_ip
 from .storage import DEAD_REASONS, DeadLetterFilter
 
 __all__ = ["add_routes"]
@@ -35,7 +35,7 @@ def add_routes(app: web.Application, prefix: str) -> None:
 
 def operators_only(handler: Handler) -> Handler:
     async def guarded(request: web.Request) -> web.StreamResponse:
-        expected = request.app[keys.SETTINGS].admin_key_sha256
+        expected = request.app[appkeys.SETTINGS].admin_key_sha256
         given = request.headers.get(hdrs.AUTHORIZATION, "")
         if expected:
             token = given.removeprefix("Bearer ").strip()
@@ -55,7 +55,7 @@ def operators_only(handler: Handler) -> Handler:
 def _direct_local(request: web.Request) -> bool:
     address = parse_ip(request.remote)
     return (address is not None and address.is_loopback
-            and not request.app[keys.PROXIES].proxied(request.headers))
+            and not request.app[appkeys.PROXIES].proxied(request.headers))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -65,11 +65,11 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready when the outbox takes writes and every relay worker runs."""
     problems = []
-    if not await request.app[keys.OUTBOX].writable():
+    if not await request.app[appkeys.OUTBOX].writable():
         problems.append("outbox is not writable")
     problems += [
         f"relay worker for destination {w.name} is not running"
-        for w in request.app[keys.RELAYS] if not w.running
+        for w in request.app[appkeys.RELAYS] if not w.running
     ]
     if problems:
         return web.json_response({"status": "unavailable", "problems": problems}, status=503)
@@ -78,7 +78,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    metrics, outbox, now = app[keys.METRICS], app[keys.OUTBOX], app[keys.CLOCK]()
+    metrics, outbox, now = app[appkeys.METRICS], app[appkeys.OUTBOX], app[appkeys.CLOCK]()
     metrics.outbox_rows.clear()
     depth: dict[str, int] = {}
     for (destination, state), count in (await outbox.open_counts()).items():
@@ -86,12 +86,12 @@ async def metrics(request: web.Request) -> web.Response:
         if state in ("pending", "inflight"):
             depth[destination] = depth.get(destination, 0) + count
     oldest = await outbox.oldest_pending()
-    stats = app[keys.RULES].stats
+    stats = app[appkeys.RULES].stats
     for rule, matched, dropped, routed in stats.rows():
         for decision, count in (("matched", matched), ("dropped", dropped), ("routed", routed)):
             metrics.rule_events.labels(rule, decision).set(count)
-    metrics.rules_reload_failures.set(app[keys.RULES].failed_reloads)
-    for worker in app[keys.RELAYS]:
+    metrics.rules_reload_failures.set(app[appkeys.RULES].failed_reloads)
+    for worker in app[appkeys.RELAYS]:
         metrics.queue_depth.labels(worker.name).set(depth.get(worker.name, 0))
         created = oldest.get(worker.name)
         metrics.oldest_age.labels(worker.name).set(now - created if created else 0)
@@ -104,11 +104,11 @@ async def metrics(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     """What a person checks first: each destination's state, queue and last error."""
     app = request.app
-    outbox, now = app[keys.OUTBOX], app[keys.CLOCK]()
+    outbox, now = app[appkeys.OUTBOX], app[appkeys.CLOCK]()
     counts = await outbox.open_counts()
     oldest = await outbox.oldest_pending()
     destinations = []
-    for worker in app[keys.RELAYS]:
+    for worker in app[appkeys.RELAYS]:
         name = worker.name
         created = oldest.get(name)
         destinations.append({
@@ -121,19 +121,19 @@ async def status(request: web.Request) -> web.Response:
             "dead_letters": counts.get((name, "dead"), 0),
             "last_error": worker.last_error,
         })
-    reloader, rules = app[keys.RELOADER], app[keys.RULES]
-    names = app[keys.LIVE].current.by_name
-    _, relays = app[keys.WORKER]
+    reloader, rules = app[appkeys.RELOADER], app[appkeys.RULES]
+    names = app[appkeys.LIVE].current.by_name
+    _, relays = app[appkeys.WORKER]
     # Rows queued for a destination that is no longer configured wait forever: show them.
     orphaned = {dest: n for (dest, state), n in counts.items()
                 if dest and dest not in names and state in ("pending", "inflight")
                 and relays}
-    index, _ = app[keys.WORKER]
+    index, _ = app[appkeys.WORKER]
     return web.json_response({
         "worker": {"index": index, "relays": relays},
         "destinations": destinations,
         "queued_for_unconfigured_destinations": orphaned,
-        "backpressure": app[keys.BACKPRESSURE].reason,
+        "backpressure": app[appkeys.BACKPRESSURE].reason,
         "config": {"loaded_at": reloader.loaded_at, "last_error": reloader.last_error},
         "rules": {"rule_set": rules.current.hash, "rules": len(rules.current.rules),
                   "files": list(rules.current.files), "loaded_at": rules.loaded_at,
@@ -174,7 +174,7 @@ async def dead_letters(request: web.Request) -> web.Response:
     if not 1 <= limit <= 1000:
         return web.json_response({"error": "limit must be a whole number from 1 to 1000"},
                                  status=400)
-    letters = await request.app[keys.OUTBOX].dead_letters(selection, limit)
+    letters = await request.app[appkeys.OUTBOX].dead_letters(selection, limit)
     return web.json_response({"dead_letters": [letter.as_dict() for letter in letters]})
 
 
@@ -182,5 +182,5 @@ async def replay(request: web.Request) -> web.Response:
     selection = _selection(request)
     if isinstance(selection, web.Response):
         return selection
-    count = await request.app[keys.OUTBOX].replay(selection)
+    count = await request.app[appkeys.OUTBOX].replay(selection)
     return web.json_response({"replayed": count})

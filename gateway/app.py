@@ -19,17 +19,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from . import admin, keys, logsafety
+from . import admin, appkeys, logsafety
 from .alerts import Alerts
 from .backpressure import Backpressure
 from .config import load_settings
 from .enrich import Enricher
 from .errors import HitError, OutboxFull, OutboxUnavailable
 from .identity.cookies import FirstPartyCookies
-from .identity.proxy import TrustedProxies
+from .identity.trustedproxies import TrustedProxies
 from .ingest.browser import handle_hit
 from .ingest.cors import add_cors
-from .ingest.server import add_server_routes
+from .ingest.serverroutes import add_server_routes
 from .ingest.snippet import add_snippet_routes
 from .live import Live
 from .liverules import LiveRules
@@ -65,17 +65,17 @@ def create_app(
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
-    app[keys.SETTINGS] = settings
-    app[keys.LIVE] = Live(settings)
-    app[keys.CLOCK] = clock
-    app[keys.WORKER] = (worker or 0, not worker)
-    app[keys.SHARED] = worker is not None
-    app[keys.METRICS] = Metrics()
-    app[keys.PROXIES] = TrustedProxies(
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.LIVE] = Live(settings)
+    app[appkeys.CLOCK] = clock
+    app[appkeys.WORKER] = (worker or 0, not worker)
+    app[appkeys.SHARED] = worker is not None
+    app[appkeys.METRICS] = Metrics()
+    app[appkeys.PROXIES] = TrustedProxies(
         settings.server.trusted_proxies, settings.server.client_ip_headers,
         chain=settings.server.forwarding_header, truncate=settings.identity.truncate_ip,
     )
-    app[keys.COOKIES] = FirstPartyCookies(
+    app[appkeys.COOKIES] = FirstPartyCookies(
         enabled=settings.cookies.enabled, domain=settings.cookies.domain
     )
     app.cleanup_ctx.extend([
@@ -100,7 +100,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response({"error": exc.reason}, status=exc.status)
     except OutboxUnavailable as exc:
         if isinstance(exc, OutboxFull):
-            metrics = request.app[keys.METRICS]
+            metrics = request.app[appkeys.METRICS]
             metrics.count(metrics.hits, "busy")
         return web.json_response({"error": exc.answer}, status=503,
                                  headers={"Retry-After": str(exc.retry_after)})
@@ -117,34 +117,34 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load the user-agent rules and open the geo databases, off the event loop."""
     enricher = await asyncio.get_running_loop().run_in_executor(
-        None, Enricher.from_settings, app[keys.SETTINGS])
-    app[keys.ENRICHER] = enricher
+        None, Enricher.from_settings, app[appkeys.SETTINGS])
+    app[appkeys.ENRICHER] = enricher
     yield
     enricher.close()
 
 
 async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load the marketers' rules and run their tests; a broken rule set stops start-up."""
-    settings = app[keys.SETTINGS]
-    rules = LiveRules(settings.rules_path, app[keys.LIVE], app[keys.ENRICHER].enrich,
-                      clock=app[keys.CLOCK])
+    settings = app[appkeys.SETTINGS]
+    rules = LiveRules(settings.rules_path, app[appkeys.LIVE], app[appkeys.ENRICHER].enrich,
+                      clock=app[appkeys.CLOCK])
     await rules.load()
-    app[keys.RULES] = rules
+    app[appkeys.RULES] = rules
     yield
 
 
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[keys.SETTINGS]
+    settings = app[appkeys.SETTINGS]
     storage = settings.storage
-    outbox = await open_outbox(storage, clock=app[keys.CLOCK], shared=app[keys.SHARED])
-    app[keys.OUTBOX] = outbox
-    backpressure = Backpressure(outbox, app[keys.METRICS], max_rows=storage.max_queue_rows,
+    outbox = await open_outbox(storage, clock=app[appkeys.CLOCK], shared=app[appkeys.SHARED])
+    app[appkeys.OUTBOX] = outbox
+    backpressure = Backpressure(outbox, app[appkeys.METRICS], max_rows=storage.max_queue_rows,
                                 max_bytes=storage.max_queue_mb * 2**20)
     await backpressure.check()
-    app[keys.BACKPRESSURE] = backpressure
-    app[keys.PIPELINE] = Pipeline(
-        app[keys.LIVE], outbox, app[keys.METRICS], app[keys.ENRICHER], app[keys.CLOCK],
-        backpressure, app[keys.RULES],
+    app[appkeys.BACKPRESSURE] = backpressure
+    app[appkeys.PIPELINE] = Pipeline(
+        app[appkeys.LIVE], outbox, app[appkeys.METRICS], app[appkeys.ENRICHER],
+        app[appkeys.CLOCK], backpressure, app[appkeys.RULES],
     )
     yield
     await outbox.close()
@@ -154,9 +154,9 @@ async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(
         headers={"User-Agent": "tag-gateway"}, connector=aiohttp.TCPConnector(limit=0)
     )
-    app[keys.HTTP_SESSION] = session
-    alerts = Alerts(session, app[keys.SETTINGS].alert_webhook_url, clock=app[keys.CLOCK])
-    app[keys.ALERTS] = alerts
+    app[appkeys.HTTP_SESSION] = session
+    alerts = Alerts(session, app[appkeys.SETTINGS].alert_webhook_url, clock=app[appkeys.CLOCK])
+    app[appkeys.ALERTS] = alerts
     yield
     await alerts.close()
     await session.close()
@@ -164,29 +164,30 @@ async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     """One relay worker per live destination, in the relaying process only."""
-    settings = app[keys.SETTINGS]
+    settings = app[appkeys.SETTINGS]
 
     def make_worker(name: str) -> RelayWorker:
         return RelayWorker(
-            name, app[keys.LIVE], app[keys.OUTBOX], app[keys.HTTP_SESSION], app[keys.METRICS],
-            app[keys.ALERTS], dedup_seconds=settings.storage.dedup_hours * 3600,
-            clock=app[keys.CLOCK],
-            idle_poll_seconds=SHARED_IDLE_POLL_SECONDS if app[keys.SHARED] else IDLE_POLL_SECONDS,
+            name, app[appkeys.LIVE], app[appkeys.OUTBOX], app[appkeys.HTTP_SESSION],
+            app[appkeys.METRICS], app[appkeys.ALERTS],
+            dedup_seconds=settings.storage.dedup_hours * 3600, clock=app[appkeys.CLOCK],
+            idle_poll_seconds=(SHARED_IDLE_POLL_SECONDS if app[appkeys.SHARED]
+                               else IDLE_POLL_SECONDS),
         )
 
-    relays = Relays(app[keys.LIVE], make_worker)
-    _, relaying = app[keys.WORKER]
+    relays = Relays(app[appkeys.LIVE], make_worker)
+    _, relaying = app[appkeys.WORKER]
     if relaying:
         relays.start()
-    app[keys.RELAYS] = relays
+    app[appkeys.RELAYS] = relays
     yield
     await relays.stop(settings.server.shutdown_timeout * (1 - HANDLER_SHARE_OF_SHUTDOWN))
 
 
 async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
     """Background chores: prune finished rows and stale dedup keys; watch the queue's size."""
-    storage = app[keys.SETTINGS].storage
-    outbox, clock = app[keys.OUTBOX], app[keys.CLOCK]
+    storage = app[appkeys.SETTINGS].storage
+    outbox, clock = app[appkeys.OUTBOX], app[appkeys.CLOCK]
 
     async def prune_forever() -> None:
         while True:
@@ -201,16 +202,16 @@ async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.exception("pruning the outbox failed; will try again")
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
 
-    _, relays = app[keys.WORKER]
-    jobs = [prune_forever(), app[keys.BACKPRESSURE].run()] if relays else [
-        app[keys.BACKPRESSURE].run()]
+    _, relays = app[appkeys.WORKER]
+    jobs = [prune_forever(), app[appkeys.BACKPRESSURE].run()] if relays else [
+        app[appkeys.BACKPRESSURE].run()]
     async with _background(*jobs):
         yield
 
 
 async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
     """Reload rules (always) and config (when read from a file) on change and on SIGHUP."""
-    settings = app[keys.SETTINGS]
+    settings = app[appkeys.SETTINGS]
     path = settings.path
 
     def apply(new: Settings) -> None:
@@ -220,11 +221,11 @@ async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
     reloader = Reloader(
         "config", stamp=lambda: file_stamp(path) if path else None,
         build=lambda: load_settings(path) if path else settings, apply=apply,
-        clock=app[keys.CLOCK],
+        clock=app[appkeys.CLOCK],
     )
     reloader.started()
-    app[keys.RELOADER] = reloader
-    rules = app[keys.RULES]
+    app[appkeys.RELOADER] = reloader
+    rules = app[appkeys.RULES]
     loop = asyncio.get_running_loop()
 
     async def reload_all() -> None:
@@ -252,7 +253,7 @@ def apply_settings(app: web.Application, new: Settings) -> None:
     emptied token, an unset variable or a typo, would mark its whole queue as sent). The other
     sections are compared with what is running and reported if they differ.
     """
-    live = app[keys.LIVE]
+    live = app[appkeys.LIVE]
     running = live.current.settings
     restart = [name for name in RESTART_SECTIONS if getattr(running, name) != getattr(new, name)]
     applied = []

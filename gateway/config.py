@@ -18,7 +18,7 @@ from pathlib import Path
 from .configreader import Problems, Reader
 from .destinations import TYPES
 from .errors import ConfigError
-from .identity.proxies import PRESETS
+from .identity.proxypresets import PRESETS
 from .model import ACCESS_KEY_NAME, PIXEL_ID
 from .problems import Problem
 from .settings import (

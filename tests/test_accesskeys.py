@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from gateway import accesskeys
 from gateway.accesskeys import AccessDenied, AccessGuard, FailureThrottle, KeyRing
 from gateway.config import parse_settings
-from gateway.keycli import add_keys_parser, run_keys
+from gateway.mintkeys import add_keys_parser, run_keys
 from gateway.settings import AccessKey
 
 from .conftest import PIXEL_A, PIXEL_B, destination_yaml, settings_yaml

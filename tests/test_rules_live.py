@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway import keys
+from gateway import appkeys
 from gateway.__main__ import main
 from gateway.config import parse_settings
 from gateway.settings import Settings
@@ -77,7 +77,7 @@ async def test_rules_drop_rename_and_route_real_hits(
     assert by_id == {"page": ("PageView", PIXEL_A), "order": ("Purchase", PIXEL_B)}
     assert len(events) == 2
     hashes = {r["rule_set"] for r in rows(settings)}
-    assert hashes == {client.app[keys.RULES].current.hash} and len(hashes.pop()) == 12
+    assert hashes == {client.app[appkeys.RULES].current.hash} and len(hashes.pop()) == 12
     metrics = await (await client.get("/metrics")).text()
     assert 'gateway_events_dropped_total{rule="drop bots"} 1.0' in metrics
     assert 'gateway_rule_events{decision="routed",rule="purchases to shop-b"} 1.0' in metrics
@@ -98,7 +98,7 @@ async def test_reload_swaps_a_good_rule_set_and_keeps_the_last_good_one_otherwis
 ) -> None:
     settings = with_rules(tmp_path, fake_graph.url)
     client = await start_gateway(settings)
-    live = client.app[keys.RULES]
+    live = client.app[appkeys.RULES]
     first = live.current.hash
     rule_file = tmp_path / "rules" / "10-main.yaml"
 
@@ -138,7 +138,7 @@ async def test_file_changes_are_picked_up_by_the_watcher(
     monkeypatch.setattr(reload, "POLL_SECONDS", 0.05)
     settings = with_rules(tmp_path, fake_graph.url)
     client = await start_gateway(settings)
-    live = client.app[keys.RULES]
+    live = client.app[appkeys.RULES]
     first = live.current.hash
     (tmp_path / "rules" / "10-main.yaml").write_text(RULES.replace("drop bots", "drop robots"))
     await wait_until(lambda: live.current.hash != first)

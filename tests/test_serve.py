@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway import server
+from gateway import run
 from gateway.config import parse_settings
-from gateway.server import GC_YOUNG_THRESHOLD, tune_gc
+from gateway.run import GC_YOUNG_THRESHOLD, tune_gc
 
 from .conftest import PIXEL_A, destination_yaml, settings_yaml, stored_rows, wait_until
 from .fake_graph import FakeGraph
@@ -256,8 +256,8 @@ def test_serve_tunes_the_collector_once_start_up_is_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     served: list[web.Application] = []
-    monkeypatch.setattr(server.web, "run_app", lambda app, **options: served.append(app))
-    server.serve(parse_settings(settings_yaml(
+    monkeypatch.setattr(run.web, "run_app", lambda app, **options: served.append(app))
+    run.serve(parse_settings(settings_yaml(
         tmp_path, destination_yaml("main", "http://127.0.0.1:9", pixel_id=PIXEL_A)), env={}))
     [app] = served
     assert app.on_startup[-1] is tune_gc  # after the contexts that build the long-lived parts

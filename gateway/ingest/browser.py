@@ -13,7 +13,7 @@ import base64
 
 from aiohttp import hdrs, web
 
-from .. import keys
+from .. import appkeys
 from ..errors import HitError
 from ..identity.cookies import MAX_AGE, BrowserIds, browser_cookies
 from .body import is_utf8
@@ -35,14 +35,14 @@ def clean_text(value: str | None) -> str | None:
 
 async def handle_hit(request: web.Request) -> web.StreamResponse:
     app = request.app
-    metrics = app[keys.METRICS]
-    now = app[keys.CLOCK]()
+    metrics = app[appkeys.METRICS]
+    now = app[appkeys.CLOCK]()
     try:
         params = await read_hit_params(request)
         ids = _browser_ids(request, params, now)
         event = build_hit_event(
             params,
-            ip=app[keys.PROXIES].client_ip(request.remote, request.headers),
+            ip=app[appkeys.PROXIES].client_ip(request.remote, request.headers),
             user_agent=clean_text(request.headers.get(hdrs.USER_AGENT)),
             fbp=ids.fbp,
             fbc=ids.fbc,
@@ -52,7 +52,7 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
     except HitError:
         metrics.count(metrics.hits, "rejected")
         raise
-    submission = await app[keys.PIPELINE].submit(event)
+    submission = await app[appkeys.PIPELINE].submit(event)
     response: web.Response
     if submission.invalid:
         metrics.count(metrics.hits, "invalid")
@@ -72,9 +72,9 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
 
 
 def _browser_ids(request: web.Request, params: dict[str, str], now: float) -> BrowserIds:
-    proxies = request.app[keys.PROXIES]
+    proxies = request.app[appkeys.PROXIES]
     peer, headers = request.remote, request.headers
-    return request.app[keys.COOKIES].resolve(
+    return request.app[appkeys.COOKIES].resolve(
         host=proxies.host(peer, headers, request.host),
         secure=proxies.scheme(peer, headers, request.scheme) == "https",
         # Only the two first-party ids matter; a site's other cookies are not even parsed.

@@ -26,7 +26,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from .. import keys
+from .. import appkeys
 
 __all__ = ["add_cors", "cors_middleware", "normalize_origin"]
 
@@ -63,7 +63,7 @@ def cors_middleware(tr_path: str, allowed_origins: Iterable[str]) -> Middleware:
         if request.method == hdrs.METH_OPTIONS:
             return _preflight(origin, listed)
         if origin and not listed and origin != "null" and not _same_origin(request, origin):
-            metrics = request.app[keys.METRICS]
+            metrics = request.app[appkeys.METRICS]
             metrics.count(metrics.hits, "rejected")
             return web.json_response(
                 {"error": "this gateway does not take hits from pages on that origin; list it "
@@ -128,7 +128,7 @@ def _same_origin(request: web.Request, origin: str) -> bool:
         return False
     if not page.host:
         return False
-    proxies, peer, headers = request.app[keys.PROXIES], request.remote, request.headers
+    proxies, peer, headers = request.app[appkeys.PROXIES], request.remote, request.headers
     own_host = proxies.host(peer, headers, request.host)
     if page.host.lower() != own_host:
         return False

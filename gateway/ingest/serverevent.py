@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..identity.proxy import parse_ip, truncate_ip
+from ..identity.trustedproxies import parse_ip, truncate_ip
 from ..model import Context, Event
 from .hitevent import MAX_EVENT_ID, MAX_SAFE_INTEGER, new_event_id
 

@@ -15,8 +15,8 @@ Errors: problems (RuleError, located Problems with stable codes). Rule tests: te
 """
 
 from .loader import load_rule_set
-from .model import EMPTY_HASH, Rule, RuleSet, RuleStats
 from .problems import RuleError
+from .ruleset import EMPTY_HASH, Rule, RuleSet, RuleStats
 from .ruletests import CaseResult, format_results, run_rule_tests
 
 __all__ = [

@@ -16,9 +16,9 @@ from typing import Any
 from ..problems import Problem
 from ..yamlsource import Marks, YamlProblem, load_located
 from .lists import NamedList, read_lists
-from .model import Rule, RuleSet, rule_set_hash
 from .problems import RuleError, Scope, did_you_mean, show, sort_problems
 from .rulereader import read_rule
+from .ruleset import Rule, RuleSet, rule_set_hash
 
 __all__ = ["display_name", "load_rule_set", "read_yaml_file"]
 

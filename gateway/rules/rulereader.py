@@ -9,9 +9,9 @@ from ..yamlsource import KeyPath
 from .actions import Transform, compile_remove, compile_rename, compile_route, compile_set
 from .conditions import RULE_KEYS, Compiler, Predicate, conjuncts
 from .lists import NamedList
-from .model import Rule
 from .plans import Guard
 from .problems import Scope, did_you_mean, show, written
+from .ruleset import Rule
 
 __all__ = ["read_rule"]
 

@@ -20,8 +20,8 @@ from ..identity.geo import GeoInfo
 from ..model import Context, Decision, Event
 from ..settings import DestinationSettings
 from .fields import Subject
-from .model import RuleSet
 from .problems import show
+from .ruleset import RuleSet
 from .testcases import Case, read_cases
 
 __all__ = ["DEFAULT_PIXEL_ID", "DEFAULT_USER_AGENT", "CaseResult", "format_results",

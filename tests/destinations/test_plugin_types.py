@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway import keys
+from gateway import appkeys
 from gateway.__main__ import main
 from gateway.config import load_settings, parse_settings
 from gateway.destinations import TYPES
@@ -142,10 +142,10 @@ async def test_the_relay_is_the_same_for_every_type(
     client = await start_gateway(settings)
     server.statuses = [401]
     assert (await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead"})).status == 200
-    [worker] = client.server.app[keys.RELAYS]
+    [worker] = client.server.app[appkeys.RELAYS]
     await wait_until(lambda: worker.state == "paused")
     config.write_text(text.replace("S3CRET-hook", "NEW-SECRET"))
-    assert await client.server.app[keys.RELOADER].reload()
+    assert await client.server.app[appkeys.RELOADER].reload()
     await wait_until(lambda: worker.state == "active" and len(server.bodies) == 2)
     assert server.secrets == ["S3CRET-hook", "NEW-SECRET"]
     await wait_until(lambda: [r["state"] for r in rows(settings)] == ["delivered"])

@@ -18,10 +18,10 @@ import pytest
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway import keys
+from gateway import appkeys
 from gateway.app import create_app
 from gateway.config import parse_settings
-from gateway.ingest.server import INGRESS, add_server_routes
+from gateway.ingest.serverroutes import INGRESS, add_server_routes
 from gateway.settings import Settings
 
 from ..conftest import PIXEL_A, PIXEL_B, destination_yaml, settings_yaml, stored_rows
@@ -310,7 +310,7 @@ async def test_repeated_failures_from_one_ip_are_throttled(
                                  headers=attacker)
     assert response.status == 200
 
-    registry = client.server.app[keys.METRICS].registry
+    registry = client.server.app[appkeys.METRICS].registry
 
     def denied(reason: str) -> float | None:
         return registry.get_sample_value("gateway_access_denied_total", {"reason": reason})

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway import keys
+from gateway import appkeys
 from gateway.app import create_app
 from gateway.config import parse_settings
 from gateway.settings import Settings, StorageSettings
@@ -489,7 +489,7 @@ async def test_a_stop_that_arrives_during_a_claim_does_not_wait_out_the_linger(
 
     monkeypatch.setattr(SqliteOutbox, "claim", held_claim)
     client = await start_gateway(settings)
-    [worker] = client.server.app[keys.RELAYS]
+    [worker] = client.server.app[appkeys.RELAYS]
     await asyncio.wait_for(claiming.wait(), 5)
     stopping = asyncio.create_task(worker.stop(timeout=10))
     await asyncio.sleep(0.05)  # the stop is in before the claim returns

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway import keys
+from gateway import appkeys
 from gateway.__main__ import main
 from gateway.app import create_app
 from gateway.config import load_settings, parse_settings
@@ -136,14 +136,14 @@ async def test_a_refused_token_pauses_one_destination_alerts_and_resumes_on_a_ne
     a = next(d for d in status["destinations"] if d["name"] == "shop-a")
     assert a["state"] == "paused" and a["token_invalid"] is True
     await wait_until(lambda: sum(r["state"] == "pending" for r in rows(
-        client.app[keys.SETTINGS])) == 3)
+        client.app[appkeys.SETTINGS])) == 3)
     metrics = await (await client.get("/metrics")).text()
     assert 'gateway_destination_token_invalid{destination="shop-a"} 1.0' in metrics
     assert 'gateway_destination_state{destination="shop-a",state="paused"} 1.0' in metrics
 
     # A person pastes a new token; the file change is picked up (here: reloaded at once).
     config.write_text(two_destinations(tmp_path, url, "TOKEN-A-NEW", str(hook.make_url("/hook"))))
-    assert await client.app[keys.RELOADER].reload()
+    assert await client.app[appkeys.RELOADER].reload()
     await wait_until(lambda: sorted(delivered["TOKEN-A-NEW"]) == ["a0", "a1", "a2"])
     status = await (await client.get("/status")).json()
     a = next(d for d in status["destinations"] if d["name"] == "shop-a")
@@ -159,7 +159,7 @@ async def test_an_invalid_config_reload_keeps_the_last_good_one(
     config.write_text(good)
     client = await aiohttp_client(create_app(load_settings(config, env={})))
     config.write_text(good + "    batch_size: 5000\n")  # over Meta's 1000
-    assert not await client.app[keys.RELOADER].reload()
+    assert not await client.app[appkeys.RELOADER].reload()
     status = await (await client.get("/status")).json()
     assert "batch_size: must be a whole number between 1 and 1000" in status["config"][
         "last_error"]
@@ -210,7 +210,7 @@ async def test_events_past_metas_window_become_dead_letters(
     assert (await hit(client, PIXEL_A, eid="old")).status == 200
     await wait_until(lambda: rows(settings)[0]["last_error"] is not None)  # retry scheduled
     clock.now += 8 * 86400  # a week and a day later
-    client.app[keys.OUTBOX].wakeup("main").set()
+    client.app[appkeys.OUTBOX].wakeup("main").set()
     await wait_until(lambda: rows(settings)[0]["state"] == "dead")
     assert rows(settings)[0]["reason"] == "expired"
     metrics = await (await client.get("/metrics")).text()
@@ -241,7 +241,7 @@ async def test_backpressure_answers_503_with_retry_after(
     client = await start_gateway(settings)
     for n in range(2):
         assert (await hit(client, PIXEL_A, eid=f"q{n}")).status == 200
-    await client.app[keys.BACKPRESSURE].check()  # the background check, run now
+    await client.app[appkeys.BACKPRESSURE].check()  # the background check, run now
     refused = await hit(client, PIXEL_A, eid="q2")
     assert refused.status == 503
     assert refused.headers["Retry-After"] == "30"
@@ -278,7 +278,7 @@ async def test_dead_letters_endpoint_and_cli_list_and_replay(
     assert await asyncio.to_thread(
         main, ["dead-letters", "replay", "--config", str(config), "--reason", "invalid"]) == 0
     assert "re-queued 1 dead letter" in capsys.readouterr().out
-    client.app[keys.OUTBOX].wakeup("main").set()
+    client.app[appkeys.OUTBOX].wakeup("main").set()
     [event] = await fake_graph.wait_for_events(1)  # the Graph accepts it the second time
     assert event["event_id"] == "bad"
     replayed = await (await client.post("/dead-letters/replay")).json()
@@ -399,10 +399,10 @@ async def test_an_old_tokens_late_refusal_does_not_pause_the_new_token(
     assert (await hit(client, PIXEL_A, eid="t1")).status == 200
     await asyncio.wait_for(old_seen.wait(), 5)
     config.write_text(text.replace("TOKEN-OLD", "TOKEN-NEW"))
-    assert await client.app[keys.RELOADER].reload()
+    assert await client.app[appkeys.RELOADER].reload()
     old_answer.set()  # the request sent with the old token now fails with 190
     await wait_until(lambda: delivered == ["t1"])  # retried with the new token
-    [worker] = client.app[keys.RELAYS]
+    [worker] = client.app[appkeys.RELAYS]
     assert worker.state == "active" and worker.paused_reason is None
 
 
@@ -417,13 +417,13 @@ async def test_a_destination_added_by_a_reload_starts_its_worker(
     two = settings_yaml(tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
                         destination_yaml("extra", fake_graph.url, pixel_id=PIXEL_B))
     config.write_text(two)
-    assert await client.app[keys.RELOADER].reload()
-    assert sorted(w.name for w in client.app[keys.RELAYS]) == ["extra", "main"]
+    assert await client.app[appkeys.RELOADER].reload()
+    assert sorted(w.name for w in client.app[appkeys.RELAYS]) == ["extra", "main"]
     assert (await hit(client, PIXEL_B, eid="b1")).status == 200
     [request] = await fake_graph.wait_for_requests(1)
     assert request.query == {"access_token": "TEST-TOKEN-extra"}
     await wait_until(lambda: [(row["destination"], row["state"]) for row in rows(
-        client.app[keys.SETTINGS])] == [("", "unrouted"), ("extra", "delivered")])
+        client.app[appkeys.SETTINGS])] == [("", "unrouted"), ("extra", "delivered")])
 
 
 async def test_a_changed_max_in_flight_restarts_only_that_worker(
@@ -434,10 +434,10 @@ async def test_a_changed_max_in_flight_restarts_only_that_worker(
     other = destination_yaml("other", fake_graph.url, pixel_id=PIXEL_B)
     config.write_text(settings_yaml(tmp_path, main, other))
     client = await aiohttp_client(create_app(load_settings(config, env={})))
-    before = {w.name: w for w in client.app[keys.RELAYS]}
+    before = {w.name: w for w in client.app[appkeys.RELAYS]}
     config.write_text(settings_yaml(tmp_path, main + "\n    max_in_flight: 1", other))
-    assert await client.app[keys.RELOADER].reload()
-    after = {w.name: w for w in client.app[keys.RELAYS]}
+    assert await client.app[appkeys.RELOADER].reload()
+    after = {w.name: w for w in client.app[appkeys.RELAYS]}
     assert after["main"] is not before["main"] and after["main"].max_in_flight == 1
     assert after["other"] is before["other"]
     await wait_until(lambda: not before["main"].running)
@@ -457,10 +457,10 @@ async def test_a_reload_in_a_worker_that_does_not_relay_keeps_routing(
         load_settings(config, env={}), worker=1))
     config.write_text(settings_yaml(tmp_path, destination_yaml(
         "main", fake_graph.url, pixel_id=PIXEL_A, accepts=[PIXEL_A, PIXEL_B])))
-    assert await client.app[keys.RELOADER].reload()
+    assert await client.app[appkeys.RELOADER].reload()
     assert (await hit(client, PIXEL_A, eid="a1")).status == 200
     assert (await hit(client, PIXEL_B, eid="b1")).status == 200  # the reloaded `accepts`
-    assert [(row["destination"], row["state"]) for row in rows(client.app[keys.SETTINGS])] == [
+    assert [(row["destination"], row["state"]) for row in rows(client.app[appkeys.SETTINGS])] == [
         ("main", "pending"), ("main", "pending")]
 
 
@@ -474,13 +474,13 @@ async def test_a_destination_removed_by_a_reload_stops_and_keeps_its_queue(
     other = destination_yaml("other", fake_graph.url, pixel_id=PIXEL_B)
     config.write_text(settings_yaml(tmp_path, main, other))
     client = await aiohttp_client(create_app(load_settings(config, env={})))
-    [main_worker] = [w for w in client.app[keys.RELAYS] if w.name == "main"]
+    [main_worker] = [w for w in client.app[appkeys.RELAYS] if w.name == "main"]
     config.write_text(settings_yaml(tmp_path, other))
-    assert await client.app[keys.RELOADER].reload()
-    assert [w.name for w in client.app[keys.RELAYS]] == ["other"]
+    assert await client.app[appkeys.RELOADER].reload()
+    assert [w.name for w in client.app[appkeys.RELAYS]] == ["other"]
     await wait_until(lambda: not main_worker.running)
     now = time.time()
-    await client.app[keys.OUTBOX].enqueue([OutboxEntry(  # left behind in main's queue
+    await client.app[appkeys.OUTBOX].enqueue([OutboxEntry(  # left behind in main's queue
         destination="main", pixel_id=PIXEL_A, test_event_code="", event_name="PageView",
         event_id="left-behind", event_time=int(now), expires_at=now + 3600,
         payload=b'{"event_name":"PageView","event_id":"left-behind"}')])
@@ -489,9 +489,9 @@ async def test_a_destination_removed_by_a_reload_stops_and_keeps_its_queue(
     assert (await hit(client, PIXEL_A, eid="a1")).status == 200  # nobody takes PIXEL_A now
     config.write_text(settings_yaml(tmp_path, main.replace("TEST-TOKEN-main", "NEW-TOKEN"),
                                     other))
-    assert await client.app[keys.RELOADER].reload()
+    assert await client.app[appkeys.RELOADER].reload()
     [request] = await fake_graph.wait_for_requests(1)
     assert request.query == {"access_token": "NEW-TOKEN"}
     assert [e["event_id"] for e in fake_graph.events] == ["left-behind"]
     await wait_until(lambda: [(row["destination"], row["state"]) for row in rows(
-        client.app[keys.SETTINGS])] == [("main", "delivered"), ("", "unrouted")])
+        client.app[appkeys.SETTINGS])] == [("main", "delivered"), ("", "unrouted")])

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
-from .. import keys
+from .. import appkeys
 from ..accesskeys import AccessDenied, AccessGuard
 from ..errors import HitError, OutboxUnavailable
 from ..model import PIXEL_ID, Event
@@ -74,11 +74,11 @@ def add_server_routes(app: web.Application, prefix: str) -> None:
     """Register both server-event routes (POST only); a second call does nothing."""
     if INGRESS in app:
         return
-    settings = app[keys.SETTINGS]
+    settings = app[appkeys.SETTINGS]
     # A limit of its own (the body is read through a request clone with this client_max_size):
     # the app-wide one is sized for browser hits.
     app[INGRESS] = ServerIngress(
-        AccessGuard(settings.access_keys, app[keys.METRICS].registry, app[keys.CLOCK]),
+        AccessGuard(settings.access_keys, app[appkeys.METRICS].registry, app[appkeys.CLOCK]),
         max_body_bytes=settings.server.max_server_body_bytes,
         truncate_ip=settings.identity.truncate_ip,
     )
@@ -137,7 +137,7 @@ async def _answer(
 async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outcome:
     app = request.app
     state = app[INGRESS]
-    client = app[keys.PROXIES].client_ip(request.remote, request.headers) or "unknown"
+    client = app[appkeys.PROXIES].client_ip(request.remote, request.headers) or "unknown"
     state.guard.admit(client, trace)
     pixel_id = request.match_info["pixel_id"]
     if not PIXEL_ID.fullmatch(pixel_id):
@@ -145,14 +145,14 @@ async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outco
     body = await read_server_body(request, limit=state.max_body_bytes, json_only=json_only)
     state.guard.authorize(body.access_key, pixel_id, client, trace)
     # Before enriching and running rules on up to 1000 events that could not be stored.
-    app[keys.PIPELINE].check_room()
+    app[appkeys.PIPELINE].check_room()
     return await _commit(app, state, body, pixel_id)
 
 
 async def _commit(app: web.Application, state: ServerIngress, body: ServerBody,
                   pixel_id: str) -> Outcome:
-    pipeline = app[keys.PIPELINE]
-    now = app[keys.CLOCK]()
+    pipeline = app[appkeys.PIPELINE]
+    now = app[appkeys.CLOCK]()
     fields_json = request_fields(body.forwarded)
     events: list[Event] = []
     positions: list[int] = []

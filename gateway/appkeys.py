@@ -11,7 +11,7 @@ from .alerts import Alerts
 from .backpressure import Backpressure
 from .enrich import Enricher
 from .identity.cookies import FirstPartyCookies
-from .identity.proxy import TrustedProxies
+from .identity.trustedproxies import TrustedProxies
 from .live import Live
 from .liverules import LiveRules
 from .observe import Metrics

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.identity.proxies import PRESETS
-from gateway.identity.proxy import TrustedProxies, parse_ip
+from gateway.identity.proxypresets import PRESETS
+from gateway.identity.trustedproxies import TrustedProxies, parse_ip
 
 
 def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
