@@ -1,4 +1,4 @@
-"""The code stays as CONVENTIONS.md asks: ruff clean and mypy --strict clean."""
+"""The code stays as the project asks: ruff clean and mypy --strict clean."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Normalization and hashing of user_data: every SPEC.md §2 vector, the SDKs' mistakes done
+"""Normalization and hashing of user_data: every vector in docs/meta-capi.md, the SDKs' mistakes done
 right, pass-through of hashed values, and properties that must hold for any input."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# SPEC.md §2: hashes Meta's docs give.
+# Hashes Meta's docs give (docs/meta-capi.md).
 @pytest.mark.parametrize(("key", "raw", "digest"), [
     ("em", "john_smith@gmail.com",
      "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),
@@ -30,7 +30,7 @@ def test_meta_documented_hashes(key: str, raw: str, digest: str) -> None:
     assert hash_value(key, raw, None) == digest
 
 
-# SPEC.md §2: normalized forms, plus the forms SDKs get wrong.
+# Normalized forms (docs/meta-capi.md), plus the forms SDKs get wrong.
 @pytest.mark.parametrize(("key", "raw", "normalized"), [
     ("em", " Joe.Smith@Example.COM ", "joe.smith@example.com"),
     ("ph", "+1 (650) 555-1212", "16505551212"),

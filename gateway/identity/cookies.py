@@ -1,4 +1,4 @@
-"""First-party `_fbp` / `_fbc` cookies, set by the gateway's own responses (SPEC.md §5).
+"""First-party `_fbp` / `_fbc` cookies, set by the gateway's own responses (docs/meta-capi.md).
 
 Cookies written by JavaScript live at most 7 days under Safari ITP (1 day after an ad click);
 cookies set by an HTTP response from the site's own domain live their full 90 days. So the

@@ -1,6 +1,6 @@
 """Server events from backends: `POST /capi/{pixel_id}/events` (Meta's CAPI Gateway clients,
 PHP/Java `CAPIGatewayIngressRequest`) and `POST /{api_version}/{pixel_id}/events` (the official
-SDKs with their Graph base URL pointed at the gateway). Wire formats: SPEC.md §3.
+SDKs with their Graph base URL pointed at the gateway). Wire formats: docs/meta-capi.md.
 
 A request goes: throttle check (per client IP) -> read and check the whole body -> access key
 and pixel scope -> build, enrich, hash and validate every event -> commit. Nothing is stored

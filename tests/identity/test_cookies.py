@@ -1,4 +1,4 @@
-"""First-party _fbp/_fbc: minted, kept, replaced and scoped as SPEC.md §5 says."""
+"""First-party _fbp/_fbc: minted, kept, replaced and scoped as docs/meta-capi.md says."""
 
 from __future__ import annotations
 
