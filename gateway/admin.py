@@ -109,12 +109,14 @@ async def status(request: web.Request) -> web.Response:
     oldest = await outbox.oldest_pending()
     destinations = []
     for worker in app[appkeys.RELAYS]:
-        name = worker.name
+        name, destination = worker.name, worker.destination
         created = oldest.get(name)
         destinations.append({
             "name": name,
+            "type": destination.settings.type,
+            "sends_to": f"{destination.target} via {destination.endpoint}",
             "state": worker.state,
-            "dry_run": worker.settings.is_dry_run,
+            "dry_run": destination.settings.is_dry_run,
             "token_invalid": worker.paused_reason is not None,
             "queued": counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0),
             "oldest_queued_age_seconds": round(now - created, 3) if created else None,

@@ -232,6 +232,9 @@ async def test_a_rate_limit_backs_off_the_whole_destination(
     status = await (await client.get("/status")).json()
     [main] = status["destinations"]
     assert main["state"] == "backoff" and "code 17" in main["last_error"]
+    assert main["type"] == "meta_capi"
+    assert main["sends_to"] == f"pixel {PIXEL_A} via {fake_graph.url}/v26.0"
+    assert "TEST-TOKEN" not in str(status)
     assert main["queued"] == 2
     await asyncio.sleep(0.3)  # time enough for a relay ignoring the backoff to send "second"
     assert len(fake_graph.requests) == 1  # nothing else is sent while backing off
