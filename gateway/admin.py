@@ -91,6 +91,10 @@ async def metrics(request: web.Request) -> web.Response:
         for decision, count in (("matched", matched), ("dropped", dropped), ("routed", routed)):
             metrics.rule_events.labels(rule, decision).set(count)
     metrics.rules_reload_failures.set(app[appkeys.RULES].failed_reloads)
+    # Per-destination gauges describe the destinations relaying now: one a reload removed
+    # must not keep its last values (a paused one would keep alerting).
+    for gauge in (metrics.queue_depth, metrics.oldest_age, metrics.state, metrics.token_invalid):
+        gauge.clear()
     for worker in app[appkeys.RELAYS]:
         metrics.queue_depth.labels(worker.name).set(depth.get(worker.name, 0))
         created = oldest.get(worker.name)

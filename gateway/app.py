@@ -213,10 +213,19 @@ async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
     """Reload rules (always) and config (when read from a file) on change and on SIGHUP."""
     settings = app[appkeys.SETTINGS]
     path = settings.path
+    rules, live = app[appkeys.RULES], app[appkeys.LIVE]
+    checks: set[asyncio.Task[bool]] = set()
 
     def apply(new: Settings) -> None:
+        before = set(live.current.by_name)
         apply_settings(app, new)
         log.info("config reloaded from %s", path)
+        if set(live.current.by_name) != before:
+            # Rules name destinations: test them against the new set now (a rule set that
+            # waited for a new destination goes live; one naming a removed one is reported).
+            check = asyncio.get_running_loop().create_task(rules.reload())
+            checks.add(check)
+            check.add_done_callback(checks.discard)
 
     reloader = Reloader(
         "config", stamp=lambda: file_stamp(path) if path else None,
@@ -225,7 +234,6 @@ async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     reloader.started()
     app[appkeys.RELOADER] = reloader
-    rules = app[appkeys.RULES]
     loop = asyncio.get_running_loop()
 
     async def reload_all() -> None:
@@ -240,6 +248,9 @@ async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_all()))
     async with _background(*jobs):
         yield
+    for check in list(checks):
+        check.cancel()
+    await asyncio.gather(*checks, return_exceptions=True)
     if path is not None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signal.SIGHUP)

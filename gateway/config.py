@@ -266,21 +266,19 @@ def _destinations(top: Reader) -> tuple[DestinationSettings, ...]:
     for r in readers:
         if not r.ok:
             continue
-        destination = _destination(r)
-        if destination is None:
-            continue
-        if destination.name in seen:
-            r.fail("name", "is used by another destination; names must be unique",
-                   destination.name)
-        seen.add(destination.name)
-        result.append(destination)
+        name = r.string("name", pattern=r"[a-z0-9][a-z0-9_-]{0,62}",
+                        hint="lowercase letters, digits, '-' or '_' (e.g. main)")
+        if name in seen:
+            r.fail("name", "is used by another destination; names must be unique", name)
+        seen.add(name)
+        destination = _destination(r, name)
+        if destination is not None:
+            result.append(destination)
     return tuple(result)
 
 
-def _destination(r: Reader) -> DestinationSettings | None:
+def _destination(r: Reader, name: str) -> DestinationSettings | None:
     """The envelope's keys, and the type's own through its `read_options`."""
-    name = r.string("name", pattern=r"[a-z0-9][a-z0-9_-]{0,62}",
-                    hint="lowercase letters, digits, '-' or '_' (e.g. main)")
     kind = r.string("type", "meta_capi", choices=tuple(TYPES))
     if kind not in TYPES:
         return None  # its other keys mean nothing without a known type

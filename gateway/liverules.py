@@ -59,5 +59,12 @@ class LiveRules(Reloader[RuleSet]):
 
     def _use(self, rule_set: RuleSet) -> None:
         self.current = rule_set
-        log.info("rules: %d in force from %s (rule set %s)", len(rule_set.rules), self.path,
-                 rule_set.hash)
+        if self.loaded_at is None:
+            log.info("rules: %d loaded from %s (rule set %s)", len(rule_set.rules), self.path,
+                     rule_set.hash)
+        else:
+            log.info("rules reloaded: %d rules (rule set %s)", len(rule_set.rules),
+                     rule_set.hash)
+
+    def in_force(self) -> str:
+        return f"rule set {self.current.hash}"

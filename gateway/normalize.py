@@ -1,4 +1,5 @@
-"""Normalize personal data the way Meta matches it (docs/meta-capi.md), one function per user_data key.
+"""Normalize personal data the way Meta matches it (docs/meta-capi.md), one function per
+user_data key.
 
 Each normalizer takes the raw text and returns the normalized text, or None when nothing usable
 remains (an empty value, an address with no `@`, a date that does not exist). Where Meta's SDKs

@@ -33,8 +33,12 @@ class Metrics:
         self.rules_reload_failures = Gauge("gateway_rules_reload_failures", "Rule reloads "
                                            "refused since start (the last good set kept "
                                            "serving).", registry=r)
-        self.invalid = Counter("gateway_events_invalid", "Events Meta would refuse (kept as "
-                               "'invalid' rows), by source.", ["source"], registry=r)
+        self.invalid = Counter("gateway_events_invalid", "Events every destination that could "
+                               "take them refuses (kept as 'invalid' rows), by source.",
+                               ["source"], registry=r)
+        self.refused = Counter("gateway_events_refused", "Events one destination's type refused "
+                               "while others took them (kept as 'invalid' rows of that "
+                               "destination).", ["destination"], registry=r)
         self.requests = Counter("gateway_relay_requests", "Upstream requests, by outcome "
                                 "(delivered, dry_run, retry, rate_limited, token_rejected, "
                                 "refused, error).", ["destination", "outcome"], registry=r)
@@ -55,8 +59,8 @@ class Metrics:
                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 3, 10))
         self.state = Gauge("gateway_destination_state", "1 for the destination's current state "
                            "(active, backoff, paused).", ["destination", "state"], registry=r)
-        self.token_invalid = Gauge("gateway_destination_token_invalid", "1 while Meta refuses "
-                                   "the destination's access token.", ["destination"],
+        self.token_invalid = Gauge("gateway_destination_token_invalid", "1 while the platform "
+                                   "refuses the destination's credentials.", ["destination"],
                                    registry=r)
         self.queue_depth = Gauge("gateway_queue_depth", "Events waiting to be sent.",
                                  ["destination"], registry=r)

@@ -37,6 +37,7 @@ class Submission:
     """What happened to one event."""
 
     destinations: list[str] = field(default_factory=list)
+    refused_by: list[str] = field(default_factory=list)  # destinations whose type refused it
     invalid: list[str] = field(default_factory=list)  # reasons, when the event is invalid
     unstorable: str | None = None  # why the event could not even be stored
     dropped_by: str | None = None  # the rule that dropped it
@@ -117,7 +118,7 @@ class Pipeline:
             kind = destination.settings.type
             reasons = verdicts.get(kind)
             if reasons is None:
-                reasons = verdicts[kind] = destination.validate(event.data, now)
+                reasons = verdicts[kind] = destination.kind.validate(event.data, now)
             if candidates:
                 (refused.append((destination, reasons)) if reasons else taken.append(destination))
         valid = not verdicts or any(not reasons for reasons in verdicts.values())
@@ -182,7 +183,8 @@ class Pipeline:
         rows = [self._entry(event, payload, d, context=stored) for d in route.destinations]
         rows += [self._entry(event, payload, d, "invalid", "; ".join(reasons), stored)
                  for d, reasons in route.refused]
-        return Submission(destinations=[d.name for d in route.destinations]), rows
+        return Submission(destinations=[d.name for d in route.destinations],
+                          refused_by=[d.name for d, _ in route.refused]), rows
 
     def _count(self, submission: Submission, event: Event) -> None:
         if submission.dropped_by:
@@ -192,6 +194,8 @@ class Pipeline:
         elif submission.destinations:
             for name in submission.destinations:
                 self._metrics.count(self._metrics.enqueued, name)
+            for name in submission.refused_by:
+                self._metrics.count(self._metrics.refused, name)
         elif not submission.unstorable:
             self._metrics.unrouted.inc()
 
@@ -216,7 +220,7 @@ class Pipeline:
             event_name=str(event.data.get("event_name", "")),
             event_id=str(event.data.get("event_id", "")),
             event_time=_whole(event.data.get("event_time")),
-            expires_at=destination.expires(event.data) if destination else 0.0,
+            expires_at=destination.kind.expires(event.data) if destination else 0.0,
             payload=payload,
             state=state,
             note=note,

@@ -74,6 +74,10 @@ class Reloader(Generic[T]):
         self.last_error: str | None = None
         self.failed_reloads = 0
 
+    def in_force(self) -> str:
+        """What keeps serving when a reload fails, for the log line."""
+        return f"the last good {self.what}"
+
     def started(self) -> None:
         """The value in force was built elsewhere (the CLI read the config) just now."""
         self._stamp = self._stamp_of()
@@ -96,8 +100,8 @@ class Reloader(Generic[T]):
             except GatewayError as exc:
                 self.last_error = str(exc)
                 self.failed_reloads += 1
-                log.error("%s reload failed; keeping the last good %s:\n%s", self.what,
-                          self.what, self.last_error)
+                log.error("%s reload failed; keeping %s:\n%s", self.what, self.in_force(),
+                          self.last_error)
                 return False
             self._apply(value)
             self.loaded_at = self._clock()

@@ -1,5 +1,5 @@
-"""Normalization and hashing of user_data: every vector in docs/meta-capi.md, the SDKs' mistakes done
-right, pass-through of hashed values, and properties that must hold for any input."""
+"""Normalization and hashing of user_data: every vector in docs/meta-capi.md, the SDKs'
+mistakes done right, pass-through of hashed values, and properties that must hold for any input."""
 
 from __future__ import annotations
 

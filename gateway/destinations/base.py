@@ -6,7 +6,8 @@ settings (the envelope every type shares plus the type's options) and do the typ
 work, nothing else:
 
 - at ingest: `validate` an event for the platform (an event one platform refuses can still go to
-  another), say when it `expires`, and what to store on its row (`address`);
+  another) and say when it `expires` (the type's, as they depend on the platform only), and
+  what to store on its row (`address`, the destination's);
 - at relay: group claimed rows into requests (`batch_key`), `send` one request and classify the
   answer by raising `Retryable` / `RateLimited` / `TokenRejected` / `Permanent` (errors.py); the
   relay worker does everything generic (claims, batching, backoff, bisecting refused batches,
@@ -59,13 +60,11 @@ class Destination(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def kind(self) -> DestinationType:
+        """Its type."""
+
     def accepts_pixel(self, pixel_id: str) -> bool: ...
-
-    def validate(self, data: dict[str, Any], now: float) -> list[str]:
-        """Every reason the platform would refuse this event (fields, never values)."""
-
-    def expires(self, data: dict[str, Any]) -> float:
-        """When the platform stops accepting this event (Unix seconds)."""
 
     def address(self, context: Context) -> tuple[str, str]:
         """What the event's row records for this destination: (pixel or account id, test
@@ -103,12 +102,18 @@ class DestinationType(Protocol):
         """The platform's owner, as people name it in messages (`Meta`)."""
 
     @property
+    def credentials_name(self) -> str:
+        """What its credentials are called in messages (`access token`)."""
+
+    @property
     def max_batch_size(self) -> int:
         """The platform's limit of events per request (also the default `batch_size`)."""
 
-    @property
-    def option_keys(self) -> tuple[str, ...]:
-        """The config keys `read_options` reads (the envelope keys are the others)."""
+    def validate(self, data: dict[str, Any], now: float) -> list[str]:
+        """Every reason the platform would refuse this event (fields, never values)."""
+
+    def expires(self, data: dict[str, Any]) -> float:
+        """When the platform stops accepting this event (Unix seconds)."""
 
     def read_options(self, reader: Reader) -> DestinationOptions:
         """Read and check the type's keys of one destination block, recording located

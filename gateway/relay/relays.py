@@ -56,11 +56,12 @@ class Relays:
 
     def _retire(self, name: str) -> None:
         worker = self._workers.pop(name)
+        worker.retire()  # at once: no request after this swap may use the new settings
         task = asyncio.get_running_loop().create_task(worker.stop(RELOAD_STOP_SECONDS))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
-    def _changed(self, old: Snapshot, new: Snapshot) -> None:
+    def _changed(self, _old: Snapshot, new: Snapshot) -> None:
         for name in list(self._workers):
             if name not in new.by_name:
                 log.info("destination %s removed: its worker stops; its queued events stay",
@@ -72,7 +73,7 @@ class Relays:
             if worker is None:
                 log.info("destination %s added: starting its worker", name)
                 self._start(name)
-            elif (old.by_name[name].settings.type != destination.settings.type
+            elif (worker.type != destination.settings.type
                   or worker.max_in_flight != destination.settings.max_in_flight):
                 log.info("destination %s changed type or max_in_flight: restarting its worker",
                          name)

@@ -32,7 +32,7 @@ from itertools import groupby
 import aiohttp
 
 from ..alerts import Alerts
-from ..destinations import TYPES, Destination
+from ..destinations import Destination
 from ..errors import Permanent, RateLimited, Retryable, TokenRejected
 from ..live import Live
 from ..observe import Metrics
@@ -84,7 +84,9 @@ class RelayWorker:
         self._dedup_seconds = dedup_seconds
         self._clock = clock
         self._rng = rng
-        self.max_in_flight = self._last.settings.max_in_flight  # a change restarts the worker
+        # A change of either restarts the worker (relays.py).
+        self.type = self._last.settings.type
+        self.max_in_flight = self._last.settings.max_in_flight
         self._slots = asyncio.Semaphore(self.max_in_flight)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -97,10 +99,12 @@ class RelayWorker:
 
     @property
     def destination(self) -> Destination:
-        """The destination as the live snapshot has it now."""
-        current = self._live.current.by_name.get(self.name)
-        if current is not None:
-            self._last = current
+        """The destination as the live snapshot has it now; once stopping, as it was then (a
+        worker restarted for a new type finishes its batches with the old one)."""
+        if not self._stopping.is_set():
+            current = self._live.current.by_name.get(self.name)
+            if current is not None:
+                self._last = current
         return self._last
 
     @property
@@ -129,11 +133,15 @@ class RelayWorker:
         self._changed.set()
         self._outbox.wakeup(self.name).set()
 
-    async def stop(self, timeout: float) -> None:
-        """Stop claiming; let in-flight batches finish within `timeout`, then release the rest."""
+    def retire(self) -> None:
+        """Stop claiming now, and keep the destination as it is for the batches in flight."""
         self._stopping.set()
         self._changed.set()
         self._outbox.wakeup(self.name).set()
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming; let in-flight batches finish within `timeout`, then release the rest."""
+        self.retire()
         try:
             await asyncio.wait_for(self._drain(), timeout)
         except TimeoutError:
@@ -337,12 +345,13 @@ class RelayWorker:
         self.last_error = reason
         if self.paused_reason is not None:
             return
-        self.paused_reason = "access token refused"
+        kind = self.destination.kind
+        self.paused_reason = f"{kind.credentials_name} refused"
         self._paused_credentials = credentials
         self._alerts.raise_alert(
             "token_invalid", self.name,
-            f"{TYPES[self.destination.settings.type].vendor} refused the credentials ({reason}); "
-            "delivery is paused and events stay queued. Put a new token in the config; the "
+            f"{kind.vendor} refused the {kind.credentials_name} ({reason}); delivery is paused "
+            f"and events stay queued. Put a new {kind.credentials_name} in the config; the "
             "gateway resumes when it changes.",
         )
 

@@ -41,8 +41,14 @@ class EchoOptions:
 class EchoType:
     name = "echo"
     vendor = "Echo"
+    credentials_name = "secret"
     max_batch_size = 50
-    option_keys = ("url", "secret")
+
+    def validate(self, data: dict[str, Any], now: float) -> list[str]:
+        return [] if data.get("event_name") else ["echo needs an event_name"]
+
+    def expires(self, data: dict[str, Any]) -> float:
+        return float("inf")
 
     def read_options(self, r: Reader) -> EchoOptions:
         return EchoOptions(url=r.string("url", pattern=r"https?://\S+", hint="an http(s) URL"),
@@ -50,24 +56,19 @@ class EchoType:
                                            hint="letters, digits and '-'"))
 
     def build(self, settings: DestinationSettings) -> Echo:
-        return Echo(settings)
+        return Echo(settings, self)
 
 
 class Echo:
-    def __init__(self, settings: DestinationSettings) -> None:
+    def __init__(self, settings: DestinationSettings, kind: EchoType) -> None:
         assert isinstance(settings.options, EchoOptions)
         self.settings = settings
         self.options = settings.options
         self.name = settings.name
+        self.kind = kind
 
     def accepts_pixel(self, pixel_id: str) -> bool:
         return self.settings.accepts_pixel(pixel_id)
-
-    def validate(self, data: dict[str, Any], now: float) -> list[str]:
-        return [] if data.get("event_name") else ["echo needs an event_name"]
-
-    def expires(self, data: dict[str, Any]) -> float:
-        return float("inf")
 
     def address(self, context: Context) -> tuple[str, str]:
         return context.pixel_id, ""

@@ -55,9 +55,14 @@ class MetaCapiOptions:
 class MetaCapiType:
     name = "meta_capi"
     vendor = "Meta"
+    credentials_name = "access token"
     max_batch_size = MAX_BATCH_SIZE
-    option_keys = ("pixel_id", "access_token", "graph_url", "api_version", "test_event_code",
-                   "partner_agent")
+
+    def validate(self, data: dict[str, Any], now: float) -> list[str]:
+        return validate_event(data, now)
+
+    def expires(self, data: dict[str, Any]) -> float:
+        return expiry(data)
 
     def read_options(self, r: Reader) -> MetaCapiOptions:
         d = MetaCapiOptions()
@@ -82,27 +87,22 @@ class MetaCapiType:
         )
 
     def build(self, settings: DestinationSettings) -> MetaCapi:
-        return MetaCapi(settings)
+        return MetaCapi(settings, self)
 
 
 class MetaCapi:
     """A `meta_capi` destination."""
 
-    def __init__(self, settings: DestinationSettings) -> None:
+    def __init__(self, settings: DestinationSettings, kind: MetaCapiType) -> None:
         if not isinstance(settings.options, MetaCapiOptions):
             raise TypeError(f"destination {settings.name}: not meta_capi options")
         self.settings = settings
         self.options = settings.options
         self.name = settings.name
+        self.kind = kind
 
     def accepts_pixel(self, pixel_id: str) -> bool:
         return self.settings.accepts_pixel(pixel_id)
-
-    def validate(self, data: dict[str, Any], now: float) -> list[str]:
-        return validate_event(data, now)
-
-    def expires(self, data: dict[str, Any]) -> float:
-        return expiry(data)
 
     def address(self, context: Context) -> tuple[str, str]:
         return (self.options.pixel_id or context.pixel_id,

@@ -63,7 +63,7 @@ _IDS = "id IN (SELECT value FROM json_each(?))"
 _FENCE = (" WHERE state = 'inflight' AND available_at = :lease"
           " AND id IN (SELECT value FROM json_each(:ids))")
 _DEAD = "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, last_error = ? WHERE "
-_EXPIRED_ERROR = "past Meta's time window for this event"
+_EXPIRED_ERROR = "past the platform's time window for this event"
 
 
 async def _connect_reader(path: Path) -> aiosqlite.Connection:
