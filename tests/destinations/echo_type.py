@@ -1,7 +1,7 @@
 """`type: echo`, a destination type that exists only in the tests: the seam's proof that a new
 platform is one module. It posts `{"events": [...], "click_ids": [...]}` to `url`, with a
-`secret` header; accepts any event with a name (unlike Meta); answers: 2xx done, 401 refused
-credentials, 429 rate limit, 400 refused events, else retry."""
+`secret` header; accepts any event but those named `Refused` (unlike Meta); answers: 2xx done,
+401 refused credentials, 429 rate limit, 400 refused events, else retry."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ class EchoType:
     max_batch_size = 50
 
     def validate(self, data: dict[str, Any], now: float) -> list[str]:
-        return [] if data.get("event_name") else ["echo needs an event_name"]
+        return ["echo refuses events named Refused"] if data.get("event_name") == "Refused" \
+            else []
 
     def expires(self, data: dict[str, Any]) -> float:
         return float("inf")

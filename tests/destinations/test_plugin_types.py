@@ -5,6 +5,7 @@ run) done once."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,20 @@ from aiohttp import web
 
 from gateway import appkeys
 from gateway.__main__ import main
+from gateway.app import create_app
 from gateway.config import load_settings, parse_settings
 from gateway.destinations import TYPES
 from gateway.errors import ConfigError
 
-from ..conftest import PIXEL_A, GatewayFactory, destination_yaml, settings_yaml, wait_until
+from ..conftest import (
+    PIXEL_A,
+    PIXEL_B,
+    GatewayFactory,
+    destination_yaml,
+    graph_server,
+    settings_yaml,
+    wait_until,
+)
 from ..conftest import outbox_rows as rows
 from ..fake_graph import FakeGraph
 from .echo_type import ECHO
@@ -70,6 +80,17 @@ def test_an_unknown_type_is_a_located_error_naming_the_known_types(
     assert "pixel_id" not in err  # the type's keys mean nothing without a known type
 
 
+def test_every_problem_is_reported_even_beside_an_unknown_type(tmp_path: Path) -> None:
+    text = settings_yaml(tmp_path, "  - name: main\n    type: meta_capi",
+                         "  - name: main\n    type: nosuch")
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text, filename="config.yaml", env={})
+    assert [str(p) for p in caught.value.problems] == [
+        "config.yaml:7:11: destinations[1].name: is used by another destination; names must be "
+        "unique, got 'main'",
+        "config.yaml:8:11: destinations[1].type: must be one of meta_capi, got 'nosuch'"]
+
+
 def test_a_types_options_are_read_by_the_type(tmp_path: Path, echo_type: None) -> None:
     good = settings_yaml(tmp_path, echo_yaml("hook", "https://echo.example/in"))
     [destination] = parse_settings(good, env={}).destinations
@@ -113,6 +134,69 @@ async def test_an_event_meta_refuses_still_reaches_another_type(
     [meta_row] = [r for r in rows(settings) if r["destination"] == "meta"]
     assert "website events need event_source_url" in meta_row["last_error"]
     assert fake_graph.requests == []
+
+
+async def test_an_event_every_type_refuses_is_invalid_and_refused(
+    tmp_path: Path, echo_type: None, echo_server: tuple[EchoServer, str],
+    fake_graph: FakeGraph, start_gateway: GatewayFactory,
+) -> None:
+    # No destination accepts PIXEL_B; both configured types would refuse the event anyway.
+    _, url = echo_server
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("meta", fake_graph.url, pixel_id=PIXEL_A),
+        echo_yaml("hook", url, accepts=[PIXEL_A])), env={})
+    client = await start_gateway(settings)
+    response = await client.get("/tr", params={"id": PIXEL_B, "ev": "Refused"},
+                                headers={"User-Agent": "Mozilla/5.0"})
+    assert response.status == 400
+    reasons = (await response.json())["reasons"]
+    assert "website events need event_source_url" in reasons
+    assert "echo refuses events named Refused" in reasons
+    [row] = rows(settings)
+    assert (row["destination"], row["state"]) == ("", "invalid")
+    # One type taking it is enough for it to be merely unrouted.
+    response = await client.get("/tr", params={"id": PIXEL_B, "ev": "Lead"},
+                                headers={"User-Agent": "Mozilla/5.0"})
+    assert response.status == 200
+    assert [(r["destination"], r["state"]) for r in rows(settings)][1] == ("", "unrouted")
+
+
+async def test_a_worker_restarted_for_a_new_type_finishes_its_batch_with_the_old_one(
+    tmp_path: Path, echo_type: None, echo_server: tuple[EchoServer, str],
+    aiohttp_server: Any, aiohttp_client: Any,
+) -> None:
+    server, url = echo_server
+    answer = asyncio.Event()
+    graph_requests: list[str] = []
+
+    async def graph(request: web.Request) -> web.Response:
+        graph_requests.append(request.query["access_token"])
+        await answer.wait()  # the batch is in flight while the type changes
+        return web.json_response({"events_received": 1})
+
+    graph_url = await graph_server(aiohttp_server, graph)
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(tmp_path, destination_yaml(
+        "main", graph_url, pixel_id=PIXEL_A, timeout=10)))
+    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    assert (await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead", "eid": "old",
+                                            "dl": "https://shop.example/"},
+                             headers={"User-Agent": "Mozilla/5.0"})).status == 200
+    await wait_until(lambda: len(graph_requests) == 1)
+    [old_worker] = client.app[appkeys.RELAYS]
+    config.write_text(settings_yaml(tmp_path, echo_yaml("main", url, accepts=[PIXEL_A])))
+    assert await client.app[appkeys.RELOADER].reload()
+    [new_worker] = client.app[appkeys.RELAYS]
+    assert new_worker is not old_worker and old_worker.destination.settings.type == "meta_capi"
+    answer.set()
+    await wait_until(lambda: not old_worker.running)
+    assert (await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead", "eid": "new"},
+                             headers={"User-Agent": "Mozilla/5.0"})).status == 200
+    await wait_until(lambda: len(server.bodies) == 1)
+    assert [e["event_id"] for e in server.bodies[0]["events"]] == ["new"]
+    assert graph_requests == ["TEST-TOKEN-main"]
+    await wait_until(lambda: [(r["event_id"], r["state"]) for r in rows(
+        load_settings(config, env={}))] == [("old", "delivered"), ("new", "delivered")])
 
 
 async def test_the_type_gets_the_hits_click_ids_at_send_time(
