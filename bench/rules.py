@@ -145,7 +145,7 @@ def contexts(count: int, rng: random.Random) -> list[Context]:
     for _ in range(count):
         bot = rng.random() < 0.05
         out.append(Context(
-            source="browser", pixel_id="123456789012345", received_at=1_800_000_000.0,
+            source="browser", pixel_id="123456789012345",
             ip=rng.choice(["81.2.69.142", "2.125.160.216", "203.0.113.9", "2a02:1810::1"]),
             ua=UAS[2] if bot else rng.choice(UAS[:2]), geo=rng.choice(GEOS),
         ))

@@ -8,9 +8,11 @@ database drivers live inside the engines (`sqlite/`).
 Adding a storage engine (e.g. `postgres`):
 1. A package `gateway/storage/<name>/` with a class that implements `Outbox` (every method,
    same semantics: durable `enqueue`, leased `claim`, acknowledgements fenced by the lease,
-   dedup at claim time, `wakeup` events the engine sets even for rows other processes or
-   machines commit) and an `ENGINE = Engine(open=..., open_existing=..., describe=...)`.
-2. One entry in `ENGINES` below, and the settings naming it (`StorageSettings.engine`).
+   dedup at claim time; `wakeup` events for rows other processes or machines commit where the
+   engine can notice them, the relay's idle poll of `next_due` covering the rest) and an
+   `ENGINE = Engine(open=..., open_existing=..., describe=...)`.
+2. One entry in `ENGINES` below, and a `storage.engine` setting that names it (there is none
+   while SQLite is the only engine).
 3. One more param of the `storage` fixture in tests/storage/conftest.py (settings pointing at
    a fresh, empty store): the conformance suite (tests/storage/test_conformance.py) then runs
    against it unchanged. Engine-specific tests go in tests/storage/<name>/.
@@ -71,9 +73,8 @@ DEFAULT_ENGINE = "sqlite"
 
 
 def _engine(storage: StorageSettings) -> Engine:
-    # The settings name no engine yet; the issue adding a second engine adds the key.
-    name = str(getattr(storage, "engine", DEFAULT_ENGINE))
-    return ENGINES[name]()
+    # SQLite is the only engine so far; a second one adds the setting that chooses.
+    return ENGINES[DEFAULT_ENGINE]()
 
 
 async def open_outbox(storage: StorageSettings, *, clock: Clock, shared: bool = False) -> Outbox:

@@ -5,11 +5,12 @@ Row states
 - inflight -> pending (retry later, or given back at shutdown / on a paused destination)
 - inflight -> duplicate: the same (pixel, event_name, event_id) already went to this destination
   within the dedup window
-- pending | inflight -> dead, with `reason`: invalid (Meta refused the event; `last_error` holds
-  its message and `fbtrace_id` its trace id), expired (past Meta's 7 / 62-day window), or
-  token_revoked (expired while the destination's token was refused)
-- unrouted (no destination accepts the pixel) and invalid (fails Meta's rules at ingest) rows are
-  written that way and only kept for inspection.
+- pending | inflight -> dead, with `reason`: invalid (the platform refused the event;
+  `last_error` holds its message and `fbtrace_id` Meta's trace id), expired (past the platform's
+  window, e.g. Meta's 7 / 62 days), or token_revoked (expired while the destination's token
+  was refused)
+- unrouted (no destination accepts the pixel) and invalid (fails the type's rules at ingest)
+  rows are written that way and only kept for inspection.
 Finished rows (delivered, dry_run, duplicate, unrouted, invalid) are pruned after the retention
 period; dead letters stay until replayed or deleted by a person.
 """
