@@ -116,8 +116,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 # -- resources ------------------------------------------------------------------------------
 async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load the user-agent rules and open the geo databases, off the event loop."""
+    live = app[appkeys.LIVE]
     enricher = await asyncio.get_running_loop().run_in_executor(
-        None, Enricher.from_settings, app[appkeys.SETTINGS])
+        None, Enricher.from_settings, app[appkeys.SETTINGS], lambda: live.current.kinds)
     app[appkeys.ENRICHER] = enricher
     yield
     enricher.close()

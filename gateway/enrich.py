@@ -1,19 +1,24 @@
-"""Enrich an event and make its user_data Meta-ready: UA and geo into the context, then
-normalize + hash user_data, then fill country/st/ct/zp from geo where the event has none.
+"""Enrich an event and make its user_data Meta-ready: UA and geo into the context, each
+configured platform's own identifiers from the raw values (destination types' `identities`),
+then normalize + hash user_data, then fill country/st/ct/zp from geo where the event has none.
 
 The context keeps clear values (browser, country, city) for rules; only hashes go upstream.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .hashing import hash_user_data, hash_value
 from .identity.geo import GeoInfo, GeoLocator
 from .identity.useragent import UserAgentParser, shared_parser
 from .model import Event
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .destinations import DestinationType
 
 __all__ = ["Enricher"]
 
@@ -28,18 +33,22 @@ class Enricher:
         *,
         fill_from_geo: bool = True,
         default_country: str = "",
+        kinds: Callable[[], Iterable[DestinationType]] = tuple,
     ) -> None:
+        self._kinds = kinds  # the destination types configured now
         self._user_agents = user_agents
         self._geo = geo
         self._fill_from_geo = fill_from_geo
         self._default_country = default_country.lower() or None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Enricher:
+    def from_settings(
+        cls, settings: Settings, kinds: Callable[[], Iterable[DestinationType]] = tuple
+    ) -> Enricher:
         """Load the user-agent rules and open the geo databases (blocking: seconds)."""
         geo = GeoLocator(settings.geo.databases) if settings.geo.databases else None
         return cls(shared_parser(), geo, fill_from_geo=settings.geo.fill_user_data,
-                   default_country=settings.identity.default_country)
+                   default_country=settings.identity.default_country, kinds=kinds)
 
     def close(self) -> None:
         if self._geo is not None:
@@ -53,9 +62,12 @@ class Enricher:
         if not isinstance(user_data, dict):
             return
         geo_country = context.geo.country.lower() if context.geo and context.geo.country else None
-        hashed, problems = hash_user_data(
-            user_data, default_country=geo_country or self._default_country
-        )
+        country = geo_country or self._default_country
+        for kind in self._kinds():
+            found = kind.identities(user_data, country)
+            if found:
+                context.identities = {**(context.identities or {}), kind.name: found}
+        hashed, problems = hash_user_data(user_data, default_country=country)
         if self._fill_from_geo and context.geo is not None:
             _fill(hashed, context.geo)
         event.data["user_data"] = hashed

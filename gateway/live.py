@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .destinations import Destination, build
+from .destinations import Destination, DestinationType, build
 from .settings import Settings
 
 __all__ = ["Live", "Snapshot"]
@@ -25,12 +25,16 @@ class Snapshot:
     settings: Settings
     destinations: tuple[Destination, ...]
     by_name: Mapping[str, Destination] = field(repr=False)
+    kinds: tuple[DestinationType, ...] = ()  # the types configured, each once
+    cookie_names: frozenset[str] = frozenset()  # their first-party cookies to read from hits
 
     @classmethod
     def of(cls, settings: Settings) -> Snapshot:
         destinations = tuple(build(d) for d in settings.destinations)
+        kinds = tuple({d.kind.name: d.kind for d in destinations}.values())
         return cls(settings, destinations,
-                   MappingProxyType({d.name: d for d in destinations}))
+                   MappingProxyType({d.name: d for d in destinations}), kinds,
+                   frozenset().union(*(kind.cookie_names for kind in kinds)))
 
 
 class Live:

@@ -87,13 +87,17 @@ class Context:
     rule_set: str = ""  # hash of the rule set that decided it
     route: Route | None = None  # where it goes (pipeline.prepare)
     click_ids: dict[str, str] | None = None  # ad platforms' click ids from the page URL
+    cookies: dict[str, str] | None = None  # other platforms' first-party cookies (`_ga`)
+    identities: dict[str, dict[str, Any]] | None = None  # per type: its own hashed identifiers
 
     def stored(self) -> bytes:
-        """What destination types may need at send time besides the event itself, as the JSON
-        stored with it (empty when there is nothing)."""
-        if not self.click_ids:
-            return b""
-        return orjson.dumps({"click_ids": self.click_ids})
+        """What destination types need at send time besides the event itself, as the JSON
+        object stored with it: `click_ids`, `cookies`, `identities` (each only when there is
+        any; empty bytes when there is nothing)."""
+        stored = {key: value for key, value in (
+            ("click_ids", self.click_ids), ("cookies", self.cookies),
+            ("identities", self.identities)) if value}
+        return orjson.dumps(stored) if stored else b""
 
 
 @dataclass(slots=True)

@@ -5,9 +5,11 @@ from a destination's config block and builds `Destination`s: runtime objects tha
 settings (the envelope every type shares plus the type's options) and do the type's part of the
 work, nothing else:
 
-- at ingest: `validate` an event for the platform (an event one platform refuses can still go to
-  another) and say when it `expires` (the type's, as they depend on the platform only), and
-  what to store on its row (`address`, the destination's);
+- at ingest (the type's, as they depend on the platform only): the platform's first-party
+  cookies a hit carries or it mints (`cookie_names`, `first_party_cookies`), the identifiers it
+  matches people by, normalized and hashed its own way from the raw values (`identities`);
+  then `validate` an event for the platform (an event one platform refuses can still go to
+  another) and say when it `expires`; and the destination's `address` stored on its row;
 - at relay: group claimed rows into requests (`batch_key`), `send` one request and classify the
   answer by raising `Retryable` / `RateLimited` / `TokenRejected` / `Permanent` (errors.py); the
   relay worker does everything generic (claims, batching, backoff, bisecting refused batches,
@@ -19,7 +21,7 @@ work, nothing else:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
@@ -108,6 +110,25 @@ class DestinationType(Protocol):
     @property
     def max_batch_size(self) -> int:
         """The platform's limit of events per request (also the default `batch_size`)."""
+
+    @property
+    def cookie_names(self) -> frozenset[str]:
+        """The platform's first-party cookies to read from hits (`_ga`), besides Meta's."""
+
+    def first_party_cookies(
+        self, found: Mapping[str, str], *, now: float, labels: int,
+        click_ids: Mapping[str, str],
+    ) -> dict[str, str]:
+        """The platform's cookies for this visitor: the valid ones `found` (set again, which
+        renews their lifetime) and any it mints for a visitor who has none or clicked an ad.
+        Values must be cookie-safe (they go into Set-Cookie as they are). `labels`: the cookie
+        domain's labels minus one (`example.com`: 1)."""
+
+    def identities(self, user_data: Mapping[str, Any], default_country: str | None
+                   ) -> dict[str, Any]:
+        """What the platform matches people by, from the event's raw user_data before Meta's
+        hashing replaces it, normalized and hashed the platform's way; stored with the event
+        (never raw values). Empty when the event's own user_data is what it needs."""
 
     def validate(self, data: dict[str, Any], now: float) -> list[str]:
         """Every reason the platform would refuse this event (fields, never values)."""

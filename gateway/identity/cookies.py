@@ -34,11 +34,12 @@ _FBCLID_PARAM = re.compile(r"[?&]fbclid=([^&]*)")
 _APPENDIX = re.compile(r"[A-Za-z0-9_-]+")
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit also takes "²", which is no cookie
 _PSL = PublicSuffixList()
-_BROWSER_COOKIES = ("_fbp", "_fbc")
+_BROWSER_COOKIES = frozenset({"_fbp", "_fbc"})
 
 
-def browser_cookies(header: str | None) -> dict[str, str]:
-    """The `_fbp` / `_fbc` values in a Cookie header; every other cookie is skipped unparsed.
+def browser_cookies(header: str | None, also: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The `_fbp` / `_fbc` values (and those named in `also`: other platforms' first-party
+    cookies) in a Cookie header; every other cookie is skipped unparsed.
 
     On the site's own domain the gateway receives all of the site's cookies (analytics,
     consent, session: often kilobytes). Parsing them all into Morsels, as aiohttp's
@@ -47,12 +48,13 @@ def browser_cookies(header: str | None) -> dict[str, str]:
     wins and a double-quoted value loses its quotes.
     """
     found: dict[str, str] = {}
-    if not header or "_fb" not in header:
+    if not header or ("_fb" not in header and not any(name in header for name in also)):
         return found
+    wanted = also.union(_BROWSER_COOKIES) if also else _BROWSER_COOKIES
     for part in header.split(";"):
         name, equals, value = part.partition("=")
         name = name.strip()
-        if equals and name in _BROWSER_COOKIES:
+        if equals and name in wanted:
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
@@ -68,6 +70,7 @@ class BrowserIds:
     fbc: str | None = None
     to_set: dict[str, str] = field(default_factory=dict)
     domain: str | None = None  # None: host-only
+    labels: int = 1  # the subdomain index: labels of the cookie domain minus one
     secure: bool = False
 
 
@@ -133,7 +136,7 @@ class FirstPartyCookies:
     ) -> BrowserIds:
         """Decide the event's fbp/fbc from cookies, hit parameters and the page URL."""
         domain, index = _cookie_domain(host, self._domain)
-        ids = BrowserIds(domain=domain, secure=secure)
+        ids = BrowserIds(domain=domain, labels=index, secure=secure)
         fbp = next(
             (".".join(p) for v in (cookies.get("_fbp"), params.get("fbp")) if (p := _parts(v))),
             None,

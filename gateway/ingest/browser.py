@@ -16,6 +16,8 @@ from aiohttp import hdrs, web
 from .. import appkeys
 from ..errors import HitError
 from ..identity.cookies import MAX_AGE, BrowserIds, browser_cookies
+from ..live import Snapshot
+from ..model import Event
 from .body import is_utf8
 from .hitevent import build_hit_event
 from .hitparams import read_hit_params
@@ -37,9 +39,13 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
     app = request.app
     metrics = app[appkeys.METRICS]
     now = app[appkeys.CLOCK]()
+    snapshot = app[appkeys.LIVE].current
     try:
         params = await read_hit_params(request)
-        ids = _browser_ids(request, params, now)
+        # Only the first-party ids the configured platforms use; a site's other cookies are
+        # not even parsed. (Their values need no cleaning: only cookie-safe values are kept.)
+        found = browser_cookies(request.headers.get(hdrs.COOKIE), snapshot.cookie_names)
+        ids = _browser_ids(request, params, found, now)
         event = build_hit_event(
             params,
             ip=app[appkeys.PROXIES].client_ip(request.remote, request.headers),
@@ -52,12 +58,14 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
     except HitError:
         metrics.count(metrics.hits, "rejected")
         raise
+    if snapshot.cookie_names:
+        _platform_cookies(snapshot, found, ids, event, now, app[appkeys.COOKIES].enabled)
     submission = await app[appkeys.PIPELINE].submit(event)
     response: web.Response
     if submission.invalid:
         metrics.count(metrics.hits, "invalid")
         response = web.json_response(
-            {"error": "the event breaks Meta's rules and will not be sent",
+            {"error": "the event breaks the destinations' rules and will not be sent",
              "reasons": submission.invalid},
             status=400, headers=NO_STORE,
         )
@@ -71,18 +79,32 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _browser_ids(request: web.Request, params: dict[str, str], now: float) -> BrowserIds:
+def _browser_ids(request: web.Request, params: dict[str, str], found: dict[str, str],
+                 now: float) -> BrowserIds:
     proxies = request.app[appkeys.PROXIES]
     peer, headers = request.remote, request.headers
     return request.app[appkeys.COOKIES].resolve(
         host=proxies.host(peer, headers, request.host),
         secure=proxies.scheme(peer, headers, request.scheme) == "https",
-        # Only the two first-party ids matter; a site's other cookies are not even parsed.
-        # (Their values need no cleaning: only ASCII fb.N.N.x values are ever kept.)
-        cookies=browser_cookies(request.headers.get(hdrs.COOKIE)),
+        cookies=found,
         params=params,
         now_ms=int(now * 1000),
     )
+
+
+def _platform_cookies(snapshot: Snapshot, found: dict[str, str], ids: BrowserIds, event: Event,
+                      now: float, set_cookies: bool) -> None:
+    """Other platforms' first-party cookies: kept with the event, and set again (or minted)."""
+    platform: dict[str, str] = {}
+    click_ids = event.context.click_ids or {}
+    for kind in snapshot.kinds:
+        if kind.cookie_names:
+            platform.update(kind.first_party_cookies(found, now=now, labels=ids.labels,
+                                                     click_ids=click_ids))
+    if platform:
+        event.context.cookies = platform
+        if set_cookies:
+            ids.to_set.update(platform)
 
 
 def _set_cookies(response: web.Response, ids: BrowserIds) -> None:

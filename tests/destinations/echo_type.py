@@ -5,7 +5,10 @@ platform is one module. It posts `{"events": [...], "click_ids": [...]}` to `url
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +46,22 @@ class EchoType:
     vendor = "Echo"
     credentials_name = "secret"
     max_batch_size = 50
+    cookie_names = frozenset({"_echo"})
+
+    def first_party_cookies(self, found: Mapping[str, str], *, now: float, labels: int,
+                            click_ids: Mapping[str, str]) -> dict[str, str]:
+        value = found.get("_echo", "")
+        if not re.fullmatch(r"e1\.[0-9]+\.[a-z0-9]+", value):
+            value = f"e1.{labels}.{secrets.token_hex(4)}"
+        return {"_echo": value}
+
+    def identities(self, user_data: Mapping[str, Any], default_country: str | None
+                   ) -> dict[str, Any]:
+        email = user_data.get("em")
+        if not isinstance(email, str):
+            return {}
+        # Echo's own rule: hashed as typed, upper case (Meta's is trimmed lower case).
+        return {"email": hashlib.sha256(email.strip().upper().encode()).hexdigest()}
 
     def validate(self, data: dict[str, Any], now: float) -> list[str]:
         return ["echo refuses events named Refused"] if data.get("event_name") == "Refused" \
@@ -89,9 +108,12 @@ class Echo:
         return f"POST {len(rows)} events ({summarize(rows)}) to {self.options.url}"
 
     async def send(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]) -> None:
+        contexts = [orjson.loads(row.context) if row.context else {} for row in rows]
         body = {"events": [orjson.loads(row.payload) for row in rows],
-                "click_ids": [orjson.loads(row.context)["click_ids"] if row.context else {}
-                              for row in rows]}
+                "click_ids": [context.get("click_ids", {}) for context in contexts],
+                "cookies": [context.get("cookies", {}) for context in contexts],
+                "identities": [context.get("identities", {}).get("echo", {})
+                               for context in contexts]}
         try:
             async with session.post(self.options.url, json=body,
                                     headers={"X-Secret": self.options.secret}) as response:

@@ -6,6 +6,7 @@ run) done once."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,50 @@ async def test_the_type_gets_the_hits_click_ids_at_send_time(
                              headers={"User-Agent": "Mozilla/5.0"})).status == 200
     await wait_until(lambda: len(server.bodies) == 1)
     assert server.bodies[0]["click_ids"] == [{"ttclid": "E.C.P.abc", "gclid": "Cj0-x_1"}]
+
+
+async def test_a_type_reads_sets_and_mints_its_cookies_and_hashes_its_own_way(
+    tmp_path: Path, echo_type: None, echo_server: tuple[EchoServer, str],
+    start_gateway: GatewayFactory,
+) -> None:
+    server, url = echo_server
+    settings = parse_settings(settings_yaml(tmp_path, echo_yaml("hook", url)), env={})
+    client = await start_gateway(settings)
+    returning = await client.get(
+        "/tr", params={"id": PIXEL_A, "ev": "Lead", "ud[em]": " Joe@Example.com"},
+        headers={"User-Agent": "Mozilla/5.0", "Host": "www.shop.example",
+                 "Cookie": "session=x; _echo=e1.1.abc123; other=y"})
+    assert returning.status == 200
+    assert returning.cookies["_echo"].value == "e1.1.abc123"  # set again: renewed
+    assert returning.cookies["_echo"]["domain"] == "shop.example"
+    new = await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead"},
+                           headers={"User-Agent": "Mozilla/5.0", "Host": "www.shop.example",
+                                    "Cookie": "_echo=not-ours"})
+    minted = new.cookies["_echo"].value
+    assert minted.startswith("e1.1.") and minted != "not-ours"
+    await wait_until(lambda: sum(len(body["events"]) for body in server.bodies) == 2)
+    cookies = [c for body in server.bodies for c in body["cookies"]]
+    identities = [i for body in server.bodies for i in body["identities"]]
+    assert cookies == [{"_echo": "e1.1.abc123"}, {"_echo": minted}]
+    assert identities == [{"email": hashlib.sha256(b"JOE@EXAMPLE.COM").hexdigest()}, {}]
+    stored = " ".join(str(r["context"]) + str(r["payload"]) for r in rows(settings))
+    assert "Joe@Example" not in stored and "joe@example" not in stored  # never raw
+
+
+async def test_without_such_a_type_no_platform_cookie_is_read_or_set(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+) -> None:
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("meta", fake_graph.url, pixel_id=PIXEL_A)), env={})
+    client = await start_gateway(settings)
+    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead",
+                                               "dl": "https://shop.example/"},
+                                headers={"User-Agent": "Mozilla/5.0",
+                                         "Cookie": "_echo=e1.1.abc123"})
+    assert response.status == 200
+    assert "_echo" not in response.cookies and "_fbp" in response.cookies
+    [row] = rows(settings)
+    assert row["context"] == b""
 
 
 async def test_the_relay_is_the_same_for_every_type(

@@ -9,7 +9,7 @@ sender.py. docs/meta-capi.md has the facts both rely on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,16 @@ class MetaCapiType:
     vendor = "Meta"
     credentials_name = "access token"
     max_batch_size = MAX_BATCH_SIZE
+    # Meta's own _fbp/_fbc are the event model's (user_data.fbp/fbc): identity/cookies.py.
+    cookie_names: frozenset[str] = frozenset()
+
+    def first_party_cookies(self, found: Mapping[str, str], *, now: float, labels: int,
+                            click_ids: Mapping[str, str]) -> dict[str, str]:
+        return {}
+
+    def identities(self, user_data: Mapping[str, Any], default_country: str | None
+                   ) -> dict[str, Any]:
+        return {}  # the event's user_data is hashed Meta's way already
 
     def validate(self, data: dict[str, Any], now: float) -> list[str]:
         return validate_event(data, now)
