@@ -18,6 +18,7 @@ from pathlib import Path
 from .configreader import Problems, Reader
 from .destinations import TYPES
 from .errors import ConfigError
+from .identity.consent import CONSENT_CATEGORIES
 from .identity.proxypresets import PRESETS
 from .model import ACCESS_KEY_NAME, PIXEL_ID
 from .problems import Problem
@@ -302,6 +303,7 @@ def _destination(r: Reader, name: str) -> DestinationSettings | None:
         retry_max_seconds=r.number("retry_max_seconds", d.retry_max_seconds, kind=float,
                                    low=0.01, high=86400, unit="seconds"),
         dry_run=r.boolean("dry_run", d.dry_run),
+        consent=r.string("consent", destination_type.default_consent, choices=CONSENT_CATEGORIES),
     )
     if settings.retry_base_seconds > settings.retry_max_seconds:
         r.fail("retry_base_seconds", "must not exceed retry_max_seconds "

@@ -26,6 +26,7 @@ class Snapshot:
     destinations: tuple[Destination, ...]
     by_name: Mapping[str, Destination] = field(repr=False)
     kinds: tuple[DestinationType, ...] = ()  # the types configured, each once
+    kind_names: frozenset[str] = frozenset()
     cookie_names: frozenset[str] = frozenset()  # their first-party cookies to read from hits
 
     @classmethod
@@ -34,6 +35,7 @@ class Snapshot:
         kinds = tuple({d.kind.name: d.kind for d in destinations}.values())
         return cls(settings, destinations,
                    MappingProxyType({d.name: d for d in destinations}), kinds,
+                   frozenset(kind.name for kind in kinds),
                    frozenset().union(*(kind.cookie_names for kind in kinds)))
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 import orjson
 
 if TYPE_CHECKING:
+    from .identity.consent import Consent
     from .identity.geo import GeoInfo
     from .identity.useragent import UserAgentInfo
     from .pipeline import Route
@@ -89,14 +90,16 @@ class Context:
     click_ids: dict[str, str] | None = None  # ad platforms' click ids from the page URL
     cookies: dict[str, str] | None = None  # other platforms' first-party cookies (`_ga`)
     identities: dict[str, dict[str, Any]] | None = None  # per type: its own hashed identifiers
+    consent: Consent | None = None  # the visitor's consent signals (None: the hit gave none)
 
     def stored(self) -> bytes:
         """What destination types need at send time besides the event itself, as the JSON
-        object stored with it: `click_ids`, `cookies`, `identities` (each only when there is
-        any; empty bytes when there is nothing)."""
+        object stored with it: `click_ids`, `cookies`, `identities`, `consent` (each only when
+        there is any; empty bytes when there is nothing)."""
         stored = {key: value for key, value in (
             ("click_ids", self.click_ids), ("cookies", self.cookies),
-            ("identities", self.identities)) if value}
+            ("identities", self.identities),
+            ("consent", self.consent.as_dict() if self.consent else None)) if value}
         return orjson.dumps(stored) if stored else b""
 
 

@@ -7,7 +7,8 @@ destination the event is routed to validates it by its type's rules (an event Me
 refuse can still go to a destination of another type). One that every routed destination
 refuses is not relayed but kept: an `invalid` row with the reasons. One that no destination
 takes (no destination accepts its pixel, or routing rules that share no name) is kept as an
-`unrouted` row, unless the configured types would all refuse it anyway (then `invalid`). Every
+`unrouted` row, unless the configured types would all refuse it anyway (then `invalid`). A
+destination the visitor's consent does not allow gets nothing, not even a row (counted). Every
 row records the hash of the rule set that decided it. One live snapshot of the destinations is
 read per event, at `prepare`.
 """
@@ -38,6 +39,7 @@ class Submission:
 
     destinations: list[str] = field(default_factory=list)
     refused_by: list[str] = field(default_factory=list)  # destinations whose type refused it
+    withheld_from: list[str] = field(default_factory=list)  # not allowed by the consent
     invalid: list[str] = field(default_factory=list)  # reasons, when the event is invalid
     unstorable: str | None = None  # why the event could not even be stored
     dropped_by: str | None = None  # the rule that dropped it
@@ -51,6 +53,7 @@ class Route:
     destinations: list[Destination]
     refused: list[tuple[Destination, list[str]]]
     reasons: list[str]  # why it goes nowhere: every destination that could take it refuses it
+    withheld: list[Destination]  # the visitor's consent does not allow these (nothing stored)
 
 
 def _whole(value: object) -> int:
@@ -109,6 +112,14 @@ class Pipeline:
             candidates = decision.select(configured, pixel_id)
         else:
             candidates = [d for d in configured if d.accepts_pixel(pixel_id)]
+        withheld: list[Destination] = []
+        consent = event.context.consent
+        if consent is not None:
+            withheld = [d for d in candidates if not consent.allows(d.settings.consent)]
+            if withheld:
+                candidates = [d for d in candidates if d not in withheld]
+                if not candidates:
+                    return Route([], [], [], withheld)
         now = self._clock()
         verdicts: dict[str, list[str]] = {}
         taken: list[Destination] = []
@@ -123,7 +134,7 @@ class Pipeline:
                 (refused.append((destination, reasons)) if reasons else taken.append(destination))
         valid = not verdicts or any(not reasons for reasons in verdicts.values())
         whole = [] if taken or valid else _union(verdicts.values())
-        return Route(taken, refused, whole)
+        return Route(taken, refused, whole, withheld)
 
     async def submit(self, event: Event) -> Submission:
         """Prepare and commit one event; HitError if it cannot even be stored."""
@@ -172,6 +183,9 @@ class Pipeline:
             note = "; ".join(route.reasons)
             return (Submission(invalid=route.reasons),
                     [self._entry(event, payload, None, "invalid", note)])
+        if not route.destinations and not route.refused and route.withheld:
+            # Consent: not stored at all, only counted.
+            return Submission(withheld_from=[d.name for d in route.withheld]), []
         if not route.destinations and not route.refused:
             # Kept, not silently dropped: a person can see which pixel ids arrive unconfigured.
             note = f"no destination accepts pixel {context.pixel_id}"
@@ -184,9 +198,12 @@ class Pipeline:
         rows += [self._entry(event, payload, d, "invalid", "; ".join(reasons), stored)
                  for d, reasons in route.refused]
         return Submission(destinations=[d.name for d in route.destinations],
-                          refused_by=[d.name for d, _ in route.refused]), rows
+                          refused_by=[d.name for d, _ in route.refused],
+                          withheld_from=[d.name for d in route.withheld]), rows
 
     def _count(self, submission: Submission, event: Event) -> None:
+        for name in submission.withheld_from:
+            self._metrics.count(self._metrics.withheld, name)
         if submission.dropped_by:
             self._metrics.count(self._metrics.dropped, submission.dropped_by)
         elif submission.invalid:
@@ -196,7 +213,7 @@ class Pipeline:
                 self._metrics.count(self._metrics.enqueued, name)
             for name in submission.refused_by:
                 self._metrics.count(self._metrics.refused, name)
-        elif not submission.unstorable:
+        elif not submission.unstorable and not submission.withheld_from:
             self._metrics.unrouted.inc()
 
     @staticmethod

@@ -81,6 +81,7 @@ class DestinationSettings:
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 300.0
     dry_run: bool = False
+    consent: str = "ads"  # what the visitor must have granted: ads | analytics | none
 
     @property
     def is_dry_run(self) -> bool:

@@ -104,6 +104,10 @@ class DestinationType(Protocol):
         """The platform's owner, as people name it in messages (`Meta`)."""
 
     @property
+    def default_consent(self) -> str:
+        """What a visitor must have granted by default (`ads`, `analytics` or `none`)."""
+
+    @property
     def credentials_name(self) -> str:
         """What its credentials are called in messages (`access token`)."""
 

@@ -25,9 +25,10 @@ from ipaddress import ip_address
 
 from publicsuffixlist import PublicSuffixList
 
-__all__ = ["MAX_AGE", "BrowserIds", "FirstPartyCookies", "browser_cookies"]
+__all__ = ["MAX_AGE", "OWNER", "BrowserIds", "FirstPartyCookies", "browser_cookies"]
 
 MAX_AGE = 90 * 24 * 3600
+OWNER = "meta_capi"  # the destination type whose cookies these are: set only when it is configured
 MAX_FBCLID = 500
 _FBCLID = re.compile(r"[A-Za-z0-9_-]+")
 _FBCLID_PARAM = re.compile(r"[?&]fbclid=([^&]*)")

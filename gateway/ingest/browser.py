@@ -15,7 +15,8 @@ from aiohttp import hdrs, web
 
 from .. import appkeys
 from ..errors import HitError
-from ..identity.cookies import MAX_AGE, BrowserIds, browser_cookies
+from ..identity.consent import Consent
+from ..identity.cookies import MAX_AGE, OWNER, BrowserIds, browser_cookies
 from ..live import Snapshot
 from ..model import Event
 from .body import is_utf8
@@ -58,8 +59,12 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
     except HitError:
         metrics.count(metrics.hits, "rejected")
         raise
+    allowed = _cookie_owners(snapshot, event.context.consent)
+    if OWNER not in allowed:
+        ids.to_set.clear()  # no Meta destination, or no consent to store ad cookies
     if snapshot.cookie_names:
-        _platform_cookies(snapshot, found, ids, event, now, app[appkeys.COOKIES].enabled)
+        _platform_cookies(snapshot, allowed, found, ids, event, now,
+                          app[appkeys.COOKIES].enabled)
     submission = await app[appkeys.PIPELINE].submit(event)
     response: web.Response
     if submission.invalid:
@@ -92,13 +97,22 @@ def _browser_ids(request: web.Request, params: dict[str, str], found: dict[str, 
     )
 
 
-def _platform_cookies(snapshot: Snapshot, found: dict[str, str], ids: BrowserIds, event: Event,
-                      now: float, set_cookies: bool) -> None:
+def _cookie_owners(snapshot: Snapshot, consent: Consent | None) -> frozenset[str]:
+    """The destination types whose first-party cookies this visitor may get: those configured,
+    less those whose every destination lacks the consent to store cookies."""
+    if consent is None:
+        return snapshot.kind_names
+    return frozenset(d.kind.name for d in snapshot.destinations
+                     if consent.allows_storage(d.settings.consent))
+
+
+def _platform_cookies(snapshot: Snapshot, allowed: frozenset[str], found: dict[str, str],
+                      ids: BrowserIds, event: Event, now: float, set_cookies: bool) -> None:
     """Other platforms' first-party cookies: kept with the event, and set again (or minted)."""
     platform: dict[str, str] = {}
     click_ids = event.context.click_ids or {}
     for kind in snapshot.kinds:
-        if kind.cookie_names:
+        if kind.cookie_names and kind.name in allowed:
             platform.update(kind.first_party_cookies(found, now=now, labels=ids.labels,
                                                      click_ids=click_ids))
     if platform:

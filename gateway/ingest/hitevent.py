@@ -15,6 +15,7 @@ import orjson
 
 from ..errors import HitError
 from ..identity.clickids import click_ids
+from ..identity.consent import read_consent
 from ..model import MAX_EVENT_NAME, PIXEL_ID, Context, Event
 
 __all__ = ["USER_DATA_KEYS", "build_hit_event"]
@@ -89,6 +90,7 @@ def build_hit_event(
     context = Context(
         source="browser", pixel_id=pixel_id, ip=ip, user_agent=user_agent,
         click_ids=click_ids(source_url, params.get("rl")) or None,
+        consent=read_consent(params),
     )
     return Event(data=data, context=context)
 

@@ -252,6 +252,8 @@ _FIXED_KINDS: tuple[tuple[str, Kind], ...] = (
     ("context.ua.device", "text"), ("context.ua.is_bot", "bool"),
     ("context.geo.country", "text"), ("context.geo.region", "text"),
     ("context.geo.city", "text"), ("context.geo.postal", "text"),
+    ("context.consent.ad_storage", "bool"), ("context.consent.analytics_storage", "bool"),
+    ("context.consent.ad_user_data", "bool"), ("context.consent.ad_personalization", "bool"),
     ("url.host", "text"), ("url.path", "text"),
 )
 _FIXED = {path: _fixed(path, kind) for path, kind in _FIXED_KINDS}

@@ -21,6 +21,7 @@
   const META_ENDPOINT = 'https://www.facebook.com/tr';
   // Meta's advanced-matching keys; anything else given to `init` stays in the page.
   const USER_KEYS = ['em', 'ph', 'fn', 'ln', 'ge', 'db', 'ct', 'st', 'zp', 'country', 'external_id'];
+  const CONSENT_KEYS = ['ad_storage', 'analytics_storage', 'ad_user_data', 'ad_personalization'];
   const stub = w.fbq;
   // Already running: this script loaded twice, or Meta's own pixel owns `fbq`; do not hijack it.
   if (stub && stub.callMethod) return;
@@ -32,6 +33,7 @@
   let mirrorAll = false;
   let options = null; // data processing options: [opts, country, state]
   let held = null; // while consent is revoked: the hits waiting for a grant
+  let signals = null; // Google Consent Mode states given with fbq('consent', {...})
   const pixels = {}; // pixel id -> {ud: advanced matching, mirror: true/false/undefined}
   const order = []; // pixel ids in init order
 
@@ -87,6 +89,11 @@
         }
       }
     }
+    if (signals) {
+      // `cs`: ad_storage, analytics_storage, ad_user_data, ad_personalization: 1, 0 or -.
+      const state = (key) => ({ granted: '1', denied: '0' })[signals[key]] || '-';
+      pairs.push(['cs', CONSENT_KEYS.map(state).join('')]);
+    }
     if (options) {
       pairs.push(['dpo', options[0].join(',')]);
       if (options[1] != null) pairs.push(['dpoco', options[1]]);
@@ -129,7 +136,10 @@
     trackSingle,
     trackSingleCustom: trackSingle,
     consent(action) {
-      if (action == 'revoke') {
+      if (action && typeof action == 'object') {
+        // The gateway sends each event only to destinations these signals allow.
+        signals = Object.assign(signals || {}, action);
+      } else if (action == 'revoke') {
         held = held || [];
       } else if (action == 'grant' && held) {
         const waiting = held;

@@ -45,6 +45,7 @@ class EchoType:
     name = "echo"
     vendor = "Echo"
     credentials_name = "secret"
+    default_consent = "ads"
     max_batch_size = 50
     cookie_names = frozenset({"_echo"})
 

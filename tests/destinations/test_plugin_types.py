@@ -258,6 +258,41 @@ async def test_without_such_a_type_no_platform_cookie_is_read_or_set(
     assert row["context"] == b""
 
 
+async def test_consent_sends_each_event_only_where_it_is_allowed(
+    tmp_path: Path, echo_type: None, echo_server: tuple[EchoServer, str],
+    fake_graph: FakeGraph, start_gateway: GatewayFactory,
+) -> None:
+    server, url = echo_server
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("meta", fake_graph.url, pixel_id=PIXEL_A),
+        echo_yaml("stats", url, consent="analytics")), env={})
+    client = await start_gateway(settings)
+    page = {"id": PIXEL_A, "ev": "Lead", "dl": "https://shop.example/"}
+    # Ads denied, analytics granted: the analytics destination only; no ad cookie.
+    response = await client.get("/tr", params={**page, "eid": "e1", "cs": "01--"},
+                                headers={"User-Agent": "Mozilla/5.0"})
+    assert response.status == 200
+    assert "_fbp" not in response.cookies and "_echo" in response.cookies
+    await wait_until(lambda: len(server.bodies) == 1)
+    await wait_until(lambda: [(r["destination"], r["state"]) for r in rows(settings)] == [
+        ("stats", "delivered")])  # nothing stored for meta
+    assert rows(settings)[0]["context"] and b'"ad_storage":"denied"' in rows(settings)[0][
+        "context"]
+    # Everything denied: nothing stored at all, the hit still answered.
+    response = await client.get("/tr", params={**page, "eid": "e2", "cs": "0000"},
+                                headers={"User-Agent": "Mozilla/5.0"})
+    assert response.status == 200 and not response.cookies
+    # No signal: both.
+    assert (await client.get("/tr", params={**page, "eid": "e3"},
+                             headers={"User-Agent": "Mozilla/5.0"})).status == 200
+    await fake_graph.wait_for_events(1)
+    assert [e["event_id"] for e in fake_graph.events] == ["e3"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_events_withheld_total{destination="meta"} 2.0' in metrics
+    assert 'gateway_events_withheld_total{destination="stats"} 1.0' in metrics
+    assert len(rows(settings)) == 3  # e1 stats, e3 meta and stats
+
+
 async def test_the_relay_is_the_same_for_every_type(
     tmp_path: Path, echo_type: None, echo_server: tuple[EchoServer, str],
     start_gateway: GatewayFactory,

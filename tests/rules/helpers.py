@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gateway.identity.consent import Consent
 from gateway.identity.geo import GeoInfo
 from gateway.identity.useragent import UserAgentInfo
 from gateway.model import Context, Decision, Event
@@ -49,7 +50,8 @@ def rule(when: str, action: str = "drop: true") -> str:
 
 def event(data: dict[str, Any] | None = None, *, ip: str | None = "81.2.69.142",
           ua: UserAgentInfo | None = CHROME, geo: GeoInfo | None = None,
-          source: str = "browser", pixel_id: str = "111") -> Event:
+          source: str = "browser", pixel_id: str = "111",
+          consent: Consent | None = None) -> Event:
     base: dict[str, Any] = {
         "event_name": "PageView", "event_time": 1_800_000_000, "event_id": "e1",
         "action_source": "website", "event_source_url": "https://www.example.com/",
@@ -58,7 +60,7 @@ def event(data: dict[str, Any] | None = None, *, ip: str | None = "81.2.69.142",
     if data is not None:
         base.update(data)
     context = Context(source=source, pixel_id=pixel_id,  # type: ignore[arg-type]
-                      ip=ip, ua=ua, geo=geo)
+                      ip=ip, ua=ua, geo=geo, consent=consent)
     return Event(base, context)
 
 

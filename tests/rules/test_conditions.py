@@ -74,3 +74,14 @@ def test_block_style_yaml(tmp_path: Path) -> None:
     assert decide(rule_set, paid).dropped
     assert not decide(rule_set, paid, ip="10.0.0.2").dropped
     assert not decide(rule_set, {"event_name": "Lead"}).dropped
+
+
+def test_consent_signals_are_fields(tmp_path: Path) -> None:
+    from gateway.identity.consent import Consent
+
+    denied = Consent(ad_storage=False, analytics_storage=True)
+    assert matches(tmp_path, "{context.consent.ad_storage: false}", consent=denied)
+    assert matches(tmp_path, "{context.consent.analytics_storage: true}", consent=denied)
+    assert not matches(tmp_path, "{context.consent.ad_storage: true}", consent=denied)
+    assert matches(tmp_path, "{context.consent.ad_user_data: {exists: false}}", consent=denied)
+    assert not matches(tmp_path, "{context.consent.ad_storage: false}")  # no signal: absent

@@ -223,6 +223,29 @@ async def test_consent_revoke_holds_events_and_grant_releases_them_in_order(
     assert {event["event_source_url"] for event in events} == {url}
 
 
+async def test_consent_mode_signals_travel_with_hits_and_denied_ads_reach_no_ad_platform(
+    chromium: BrowserThread, context: Any, site: Site
+) -> None:
+    url = site.page("consent-mode", page_html(
+        SCRIPT, before="fbq('consent', {ad_storage: 'denied', analytics_storage: 'granted'});\n",
+        after="fbq('track', 'Lead', {}, {eventID: 'lead-2'});\n",
+    ))
+
+    async def visit() -> list[Any]:
+        page = await open_page(context, url)
+        sent = await beacons(page)
+        await page.evaluate("fbq('consent', {ad_storage: 'granted', ad_user_data: 'granted'})")
+        await page.evaluate("fbq('track', 'Contact', {}, {eventID: 'contact-2'})")
+        return sent + (await beacons(page))[len(sent):]
+
+    sent = await chromium.run(visit())
+    assert [(params["ev"], params["cs"]) for _, params in sent] == [
+        ("PageView", "01--"), ("Lead", "01--"), ("Contact", "111-")]
+    # The destinations are Meta pixels (consent: ads): only the event after the grant goes.
+    events = await site.graph.wait_for_events(1)
+    assert [event["event_id"] for event in events] == ["contact-2"]
+
+
 async def test_event_fired_right_before_navigating_away_still_arrives(
     chromium: BrowserThread, context: Any, site: Site
 ) -> None:

@@ -56,6 +56,7 @@ class MetaCapiType:
     name = "meta_capi"
     vendor = "Meta"
     credentials_name = "access token"
+    default_consent = "ads"
     max_batch_size = MAX_BATCH_SIZE
     # Meta's own _fbp/_fbc are the event model's (user_data.fbp/fbc): identity/cookies.py.
     cookie_names: frozenset[str] = frozenset()
