@@ -168,22 +168,23 @@ class Ga4:
                                 rows: Sequence[ClaimedRow]) -> list[str]:
         """Ask GA4's validation server (`/debug/mp/collect`, strict) about these rows; its
         validationMessages as readable lines (empty: all fine). Nothing is recorded by GA4."""
+        messages: list[str] = []
         groups: dict[tuple[str, ...], list[ClaimedRow]] = {}
         for row in rows:
+            try:
+                self.body([row])
+            except Permanent as exc:  # refused here already: not worth asking
+                messages.append(f"events {row.event_id}: {exc.reason}")
+                continue
             groups.setdefault(self.batch_key(row), []).append(row)
-        messages: list[str] = []
         url = f"{self.options.api_url}/debug/mp/collect"
         for group in groups.values():
             for start in range(0, len(group), MAX_BATCH_SIZE):
                 chunk = group[start:start + MAX_BATCH_SIZE]
                 ids = ", ".join(row.event_id for row in chunk)
-                try:
-                    body = self.body(chunk, validation=True)
-                except Permanent as exc:
-                    messages.append(f"events {ids}: {exc.reason}")
-                    continue
                 _, raw = await post(session, url, self.options.measurement_id,
-                                    self.options.api_secret, body, self.settings.timeout)
+                                    self.options.api_secret, self.body(chunk, validation=True),
+                                    self.settings.timeout)
                 messages += [f"events {ids}: {line}" for line in validation_messages(raw)]
         return messages
 
