@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import Destination, DestinationOptions, DestinationType, summarize
+from .ga4 import GA4
 from .meta_capi import META_CAPI
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["TYPES", "Destination", "DestinationOptions", "DestinationType", "build",
            "summarize"]
 
-TYPES: dict[str, DestinationType] = {kind.name: kind for kind in (META_CAPI,)}
+TYPES: dict[str, DestinationType] = {kind.name: kind for kind in (META_CAPI, GA4)}
 
 
 def build(settings: DestinationSettings) -> Destination:
