@@ -61,6 +61,7 @@ class Ga4Type:
     name = "ga4"
     vendor = "Google"
     credentials_name = "API secret"
+    default_consent = "analytics"
     max_batch_size = MAX_BATCH_SIZE
     cookie_names = frozenset({identity.COOKIE})
 
