@@ -185,6 +185,7 @@ def test_identities_are_hashed_tiktoks_way_and_never_raw() -> None:
     # already hashed by the sender: passed through (lowercased), not hashed again
     hashed = sha256("+16505551212").upper()
     assert identities({"ph": hashed, "em": "not an email"}, None) == {"phone": hashed.lower()}
+    assert identities({"ph": hashed + ".AbC_1"}, None) == {"phone": hashed.lower()}
     assert identities({}, None) == {}
 
 
@@ -487,3 +488,13 @@ def test_options_are_read_with_located_errors_and_the_token_hidden(tmp_path: Pat
         parse_settings(missing, filename="config.yaml", env={})
     assert [str(p) for p in caught.value.problems] == [
         "config.yaml:5:5: destinations[0].pixel_code: is required"]
+
+
+def test_metas_hashes_fill_in_where_tiktok_normalizes_alike() -> None:
+    digest = sha256("joe@example.com")
+    event = tiktok_event({"event_name": "Lead", "event_time": 1, "user_data": {
+        "em": [digest + ".AbC_1", "not-a-hash"], "external_id": sha256("u1"),
+        "ph": sha256("12133734253")}}, {"identities": {"tiktok": {"external_id": "own"}}})
+    # e-mail from Meta (appendix dropped); the type's own external_id wins; Meta's phone hash
+    # (digits without '+') is not TikTok's, so it is never sent as TikTok's phone
+    assert event["user"] == {"email": [digest], "external_id": "own"}

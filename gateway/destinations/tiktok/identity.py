@@ -8,7 +8,8 @@
   both forms (and any other cookie-safe id of 20-100 characters) are accepted as found.
 - Hashes (docs/destinations-tiktok.md): email trimmed and lowercased; phone in E.164 *with* its
   leading `+` (Meta hashes the digits without it, so the two hashes differ); external_id trimmed
-  and lowercased. A value that arrives already hashed (64 hex) is passed through lowercased.
+  and lowercased. A value that arrives already hashed (64 hex, with or without the `.appendix` newer
+  Meta SDKs add) is passed through, lowercased and bare.
   Computed at ingest from the raw user_data; only hashes are returned, never raw values.
 """
 
@@ -27,7 +28,7 @@ __all__ = ["TTP_COOKIE", "identities", "mint_ttp", "tiktok_cookies", "valid_ttp"
 TTP_COOKIE = "_ttp"
 _TTP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{19,99}")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_SHA256 = re.compile(r"([0-9a-fA-F]{64})(?:\.[A-Za-z0-9_-]+)?")  # with newer SDKs' appendix
 # TikTok's `user` field name for each Meta user_data key it matches people by.
 _FIELDS = (("em", "email"), ("ph", "phone"), ("external_id", "external_id"))
 
@@ -57,8 +58,9 @@ def _sha256(text: str) -> str:
 
 def _hash(key: str, value: str, country: str | None) -> str | None:
     text = value.strip()
-    if _SHA256.fullmatch(text):
-        return text.lower()  # hashed by the sender: passed through
+    hashed = _SHA256.fullmatch(text)
+    if hashed:
+        return hashed.group(1).lower()  # hashed by the sender: passed through, bare
     if key == "ph":
         digits = normalize_phone(text, country)
         return _sha256("+" + digits) if digits else None

@@ -9,6 +9,7 @@ currency, contents, content_type, query, order_id). docs/destinations-tiktok.md 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ _CONTENT_KEYS = (("id", "content_id"), ("quantity", "quantity"), ("item_price", 
 _CONTENT_TYPES = frozenset({"product", "product_group"})
 # Meta's user_data hashes TikTok can take as they are (the same normalization and hash).
 _SAME_HASH = (("em", "email"), ("external_id", "external_id"))
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def tiktok_name(meta_name: str) -> str:
@@ -64,8 +66,10 @@ def _user(data: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]
     own = identities.get("tiktok") if isinstance(identities, dict) else None
     user: dict[str, Any] = dict(own) if isinstance(own, dict) else {}
     for meta_key, field in _SAME_HASH:
-        if field not in user and meta.get(meta_key):
-            user[field] = meta[meta_key]
+        if field not in user:
+            value = _plain_hashes(meta.get(meta_key))
+            if value:
+                user[field] = value
     click_ids = context.get("click_ids")
     if isinstance(click_ids, dict) and click_ids.get("ttclid"):
         user["ttclid"] = click_ids["ttclid"]
@@ -77,6 +81,16 @@ def _user(data: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]
     if meta.get("client_user_agent"):
         user["user_agent"] = meta["client_user_agent"]
     return user
+
+
+def _plain_hashes(value: Any) -> str | list[str] | None:
+    """Meta's hash(es) without the `.appendix` newer SDKs add (TikTok takes bare SHA-256)."""
+    values = value if isinstance(value, list) else [value]
+    hashes = [head for item in values if isinstance(item, str)
+              and _SHA256.fullmatch(head := item.partition(".")[0])]
+    if not hashes:
+        return None
+    return hashes if isinstance(value, list) else hashes[0]
 
 
 def _contents(custom: Mapping[str, Any]) -> list[dict[str, Any]]:
