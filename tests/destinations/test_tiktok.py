@@ -207,6 +207,7 @@ def test_ttp_values_kept_or_minted_in_the_pixels_form() -> None:
                                        click_ids={"ttclid": "E.C.P.x"})
     assert MINTED.fullmatch(fresh["_ttp"])
     assert TIKTOK.cookie_names == frozenset({"_ttp"})
+    assert TIKTOK.default_consent == "ads"
 
 
 async def test_a_visitor_without_ttp_gets_one_minted_and_sent(

@@ -58,6 +58,9 @@ class TikTokType:
     name = "tiktok"
     vendor = "TikTok"
     credentials_name = "access token"
+    # An advertising platform: its events need the visitor's ads consent (main's consent
+    # protocol, added after this branch started, asks every type for this).
+    default_consent = "ads"
     max_batch_size = MAX_BATCH_SIZE
     cookie_names: frozenset[str] = frozenset({TTP_COOKIE})
 
