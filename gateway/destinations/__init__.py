@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .base import Destination, DestinationOptions, DestinationType, summarize
 from .ga4 import GA4
 from .meta_capi import META_CAPI
+from .tiktok import TIKTOK
 
 if TYPE_CHECKING:
     from ..settings import DestinationSettings
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["TYPES", "Destination", "DestinationOptions", "DestinationType", "build",
            "summarize"]
 
-TYPES: dict[str, DestinationType] = {kind.name: kind for kind in (META_CAPI, GA4)}
+TYPES: dict[str, DestinationType] = {
+    kind.name: kind for kind in (META_CAPI, TIKTOK, GA4)
+}
 
 
 def build(settings: DestinationSettings) -> Destination:
