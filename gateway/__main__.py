@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
                                 help="validate the configuration and the rule files")
     check.add_argument("--format", choices=("text", "json"), default="text",
                        help="json: one object with every problem as fields, for tools")
+    check.add_argument("--validate", action="store_true",
+                       help="also ask platforms with a validation service (GA4) about the "
+                            "newest stored events")
     commands.add_parser("test", parents=[config],
                         help="run the rule tests in rules/tests/*.yaml")
     outbox = commands.add_parser("outbox", parents=[config],
@@ -68,7 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys":  # needs no config file
         return run_keys(args)
     if args.command == "check":
-        return _check(args.config, args.format)
+        code = _check(args.config, args.format)
+        if code or not args.validate:
+            return code
+        from .remotecheck import validate_remotely
+
+        return asyncio.run(validate_remotely(load_settings(args.config), sys.stdout))
     settings = _load(args.config)
     if settings is None:
         return EXIT_CONFIG

@@ -563,3 +563,33 @@ def test_session_ids_are_30_minute_windows() -> None:
 def test_the_type_is_registered() -> None:
     assert TYPES["ga4"] is GA4 and GA4.max_batch_size == 25
     assert GA4.cookie_names == frozenset({"_ga"})
+
+
+async def test_check_validate_asks_ga4_about_the_newest_stored_events(
+    tmp_path: Path, fake_ga4: FakeGa4, start_gateway: GatewayFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.__main__ import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(tmp_path, ga4_yaml("ga", fake_ga4.url, api_secret=""),
+                                    extra=keys_yaml()))  # dry run: stored, not sent
+    assert await asyncio.to_thread(main, ["check", "--config", str(config), "--validate"]) == 0
+    assert "no outbox yet" in capsys.readouterr().out
+    client = await start_gateway(load_settings(config, env={}))
+    visitor = "_ga=GA1.1.123456789.1700000000"  # one client: one validation request
+    await hit(client, visitor, eid="first")
+    await hit(client, visitor, eid="second", ev="Purchase",
+              **{"cd[value]": "5", "cd[currency]": "EUR"})
+    await wait_until(lambda: [r["state"] for r in rows(load_settings(config, env={}))] == [
+        "dry_run", "dry_run"])
+    fake_ga4.messages = [{"fieldPath": "events.params.items", "validationCode": "VALUE_REQUIRED",
+                          "description": "Item at index [0] is missing item_name."}]
+    assert await asyncio.to_thread(main, ["check", "--config", str(config), "--validate"]) == 1
+    out = capsys.readouterr().out
+    assert "destination ga: 2 events validated, 1 problem" in out
+    assert "VALUE_REQUIRED at events.params.items" in out
+    assert [len(v.events) for v in fake_ga4.validations] == [2] and fake_ga4.requests == []
+    fake_ga4.messages = []
+    assert await asyncio.to_thread(main, ["check", "--config", str(config), "--validate"]) == 0
+    assert "destination ga: 2 events validated, no problems" in capsys.readouterr().out
