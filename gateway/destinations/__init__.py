@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .base import Destination, DestinationOptions, DestinationType, summarize
 from .ga4 import GA4
 from .meta_capi import META_CAPI
+from .snapchat import SNAPCHAT
 from .tiktok import TIKTOK
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ __all__ = ["TYPES", "Destination", "DestinationOptions", "DestinationType", "bui
            "summarize"]
 
 TYPES: dict[str, DestinationType] = {
-    kind.name: kind for kind in (META_CAPI, TIKTOK, GA4)
+    kind.name: kind for kind in (META_CAPI, TIKTOK, GA4, SNAPCHAT)
 }
 
 
