@@ -231,6 +231,7 @@ def test_the_published_snippet_accepts_our_signature_and_refuses_anything_else()
     assert not verify(SECRET, body, "", now)
     assert not verify(SECRET, body, sign(SECRET, body), str(int(time.time()) - 3600))
     assert not verify(SECRET, body, sign(SECRET, body), "soon")
+    assert not verify(SECRET, body, sign(SECRET, body), "\u00b2")  # a digit, not ASCII
 
 
 # -- answers ----------------------------------------------------------------------------------
