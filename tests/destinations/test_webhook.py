@@ -98,6 +98,7 @@ def test_options_are_read_with_the_types_defaults_and_secrets_hidden(tmp_path: P
     built = WEBHOOK.build(destination)
     assert built.endpoint == "https://collect.example.com/in?..."  # the query may hold a token
     assert built.target == "the webhook at collect.example.com"
+    assert WEBHOOK.default_consent == "none"
     assert WEBHOOK.cookie_names == frozenset() and WEBHOOK.identities({"em": "a@b.c"}, None) == {}
     assert WEBHOOK.validate({"event_name": "Anything"}, time.time()) == []
     assert WEBHOOK.expires({"event_time": 1_800_000_000}) == 1_800_000_000 + 7 * 86400
@@ -179,7 +180,7 @@ async def test_the_wire_format_is_the_stored_event_signed_with_context_under_gat
     assert event["_gateway"] == {"destination": "hook", "pixel_id": PIXEL_A,
                                  "test_event_code": "",
                                  "click_ids": {"gclid": "Cj0-x_1", "ttclid": "E.C.P.abc"},
-                                 "cookies": {}}
+                                 "cookies": {}, "consent": {}}
     # The element is the stored event itself, plus `_gateway` and nothing else.
     [row] = rows(settings)
     stored = orjson.loads(row["payload"])
@@ -194,10 +195,15 @@ async def test_one_request_carries_events_of_several_pixels_each_saying_its_own(
     settings = one_webhook(tmp_path, receiver.url, max_in_flight=1)
     outbox = await open_outbox(settings.storage, clock=time.time)
     now = time.time()
+    # The context as the pipeline stores it (the engine never reads it): other types' cookies,
+    # the visitor's consent signals.
+    context = orjson.dumps({"cookies": {"_ga": "GA1.1.1.2"},
+                            "consent": {"ad_storage": "denied"},
+                            "identities": {"ga4": {"user_id": "abc"}}})
     await outbox.enqueue([
         OutboxEntry("hook", pixel, code, "Lead", f"e{n}", int(now),
                     orjson.dumps({"event_name": "Lead", "event_id": f"e{n}"}),
-                    expires_at=now + 3600)
+                    expires_at=now + 3600, context=context if n == 1 else b"")
         for n, (pixel, code) in enumerate([(PIXEL_A, ""), ("2", "TEST1"), ("3", "")])])
     await outbox.close()
     [destination] = settings.destinations
@@ -207,6 +213,10 @@ async def test_one_request_carries_events_of_several_pixels_each_saying_its_own(
     [request] = receiver.requests
     assert [(e["_gateway"]["pixel_id"], e["_gateway"]["test_event_code"])
             for e in request.events] == [(PIXEL_A, ""), ("2", "TEST1"), ("3", "")]
+    second = request.events[1]["_gateway"]
+    assert (second["cookies"], second["consent"]) == ({"_ga": "GA1.1.1.2"},
+                                                      {"ad_storage": "denied"})
+    assert "identities" not in second  # other types' identifiers are theirs
     assert {WEBHOOK.build(destination).batch_key(row) for row in rows_} == {()}
 
 

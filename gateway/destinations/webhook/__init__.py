@@ -81,6 +81,9 @@ class WebhookType:
     name = "webhook"
     vendor = "the webhook receiver"
     credentials_name = "secret"
+    # The receiver may be the site's own backend: by default every event goes, and each
+    # carries the visitor's consent signals (`_gateway.consent`) for the receiver to honour.
+    default_consent = "none"
     max_batch_size = MAX_BATCH_SIZE
     cookie_names: frozenset[str] = frozenset()
 

@@ -61,6 +61,7 @@ def batch_events(rows: Sequence[ClaimedRow], destination: str) -> list[dict[str,
             "test_event_code": row.test_event_code,
             "click_ids": context.get("click_ids") or {},
             "cookies": context.get("cookies") or {},
+            "consent": context.get("consent") or {},
         }
         events.append(event)
     return events
