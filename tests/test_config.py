@@ -12,6 +12,8 @@ from gateway.config import load_settings, parse_settings
 from gateway.destinations import TYPES
 from gateway.errors import ConfigError
 
+KNOWN_TYPES = ", ".join(TYPES)  # every registered type, in registration order
+
 REPO = Path(__file__).resolve().parent.parent
 
 GOOD = """\

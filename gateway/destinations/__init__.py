@@ -16,6 +16,7 @@ from .ga4 import GA4
 from .meta_capi import META_CAPI
 from .snapchat import SNAPCHAT
 from .tiktok import TIKTOK
+from .webhook import WEBHOOK
 
 if TYPE_CHECKING:
     from ..settings import DestinationSettings
@@ -24,7 +25,7 @@ __all__ = ["TYPES", "Destination", "DestinationOptions", "DestinationType", "bui
            "summarize"]
 
 TYPES: dict[str, DestinationType] = {
-    kind.name: kind for kind in (META_CAPI, TIKTOK, GA4, SNAPCHAT)
+    kind.name: kind for kind in (META_CAPI, TIKTOK, GA4, SNAPCHAT, WEBHOOK)
 }
 
 
