@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_settings, parse_settings
+from gateway.destinations import TYPES
 from gateway.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,8 +78,8 @@ MISTAKES = [
      "config.yaml:7:19: destinations[0].access_token: environment variable TOKEN is not set; "
      "set it, or give a default with ${TOKEN:-default}"),
     (GOOD + "    type: meta\n",
-     "config.yaml:8:11: destinations[0].type: must be one of meta_capi (did you mean "
-     "'meta_capi'?), got 'meta'"),
+     f"config.yaml:8:11: destinations[0].type: must be one of {', '.join(TYPES)} (did you "
+     "mean 'meta_capi'?), got 'meta'"),
     (GOOD + "    batch_size: 5000\n",
      "config.yaml:8:17: destinations[0].batch_size: must be a whole number between 1 and 1000 "
      "events (Meta's limit is 1000), got 5000"),

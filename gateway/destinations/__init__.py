@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .base import Destination, DestinationOptions, DestinationType, summarize
 from .meta_capi import META_CAPI
+from .pinterest import PINTEREST
 
 if TYPE_CHECKING:
     from ..settings import DestinationSettings
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["TYPES", "Destination", "DestinationOptions", "DestinationType", "build",
            "summarize"]
 
-TYPES: dict[str, DestinationType] = {kind.name: kind for kind in (META_CAPI,)}
+TYPES: dict[str, DestinationType] = {kind.name: kind for kind in (META_CAPI, PINTEREST)}
 
 
 def build(settings: DestinationSettings) -> Destination:

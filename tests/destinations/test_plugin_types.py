@@ -77,7 +77,8 @@ def test_an_unknown_type_is_a_located_error_naming_the_known_types(
                                               "    pixel_id: '1'"))
     assert main(["check", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "config.yaml:6:11: destinations[0].type: must be one of meta_capi, got 'nosuch'" in err
+    assert (f"config.yaml:6:11: destinations[0].type: must be one of {', '.join(TYPES)}, "
+            "got 'nosuch'") in err
     assert "pixel_id" not in err  # the type's keys mean nothing without a known type
 
 
@@ -89,7 +90,8 @@ def test_every_problem_is_reported_even_beside_an_unknown_type(tmp_path: Path) -
     assert [str(p) for p in caught.value.problems] == [
         "config.yaml:7:11: destinations[1].name: is used by another destination; names must be "
         "unique, got 'main'",
-        "config.yaml:8:11: destinations[1].type: must be one of meta_capi, got 'nosuch'"]
+        f"config.yaml:8:11: destinations[1].type: must be one of {', '.join(TYPES)}, "
+        "got 'nosuch'"]
 
 
 def test_a_types_options_are_read_by_the_type(tmp_path: Path, echo_type: None) -> None:
