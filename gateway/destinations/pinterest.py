@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiohttp
 import orjson
@@ -117,7 +117,7 @@ class PinterestType:
                             click_ids: Mapping[str, str]) -> dict[str, str]:
         """`_epik`: a new ad click's `epik` wins; else a valid one the visitor has is kept (and
         renewed). Nothing is minted: only Pinterest issues epik values."""
-        for value in (click_ids.get("epik", ""), found.get("_epik", "")):
+        for value in (_url_epik(click_ids.get("epik")), found.get("_epik", "")):
             if EPIK.fullmatch(value):
                 return {"_epik": value}
         return {}
@@ -312,11 +312,18 @@ def _click_id(context: Mapping[str, Any]) -> str:
     """The `_epik` cookie (set from the latest click), else the page URL's `epik`."""
     cookies = context.get("cookies")
     click_ids = context.get("click_ids")
-    for source, key in ((cookies, "_epik"), (click_ids, "epik")):
-        value = source.get(key) if isinstance(source, dict) else None
+    cookie = cookies.get("_epik") if isinstance(cookies, dict) else None
+    url = _url_epik(click_ids.get("epik") if isinstance(click_ids, dict) else None)
+    for value in (cookie, url):
         if isinstance(value, str) and EPIK.fullmatch(value):
             return value
     return ""
+
+
+def _url_epik(value: Any) -> str:
+    """The `epik` click id as the page's URL means it (percent-escapes decoded: `%3D` is `=`),
+    the form Pinterest's tag keeps; "" when there is none."""
+    return unquote(value) if isinstance(value, str) else ""
 
 
 def _custom_data(raw: Any) -> dict[str, Any]:
@@ -434,6 +441,10 @@ def classify(status: int, raw: bytes, retry_after: str = "", token: str = ""
     body = _json(_safe(raw.decode("utf-8", "replace"), token).encode())
     if 200 <= status < 300:
         failed = _failed_events(body)
+        received, processed = body.get("num_events_received"), body.get("num_events_processed")
+        if not failed and isinstance(received, int) and isinstance(processed, int) \
+                and processed < received:
+            failed = [(-1, f"{received - processed} not processed")]
         if not failed:
             return None
         # Some events refused in a 200: refuse the request so the relay bisects down to them.
@@ -478,6 +489,8 @@ def _failed_reason(body: Any, failed: list[tuple[int, str]]) -> str:
     received = body.get("num_events_received") if isinstance(body, dict) else None
     total = received if isinstance(received, int) else "?"
     index, message = failed[0]
+    if index < 0:  # counts only, no per-event results
+        return f"{message} of {total} events"[:MAX_REASON]
     return (f"{len(failed)} of {total} events failed; event {index}: {message}")[:MAX_REASON]
 
 

@@ -213,12 +213,12 @@ def test_a_server_events_fields_are_converted_to_pinterests_types() -> None:
                       "external_id": sha256("u1"), "fbp": "fb.1.1.1", "madid": "x"},
         "custom_data": {"value": 10, "currency": "EUR", "num_items": 3.0,
                         "content_name": "Form", "delivery_category": "home_delivery"},
-    }, {"click_ids": {"epik": "abc"}, "identities": {"pinterest": {"zp": []}}})
+    }, {"click_ids": {"epik": "abc%2Bd"}, "identities": {"pinterest": {"zp": []}}})
     assert event == {
         "event_name": "lead", "action_source": "offline", "event_time": 1_700_000_000,
         "event_id": "17",
         "user_data": {"em": [sha256("a@b.co")], "external_id": [sha256("u1")],
-                      "click_id": "abc"},
+                      "click_id": "abc+d"},
         "custom_data": {"currency": "EUR", "value": "10", "num_items": 3,
                         "content_name": "Form"},
     }
@@ -285,6 +285,10 @@ def test_first_party_cookies_rules() -> None:
     assert cookies({"_epik": "abc"}, now=0, labels=1, click_ids={"epik": "xyz"}) == {
         "_epik": "xyz"}
     assert cookies({"_epik": "a b"}, now=0, labels=1, click_ids={"epik": "x" * 501}) == {}
+    # The URL's percent-escapes are decoded (the value Pinterest's tag keeps).
+    assert cookies({}, now=0, labels=1, click_ids={"epik": "dj0y%3D%3D"}) == {"_epik": "dj0y=="}
+    assert cookies({"_epik": "old"}, now=0, labels=1, click_ids={"epik": "a%3Bb"}) == {
+        "_epik": "old"}  # `;` cannot be a cookie value
 
 
 # -- test mode ---------------------------------------------------------------------------------
@@ -407,6 +411,9 @@ def test_answers_are_classified_and_the_token_never_shows() -> None:
     assert classify(200, b'{"num_events_received":1,"num_events_processed":1,'
                          b'"events":[{"status":"processed"}]}') is None
     assert classify(200, b"") is None
+    counts_only = classify(200, b'{"num_events_received":3,"num_events_processed":2}')
+    assert isinstance(counts_only, Permanent)
+    assert counts_only.reason == "1 not processed of 3 events"
     cases = {
         400: (Permanent, b'{"code":4196,"message":"The request was invalid."}'),
         401: (TokenRejected, b'{"code":2,"message":"Authentication failed."}'),
