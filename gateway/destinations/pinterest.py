@@ -217,30 +217,60 @@ class Pinterest:
         return f"POST {len(rows)} events ({summarize(rows)}) to {self.events_url}{test}"
 
     async def send(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]) -> None:
+        status, raw, retry_after = await self._post(session, rows,
+                                                    test=bool(self._test_param(rows[0])))
+        error = classify(status, raw, retry_after, self.options.access_token)
+        if error is not None:
+            raise error
+
+    async def validate_remotely(self, session: aiohttp.ClientSession,
+                                rows: Sequence[ClaimedRow]) -> list[str]:
+        """`check --validate`: send these rows with `?test=true` (Pinterest checks them and
+        records nothing); each event it reports failed, or a refused request, as a line."""
+        if self.options.missing_credentials:
+            raise Retryable(self.options.missing_credentials)
+        messages: list[str] = []
+        for start in range(0, len(rows), MAX_BATCH_SIZE):
+            chunk = rows[start:start + MAX_BATCH_SIZE]
+            status, raw, retry_after = await self._post(session, chunk, test=True)
+            error = classify(status, raw, retry_after, self.options.access_token)
+            if error is None:
+                continue
+            if not isinstance(error, Permanent):
+                raise error  # credentials, rate limit, unreachable: nothing learnt
+            body = _json(_safe(raw.decode("utf-8", "replace"), self.options.access_token)
+                         .encode())
+            failed = _failed_events(body) or _failed_events(body.get("details"))
+            if not failed or failed[0][0] < 0:
+                messages.append(f"events {chunk[0].event_id} .. {chunk[-1].event_id} "
+                                f"({len(chunk)}): {error.reason}")
+            messages += [f"event {chunk[i].event_id} ({chunk[i].event_name}): {message}"
+                         for i, message in failed if 0 <= i < len(chunk)]
+        return messages
+
+    async def _post(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow], *,
+                    test: bool) -> tuple[int, bytes, str]:
+        """POST rows as one request: (status, body, Retry-After); network trouble raised as
+        Retryable with a reason free of the token."""
         body = orjson.dumps({"data": [wire_event(orjson.loads(row.payload), _context(row))
                                       for row in rows]})
-        params = {"test": "true"} if self._test_param(rows[0]) else {}
         token = self.options.access_token
         timeout = self.settings.timeout
         try:
             async with session.post(
-                self.events_url, params=params, data=body,
+                self.events_url, params={"test": "true"} if test else {}, data=body,
                 headers={"Authorization": f"Bearer {token}",
                          "Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,  # never carry the token (or lose the body) elsewhere
             ) as response:
-                status = response.status
-                raw = await response.read()
-                retry_after = response.headers.get("Retry-After", "")
+                return (response.status, await response.read(),
+                        response.headers.get("Retry-After", ""))
         except TimeoutError:
             raise Retryable(f"no answer within {timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise Retryable(_safe(f"connection failed: {type(exc).__name__}: {exc}",
                                   token)) from None
-        error = classify(status, raw, retry_after, token)
-        if error is not None:
-            raise error
 
 
 # -- the wire format ---------------------------------------------------------------------------

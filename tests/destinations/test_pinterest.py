@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -25,8 +26,16 @@ from gateway.destinations.pinterest import (
     wire_event,
 )
 from gateway.errors import ConfigError, Permanent, RateLimited, Retryable, TokenRejected
+from gateway.storage import ClaimedRow
 
-from ..conftest import PIXEL_A, GatewayFactory, destination_yaml, settings_yaml, wait_until
+from ..conftest import (
+    PIXEL_A,
+    GatewayFactory,
+    destination_yaml,
+    settings_yaml,
+    stored_rows,
+    wait_until,
+)
 from ..conftest import outbox_rows as rows
 from ..fake_graph import FakeGraph
 from .fake_pinterest import FakePinterest
@@ -465,3 +474,34 @@ async def test_the_same_hit_reaches_meta_and_pinterest_with_one_event_id(
     assert meta_event["event_id"] == pin_event["event_id"] and pin_event["event_id"]
     assert (meta_event["event_name"], pin_event["event_name"]) == ("AddToCart", "add_to_cart")
     assert pin_event["user_data"]["em"] == [meta_event["user_data"]["em"]]
+
+
+# -- check --validate (remotecheck's optional hook) ------------------------------------------------
+
+async def test_stored_events_can_be_validated_with_test_mode(
+    tmp_path: Path, fake: FakePinterest, start_gateway: GatewayFactory,
+) -> None:
+    settings = settings_for(tmp_path, fake.url, access_token="")  # dry: rows kept, none sent
+    client = await start_gateway(settings)
+    for event_id in ("v1", "v2", "v3"):
+        await hit(client, ev="Lead", eid=event_id)
+    await wait_until(lambda: [r["state"] for r in rows(settings)] == ["dry_run"] * 3)
+    claimed = [ClaimedRow(r.id, r.pixel_id, r.test_event_code, r.event_name, r.event_id,
+                          r.attempts, 0.0, r.expires_at, r.request_fields, r.payload or b"",
+                          r.context) for r in stored_rows(settings)]
+    [destination_settings] = settings_for(tmp_path, fake.url).destinations
+    destination = PINTEREST.build(destination_settings)
+    fake.failing = {"v2"}
+    async with aiohttp.ClientSession() as session:
+        assert await destination.validate_remotely(session, claimed) == [
+            "event v2 (Lead): event_time is too old"]
+        assert fake.requests[-1]["query"] == {"test": "true"}
+        fake.answers = [(400, {"code": 4196, "message": "The request was invalid."})]
+        assert await destination.validate_remotely(session, claimed) == [
+            "events v1 .. v3 (3): HTTP 400, code 4196: The request was invalid."]
+        fake.tokens = set()
+        with pytest.raises(TokenRejected):
+            await destination.validate_remotely(session, claimed)
+        dry = PINTEREST.build(settings.destinations[0])
+        with pytest.raises(Retryable, match="no access_token"):
+            await dry.validate_remotely(session, claimed)
