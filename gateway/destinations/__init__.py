@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .base import Destination, DestinationOptions, DestinationType, summarize
 from .ga4 import GA4
 from .meta_capi import META_CAPI
+from .pinterest import PINTEREST
 from .snapchat import SNAPCHAT
 from .tiktok import TIKTOK
 from .webhook import WEBHOOK
@@ -25,7 +26,7 @@ __all__ = ["TYPES", "Destination", "DestinationOptions", "DestinationType", "bui
            "summarize"]
 
 TYPES: dict[str, DestinationType] = {
-    kind.name: kind for kind in (META_CAPI, TIKTOK, GA4, SNAPCHAT, WEBHOOK)
+    kind.name: kind for kind in (META_CAPI, TIKTOK, GA4, SNAPCHAT, PINTEREST, WEBHOOK)
 }
 
 
