@@ -2,7 +2,7 @@
 
 Options (beside the envelope every destination has): `ad_account_id`, `access_token` (the
 conversion access token from Ads Manager; empty: dry run), `test` (every request marked
-`?test=true`: validated, not recorded) and `api_url`. docs/destinations-pinterest.md has the
+`?test=true`: validated, not recorded) and `api_url`. docs/destinations.md has the
 facts this module relies on and what it chose where Pinterest's documentation is silent.
 
 The wire format is Pinterest's, built at send time from the stored event (Meta's shape) and
@@ -40,7 +40,7 @@ __all__ = ["EVENT_NAMES", "PINTEREST", "Pinterest", "PinterestOptions", "Pintere
            "classify", "wire_event"]
 
 MAX_BATCH_SIZE = 1000  # `data`: maxItems 1000 in the Send conversions schema
-MAX_AGE_DAYS = 7  # our window (docs/destinations-pinterest.md: "Backdating")
+MAX_AGE_DAYS = 7  # our window (docs/destinations.md: "Backdating")
 FUTURE_SKEW_SECONDS = 60
 RATE_LIMIT_DELAY = 60.0  # 5,000 calls per minute per ad account
 CONFIG_DELAY = 300.0  # a redirect or an unknown address: the config, not the events

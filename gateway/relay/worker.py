@@ -301,12 +301,13 @@ class RelayWorker:
         except Retryable as exc:
             await self._retry(rows, exc.reason, exc.min_delay, "retry")
         except TokenRejected as exc:
+            credentials = destination.settings.options.credentials
+            current = credentials == self.destination.settings.options.credentials
+            if current:  # paused before the rows go back, so that no claim takes them again
+                self._token_refused(exc.reason, credentials)
             await asyncio.shield(self._outbox.release(rows))
             self._count("token_rejected", rows)
-            credentials = destination.settings.options.credentials
-            if credentials == self.destination.settings.options.credentials:
-                self._token_refused(exc.reason, credentials)
-            else:  # old credentials' late answer: send them again now, with the new ones
+            if not current:  # old credentials' late answer: send them again now, with the new
                 self._outbox.wakeup(self.name).set()
         except Permanent as exc:
             if len(rows) > 1:

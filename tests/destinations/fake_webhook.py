@@ -1,5 +1,5 @@
 """A local webhook receiver: it checks each request's signature with the verification snippet
-published in docs/destinations-webhook.md (read from that page, so the docs and the tests
+published in docs/destinations.md (read from that page, so the docs and the tests
 cannot drift apart), records bodies and headers, and can be scripted to fail."""
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "destinations-webhook.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "destinations.md"
 
 
 def published_verify() -> Callable[[str, bytes, str, str], bool]:
     """`verify(secret, body, signature, timestamp)` as the docs give it to receivers."""
-    [snippet] = re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)
+    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", DOCS.read_text(), re.S)
+                 if "def verify(" in block]
     namespace: dict[str, Any] = {}
     exec(compile(snippet, str(DOCS), "exec"), namespace)
     return namespace["verify"]  # type: ignore[no-any-return]

@@ -4,7 +4,7 @@ measurement id and its API secret) per destination.
 Options (beside the envelope every destination has): `measurement_id`, `api_secret` (empty:
 dry run), `api_url`, `debug_mode`, `user_id_from_external_id`. events.py turns an event into
 GA4's and checks GA4's limits; identity.py holds the `_ga` cookie, the client and session ids
-and the user-provided data; sender.py the request and the answers. docs/destinations-ga4.md
+and the user-provided data; sender.py the request and the answers. docs/destinations.md
 has the facts they rely on.
 """
 

@@ -1,5 +1,5 @@
 """One event in the Conversions API's shape turned into a GA4 Measurement Protocol event, and
-GA4's documented limits checked (docs/destinations-ga4.md).
+GA4's documented limits checked (docs/destinations.md).
 
 GA4 answers 2xx to everything, even to events it then drops or truncates without a word, so
 this module refuses what GA4 would lose: `validate_event` (at ingest) and `build_event` (at

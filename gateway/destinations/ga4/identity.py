@@ -1,5 +1,5 @@
 """Who a GA4 event is about: the `_ga` cookie and its client id, the session, and the
-user-provided data hashed the way Google documents it (docs/destinations-ga4.md).
+user-provided data hashed the way Google documents it (docs/destinations.md).
 
 - `_ga = GA1.{labels}.{random 31-bit}.{unix seconds}`; the client id is its last two parts.
 - Server events carry no `_ga`: their client id is derived from what they do carry, stably

@@ -1,4 +1,4 @@
-"""One Measurement Protocol request, and the answer classified (docs/destinations-ga4.md).
+"""One Measurement Protocol request, and the answer classified (docs/destinations.md).
 
 GA4 answers 2xx whenever it received the request, even when it then drops the events: the
 events were checked against its limits before (events.py). What is left to classify is the way

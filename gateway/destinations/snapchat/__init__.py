@@ -5,7 +5,7 @@ run), `test_mode` (send to Snap's validate endpoint: checked, never counted) and
 Events are Meta-shaped in the outbox; events.py turns each into Snap's (names, action
 sources, user_data with `sc_click_id` from the `ScCid` click id and `sc_cookie1` from the
 `_scid` cookie this type keeps or mints); sender.py posts a batch and classifies Snap's
-answer. docs/destinations-snapchat.md has the facts both rely on.
+answer. docs/destinations.md has the facts both rely on.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Snap's side of an event (docs/destinations-snapchat.md): its event names, action sources,
+"""Snap's side of an event (docs/destinations.md): its event names, action sources,
 the rules an event must meet, and the wire format built from the stored Meta-shaped event.
 
 Snap's normalization of the identifiers it takes (em: trimmed, lower case; ph: digits with the

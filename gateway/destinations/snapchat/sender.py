@@ -1,5 +1,5 @@
 """One request to Snap's Conversions API v3 and its answer classified
-(docs/destinations-snapchat.md).
+(docs/destinations.md).
 
 The access token travels in the query string as Snap documents (`?access_token=`); it never
 reaches a log line or an error message (`_safe` scrubs it from anything that might echo it).

@@ -3,7 +3,7 @@
 Options (beside the envelope every destination has): `pixel_code` (required), `access_token`
 (empty: dry run), `test_event_code`, `api_url`. The body is built in wire.py, TikTok's answer is
 classified in sender.py, TikTok's rules for an event are in validate.py, and the `_ttp` cookie
-and TikTok's own hashes in identity.py. docs/destinations-tiktok.md has the facts they rely on.
+and TikTok's own hashes in identity.py. docs/destinations.md has the facts they rely on.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
   Crockford base32: 48 bits of milliseconds, 80 random bits), so a TikTok pixel on the page
   adopts it and server and browser events share it. Older pixels wrote 27 base62 characters;
   both forms (and any other cookie-safe id of 20-100 characters) are accepted as found.
-- Hashes (docs/destinations-tiktok.md): email trimmed and lowercased; phone in E.164 *with* its
+- Hashes (docs/destinations.md): email trimmed and lowercased; phone in E.164 *with* its
   leading `+` (Meta hashes the digits without it, so the two hashes differ); external_id trimmed
   and lowercased. A value that arrives already hashed (64 hex, with or without the `.appendix` newer
   Meta SDKs add) is passed through, lowercased and bare.

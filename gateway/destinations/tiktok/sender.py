@@ -1,7 +1,7 @@
 """One request to TikTok's Events API, and TikTok's answer classified.
 
 TikTok answers HTTP 200 with a JSON envelope `{"code", "message", "request_id", "data"}`: code 0
-is success, any other code an error (the table in docs/destinations-tiktok.md). The access token
+is success, any other code an error (the table in docs/destinations.md). The access token
 travels in the `Access-Token` header; it is scrubbed from anything raised.
 """
 

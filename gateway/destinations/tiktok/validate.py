@@ -1,4 +1,4 @@
-"""What TikTok's Events API would refuse in an event (docs/destinations-tiktok.md), as reasons
+"""What TikTok's Events API would refuse in an event (docs/destinations.md), as reasons
 naming fields, never values; and how long an event stays worth sending."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 each event: `event` (Meta's standard names mapped to TikTok's), `event_time`, `event_id`,
 `user` (hashes from the type's identities, else Meta's where the normalization is the same;
 ttclid, ttp, ip, user_agent in the clear), `page` (url, referrer) and `properties` (value,
-currency, contents, content_type, query, order_id). docs/destinations-tiktok.md has the tables.
+currency, contents, content_type, query, order_id). docs/destinations.md has the tables.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ backend) receives signed JSON batches of the neutral event.
 Options (beside the envelope every destination has): `url` (required, http(s)), `secret` (the
 HMAC key; empty: dry run), `headers` (extra request headers; values may come from ${ENV}). The
 request, its signature and the classification of answers live in sender.py;
-docs/destinations-webhook.md is what a receiver relies on.
+docs/destinations.md is what a receiver relies on.
 """
 
 from __future__ import annotations

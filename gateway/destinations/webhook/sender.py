@@ -1,4 +1,4 @@
-"""One signed POST to a webhook receiver, and its answer classified (docs/destinations-webhook.md).
+"""One signed POST to a webhook receiver, and its answer classified (docs/destinations.md).
 
 The body is `{"events": [...]}`: each element the stored event JSON (user data already hashed
 Meta's way) with the gateway's context for it under one reserved key, `_gateway`. The body is
