@@ -7,6 +7,7 @@ The context keeps clear values (browser, country, city) for rules; only hashes g
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from .destinations import DestinationType
 
 __all__ = ["Enricher"]
+
+log = logging.getLogger(__name__)
 
 _GEO_FIELDS = (("country", "country"), ("st", "region"), ("ct", "city"), ("zp", "postal"))
 
@@ -64,7 +67,11 @@ class Enricher:
         geo_country = context.geo.country.lower() if context.geo and context.geo.country else None
         country = geo_country or self._default_country
         for kind in self._kinds():
-            found = kind.identities(user_data, country)
+            try:
+                found = kind.identities(user_data, country)
+            except Exception:  # one type's bug must not cost the event its other destinations
+                log.exception("destination type %s: hashing its identifiers failed", kind.name)
+                continue
             if found:
                 context.identities = {**(context.identities or {}), kind.name: found}
         hashed, problems = hash_user_data(user_data, default_country=country)

@@ -92,13 +92,15 @@ class Context:
     identities: dict[str, dict[str, Any]] | None = None  # per type: its own hashed identifiers
     consent: Consent | None = None  # the visitor's consent signals (None: the hit gave none)
 
-    def stored(self) -> bytes:
-        """What destination types need at send time besides the event itself, as the JSON
-        object stored with it: `click_ids`, `cookies`, `identities`, `consent` (each only when
-        there is any; empty bytes when there is nothing)."""
+    def stored(self, kind: str) -> bytes:
+        """What a destination of type `kind` needs at send time besides the event itself, as
+        the JSON object stored with its row: `click_ids`, `cookies`, its own `identities`,
+        `consent` (each only when there is any; empty bytes when there is nothing). Another
+        type's identifiers never reach its row."""
+        own = self.identities.get(kind) if self.identities else None
         stored = {key: value for key, value in (
             ("click_ids", self.click_ids), ("cookies", self.cookies),
-            ("identities", self.identities),
+            ("identities", {kind: own} if own else None),
             ("consent", self.consent.as_dict() if self.consent else None)) if value}
         return orjson.dumps(stored) if stored else b""
 

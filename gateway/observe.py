@@ -37,8 +37,10 @@ class Metrics:
                                "take them refuses (kept as 'invalid' rows), by source.",
                                ["source"], registry=r)
         self.withheld = Counter("gateway_events_withheld", "Events not sent to a destination "
-                                "because the visitor's consent does not allow it (not stored).",
-                                ["destination"], registry=r)
+                                "because the visitor's consent does not allow it, or because "
+                                "they test Meta's setup (test_event_code) and the platform has "
+                                "no test mode for them (not stored).", ["destination"],
+                                registry=r)
         self.refused = Counter("gateway_events_refused", "Events one destination's type refused "
                                "while others took them (kept as 'invalid' rows of that "
                                "destination).", ["destination"], registry=r)

@@ -8,7 +8,8 @@ refuse can still go to a destination of another type). One that every routed des
 refuses is not relayed but kept: an `invalid` row with the reasons. One that no destination
 takes (no destination accepts its pixel, or routing rules that share no name) is kept as an
 `unrouted` row, unless the configured types would all refuse it anyway (then `invalid`). A
-destination the visitor's consent does not allow gets nothing, not even a row (counted). Every
+destination the visitor's consent does not allow gets nothing, not even a row (counted); nor
+does one whose platform has no test mode for an event sent with Meta's test_event_code. Every
 row records the hash of the rule set that decided it. One live snapshot of the destinations is
 read per event, at `prepare`.
 """
@@ -116,10 +117,13 @@ class Pipeline:
         consent = event.context.consent
         if consent is not None:
             withheld = [d for d in candidates if not consent.allows(d.settings.consent)]
-            if withheld:
-                candidates = [d for d in candidates if d not in withheld]
-                if not candidates:
-                    return Route([], [], [], withheld)
+        if event.context.test_event_code:  # a test of Meta's: never a real conversion elsewhere
+            withheld += [d for d in candidates
+                         if not d.kind.takes_test_events and d not in withheld]
+        if withheld:
+            candidates = [d for d in candidates if d not in withheld]
+            if not candidates:
+                return Route([], [], [], withheld)
         now = self._clock()
         verdicts: dict[str, list[str]] = {}
         taken: list[Destination] = []
@@ -193,9 +197,17 @@ class Pipeline:
                 note = "routing rules named no destination in common: " + ", ".join(
                     decision.matched)
             return Submission(), [self._entry(event, payload, None, "unrouted", note)]
-        stored = context.stored()
-        rows = [self._entry(event, payload, d, context=stored) for d in route.destinations]
-        rows += [self._entry(event, payload, d, "invalid", "; ".join(reasons), stored)
+        stored: dict[str, bytes] = {}  # per type: a row carries only its own type's identifiers
+
+        def context_for(destination: Destination) -> bytes:
+            kind = destination.settings.type
+            if kind not in stored:
+                stored[kind] = context.stored(kind)
+            return stored[kind]
+
+        rows = [self._entry(event, payload, d, context=context_for(d))
+                for d in route.destinations]
+        rows += [self._entry(event, payload, d, "invalid", "; ".join(reasons), context_for(d))
                  for d, reasons in route.refused]
         return Submission(destinations=[d.name for d in route.destinations],
                           refused_by=[d.name for d, _ in route.refused],

@@ -104,6 +104,12 @@ class DestinationType(Protocol):
         """The platform's owner, as people name it in messages (`Meta`)."""
 
     @property
+    def takes_test_events(self) -> bool:
+        """Whether events sent with Meta's `test_event_code` (server events testing in Events
+        Manager) may go to this platform: only where they stay test events there. Elsewhere
+        they are withheld, never recorded as real conversions."""
+
+    @property
     def default_consent(self) -> str:
         """What a visitor must have granted by default (`ads`, `analytics` or `none`)."""
 

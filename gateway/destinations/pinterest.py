@@ -110,6 +110,7 @@ class PinterestType:
     vendor = "Pinterest"
     credentials_name = "conversion access token"
     default_consent = "ads"
+    takes_test_events = True
     max_batch_size = MAX_BATCH_SIZE
     cookie_names: frozenset[str] = frozenset({"_epik"})
 

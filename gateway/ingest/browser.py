@@ -10,6 +10,7 @@ is stored as `invalid` with its reasons and answered 400 with those reasons.
 from __future__ import annotations
 
 import base64
+import logging
 
 from aiohttp import hdrs, web
 
@@ -24,6 +25,8 @@ from .hitevent import build_hit_event
 from .hitparams import read_hit_params
 
 __all__ = ["handle_hit"]
+
+log = logging.getLogger(__name__)
 
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = {hdrs.CACHE_CONTROL: "no-store, no-cache, must-revalidate, max-age=0"}
@@ -113,8 +116,17 @@ def _platform_cookies(snapshot: Snapshot, allowed: frozenset[str], found: dict[s
     click_ids = event.context.click_ids or {}
     for kind in snapshot.kinds:
         if kind.cookie_names and kind.name in allowed:
-            platform.update(kind.first_party_cookies(found, now=now, labels=ids.labels,
-                                                     click_ids=click_ids))
+            try:
+                cookies = kind.first_party_cookies(found, now=now, labels=ids.labels,
+                                                   click_ids=click_ids)
+            except Exception:  # one type's bug must not cost the hit (and Meta's event)
+                log.exception("destination type %s: reading its cookies failed", kind.name)
+                continue
+            if not set_cookies:
+                # Cookies off: what the visitor has travels with the event; nothing is minted
+                # (a new id per hit would count every hit as a new visitor).
+                cookies = {k: v for k, v in cookies.items() if found.get(k) == v}
+            platform.update(cookies)
     if platform:
         event.context.cookies = platform
         if set_cookies:

@@ -84,6 +84,9 @@ def _shape_problems(data: dict[str, Any]) -> list[str]:
         reasons.append("event_id must be text")
     elif isinstance(event_id, str) and len(event_id) > MAX_EVENT_ID:
         reasons.append(f"event_id must be at most {MAX_EVENT_ID} characters")
+    source = data.get("action_source")
+    if source is not None and not isinstance(source, str):
+        reasons.append("action_source must be text")
     for key in _OBJECT_FIELDS:
         if data.get(key) is not None and not isinstance(data[key], dict):
             reasons.append(f"{key} must be an object")

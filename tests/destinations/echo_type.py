@@ -46,6 +46,7 @@ class EchoType:
     vendor = "Echo"
     credentials_name = "secret"
     default_consent = "ads"
+    takes_test_events = False
     max_batch_size = 50
     cookie_names = frozenset({"_echo"})
 

@@ -331,17 +331,24 @@ async def test_a_request_holds_one_client_and_at_most_25_events(
     assert all(request.problems == [] for request in fake_ga4.requests)
 
 
-async def test_debug_mode_and_a_server_events_test_code_mark_events_for_debugview(
+async def test_debug_mode_marks_events_and_a_test_of_metas_setup_is_not_sent(
     tmp_path: Path, fake_ga4: FakeGa4, start_gateway: GatewayFactory,
 ) -> None:
+    # GA4 records debug_mode events too: a server event sent with Meta's test_event_code is
+    # withheld from GA4, never counted as a real purchase.
     settings = ga4_settings(tmp_path, fake_ga4.url)
     client = await start_gateway(settings)
-    await post_events(client, server_event(event_id="t1"),
-                              test_event_code="TEST123")
+    await post_events(client, server_event(event_id="t1"), test_event_code="TEST123")
     await post_events(client, server_event(event_id="t2"))
+    events = await fake_ga4.wait_for_events(1)
+    assert [(e["params"]["transaction_id"], e["params"].get("debug_mode")) for e in events] == [
+        ("t2", None)]
+    debugging = ga4_settings(tmp_path, fake_ga4.url, debug_mode=True)
+    debug_client = await start_gateway(debugging)
+    await post_events(debug_client, server_event(event_id="t3"))
     events = await fake_ga4.wait_for_events(2)
-    debug = {e["params"]["transaction_id"]: e["params"].get("debug_mode") for e in events}
-    assert debug == {"t1": 1, "t2": None}
+    assert events[-1]["params"]["transaction_id"] == "t3"
+    assert events[-1]["params"]["debug_mode"] == 1
 
 
 # -- GA4's limits, checked before it can drop anything silently ------------------------------

@@ -296,7 +296,7 @@ async def test_a_refused_token_pauses_until_a_new_one_is_configured(
     await hit(client, eid="p1")
     [worker] = client.server.app[appkeys.RELAYS]
     await wait_until(lambda: worker.state == "paused")
-    assert [r["state"] for r in rows(settings)] == ["pending"]
+    await wait_until(lambda: [r["state"] for r in rows(settings)] == ["pending"])
     config.write_text(text.replace("OLD-TOKEN", "SNAP-TOKEN"))
     assert await client.server.app[appkeys.RELOADER].reload()
     await wait_until(lambda: [r["state"] for r in rows(settings)] == ["delivered"])

@@ -266,7 +266,7 @@ async def test_a_server_event_already_hashed_passes_its_hashes_through(
                            "client_ip_address": "203.0.113.9", "client_user_agent": UA},
              "custom_data": {"value": 10, "currency": "USD"}}
     response = await client.post(f"/capi/{PIXEL_A}/events", data=orjson.dumps(
-        {"data": [event], "accessKey": BACKEND_KEY, "test_event_code": "TEST_META"}),
+        {"data": [event], "accessKey": BACKEND_KEY}),
         headers={"Content-Type": "application/json"})
     assert response.status == 202, await response.text()
     [sent] = await fake_tiktok.wait_for_events(1)
@@ -275,10 +275,34 @@ async def test_a_server_event_already_hashed_passes_its_hashes_through(
                             "external_id": sha256("user-7"),
                             "ip": "203.0.113.9", "user_agent": UA}
     assert sent["page"] == {"url": "https://shop.example.com/thanks"}
-    # Meta's test code is Meta's: TikTok gets only its own destination's code
-    assert "test_event_code" not in fake_tiktok.requests[0].body
+
+
+async def test_a_test_of_metas_setup_never_becomes_a_tiktok_conversion(
+    tmp_path: Path, fake_tiktok: FakeTikTok, fake_graph: FakeGraph,
+    start_gateway: GatewayFactory,
+) -> None:
+    # Meta's test_event_code means nothing to TikTok, which would record a real conversion:
+    # the event goes to Meta only, and TikTok's share is counted as withheld.
+    settings = parse_settings(settings_yaml(
+        tmp_path, destination_yaml("meta", fake_graph.url, pixel_id=PIXEL_A),
+        tiktok_yaml("tt", fake_tiktok.url), extra=backend_key_yaml()), env={})
+    client = await start_gateway(settings)
+    event = {"event_name": "Purchase", "event_time": int(time.time()) - 60,
+             "event_id": "srv-test", "action_source": "website",
+             "event_source_url": "https://shop.example.com/thanks",
+             "user_data": {"em": sha256("joe@example.com"), "client_ip_address": "203.0.113.9",
+                           "client_user_agent": UA},
+             "custom_data": {"value": 10, "currency": "USD"}}
+    response = await client.post(f"/capi/{PIXEL_A}/events", data=orjson.dumps(
+        {"data": [event], "accessKey": BACKEND_KEY, "test_event_code": "TEST_META"}),
+        headers={"Content-Type": "application/json"})
+    assert response.status == 202, await response.text()
     [meta] = await fake_graph.wait_for_requests(1)
     assert meta.body["test_event_code"] == "TEST_META"
+    assert fake_tiktok.requests == []
+    assert [r["destination"] for r in rows(settings)] == ["meta"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_events_withheld_total{destination="tt"} 1.0' in metrics
 
 
 async def test_an_event_tiktok_cannot_take_still_reaches_meta(
@@ -412,7 +436,7 @@ async def test_a_refused_token_pauses_until_a_new_one_is_configured(
     await hit(client, "Purchase", eid="waits")
     [worker] = client.server.app[appkeys.RELAYS]
     await wait_until(lambda: worker.state == "paused")
-    # Kept, untried (a claim racing the pause gives it back at once).
+    # Kept, untried: given back right after the pause.
     await wait_until(lambda: [r["state"] for r in rows(settings)] == ["pending"])
     assert "TikTok refused the access token (HTTP 200, code 40105" in caplog.text
     assert "OLD-TOKEN" not in caplog.text

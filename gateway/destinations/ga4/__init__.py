@@ -62,6 +62,7 @@ class Ga4Type:
     vendor = "Google"
     credentials_name = "API secret"
     default_consent = "analytics"
+    takes_test_events = False
     max_batch_size = MAX_BATCH_SIZE
     cookie_names = frozenset({identity.COOKIE})
 

@@ -57,6 +57,7 @@ class MetaCapiType:
     vendor = "Meta"
     credentials_name = "access token"
     default_consent = "ads"
+    takes_test_events = True
     max_batch_size = MAX_BATCH_SIZE
     # Meta's own _fbp/_fbc are the event model's (user_data.fbp/fbc): identity/cookies.py.
     cookie_names: frozenset[str] = frozenset()

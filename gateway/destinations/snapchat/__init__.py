@@ -45,7 +45,8 @@ class SnapchatOptions:
 
     @property
     def credentials(self) -> tuple[str, ...]:
-        return (self.access_token,)
+        # A 403 for a wrong pixel is lifted by correcting it, as for a token.
+        return (self.access_token, self.pixel_id)
 
     @property
     def missing_credentials(self) -> str:
@@ -61,6 +62,7 @@ class SnapchatType:
     vendor = "Snap"
     credentials_name = "access token"
     default_consent = "ads"
+    takes_test_events = False
     max_batch_size = MAX_BATCH_SIZE
     cookie_names = frozenset({COOKIE})
 
@@ -139,13 +141,14 @@ class Snapchat:
 
     def describe_batch(self, rows: Sequence[ClaimedRow]) -> str:
         return (f"POST {len(rows)} events ({summarize(rows)}) to "
-                f"{self.events_url(rows[0].pixel_id)}")
+                f"{self.events_url(self.options.pixel_id)}")
 
     async def send(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]) -> None:
         body = orjson.dumps({"data": [
             snap_event(orjson.loads(row.payload), orjson.loads(row.context) if row.context
                        else {}) for row in rows]})
-        await post_events(session, self.events_url(rows[0].pixel_id), self.options.access_token,
+        await post_events(session, self.events_url(self.options.pixel_id),
+                          self.options.access_token,
                           body, self.settings.timeout)
 
 

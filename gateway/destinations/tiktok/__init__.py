@@ -61,6 +61,7 @@ class TikTokType:
     # An advertising platform: its events need the visitor's ads consent (main's consent
     # protocol, added after this branch started, asks every type for this).
     default_consent = "ads"
+    takes_test_events = False
     max_batch_size = MAX_BATCH_SIZE
     cookie_names: frozenset[str] = frozenset({TTP_COOKIE})
 

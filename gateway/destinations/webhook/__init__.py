@@ -54,7 +54,7 @@ OWN_PREFIX = "x-gateway-"
 
 @dataclass(frozen=True)
 class WebhookOptions:
-    url: str = ""
+    url: str = field(default="", repr=False)  # its path or query may hold a token
     secret: str = field(default="", repr=False)
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # values may be secret
 
@@ -84,6 +84,7 @@ class WebhookType:
     # The receiver may be the site's own backend: by default every event goes, and each
     # carries the visitor's consent signals (`_gateway.consent`) for the receiver to honour.
     default_consent = "none"
+    takes_test_events = True
     max_batch_size = MAX_BATCH_SIZE
     cookie_names: frozenset[str] = frozenset()
 
@@ -118,9 +119,12 @@ class WebhookType:
 
 
 def shown_url(url: str) -> str:
-    """The URL for people and logs: its query (which may hold a token) hidden."""
-    base, query = url.split("?", 1) if "?" in url else (url, "")
-    return base + ("?..." if query else "")
+    """The URL for people and logs: scheme and host only (receivers such as Slack's, Discord's
+    or Zapier's hooks carry their secret in the path or the query)."""
+    scheme, _, rest = url.partition("://")
+    host, slash, tail = rest.partition("/")
+    host = host.split("?", 1)[0]
+    return f"{scheme}://{host}" + ("/..." if (slash and tail) or "?" in rest else "")
 
 
 def _url(r: Reader) -> str:
@@ -230,8 +234,9 @@ class Webhook:
     async def send(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]) -> None:
         events = batch_events(rows, self.name)
         options = self.options
-        scrub = [options.secret, *(value for _, value in options.headers),
-                 URL(options.url).query_string, *sensitive_values(events)]
+        url = URL(options.url)
+        scrub = [options.secret, *(value for _, value in options.headers), url.query_string,
+                 url.path if len(url.path) > 1 else "", *sensitive_values(events)]
         await post_batch(session, options.url, batch_body(events), secret=options.secret,
                          headers=dict(options.headers), timeout=self.settings.timeout,
                          scrub=scrub)
