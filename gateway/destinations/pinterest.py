@@ -30,6 +30,7 @@ from ..hashing import looks_hashed
 from ..model import CURRENCY, Context
 from ..normalize import NORMALIZERS
 from .base import summarize
+from .http import retry_after as read_retry_after
 
 if TYPE_CHECKING:
     from ..configreader import Reader
@@ -485,7 +486,8 @@ def classify(status: int, raw: bytes, retry_after: str = "", token: str = ""
                          "(https, no trailing path)", min_delay=CONFIG_DELAY)
     reason = _describe(status, body)
     if status == 429:
-        return RateLimited(reason, min_delay=max(RATE_LIMIT_DELAY, _seconds(retry_after)))
+        return RateLimited(reason, min_delay=max(RATE_LIMIT_DELAY,
+                                                 read_retry_after(retry_after) or 0.0))
     if status in (401, 403):
         return TokenRejected(reason)
     if status >= 500 or status in (408, 425):
@@ -531,14 +533,6 @@ def _describe(status: int, body: Mapping[str, Any]) -> str:
         parts += f", code {body['code']}"
     message = str(body.get("message") or "")[:MAX_REASON]
     return parts + (f": {message}" if message else "")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        return 0.0
-    return value if math.isfinite(value) and value > 0 else 0.0
 
 
 def _safe(text: str, token: str) -> str:

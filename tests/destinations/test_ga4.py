@@ -600,3 +600,13 @@ async def test_check_validate_asks_ga4_about_the_newest_stored_events(
     fake_ga4.messages = []
     assert await asyncio.to_thread(main, ["check", "--config", str(config), "--validate"]) == 0
     assert "destination ga: 2 events validated, no problems" in capsys.readouterr().out
+
+
+async def test_user_provided_data_is_not_sent_when_ad_user_data_is_denied(
+    tmp_path: Path, fake_ga4: FakeGa4, start_gateway: GatewayFactory,
+) -> None:
+    client = await start_gateway(ga4_settings(tmp_path, fake_ga4.url))
+    await hit(client, eid="granted", **{"ud[em]": "joe@example.com", "cs": "-11-"})
+    await hit(client, eid="denied", **{"ud[em]": "joe@example.com", "cs": "-10-"})
+    await fake_ga4.wait_for_events(2)
+    assert ["user_data" in r.body for r in fake_ga4.accepted] == [True, False]

@@ -466,10 +466,12 @@ async def test_valid_events_are_accepted_and_refused_ones_listed_by_index(
     assert rows == {"old-1": "invalid", "novalue-1": "invalid"}
 
     response = await post_raw(client, f"/capi/{PIXEL_A}/events",
-                              capi_body(event(), event(event_time="yesterday")))
+                              capi_body(event(), event(event_time="yesterday"),
+                                        event(action_source=["website"])))
     assert response.status == 202
     assert await response.json() == {"events_received": 1, "events_rejected": [
-        {"index": 1, "reasons": ["event_time must be a Unix timestamp in seconds"]}]}
+        {"index": 1, "reasons": ["event_time must be a Unix timestamp in seconds"]},
+        {"index": 2, "reasons": ["action_source must be text"]}]}
 
 
 @pytest.mark.parametrize("where", ["query", "body"])

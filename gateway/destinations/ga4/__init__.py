@@ -209,9 +209,12 @@ class _Row:
         self.client_id = identity.client_id(cookies if isinstance(cookies, dict) else {}, user,
                                             row.event_id)
         found = identities.get(GA4.name) if isinstance(identities, dict) else None
-        self.user_data: dict[str, Any] = found if isinstance(found, dict) else {}
+        consent = context.get("consent")
+        # Consent Mode: ad_user_data governs user-provided data sent to Google.
+        shares = not (isinstance(consent, dict) and consent.get("ad_user_data") == "denied")
+        self.user_data: dict[str, Any] = found if isinstance(found, dict) and shares else {}
         self.user_id = ""
-        if options.user_id_from_external_id:
+        if options.user_id_from_external_id and shares:
             external = user.get("external_id")
             if isinstance(external, list):
                 external = external[0] if external else ""

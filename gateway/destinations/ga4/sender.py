@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
+from ..http import retry_after as read_retry_after
 
 __all__ = ["MAX_BODY_BYTES", "classify", "post", "validation_messages"]
 
@@ -62,7 +63,7 @@ def classify(status: int, raw: bytes, retry_after: str = "", api_secret: str = "
     detail = _safe(raw[:200].decode("utf-8", "replace").strip(), api_secret)
     reason = f"HTTP {status}" + (f": {detail}" if detail else "")
     if status == 429:
-        delay = float(retry_after) if retry_after.isdigit() else RATE_LIMIT_DELAY
+        delay = read_retry_after(retry_after) or RATE_LIMIT_DELAY
         return RateLimited(reason, min_delay=max(delay, 1.0))
     if status in (401, 403):
         return TokenRejected(reason)

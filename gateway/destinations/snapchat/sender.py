@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
+from ..http import retry_after as read_retry_after
 
 __all__ = ["RATE_LIMIT_DELAY", "classify", "post_events"]
 
@@ -60,25 +61,19 @@ def classify(status: int, raw: bytes, token: str = "", retry_after: str = ""
         return Retryable(f"HTTP {status}: Snap answered with a redirect; check api_url "
                          "(https, no trailing path)", min_delay=ADDRESS_DELAY)
     if status == 429:
-        return RateLimited(reason, min_delay=_delay(retry_after))
+        return RateLimited(reason, min_delay=read_retry_after(retry_after) or RATE_LIMIT_DELAY)
     if status in (401, 403):
         return TokenRejected(reason)
     if status >= 500:
         return Retryable(reason)
+    if status == 413:  # too large for something on the way: halve the batch
+        return Permanent(f"HTTP {status}: the request is too large")
     if not answer:
         # Not Snap's answer shape (a 404 or 405 from something else): the address, not the
         # events; wait long, never split or dead-letter them.
         return Retryable(f"{reason} without a Conversions API answer: check api_url",
                          min_delay=ADDRESS_DELAY)
     return Permanent(reason)
-
-
-def _delay(retry_after: str) -> float:
-    try:
-        seconds = float(retry_after)
-    except ValueError:
-        return RATE_LIMIT_DELAY
-    return seconds if 0 < seconds <= 3600 else RATE_LIMIT_DELAY
 
 
 def _answer(raw: bytes) -> dict[str, object]:

@@ -80,6 +80,8 @@ def classify(status: int, raw: bytes, token: str = "") -> RelayError | None:
         return RateLimited(_describe(status, envelope, token), min_delay=RATE_LIMIT_DELAY)
     if status >= 500:
         return Retryable(_describe(status, envelope, token))
+    if status == 413:  # too large for something on the way: halve the batch
+        return Permanent(f"HTTP {status}: the request is too large")
     if isinstance(code, bool) or not isinstance(code, int):
         # No TikTok envelope: not the Events API (a proxy page, a 404): the address is wrong.
         return Retryable(f"HTTP {status} without an Events API answer: check api_url",

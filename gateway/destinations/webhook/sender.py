@@ -11,7 +11,6 @@ the events' user data: the receiver's answer is cut to a short excerpt and scrub
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import hmac
 import re
@@ -24,6 +23,7 @@ import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
 from ...storage import ClaimedRow
+from ..http import retry_after
 
 __all__ = ["RESERVED_KEY", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "batch_body", "batch_events",
            "classify", "excerpt", "post_batch", "retry_after", "scrubbed", "sensitive_values",
@@ -34,7 +34,6 @@ SIGNATURE_HEADER = "X-Gateway-Signature"
 TIMESTAMP_HEADER = "X-Gateway-Timestamp"
 USER_AGENT = "tag-gateway-webhook/1"
 RATE_LIMIT_DELAY = 60.0  # a 429 without Retry-After
-MAX_RETRY_AFTER = 3600.0  # a receiver's Retry-After is honoured up to an hour
 ADDRESS_DELAY = 300.0  # redirects, 404/405/410: the url is wrong, not the events
 ADDRESS_STATUSES = frozenset({404, 405, 410})
 ANSWER_BYTES = 4096  # read at most this much of an answer
@@ -128,21 +127,6 @@ def classify(status: int, text: str, wait: float | None) -> RelayError:
     if status == 408 or not 400 <= status < 500:
         return Retryable(reason, min_delay=wait or 0.0)
     return Permanent(reason)
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    """Retry-After (seconds or an HTTP date) as a delay within [0, MAX_RETRY_AFTER]."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - now
-        except (TypeError, ValueError, IndexError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def excerpt(answer: bytes, content_type: str, scrub: Sequence[str]) -> str:
