@@ -7,12 +7,18 @@ send none):
   denied, `-` unknown (`cs=10--`).
 - `gcs`: Google Consent Mode's state as Google's tags send it, `G1` then ad_storage and
   analytics_storage (`G100`, `G111`, `G1--`).
+- `gcd`: Consent Mode v2's fuller state as Google's tags send it (`13r3r3r3r5`): after a first
+  character, a pair per signal (ad_storage, analytics_storage, ad_user_data,
+  ad_personalization) whose second character, read as a base64url digit (`0-9a-zA-Z-_`), holds
+  the page's default in bits 2-3 and its update in bits 0-1 (1 not set, 2 denied, 3 granted);
+  the update wins over the default.
 - `gdpr=1` with `gdpr_consent`: an IAB TCF v2 consent string. Its purposes map the way Google
   maps them: ad_storage = purpose 1 (store and access information on a device), ad_user_data =
   purposes 1 and 7 (measure ad performance), ad_personalization = purposes 3 and 4
   (personalised ads); analytics_storage = purpose 1 too (analytics cookies are device storage).
-Later signals override earlier ones per field, in the order above. A signal that cannot be read
-is refused with a 400 naming the parameter: guessing consent either way would be wrong.
+Later signals override earlier ones per field: the TCF string, then `gcs`, `gcd`, `cs`. A
+signal that cannot be read is refused with a 400 naming the parameter: guessing consent either
+way would be wrong.
 
 Destinations declare `consent: ads | analytics | none`: `ads` needs ad_storage and ad_user_data
 not denied, `analytics` needs analytics_storage not denied, `none` needs nothing.
@@ -69,7 +75,8 @@ class Consent:
 
 def read_consent(params: Mapping[str, str]) -> Consent | None:
     """The hit's consent signals, or None when it carries none; HitError if one is unreadable."""
-    if "cs" not in params and "gcs" not in params and params.get("gdpr") != "1":
+    if ("cs" not in params and "gcs" not in params and "gcd" not in params
+            and params.get("gdpr") != "1"):
         return None
     consent = Consent()
     if params.get("gdpr") == "1":
@@ -79,6 +86,9 @@ def read_consent(params: Mapping[str, str]) -> Consent | None:
         if len(gcs) != 4 or not gcs.startswith("G1") or any(c not in _STATES for c in gcs[2:]):
             raise HitError("parameter 'gcs' must be Google's consent state such as G111 or G10-")
         consent = _merge(consent, Consent(_STATES[gcs[2]], _STATES[gcs[3]]))
+    gcd = params.get("gcd")
+    if gcd is not None:
+        consent = _merge(consent, _gcd(gcd))
     cs = params.get("cs")
     if cs is not None:
         if len(cs) != 4 or any(c not in _STATES for c in cs):
@@ -91,6 +101,22 @@ def read_consent(params: Mapping[str, str]) -> Consent | None:
 def _merge(base: Consent, signal: Consent) -> Consent:
     return replace(base, **{name: value for name in _FIELDS
                             if (value := getattr(signal, name)) is not None})
+
+
+_BASE64URL = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
+_GCD_STATES = {2: False, 3: True}  # 1: not set
+
+
+def _gcd(text: str) -> Consent:
+    """Consent Mode v2's `gcd`: per signal, the update if given, else the default."""
+    if len(text) < 9 or len(text) > 64 or any(c not in _BASE64URL for c in text):
+        raise HitError("parameter 'gcd' must be Google's consent string such as 13r3r3r3r5")
+    states: list[bool | None] = []
+    for position in (2, 4, 6, 8):
+        value = _BASE64URL.index(text[position])
+        update, default = _GCD_STATES.get(value & 3), _GCD_STATES.get((value >> 2) & 3)
+        states.append(update if update is not None else default)
+    return Consent(*states)
 
 
 def _tcf(text: str) -> Consent:

@@ -36,6 +36,15 @@ def test_the_snippets_signal_and_googles_state() -> None:
     assert Consent(ad_storage=True, ad_user_data=False).allows_storage("ads")
 
 
+def test_googles_consent_mode_v2_string() -> None:
+    # As base64url digits: 'r' = 27 = default denied (2) << 2 | update granted (3);
+    # 'p' = 25 = default denied, update not set (1); 'l' = 21 = neither set.
+    assert read_consent({"gcd": "13r3r3r3r5"}) == Consent(True, True, True, True)
+    assert read_consent({"gcd": "13p3r3p3l5"}) == Consent(False, True, False, None)
+    # The snippet's own signal still has the last word.
+    assert read_consent({"gcd": "13r3r3r3r5", "cs": "0---"}) == Consent(False, True, True, True)
+
+
 def test_tcf_purposes_map_like_googles_mapping() -> None:
     everything = read_consent({"gdpr": "1", "gdpr_consent": tc_string({1, 3, 4, 7})})
     assert everything == Consent(True, True, True, True)
@@ -49,6 +58,7 @@ def test_tcf_purposes_map_like_googles_mapping() -> None:
 
 @pytest.mark.parametrize(("params", "named"), [
     ({"cs": "1x--"}, "'cs'"), ({"cs": "1"}, "'cs'"), ({"gcs": "G2--"}, "'gcs'"),
+    ({"gcd": "13r3"}, "'gcd'"), ({"gcd": "13r3r3r3r5!"}, "'gcd'"),
     ({"gdpr": "1"}, "'gdpr_consent'"), ({"gdpr": "1", "gdpr_consent": "!!!"}, "'gdpr_consent'"),
     ({"gdpr": "1", "gdpr_consent": "BAAA"}, "'gdpr_consent'"),
 ])
