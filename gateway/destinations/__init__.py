@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Destination, DestinationOptions, DestinationType, summarize
+from .base import (
+    Destination,
+    DestinationBase,
+    DestinationOptions,
+    DestinationType,
+    summarize,
+)
 from .ga4 import GA4
 from .meta_capi import META_CAPI
 from .pinterest import PINTEREST
@@ -22,8 +28,8 @@ from .webhook import WEBHOOK
 if TYPE_CHECKING:
     from ..settings import DestinationSettings
 
-__all__ = ["TYPES", "Destination", "DestinationOptions", "DestinationType", "build",
-           "summarize"]
+__all__ = ["TYPES", "Destination", "DestinationBase", "DestinationOptions", "DestinationType",
+           "build", "summarize"]
 
 TYPES: dict[str, DestinationType] = {
     kind.name: kind for kind in (META_CAPI, TIKTOK, GA4, SNAPCHAT, PINTEREST, WEBHOOK)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import aiohttp
 
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from ..settings import DestinationSettings
     from ..storage import ClaimedRow
 
-__all__ = ["Destination", "DestinationOptions", "DestinationType", "summarize"]
+__all__ = ["Destination", "DestinationBase", "DestinationOptions", "DestinationType",
+           "summarize"]
 
 
 class DestinationOptions(Protocol):
@@ -158,3 +159,23 @@ def summarize(rows: Sequence[ClaimedRow]) -> str:
     counts = Counter(row.event_name for row in rows)
     return ", ".join(f"{name} x{count}" for name, count in sorted(counts.items()))
 
+
+OptionsT = TypeVar("OptionsT")
+
+
+class DestinationBase(Generic[OptionsT]):
+    """What every type's Destination shares: its settings, its options (of the type's own
+    class, `options_type`), its name and its type."""
+
+    options_type: ClassVar[type[Any]]
+
+    def __init__(self, settings: DestinationSettings, kind: DestinationType) -> None:
+        if not isinstance(settings.options, self.options_type):
+            raise TypeError(f"destination {settings.name}: options are not {kind.name}'s")
+        self.settings = settings
+        self.options: OptionsT = settings.options
+        self.name = settings.name
+        self.kind = kind
+
+    def accepts_pixel(self, pixel_id: str) -> bool:
+        return self.settings.accepts_pixel(pixel_id)

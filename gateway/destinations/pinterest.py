@@ -29,7 +29,7 @@ from ..errors import Permanent, RateLimited, RelayError, Retryable, TokenRejecte
 from ..hashing import looks_hashed
 from ..model import CURRENCY, Context
 from ..normalize import NORMALIZERS
-from .base import summarize
+from .base import DestinationBase, summarize
 from .http import retry_after as read_retry_after
 
 if TYPE_CHECKING:
@@ -178,19 +178,10 @@ class PinterestType:
         return Pinterest(settings, self)
 
 
-class Pinterest:
+class Pinterest(DestinationBase[PinterestOptions]):
     """A `pinterest` destination."""
 
-    def __init__(self, settings: DestinationSettings, kind: PinterestType) -> None:
-        if not isinstance(settings.options, PinterestOptions):
-            raise TypeError(f"destination {settings.name}: not pinterest options")
-        self.settings = settings
-        self.options = settings.options
-        self.name = settings.name
-        self.kind = kind
-
-    def accepts_pixel(self, pixel_id: str) -> bool:
-        return self.settings.accepts_pixel(pixel_id)
+    options_type = PinterestOptions
 
     def address(self, context: Context) -> tuple[str, str]:
         # A server event sent with Meta's test_event_code is a test: Pinterest gets it as one.

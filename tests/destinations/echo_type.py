@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from gateway.configreader import Reader
-from gateway.destinations import summarize
+from gateway.destinations import DestinationBase, summarize
 from gateway.errors import Permanent, RateLimited, Retryable, TokenRejected
 from gateway.model import Context
 from gateway.settings import DestinationSettings
@@ -81,16 +81,8 @@ class EchoType:
         return Echo(settings, self)
 
 
-class Echo:
-    def __init__(self, settings: DestinationSettings, kind: EchoType) -> None:
-        assert isinstance(settings.options, EchoOptions)
-        self.settings = settings
-        self.options = settings.options
-        self.name = settings.name
-        self.kind = kind
-
-    def accepts_pixel(self, pixel_id: str) -> bool:
-        return self.settings.accepts_pixel(pixel_id)
+class Echo(DestinationBase[EchoOptions]):
+    options_type = EchoOptions
 
     def address(self, context: Context) -> tuple[str, str]:
         return context.pixel_id, ""

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from ...errors import Permanent
-from ..base import summarize
+from ..base import DestinationBase, summarize
 from . import identity
 from .events import build_event, expiry, validate_event
 from .sender import post, validation_messages
@@ -102,19 +102,10 @@ class Ga4Type:
         return Ga4(settings, self)
 
 
-class Ga4:
+class Ga4(DestinationBase[Ga4Options]):
     """A `ga4` destination."""
 
-    def __init__(self, settings: DestinationSettings, kind: Ga4Type) -> None:
-        if not isinstance(settings.options, Ga4Options):
-            raise TypeError(f"destination {settings.name}: not ga4 options")
-        self.settings = settings
-        self.options = settings.options
-        self.name = settings.name
-        self.kind = kind
-
-    def accepts_pixel(self, pixel_id: str) -> bool:
-        return self.settings.accepts_pixel(pixel_id)
+    options_type = Ga4Options
 
     def address(self, context: Context) -> tuple[str, str]:
         # A server event's test_event_code marks it as a test: it goes with debug_mode.

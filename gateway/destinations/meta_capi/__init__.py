@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ...model import PIXEL_ID, Context
-from ..base import summarize
+from ..base import DestinationBase, summarize
 from .sender import batch_body, post_batch
 from .validate import expiry, validate_event
 
@@ -102,19 +102,10 @@ class MetaCapiType:
         return MetaCapi(settings, self)
 
 
-class MetaCapi:
+class MetaCapi(DestinationBase[MetaCapiOptions]):
     """A `meta_capi` destination."""
 
-    def __init__(self, settings: DestinationSettings, kind: MetaCapiType) -> None:
-        if not isinstance(settings.options, MetaCapiOptions):
-            raise TypeError(f"destination {settings.name}: not meta_capi options")
-        self.settings = settings
-        self.options = settings.options
-        self.name = settings.name
-        self.kind = kind
-
-    def accepts_pixel(self, pixel_id: str) -> bool:
-        return self.settings.accepts_pixel(pixel_id)
+    options_type = MetaCapiOptions
 
     def address(self, context: Context) -> tuple[str, str]:
         return (self.options.pixel_id or context.pixel_id,

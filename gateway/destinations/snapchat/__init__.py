@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 
 from ...model import Context
-from ..base import summarize
+from ..base import DestinationBase, summarize
 from .events import expiry, snap_event, validate_event
 from .sender import post_events
 
@@ -104,19 +104,10 @@ class SnapchatType:
         return Snapchat(settings, self)
 
 
-class Snapchat:
+class Snapchat(DestinationBase[SnapchatOptions]):
     """A `snapchat` destination."""
 
-    def __init__(self, settings: DestinationSettings, kind: SnapchatType) -> None:
-        if not isinstance(settings.options, SnapchatOptions):
-            raise TypeError(f"destination {settings.name}: not snapchat options")
-        self.settings = settings
-        self.options = settings.options
-        self.name = settings.name
-        self.kind = kind
-
-    def accepts_pixel(self, pixel_id: str) -> bool:
-        return self.settings.accepts_pixel(pixel_id)
+    options_type = SnapchatOptions
 
     def address(self, context: Context) -> tuple[str, str]:
         # Meta's test_event_code means nothing to Snap: test_mode decides instead.

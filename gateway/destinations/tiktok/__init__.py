@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ...model import Context
-from ..base import summarize
+from ..base import DestinationBase, summarize
 from .identity import TTP_COOKIE, identities, tiktok_cookies
 from .sender import post_batch
 from .validate import expiry, validate_event
@@ -102,19 +102,10 @@ class TikTokType:
         return TikTok(settings, self)
 
 
-class TikTok:
+class TikTok(DestinationBase[TikTokOptions]):
     """A `tiktok` destination."""
 
-    def __init__(self, settings: DestinationSettings, kind: TikTokType) -> None:
-        if not isinstance(settings.options, TikTokOptions):
-            raise TypeError(f"destination {settings.name}: not tiktok options")
-        self.settings = settings
-        self.options = settings.options
-        self.name = settings.name
-        self.kind = kind
-
-    def accepts_pixel(self, pixel_id: str) -> bool:
-        return self.settings.accepts_pixel(pixel_id)
+    options_type = TikTokOptions
 
     def address(self, context: Context) -> tuple[str, str]:
         # Only the destination's own test code: a server event's test_event_code is Meta's.

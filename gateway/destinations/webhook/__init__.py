@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
-from ..base import summarize
+from ..base import DestinationBase, summarize
 from .sender import (
     RESERVED_KEY,
     SIGNATURE_HEADER,
@@ -200,19 +200,10 @@ def _header_name_problem(name: object, seen: set[str]) -> str:
     return ""
 
 
-class Webhook:
+class Webhook(DestinationBase[WebhookOptions]):
     """A `webhook` destination."""
 
-    def __init__(self, settings: DestinationSettings, kind: WebhookType) -> None:
-        if not isinstance(settings.options, WebhookOptions):
-            raise TypeError(f"destination {settings.name}: not webhook options")
-        self.settings = settings
-        self.options = settings.options
-        self.name = settings.name
-        self.kind = kind
-
-    def accepts_pixel(self, pixel_id: str) -> bool:
-        return self.settings.accepts_pixel(pixel_id)
+    options_type = WebhookOptions
 
     def address(self, context: Context) -> tuple[str, str]:
         return context.pixel_id, context.test_event_code
