@@ -30,6 +30,7 @@ from ..hashing import looks_hashed
 from ..model import CURRENCY, Context
 from ..normalize import NORMALIZERS
 from .base import DestinationBase, summarize
+from .http import masked
 from .http import retry_after as read_retry_after
 
 if TYPE_CHECKING:
@@ -514,15 +515,16 @@ def _failed_reason(body: Any, failed: list[tuple[int, str]]) -> str:
     total = received if isinstance(received, int) else "?"
     index, message = failed[0]
     if index < 0:  # counts only, no per-event results
-        return f"{message} of {total} events"[:MAX_REASON]
-    return (f"{len(failed)} of {total} events failed; event {index}: {message}")[:MAX_REASON]
+        return masked(f"{message} of {total} events")[:MAX_REASON]
+    return masked(f"{len(failed)} of {total} events failed; event {index}: {message}"
+                  )[:MAX_REASON]
 
 
 def _describe(status: int, body: Mapping[str, Any]) -> str:
     parts = f"HTTP {status}"
     if "code" in body:
         parts += f", code {body['code']}"
-    message = str(body.get("message") or "")[:MAX_REASON]
+    message = masked(str(body.get("message") or ""))[:MAX_REASON]
     return parts + (f": {message}" if message else "")
 
 

@@ -31,3 +31,18 @@ def test_a_413_from_anything_on_the_way_splits_the_batch() -> None:
     for error in (tiktok_classify(413, b"<html>Request Entity Too Large</html>"),
                   snap_classify(413, b"<html>Request Entity Too Large</html>")):
         assert isinstance(error, Permanent) and "too large" in error.reason
+
+
+def test_a_platforms_message_never_carries_personal_data_into_stored_reasons() -> None:
+    from gateway.destinations.http import masked
+
+    message = ("Invalid user_data.em for joe@example.com on https://shop.example/p?em=joe%40x.com"
+               " (phone +1 (650) 555-1212), code 4196")
+    assert masked(message) == ("Invalid user_data.em for (email) on https://shop.example/p?(query)"
+                               " (phone (number)), code 4196")
+    body = b'{"code": 4196, "message": "' + message.encode() + b'"}'
+    snap_body = b'{"status": "INVALID", "reason": "' + message.encode() + b'"}'
+    for error in (pinterest_classify(400, body), snap_classify(400, snap_body),
+                  ga4_classify(400, message.encode())):
+        assert error is not None
+        assert "joe" not in error.reason and "555" not in error.reason

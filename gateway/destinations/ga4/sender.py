@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
+from ..http import masked
 from ..http import retry_after as read_retry_after
 
 __all__ = ["MAX_BODY_BYTES", "classify", "post", "validation_messages"]
@@ -60,7 +61,7 @@ async def post(session: aiohttp.ClientSession, url: str, measurement_id: str, ap
 def classify(status: int, raw: bytes, retry_after: str = "", api_secret: str = ""
              ) -> RelayError:
     """What a non-2xx answer means for the rows of the request."""
-    detail = _safe(raw[:200].decode("utf-8", "replace").strip(), api_secret)
+    detail = masked(_safe(raw[:200].decode("utf-8", "replace").strip(), api_secret))
     reason = f"HTTP {status}" + (f": {detail}" if detail else "")
     if status == 429:
         delay = read_retry_after(retry_after) or RATE_LIMIT_DELAY

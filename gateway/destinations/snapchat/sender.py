@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
+from ..http import masked
 from ..http import retry_after as read_retry_after
 
 __all__ = ["RATE_LIMIT_DELAY", "classify", "post_events"]
@@ -97,7 +98,7 @@ def _describe(status: int, answer: dict[str, object]) -> str:
         if isinstance(log, dict):
             messages += _messages(log.get("errors"))
     detail = "; ".join(dict.fromkeys(m for m in [text, *messages] if m))
-    return ", ".join(parts) + (f": {detail[:500]}" if detail else "")
+    return ", ".join(parts) + (f": {masked(detail)[:500]}" if detail else "")
 
 
 def _messages(errors: object) -> list[str]:
