@@ -30,6 +30,7 @@ from ..hashing import looks_hashed
 from ..model import CURRENCY, Context
 from ..normalize import NORMALIZERS
 from .base import DestinationBase, summarize
+from .checks import FUTURE_SKEW_SECONDS
 from .http import masked
 from .http import retry_after as read_retry_after
 
@@ -43,7 +44,6 @@ __all__ = ["EVENT_NAMES", "PINTEREST", "Pinterest", "PinterestOptions", "Pintere
 
 MAX_BATCH_SIZE = 1000  # `data`: maxItems 1000 in the Send conversions schema
 MAX_AGE_DAYS = 7  # our window (docs/destinations.md: "Backdating")
-FUTURE_SKEW_SECONDS = 60
 RATE_LIMIT_DELAY = 60.0  # 5,000 calls per minute per ad account
 CONFIG_DELAY = 300.0  # a redirect or an unknown address: the config, not the events
 MAX_REASON = 300

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...model import CURRENCY
+from ..checks import FUTURE_SKEW_SECONDS
 
 __all__ = ["EVENT_NAMES", "MAX_AGE_SECONDS", "Built", "build_event", "expiry", "ga4_name",
            "validate_event"]
@@ -47,7 +48,6 @@ MAX_VALUE = 100  # a parameter's text value (standard properties)
 MAX_ITEMS = 200  # per event
 LONG_VALUES = {"page_location": 1000, "page_referrer": 420, "page_title": 300}
 MAX_AGE_SECONDS = 72 * 3600  # timestamp_micros may backdate an event by 72 hours at most
-FUTURE_SKEW_SECONDS = 60
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 RESERVED_EVENTS = frozenset({
     "ad_activeview", "ad_click", "ad_exposure", "ad_impression", "ad_query", "ad_reward",

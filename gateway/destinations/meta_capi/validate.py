@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...model import ACTION_SOURCES, CURRENCY, MAX_EVENT_NAME, URL
+from ...model import ACTION_SOURCES, MAX_EVENT_NAME, URL
+from ..checks import check_purchase, check_time
 
 __all__ = ["MAX_AGE_DAYS", "expiry", "validate_event"]
 
 MAX_AGE_DAYS = {"physical_store": 62}
 DEFAULT_MAX_AGE_DAYS = 7
-FUTURE_SKEW_SECONDS = 60
 
 
 def validate_event(data: dict[str, Any], now: float) -> list[str]:
@@ -45,31 +45,12 @@ def validate_event(data: dict[str, Any], now: float) -> list[str]:
             reasons.append("event_source_url must be an http(s) URL")
 
     if name == "Purchase":
-        reasons += _check_purchase(data.get("custom_data"))
+        reasons += check_purchase(data.get("custom_data"))
     return reasons
 
 
 def _check_time(event_time: Any, source: Any, now: float) -> list[str]:
-    if isinstance(event_time, bool) or not isinstance(event_time, int | float):
-        return ["event_time must be a Unix timestamp in seconds"]
-    days = MAX_AGE_DAYS.get(str(source), DEFAULT_MAX_AGE_DAYS)
-    if event_time < now - days * 86400:
-        return [f"event_time is more than {days} days old"]
-    if event_time > now + FUTURE_SKEW_SECONDS:
-        return ["event_time is in the future"]
-    return []
-
-
-def _check_purchase(custom_data: Any) -> list[str]:
-    custom = custom_data if isinstance(custom_data, dict) else {}
-    reasons = []
-    value = custom.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        reasons.append("Purchase events need custom_data.value as a number")
-    currency = custom.get("currency")
-    if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
-        reasons.append("Purchase events need custom_data.currency as a 3-letter ISO 4217 code")
-    return reasons
+    return check_time(event_time, now, MAX_AGE_DAYS.get(str(source), DEFAULT_MAX_AGE_DAYS))
 
 
 def expiry(data: dict[str, Any]) -> float:

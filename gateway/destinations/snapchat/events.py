@@ -9,11 +9,11 @@ are reused as they are; only their shape changes (em/ph and the other hashed key
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from ...model import CURRENCY, MAX_EVENT_NAME, URL
+from ...model import MAX_EVENT_NAME, URL
+from ..checks import check_purchase, check_time
 
 __all__ = ["ACTION_SOURCES", "EVENT_NAMES", "MAX_AGE_DAYS", "SNAP_EVENTS", "expiry",
            "snap_event", "snap_event_name", "validate_event"]
@@ -60,7 +60,6 @@ ACTION_SOURCES: dict[str, str] = {
 }
 
 MAX_AGE_DAYS = 37  # Snap takes events up to 37 days old
-FUTURE_SKEW_SECONDS = 60
 
 # Hashed user_data keys Snap takes (each a list of SHA-256 hex strings), and the clear ones.
 HASHED_KEYS = ("em", "ph", "fn", "ln", "ge", "ct", "st", "zp", "country", "external_id")
@@ -94,7 +93,7 @@ def validate_event(data: dict[str, Any], now: float) -> list[str]:
     source = data.get("action_source")
     if source not in ACTION_SOURCES:
         reasons.append("action_source must be one of " + ", ".join(sorted(ACTION_SOURCES)))
-    reasons += _check_time(data.get("event_time"), now)
+    reasons += check_time(data.get("event_time"), now, MAX_AGE_DAYS)
 
     user_data = data.get("user_data")
     user = user_data if isinstance(user_data, dict) else {}
@@ -113,30 +112,7 @@ def validate_event(data: dict[str, Any], now: float) -> list[str]:
         if not isinstance(app_data, dict) or not app_data.get("extinfo"):
             reasons.append("app events need app_data.extinfo for Snapchat")
     if isinstance(name, str) and snap_event_name(name) == "PURCHASE":
-        reasons += _check_purchase(data.get("custom_data"))
-    return reasons
-
-
-def _check_time(event_time: Any, now: float) -> list[str]:
-    if isinstance(event_time, bool) or not isinstance(event_time, int | float) \
-            or not math.isfinite(event_time):
-        return ["event_time must be a Unix timestamp in seconds"]
-    if event_time < now - MAX_AGE_DAYS * 86400:
-        return [f"event_time is more than {MAX_AGE_DAYS} days old"]
-    if event_time > now + FUTURE_SKEW_SECONDS:
-        return ["event_time is in the future"]
-    return []
-
-
-def _check_purchase(custom_data: Any) -> list[str]:
-    custom = custom_data if isinstance(custom_data, dict) else {}
-    reasons = []
-    value = custom.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        reasons.append("Purchase events need custom_data.value as a number")
-    currency = custom.get("currency")
-    if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
-        reasons.append("Purchase events need custom_data.currency as a 3-letter ISO 4217 code")
+        reasons += check_purchase(data.get("custom_data"))
     return reasons
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...model import CURRENCY, MAX_EVENT_NAME
+from ..checks import FUTURE_SKEW_SECONDS
 
 __all__ = ["MAX_AGE_DAYS", "expiry", "validate_event"]
 
 MAX_AGE_DAYS = 7  # our window for web events (TikTok's pages name none we could rely on)
-FUTURE_SKEW_SECONDS = 60
 # Meta's action sources that belong to TikTok's other event sources (app, offline), not to a
 # web pixel.
 NOT_WEB = frozenset({"app", "physical_store"})
