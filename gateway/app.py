@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -106,10 +107,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                                  headers={"Retry-After": str(exc.retry_after)})
     except web.HTTPException:
         raise
-    except Exception:
-        # A bug, not the sender's fault: log it (the route only: queries carry personal data)
-        # and answer without details.
-        log.exception("internal error handling %s %s", request.method, request.path)
+    except Exception as exc:
+        # A bug, not the sender's fault: log where it happened, but neither the query nor the
+        # exception's message (both may carry what the sender sent: personal data), and
+        # answer without details.
+        where = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("internal error handling %s %s: %s\n%s", request.method, request.path,
+                  type(exc).__name__, where.rstrip())
         return web.json_response({"error": "internal error"}, status=500)
 
 

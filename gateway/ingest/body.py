@@ -9,6 +9,7 @@ from __future__ import annotations
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import HitError
 
@@ -53,9 +54,10 @@ async def read_multipart(request: web.Request, limit: int, advice: str = "") -> 
         form = await request.post()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit, advice) from None
-    except (web.RequestPayloadError, web.HTTPException, UnicodeError, LookupError, ValueError,
-            RuntimeError, AssertionError):
-        # Unknown charset or transfer encoding, undecodable text, a malformed part.
+    except (web.RequestPayloadError, web.HTTPException, HttpProcessingError, UnicodeError,
+            LookupError, ValueError, RuntimeError, AssertionError):
+        # Unknown charset or transfer encoding, undecodable text, a malformed part or part
+        # header.
         raise HitError("the multipart body cannot be read (or is not valid UTF-8)") from None
     fields: dict[str, str] = {}
     for name, value in form.items():

@@ -335,3 +335,37 @@ async def test_noscript_image_hits_take_the_page_url_from_the_referer(
     assert response.status == 200
     [event] = await fake_graph.wait_for_events(1)
     assert event["event_source_url"] == "https://shop.example.com/no-js-page"
+
+
+async def test_a_malformed_multipart_part_header_is_a_400_that_logs_no_request_bytes(
+    start_gateway: GatewayFactory, one_destination: Settings, caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = await start_gateway(one_destination)
+    body = b"--B\r\nud[em]=a@b.c\r\n\r\nx\r\n--B--\r\n"  # a part header that is no header
+    for path in ("/tr", f"/v26.0/{PIXEL_A}/events"):
+        response = await client.post(path, data=body, headers={
+            "Content-Type": "multipart/form-data; boundary=B"})
+        assert response.status == 400, path
+        answer = await response.text()
+        assert "multipart body cannot be read" in answer and "a@b.c" not in answer
+    assert "a@b.c" not in caplog.text
+    assert outbox_rows(one_destination) == []
+
+
+async def test_an_internal_error_is_logged_without_what_the_sender_sent(
+    start_gateway: GatewayFactory, one_destination: Settings, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.pipeline import Pipeline
+
+    def broken(self: Pipeline, event: Any) -> list[str]:
+        raise ValueError(f"cannot handle {event.data['user_data']}")  # a bug echoing input
+
+    monkeypatch.setattr(Pipeline, "prepare", broken)
+    client = await start_gateway(one_destination)
+    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "Lead", "ud[em]": "a@b.c"},
+                                headers={"User-Agent": "Mozilla/5.0"})
+    assert response.status == 500 and await response.json() == {"error": "internal error"}
+    assert "internal error handling GET /tr: ValueError" in caplog.text
+    assert "in broken" in caplog.text  # where it happened is kept
+    assert "a@b.c" not in caplog.text and "ud%5Bem%5D" not in caplog.text
