@@ -209,7 +209,8 @@ def _geo(r: Reader, base: Path) -> GeoSettings:
 
 
 def _admin(r: Reader) -> str:
-    digest = r.string("key_sha256", "", pattern=r"([0-9a-f]{64})?",
+    # secret=True: a raw key pasted here by mistake must not be echoed.
+    digest = r.string("key_sha256", "", secret=True, pattern=r"([0-9a-f]{64})?",
                       hint="the SHA-256 of the admin key, 64 lowercase hex characters")
     r.finish()
     return digest
@@ -344,7 +345,7 @@ def _access_keys(top: Reader) -> tuple[AccessKey, ...]:
         if not r.ok:
             continue
         name = r.string("name", pattern=ACCESS_KEY_NAME.pattern, hint="a short label")
-        digest = r.string("sha256", pattern=r"[0-9a-f]{64}",
+        digest = r.string("sha256", secret=True, pattern=r"[0-9a-f]{64}",
                           hint="the SHA-256 of the key, 64 lowercase hex characters")
         pixels: frozenset[str] | None
         if r.data.get("pixels") == "*":

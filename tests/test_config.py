@@ -247,3 +247,14 @@ def test_check_command_opens_the_geo_database(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{config}: geo.database: {broken}: not a readable MaxMind database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_raw_key_pasted_where_its_sha256_belongs_is_never_echoed() -> None:
+    raw = "sk-live-0123456789abcdef-THE-RAW-KEY"
+    text = (GOOD + f"admin: {{key_sha256: {raw}}}\n"
+            f"access_keys:\n  - {{name: backend, sha256: {raw}, pixels: [\"123\"]}}\n")
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text, filename="config.yaml", env={})
+    problems = [str(p) for p in caught.value.problems]
+    assert len(problems) == 2 and all("got (hidden)" in p for p in problems)
+    assert raw not in str(caught.value)
