@@ -103,6 +103,12 @@ def _fbclid(url: str | None) -> str | None:
     return value if len(value) <= MAX_FBCLID and _FBCLID.fullmatch(value) else None
 
 
+# A host name as DNS spells it: only such a name may become a cookie's Domain attribute (the
+# Host header is the sender's: `evil.com; path=/x` must never reach Set-Cookie).
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+                        r"(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*")
+
+
 @lru_cache(maxsize=1024)
 def _cookie_domain(host: str, mode: str) -> tuple[str | None, int]:
     """(Domain attribute or None for host-only, subdomain index) for a request host."""
@@ -111,6 +117,9 @@ def _cookie_domain(host: str, mode: str) -> tuple[str | None, int]:
         return None, 0
     except ValueError:
         pass
+    host = host.lower()
+    if not _HOST_NAME.fullmatch(host):
+        return None, 1  # not a host name: host-only cookies
     if mode == "auto":
         domain = _PSL.privatesuffix(host)
     elif mode and (host == mode or host.endswith("." + mode)):

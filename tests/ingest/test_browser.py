@@ -369,3 +369,21 @@ async def test_an_internal_error_is_logged_without_what_the_sender_sent(
     assert "internal error handling GET /tr: ValueError" in caplog.text
     assert "in broken" in caplog.text  # where it happened is kept
     assert "a@b.c" not in caplog.text and "ud%5Bem%5D" not in caplog.text
+
+
+async def test_a_host_header_that_is_no_host_name_never_reaches_set_cookie(
+    start_gateway: GatewayFactory, one_destination: Settings,
+) -> None:
+    client = await start_gateway(one_destination)
+    for host in ("evil.com; path=/x", "example.com;secure;httponly"):
+        response = await client.get("/tr", params={"id": PIXEL_A, "ev": "PageView",
+                                                   "dl": "https://shop.example.com/"},
+                                    headers={"User-Agent": "Mozilla/5.0", "Host": host})
+        assert response.status == 200
+        [cookie] = response.headers.getall("Set-Cookie")
+        assert "Domain" not in cookie and "path=/x" not in cookie and "secure" not in cookie
+        assert cookie.startswith("_fbp=fb.1.") and "; Path=/; SameSite=Lax" in cookie
+    response = await client.get("/tr", params={"id": PIXEL_A, "ev": "PageView",
+                                               "dl": "https://shop.example.com/"},
+                                headers={"User-Agent": "Mozilla/5.0", "Host": "www.shop.example"})
+    assert "Domain=shop.example;" in response.headers["Set-Cookie"]
