@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 from .config import load_settings
@@ -17,16 +19,18 @@ from .mintkeys import add_keys_parser, run_keys
 from .problems import Problem
 from .rules import RuleError, format_results, load_rule_set, run_rule_tests
 from .settings import Settings
-from .storage import DEAD_REASONS, DeadLetterFilter
+from .storage import DEAD_REASONS, STATES, DeadLetterFilter
 
 EXIT_CONFIG = 2
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tag-gateway", description="First-party server-side tag gateway."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+        prog="tag-gateway", description="First-party server-side tag gateway: pixel hits and "
+        "server events in, every ad platform out.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {metadata.version('tag-gateway')}")
+    commands = parser.add_subparsers(dest="command", metavar="command")
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "config.yaml"),
                         help="config file (default: $GATEWAY_CONFIG or config.yaml)")
@@ -45,8 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="run the rule tests in rules/tests/*.yaml")
     outbox = commands.add_parser("outbox", parents=[config],
                                  help="show what the outbox holds (counts, newest rows)")
-    outbox.add_argument("--state", help="only rows in this state (pending, inflight, delivered, "
-                        "dry_run, duplicate, dead, unrouted, invalid)")
+    outbox.add_argument("--state", choices=STATES, metavar="STATE",
+                        help=f"only rows in this state ({', '.join(STATES)})")
     outbox.add_argument("--limit", type=int, default=20, help="rows to show")
     outbox.add_argument("--payload", action="store_true",
                         help="also print each event as (or as it would be) sent")
@@ -67,7 +71,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `tag-gateway outbox | head`: the reader has what it wanted; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `tag-gateway`: say what it can do
+        parser.print_help()
+        return EXIT_CONFIG
     if args.command == "keys":  # needs no config file
         return run_keys(args)
     if args.command == "check":
@@ -99,6 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(settings, worker=args.worker)
     except RuleError as exc:  # the rule set failed to load or its tests failed at start-up
         _print_problems(exc.problems, str(settings.rules_path))
+        return EXIT_CONFIG
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        server = settings.server
+        print(f"port {server.port} on {server.host} is already in use (another tag-gateway?); "
+              "choose another with server.port in the config or GATEWAY_PORT", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 
