@@ -34,31 +34,42 @@ def _parser() -> argparse.ArgumentParser:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "config.yaml"),
                         help="config file (default: $GATEWAY_CONFIG or config.yaml)")
-    serve = commands.add_parser("serve", parents=[config], help="run the gateway")
+    serve = commands.add_parser("serve", parents=[config], help="run the gateway",
+                                description="Serve hits and server events and relay them to "
+                                "every configured destination until SIGTERM.")
     serve.add_argument("--workers", type=int, default=1,
                        help="processes sharing the port and the outbox (default 1)")
     serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     check = commands.add_parser("check", parents=[config],
-                                help="validate the configuration and the rule files")
+                                help="validate the configuration and the rule files",
+                                description="Validate config.yaml and every rule file; print "
+                                "each problem as file:line:col: key: message (exit 2).")
     check.add_argument("--format", choices=("text", "json"), default="text",
                        help="json: one object with every problem as fields, for tools")
     check.add_argument("--validate", action="store_true",
                        help="also ask platforms with a validation service (GA4) about the "
                             "newest stored events")
     commands.add_parser("test", parents=[config],
-                        help="run the rule tests in rules/tests/*.yaml")
+                        help="run the rule tests in rules/tests/*.yaml",
+                        description="Run the rule tests in rules/tests/*.yaml with the same "
+                        "enrichment as production (exit 1 on a failure).")
     outbox = commands.add_parser("outbox", parents=[config],
-                                 help="show what the outbox holds (counts, newest rows)")
+                                 help="show what the outbox holds (counts, newest rows)",
+                                 description="Rows per destination and state, then the newest "
+                                 "rows; safe while the gateway runs.")
     outbox.add_argument("--state", choices=STATES, metavar="STATE",
                         help=f"only rows in this state ({', '.join(STATES)})")
     outbox.add_argument("--limit", type=int, default=20, help="rows to show")
     outbox.add_argument("--payload", action="store_true",
                         help="also print each event as (or as it would be) sent")
-    dead = commands.add_parser("dead-letters", help="events that could not be delivered")
+    dead = commands.add_parser("dead-letters", help="events that could not be delivered",
+                               description="List or replay the events a destination refused, "
+                               "that expired, or that waited out a refused token.")
     actions = dead.add_subparsers(dest="action", required=True)
     for action, help_text in (("list", "newest first, with reason and Meta's message"),
                               ("replay", "re-queue them (e.g. after fixing a token)")):
-        sub = actions.add_parser(action, parents=[config], help=help_text)
+        sub = actions.add_parser(action, parents=[config], help=help_text,
+                                 description=help_text[0].upper() + help_text[1:] + ".")
         sub.add_argument("--destination", help="only this destination")
         sub.add_argument("--reason", choices=DEAD_REASONS, help="only this reason")
         sub.add_argument("--id", type=int, action="append", default=[], dest="ids",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from aiohttp import hdrs, web
 
@@ -140,11 +141,19 @@ async def status(request: web.Request) -> web.Response:
         "destinations": destinations,
         "queued_for_unconfigured_destinations": orphaned,
         "backpressure": app[appkeys.BACKPRESSURE].reason,
-        "config": {"loaded_at": reloader.loaded_at, "last_error": reloader.last_error},
+        "config": {"loaded_at": _iso(reloader.loaded_at), "last_error": reloader.last_error},
         "rules": {"rule_set": rules.current.hash, "rules": len(rules.current.rules),
-                  "files": list(rules.current.files), "loaded_at": rules.loaded_at,
+                  "files": list(rules.current.files), "loaded_at": _iso(rules.loaded_at),
                   "last_error": rules.last_error},
     })
+
+
+def _iso(moment: float | None) -> str | None:
+    """A moment for people: ISO 8601 in UTC (`2026-12-07T10:00:00Z`)."""
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")
 
 
 _FILTERS = ("reason", "destination", "id")

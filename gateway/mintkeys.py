@@ -35,10 +35,14 @@ def _pixels(text: str) -> list[str]:
 
 def add_keys_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `keys new` to the CLI's subcommands."""
-    keys = commands.add_parser("keys", help="access keys for the server ingress")
+    keys = commands.add_parser("keys", help="access keys for the server ingress",
+                               description="Access keys for backends sending server events; "
+                               "the gateway stores only their SHA-256.")
     actions = keys.add_subparsers(dest="keys_action", required=True)
     new = actions.add_parser(
-        "new", help="print a new random key once, and the config entry (its SHA-256) to paste")
+        "new", help="print a new random key once, and the config entry (its SHA-256) to paste",
+        description="Print a new random key once, and the access_keys entry (its SHA-256) to "
+        "paste into config.yaml.")
     new.add_argument("--name", required=True, type=_name,
                      help="a label for the key, e.g. the backend that will use it")
     scope = new.add_mutually_exclusive_group(required=True)

@@ -81,3 +81,15 @@ async def test_a_reader_that_stops_early_is_no_crash(tmp_path: Path) -> None:
     reader.stdin.close()
     reader.wait(timeout=10)
     assert writer.returncode == 0 and "Traceback" not in writer.stderr
+
+
+@pytest.mark.parametrize("command", [["serve"], ["check"], ["test"], ["outbox"], ["dead-letters"],
+                                     ["dead-letters", "list"], ["dead-letters", "replay"],
+                                     ["keys"], ["keys", "new"]])
+def test_every_subcommand_says_what_it_does(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    usage, _, rest = capsys.readouterr().out.partition("\n\n")
+    assert usage.startswith("usage: tag-gateway") and rest.split("\n")[0][:1].isupper()

@@ -4,6 +4,7 @@ and what the rest of the gateway sees of it."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,5 @@ async def test_a_config_reload_retests_the_rules_against_the_new_destinations(
     await wait_until(lambda: rules.last_error is not None)
     status = await (await client.get("/status")).json()
     assert "no destination named 'extra'" in status["rules"]["last_error"]
+    for section in ("config", "rules"):  # times for people: ISO 8601, UTC
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", status[section]["loaded_at"])
