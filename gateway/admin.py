@@ -141,11 +141,21 @@ async def status(request: web.Request) -> web.Response:
         "destinations": destinations,
         "queued_for_unconfigured_destinations": orphaned,
         "backpressure": app[appkeys.BACKPRESSURE].reason,
+        "warnings": _warnings(app),
         "config": {"loaded_at": _iso(reloader.loaded_at), "last_error": reloader.last_error},
         "rules": {"rule_set": rules.current.hash, "rules": len(rules.current.rules),
                   "files": list(rules.current.files), "loaded_at": _iso(rules.loaded_at),
                   "last_error": rules.last_error},
     })
+
+
+def _warnings(app: web.Application) -> list[str]:
+    """What looks wrong in the setup from the traffic seen so far."""
+    private = app[appkeys.PROXIES].private_peer
+    if private is None:
+        return []
+    return [f"hits arrive from the private address {private} while server.trusted_proxies is "
+            "empty: if a proxy forwards them, list it there (docs/deploy-behind-a-cdn.md)"]
 
 
 def _iso(moment: float | None) -> str | None:

@@ -19,12 +19,15 @@ Scheme and host (for cookie attributes): `X-Forwarded-Proto` / `X-Forwarded-Host
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from multidict import CIMultiDictProxy
 
 __all__ = ["IPAddress", "TrustedProxies", "parse_ip", "truncate_ip"]
+
+log = logging.getLogger(__name__)
 
 # Headers proxies and CDNs add to name the client (read only when configured).
 _COMMON_CLIENT_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "CF-Connecting-IP",
@@ -89,6 +92,9 @@ class TrustedProxies:
         self._chain = "Forwarded" if chain == "forwarded" else "X-Forwarded-For"
         self._naming_headers = (*_COMMON_CLIENT_HEADERS, *self._headers)
         self._truncate = truncate
+        # The first private-address peer seen while no proxy is trusted: most likely a proxy
+        # (Docker, a load balancer) the config does not list, so every visitor looks like it.
+        self.private_peer: str | None = None
         # Results are cached by the exact header text: the same visitor and proxy chain
         # repeat across a session's hits, and ipaddress objects are slow to build.
         self.trusts = lru_cache(maxsize=4096)(self._trusts)
@@ -111,12 +117,22 @@ class TrustedProxies:
     def client_ip(self, peer: str | None, headers: CIMultiDictProxy[str]) -> str | None:
         """The client's address as text, or None when the peer itself is unknown."""
         if not self.trusts(peer):
+            if not self._networks and self.private_peer is None:
+                self._notice_private(peer)
             return self._peer_ip(peer)
         return self._chain_ip(
             peer,
             tuple(headers.get(name) for name in self._headers),
             tuple(headers.getall(self._chain, ())),
         )
+
+    def _notice_private(self, peer: str | None) -> None:
+        if _private_peer(peer):
+            self.private_peer = str(parse_ip(peer))
+            log.warning("hits arrive from the private address %s while server.trusted_proxies "
+                        "is empty: if a proxy (Docker, a load balancer) forwards them, list it "
+                        "there, or every visitor gets its address (docs/deploy-behind-a-cdn.md)",
+                        self.private_peer)
 
     def _format_peer(self, peer: str | None) -> str | None:
         return self._format(parse_ip(peer))
@@ -168,6 +184,13 @@ class TrustedProxies:
                 claimed = headers.get("X-Forwarded-Host", "")
             host = claimed.split(",")[-1].strip() or own
         return _strip_port(host)
+
+
+@lru_cache(maxsize=4096)
+def _private_peer(peer: str | None) -> bool:
+    """A private address other than this machine's (cached: `is_private` walks a table)."""
+    address = parse_ip(peer)
+    return address is not None and address.is_private and not address.is_loopback
 
 
 def _strip_port(host: str) -> str:

@@ -117,3 +117,22 @@ def test_client_ip_never_raises_on_garbage_chains(hops: list[str]) -> None:
     pairs = [("X-Forwarded-For", ", ".join(h.replace("\n", "") for h in hops))]
     result = CDN.client_ip("10.0.0.2", headers(*pairs))
     assert result is not None and parse_ip(result) is not None
+
+
+def test_a_private_peer_without_trusted_proxies_is_noticed_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    headers = CIMultiDictProxy(CIMultiDict())
+    proxies = TrustedProxies([])
+    assert proxies.client_ip("127.0.0.1", headers) == "127.0.0.1"  # this machine: fine
+    assert proxies.client_ip("81.2.69.142", headers) == "81.2.69.142"
+    assert proxies.private_peer is None
+    assert proxies.client_ip("172.18.0.5", headers) == "172.18.0.5"
+    assert proxies.client_ip("172.18.0.6", headers) == "172.18.0.6"
+    assert proxies.private_peer == "172.18.0.5"
+    assert caplog.text.count("private address") == 1
+    trusting = TrustedProxies(["172.16.0.0/12"])
+    trusting.client_ip("172.18.0.5", headers)
+    assert trusting.private_peer is None

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import FormData
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.settings import Settings
 
@@ -387,3 +388,16 @@ async def test_a_host_header_that_is_no_host_name_never_reaches_set_cookie(
                                                "dl": "https://shop.example.com/"},
                                 headers={"User-Agent": "Mozilla/5.0", "Host": "www.shop.example"})
     assert "Domain=shop.example;" in response.headers["Set-Cookie"]
+
+
+async def test_status_warns_about_private_peers_when_no_proxy_is_trusted(
+    start_gateway: GatewayFactory, one_destination: Settings,
+) -> None:
+    from gateway import appkeys
+
+    client = await start_gateway(one_destination)
+    assert (await (await client.get("/status")).json())["warnings"] == []
+    # Loopback peers (this test's) are fine; a Docker network's peer is what gets noticed.
+    client.server.app[appkeys.PROXIES].client_ip("172.18.0.5", CIMultiDictProxy(CIMultiDict()))
+    [warning] = (await (await client.get("/status")).json())["warnings"]
+    assert "private address 172.18.0.5" in warning and "trusted_proxies" in warning
