@@ -147,7 +147,9 @@ def _check(path: str, output: str) -> int:
         _open_geo(settings)
     except ConfigError as exc:
         problems += exc.problems
-    if settings is not None:
+    if settings is not None and not problems:
+        problems += _rule_problems(settings)
+    elif settings is not None:  # the geo database does not open: the rule files, untested
         try:
             load_rule_set(settings.rules_path, [d.name for d in settings.destinations])
         except RuleError as exc:
@@ -164,6 +166,23 @@ def _check(path: str, output: str) -> int:
         for line in describe(settings):
             print(f"  {line}")
     return EXIT_CONFIG if problems else 0
+
+
+def _rule_problems(settings: Settings) -> list[Problem]:
+    """The rule files' problems and their failing tests, as the server would refuse them."""
+    from .enrich import Enricher
+    from .live import Snapshot
+    from .liverules import build_rule_set
+
+    kinds = Snapshot.of(settings).kinds
+    enricher = Enricher.from_settings(settings, lambda: kinds)
+    try:
+        build_rule_set(settings.rules_path, settings.destinations, enricher.enrich)
+    except RuleError as exc:
+        return exc.problems
+    finally:
+        enricher.close()
+    return []
 
 
 def _test(settings: Settings) -> int:

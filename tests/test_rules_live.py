@@ -201,3 +201,25 @@ def test_the_shipped_config_and_rules_check_clean(capsys: pytest.CaptureFixture[
     assert main(["check", "--config", str(repo / "config.yaml")]) == 0
     assert main(["test", "--config", str(repo / "config.yaml")]) == 0
     assert " 0 failed" in capsys.readouterr().out
+
+
+def test_check_runs_the_rule_tests_as_the_server_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The server refuses a rule set whose tests fail: `check` must not say OK to it.
+    config = write_config(tmp_path, RULES)
+    tests = tmp_path / "rules" / "tests"
+    tests.mkdir()
+    (tests / "bots.yaml").write_text(
+        "cases:\n  - name: bots are kept (wrong on purpose)\n"
+        "    event: {user_data: {client_user_agent: 'Googlebot/2.1'}}\n"
+        "    expect: {destinations: [shop-a]}\n")
+    assert main(["check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "rules/tests/bots.yaml:2: test 'bots are kept (wrong on purpose)' failed" in err
+    (tests / "bots.yaml").write_text(
+        "cases:\n  - name: bots are dropped\n"
+        "    event: {user_data: {client_user_agent: 'Googlebot/2.1'}}\n"
+        "    expect: {dropped: true}\n")
+    assert main(["check", "--config", str(config)]) == 0
+    assert ": OK; rules in" in capsys.readouterr().out
