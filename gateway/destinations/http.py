@@ -5,8 +5,15 @@ from __future__ import annotations
 import email.utils
 import re
 import time
+from collections.abc import Mapping
+from typing import NamedTuple
+from urllib.parse import quote
 
-__all__ = ["MAX_RETRY_AFTER", "masked", "retry_after"]
+import aiohttp
+
+from ..errors import Retryable
+
+__all__ = ["MAX_RETRY_AFTER", "Answer", "masked", "post_json", "retry_after", "scrubbed"]
 
 MAX_RETRY_AFTER = 3600.0  # a platform's Retry-After is honoured up to an hour
 _SECONDS = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit also takes "²"
@@ -38,3 +45,41 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def scrubbed(text: str, *secrets: str) -> str:
+    """The text with each secret, raw or percent-encoded (as in a URL), replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+    return text
+
+
+class Answer(NamedTuple):
+    status: int
+    body: bytes
+    retry_after: str  # the Retry-After header, "" when absent
+
+
+async def post_json(
+    session: aiohttp.ClientSession, url: str, body: bytes, *, timeout: float,
+    params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+    secrets: tuple[str, ...] = (),
+) -> Answer:
+    """POST a JSON body and read the whole answer, whatever its status. Redirects are never
+    followed (one would turn the POST into a GET without the events and carry the
+    credentials elsewhere); a timeout or a network failure is Retryable, its reason free of
+    `secrets`."""
+    try:
+        async with session.post(
+            url, params=params or {}, data=body,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+        ) as response:
+            return Answer(response.status, await response.read(),
+                          response.headers.get("Retry-After", ""))
+    except TimeoutError:
+        raise Retryable(f"no answer within {timeout:g}s") from None
+    except aiohttp.ClientError as exc:
+        raise Retryable(scrubbed(f"connection failed: {type(exc).__name__}: {exc}",
+                                 *secrets)) from None

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import aiohttp
 import orjson
@@ -31,7 +31,7 @@ from ..model import CURRENCY, Context
 from ..normalize import NORMALIZERS
 from .base import DestinationBase, summarize
 from .checks import FUTURE_SKEW_SECONDS
-from .http import masked
+from .http import masked, post_json, scrubbed
 from .http import retry_after as read_retry_after
 
 if TYPE_CHECKING:
@@ -249,22 +249,9 @@ class Pinterest(DestinationBase[PinterestOptions]):
         body = orjson.dumps({"data": [wire_event(orjson.loads(row.payload), _context(row))
                                       for row in rows]})
         token = self.options.access_token
-        timeout = self.settings.timeout
-        try:
-            async with session.post(
-                self.events_url, params={"test": "true"} if test else {}, data=body,
-                headers={"Authorization": f"Bearer {token}",
-                         "Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,  # never carry the token (or lose the body) elsewhere
-            ) as response:
-                return (response.status, await response.read(),
-                        response.headers.get("Retry-After", ""))
-        except TimeoutError:
-            raise Retryable(f"no answer within {timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise Retryable(_safe(f"connection failed: {type(exc).__name__}: {exc}",
-                                  token)) from None
+        return await post_json(session, self.events_url, body, timeout=self.settings.timeout,
+                               params={"test": "true"} if test else {},
+                               headers={"Authorization": f"Bearer {token}"}, secrets=(token,))
 
 
 # -- the wire format ---------------------------------------------------------------------------
@@ -529,9 +516,7 @@ def _describe(status: int, body: Mapping[str, Any]) -> str:
 
 
 def _safe(text: str, token: str) -> str:
-    if token:
-        text = text.replace(token, "***").replace(quote(token, safe=""), "***")
-    return _BEARER.sub("Bearer ***", text)
+    return _BEARER.sub("Bearer ***", scrubbed(text, token))
 
 
 def _sha256(text: str) -> str:

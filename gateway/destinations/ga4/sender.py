@@ -13,13 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
-from ..http import masked
+from ..http import masked, post_json, scrubbed
 from ..http import retry_after as read_retry_after
 
 __all__ = ["MAX_BODY_BYTES", "classify", "post", "validation_messages"]
@@ -36,23 +35,10 @@ async def post(session: aiohttp.ClientSession, url: str, measurement_id: str, ap
     if len(body) >= MAX_BODY_BYTES:
         raise Permanent(f"the request body is {len(body)} bytes; GA4 takes less than "
                         f"{MAX_BODY_BYTES} bytes")
-    try:
-        async with session.post(
-            url,
-            params={"measurement_id": measurement_id, "api_secret": api_secret},
-            data=body,
-            headers={"Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            allow_redirects=False,  # a redirect would carry the secret elsewhere
-        ) as response:
-            status = response.status
-            retry_after = response.headers.get("Retry-After", "")
-            raw = await response.read()
-    except TimeoutError:
-        raise Retryable(f"no answer within {timeout:g}s") from None
-    except aiohttp.ClientError as exc:
-        raise Retryable(_safe(f"connection failed: {type(exc).__name__}: {exc}",
-                              api_secret)) from None
+    status, raw, retry_after = await post_json(
+        session, url, body, timeout=timeout,
+        params={"measurement_id": measurement_id, "api_secret": api_secret},
+        secrets=(api_secret,))
     if 200 <= status < 300:
         return status, raw
     raise classify(status, raw, retry_after, api_secret)
@@ -100,6 +86,4 @@ def _message(message: Mapping[str, Any]) -> str:
 
 def _safe(text: str, secret: str) -> str:
     """The text with the api_secret removed, raw or percent-encoded, wherever it appears."""
-    if secret:
-        text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
-    return _SECRET_PARAM.sub("api_secret=***", text)
+    return _SECRET_PARAM.sub("api_secret=***", scrubbed(text, secret))

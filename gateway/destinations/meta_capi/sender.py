@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
 from ...storage import ClaimedRow
+from ..http import post_json, scrubbed
 
 __all__ = ["RATE_LIMIT_CODES", "TOKEN_CODES", "TRANSIENT_CODES", "batch_body", "classify",
            "post_batch"]
@@ -50,23 +50,8 @@ async def post_batch(
     session: aiohttp.ClientSession, url: str, token: str, body: bytes, timeout: float
 ) -> None:
     """POST one batch; raise a RelayError subclass with a reason free of the token."""
-    try:
-        async with session.post(
-            url,
-            params={"access_token": token},
-            data=body,
-            headers={"Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            # A redirect would turn the POST into a GET without the events (and carry the
-            # token elsewhere): never follow one.
-            allow_redirects=False,
-        ) as response:
-            status = response.status
-            raw = await response.read()
-    except TimeoutError:
-        raise Retryable(f"no answer within {timeout:g}s") from None
-    except aiohttp.ClientError as exc:
-        raise Retryable(_safe(f"connection failed: {type(exc).__name__}: {exc}", token)) from None
+    status, raw, _ = await post_json(session, url, body, timeout=timeout,
+                                     params={"access_token": token}, secrets=(token,))
     if 200 <= status < 300:
         return
     if 300 <= status < 400:
@@ -99,9 +84,7 @@ def classify(status: int, raw: bytes, token: str = "") -> RelayError:
 
 def _safe(text: str, token: str) -> str:
     """The text with the token removed, raw or percent-encoded, wherever it appears."""
-    if token:
-        text = text.replace(token, "***").replace(quote(token, safe=""), "***")
-    return _TOKEN_PARAM.sub("access_token=***", text)
+    return _TOKEN_PARAM.sub("access_token=***", scrubbed(text, token))
 
 
 def _graph_error(raw: bytes) -> dict[str, object]:

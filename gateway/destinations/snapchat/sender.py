@@ -8,13 +8,12 @@ reaches a log line or an error message (`_safe` scrubs it from anything that mig
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
-from ..http import masked
+from ..http import masked, post_json, scrubbed
 from ..http import retry_after as read_retry_after
 
 __all__ = ["RATE_LIMIT_DELAY", "classify", "post_events"]
@@ -28,22 +27,8 @@ _TOKEN_PARAM = re.compile(r"access_token=[^&\s'\"]*")
 async def post_events(session: aiohttp.ClientSession, url: str, token: str, body: bytes,
                       timeout: float) -> None:
     """POST one batch; raise a RelayError subclass with a reason free of the token."""
-    try:
-        async with session.post(
-            url,
-            params={"access_token": token},
-            data=body,
-            headers={"Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            allow_redirects=False,  # a redirect would carry the token elsewhere
-        ) as response:
-            status = response.status
-            retry_after = response.headers.get("Retry-After", "")
-            raw = await response.read()
-    except TimeoutError:
-        raise Retryable(f"no answer within {timeout:g}s") from None
-    except aiohttp.ClientError as exc:
-        raise Retryable(_safe(f"connection failed: {type(exc).__name__}: {exc}", token)) from None
+    status, raw, retry_after = await post_json(session, url, body, timeout=timeout,
+                                               params={"access_token": token}, secrets=(token,))
     error = classify(status, raw, token, retry_after)
     if error is not None:
         raise error
@@ -109,6 +94,4 @@ def _messages(errors: object) -> list[str]:
 
 
 def _safe(text: str, token: str) -> str:
-    if token:
-        text = text.replace(token, "***").replace(quote(token, safe=""), "***")
-    return _TOKEN_PARAM.sub("access_token=***", text)
+    return _TOKEN_PARAM.sub("access_token=***", scrubbed(text, token))

@@ -7,12 +7,11 @@ travels in the `Access-Token` header; it is scrubbed from anything raised.
 
 from __future__ import annotations
 
-import re
-
 import aiohttp
 import orjson
 
 from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
+from ..http import masked, post_json, scrubbed
 
 __all__ = ["RATE_LIMIT_CODES", "TOKEN_CODES", "TRANSIENT_CODES", "classify", "post_batch"]
 
@@ -43,27 +42,13 @@ TRANSIENT_CODES = frozenset({
 RATE_LIMIT_DELAY = 60.0
 ADDRESS_DELAY = 300.0  # a misdirected request: wait long, never split or dead-letter
 MAX_MESSAGE = 300
-_EMAIL = re.compile(r"[^\s@\"',;:<>]+@[^\s@\"',;:<>]+")
-_PHONE = re.compile(r"\+\d[\d ()-]{6,}\d")
 
 
 async def post_batch(session: aiohttp.ClientSession, url: str, token: str, body: bytes,
                      timeout: float) -> None:
     """POST one batch; raise a RelayError subclass with a reason free of the token."""
-    try:
-        async with session.post(
-            url,
-            data=body,
-            headers={"Access-Token": token, "Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            allow_redirects=False,  # a redirect would carry the token elsewhere
-        ) as response:
-            status = response.status
-            raw = await response.read()
-    except TimeoutError:
-        raise Retryable(f"no answer within {timeout:g}s") from None
-    except aiohttp.ClientError as exc:
-        raise Retryable(_safe(f"connection failed: {type(exc).__name__}: {exc}", token)) from None
+    status, raw, _ = await post_json(session, url, body, timeout=timeout,
+                                     headers={"Access-Token": token}, secrets=(token,))
     error = classify(status, raw, token)
     if error is not None:
         raise error
@@ -115,12 +100,7 @@ def _describe(status: int, envelope: dict[str, object], token: str) -> str:
     text = ", ".join(parts)
     message = str(envelope.get("message") or "")[:MAX_MESSAGE]
     if message:
-        message = _PHONE.sub("(phone)", _EMAIL.sub("(email)", message))
-        text += f": {message}"
+        text += f": {masked(message)}"
     if envelope.get("request_id"):
         text += f" (request_id {envelope['request_id']})"
-    return _safe(text, token)
-
-
-def _safe(text: str, token: str) -> str:
-    return text.replace(token, "***") if token else text
+    return scrubbed(text, token)
