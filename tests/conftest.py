@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -75,12 +76,23 @@ async def graph_server(aiohttp_server: Any, handler: Any) -> str:
 
 
 def destination_yaml(name: str, graph_url: str, **fields: Any) -> str:
-    """One destination block with test-friendly timings (no linger, fast retries)."""
-    values: dict[str, Any] = {
-        "type": "meta_capi", "graph_url": graph_url, "access_token": "TEST-TOKEN-" + name,
-        "linger_ms": 0, "retry_base_seconds": 0.01, "retry_max_seconds": 0.05, **fields,
-    }
-    lines = [f"  - name: {name}"] + [f"    {key}: {_yaml(value)}" for key, value in values.items()]
+    """One meta_capi destination block with test-friendly timings."""
+    return type_yaml(name, **{"type": "meta_capi", "graph_url": graph_url,
+                              "access_token": "TEST-TOKEN-" + name, **fields})
+
+
+def type_yaml(name: str, **fields: Any) -> str:
+    """One destination block of any type with test-friendly timings (no linger, fast
+    retries); `fields` are its keys, a mapping becomes a nested block."""
+    quick = {"linger_ms": 0, "retry_base_seconds": 0.01, "retry_max_seconds": 0.05}
+    values: dict[str, Any] = {**fields, **{k: v for k, v in quick.items() if k not in fields}}
+    lines = [f"  - name: {name}"]
+    for key, value in values.items():
+        if isinstance(value, dict):
+            lines.append(f"    {key}:")
+            lines += [f"      {k}: {_yaml(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"    {key}: {_yaml(value)}")
     return "\n".join(lines)
 
 
@@ -90,7 +102,7 @@ def _yaml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value + '"'
+        return orjson.dumps(value).decode()  # a JSON string is a YAML string, escapes and all
     return str(value)
 
 

@@ -33,6 +33,7 @@ from ..conftest import (
     GatewayFactory,
     destination_yaml,
     settings_yaml,
+    type_yaml,
     wait_until,
 )
 from ..conftest import outbox_rows as rows
@@ -58,11 +59,8 @@ async def fake_ga4(aiohttp_server: Any) -> FakeGa4:
 
 
 def ga4_yaml(name: str, url: str, **fields: Any) -> str:
-    values = {"type": "ga4", "measurement_id": MEASUREMENT_ID, "api_secret": SECRET,
-              "api_url": url, "linger_ms": 0, "retry_base_seconds": 0.01,
-              "retry_max_seconds": 0.05, **fields}
-    return "\n".join([f"  - name: {name}"] + [f"    {key}: {orjson.dumps(value).decode()}"
-                                                  for key, value in values.items()])
+    return type_yaml(name, **{"type": "ga4", "measurement_id": MEASUREMENT_ID,
+                              "api_secret": SECRET, "api_url": url, **fields})
 
 
 def keys_yaml() -> str:

@@ -34,6 +34,7 @@ from ..conftest import (
     destination_yaml,
     settings_yaml,
     stored_rows,
+    type_yaml,
     wait_until,
 )
 from ..conftest import outbox_rows as rows
@@ -60,11 +61,8 @@ async def fake(aiohttp_server: Any) -> FakePinterest:
 
 
 def pinterest_yaml(name: str, url: str, **fields: Any) -> str:
-    values = {"type": "pinterest", "ad_account_id": ACCOUNT, "access_token": TOKEN,
-              "api_url": url, "linger_ms": 0, "retry_base_seconds": 0.01,
-              "retry_max_seconds": 0.05, **fields}
-    return "\n".join([f"  - name: {name}"] + [f"    {key}: {orjson.dumps(value).decode()}"
-                                                  for key, value in values.items()])
+    return type_yaml(name, **{"type": "pinterest", "ad_account_id": ACCOUNT,
+                              "access_token": TOKEN, "api_url": url, **fields})
 
 
 def settings_for(tmp_path: Path, url: str, **fields: Any) -> Any:

@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from aiohttp import web
 
@@ -29,6 +28,7 @@ from ..conftest import (
     destination_yaml,
     graph_server,
     settings_yaml,
+    type_yaml,
     wait_until,
 )
 from ..conftest import outbox_rows as rows
@@ -63,10 +63,8 @@ async def echo_server(aiohttp_server: Any) -> tuple[EchoServer, str]:
 
 
 def echo_yaml(name: str, url: str, **fields: Any) -> str:
-    values = {"type": "echo", "url": url, "secret": "S3CRET-" + name, "linger_ms": 0,
-              "retry_base_seconds": 0.01, "retry_max_seconds": 0.05, **fields}
-    return "\n".join([f"  - name: {name}"] + [f"    {key}: {orjson.dumps(value).decode()}"
-                                                  for key, value in values.items()])
+    return type_yaml(name, **{"type": "echo", "url": url, "secret": "S3CRET-" + name,
+                              **fields})
 
 
 def test_an_unknown_type_is_a_located_error_naming_the_known_types(

@@ -22,7 +22,14 @@ from gateway.destinations.snapchat.events import snap_event, validate_event
 from gateway.destinations.snapchat.sender import classify
 from gateway.errors import ConfigError, Permanent, RateLimited, Retryable, TokenRejected
 
-from ..conftest import PIXEL_A, GatewayFactory, destination_yaml, settings_yaml, wait_until
+from ..conftest import (
+    PIXEL_A,
+    GatewayFactory,
+    destination_yaml,
+    settings_yaml,
+    type_yaml,
+    wait_until,
+)
 from ..conftest import outbox_rows as rows
 from ..fake_graph import FakeGraph
 from .fake_snapchat import FakeSnap
@@ -41,12 +48,8 @@ async def fake_snap(aiohttp_server: Any) -> FakeSnap:
 
 
 def snap_yaml(name: str, api_url: str, **fields: Any) -> str:
-    values: dict[str, Any] = {
-        "type": "snapchat", "pixel_id": SNAP_PIXEL, "access_token": "SNAP-TOKEN",
-        "api_url": api_url, "linger_ms": 0, "retry_base_seconds": 0.01,
-        "retry_max_seconds": 0.05, **fields}
-    return "\n".join([f"  - name: {name}"] + [f"    {key}: {orjson.dumps(value).decode()}"
-                                                  for key, value in values.items()])
+    return type_yaml(name, **{"type": "snapchat", "pixel_id": SNAP_PIXEL,
+                              "access_token": "SNAP-TOKEN", "api_url": api_url, **fields})
 
 
 def sha256(text: str) -> str:

@@ -29,6 +29,7 @@ from ..conftest import (
     GatewayFactory,
     destination_yaml,
     settings_yaml,
+    type_yaml,
     wait_until,
 )
 from ..conftest import outbox_rows as rows
@@ -56,11 +57,8 @@ async def fake_tiktok(aiohttp_server: Any) -> FakeTikTok:
 
 
 def tiktok_yaml(name: str, api_url: str, **fields: Any) -> str:
-    values = {"type": "tiktok", "pixel_code": PIXEL_CODE, "access_token": TOKEN,
-              "api_url": api_url, "linger_ms": 0, "retry_base_seconds": 0.01,
-              "retry_max_seconds": 0.05, **fields}
-    return "\n".join([f"  - name: {name}"] + [f"    {key}: {orjson.dumps(value).decode()}"
-                                                  for key, value in values.items()])
+    return type_yaml(name, **{"type": "tiktok", "pixel_code": PIXEL_CODE,
+                              "access_token": TOKEN, "api_url": api_url, **fields})
 
 
 def backend_key_yaml() -> str:

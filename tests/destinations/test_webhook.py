@@ -31,6 +31,7 @@ from ..conftest import (
     GatewayFactory,
     destination_yaml,
     settings_yaml,
+    type_yaml,
     wait_until,
 )
 from ..conftest import outbox_rows as rows
@@ -43,15 +44,9 @@ UA = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"}
 
 def webhook_yaml(name: str, url: str, *, headers: dict[str, str] | None = None,
                  **fields: Any) -> str:
-    values = {"type": "webhook", "url": url, "secret": SECRET, "linger_ms": 0,
-              "retry_base_seconds": 0.01, "retry_max_seconds": 0.05, **fields}
-    lines = [f"  - name: {name}"] + [f"    {key}: {orjson.dumps(value).decode()}"
-                                     for key, value in values.items()]
-    if headers is not None:
-        lines.append("    headers:")
-        lines += [f"      {key}: {orjson.dumps(value).decode()}"
-                  for key, value in headers.items()]
-    return "\n".join(lines)
+    extra = {"headers": headers} if headers is not None else {}
+    return type_yaml(name, **{"type": "webhook", "url": url, "secret": SECRET, **fields,
+                              **extra})
 
 
 @pytest.fixture
