@@ -4,8 +4,11 @@ client may get it wrong.
 Only the SHA-256 of each key is configured. A presented key is hashed and compared with every
 configured digest (`hmac.compare_digest`, no early exit), so the work does not depend on which
 key matches, or whether one does. Refusals are logged and counted without the key; a client IP
-with `FAILURE_LIMIT` bad or missing keys within `FAILURE_WINDOW_SECONDS` is answered 429 until
-the oldest of those failures leaves the window.
+with `FAILURE_LIMIT` failures within `FAILURE_WINDOW_SECONDS` is answered 429, before its body is
+read, until the oldest of those failures leaves the window. A failure is any refusal before the
+request proved its key: a bad or missing key, and a body too large or unreadable to find one in.
+A client that proved a key within `TRUSTED_SECONDS` is not throttled: backends behind one NAT
+share an address, and one misconfigured backend must not lock out the others.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -25,6 +29,7 @@ from .settings import AccessKey
 __all__ = [
     "FAILURE_LIMIT",
     "FAILURE_WINDOW_SECONDS",
+    "TRUSTED_SECONDS",
     "AccessDenied",
     "AccessGuard",
     "FailureThrottle",
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FAILURE_LIMIT = 5
 FAILURE_WINDOW_SECONDS = 60.0
+TRUSTED_SECONDS = 600.0
 MAX_TRACKED_CLIENTS = 10_000
 
 
@@ -77,7 +83,7 @@ class FailureThrottle:
     """Recent failures per client IP, in memory and bounded (least recently failing dropped).
 
     Each client keeps at most its last `limit` failure times; it is blocked while the oldest of
-    them is within `window` seconds."""
+    them is within `window` seconds, unless it proved a key within `trusted` seconds."""
 
     def __init__(
         self,
@@ -85,13 +91,16 @@ class FailureThrottle:
         *,
         limit: int = FAILURE_LIMIT,
         window: float = FAILURE_WINDOW_SECONDS,
+        trusted: float = TRUSTED_SECONDS,
         max_clients: int = MAX_TRACKED_CLIENTS,
     ) -> None:
         self._clock = clock
         self._limit = limit
         self._window = window
+        self._trusted = trusted
         self._max_clients = max_clients
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._succeeded: OrderedDict[str, float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._failures)
@@ -101,7 +110,10 @@ class FailureThrottle:
         times = self._failures.get(client)
         if times is None or len(times) < self._limit:
             return None
-        wait = times[0] + self._window - self._clock()
+        now = self._clock()
+        if now - self._succeeded.get(client, -math.inf) < self._trusted:
+            return None
+        wait = times[0] + self._window - now
         return max(1, math.ceil(wait)) if wait > 0 else None
 
     def record_failure(self, client: str) -> None:
@@ -114,8 +126,12 @@ class FailureThrottle:
             self._failures.popitem(last=False)
 
     def forgive(self, client: str) -> None:
-        """A client that got its key right starts afresh."""
+        """A client that got its key right starts afresh, and is trusted for a while."""
         self._failures.pop(client, None)
+        self._succeeded[client] = self._clock()
+        self._succeeded.move_to_end(client)
+        while len(self._succeeded) > self._max_clients:
+            self._succeeded.popitem(last=False)
 
 
 class AccessGuard:
@@ -127,7 +143,8 @@ class AccessGuard:
         self.throttle = FailureThrottle(clock)
         self.denied = Counter(
             "gateway_access_denied", "Server ingress requests refused, by reason (missing_key, "
-            "invalid_key, out_of_scope, throttled).", ["reason"], registry=registry,
+            "invalid_key, out_of_scope, throttled, bad_request: refused before a key was "
+            "proved).", ["reason"], registry=registry,
         )
 
     def admit(self, client: str, trace: str) -> None:
@@ -142,18 +159,24 @@ class AccessGuard:
                 429, "throttled", retry_after=wait,
             )
 
+    def screen(self, candidates: Sequence[str], pixel_id: str, client: str, trace: str) -> None:
+        """Refuse (401) a body none of whose candidate keys is valid, before it is parsed."""
+        if not candidates:
+            self._missing(client, pixel_id, trace)
+        if not any(self.keys.match(candidate) for candidate in candidates):
+            self._invalid(client, pixel_id, trace)
+
+    def failed(self, client: str, pixel_id: str, trace: str, why: str) -> None:
+        """A request refused before it proved a key (unreadable, too large): counts too."""
+        self._fail(client, pixel_id, trace, "bad_request", why)
+
     def authorize(self, presented: str, pixel_id: str, client: str, trace: str) -> AccessKey:
         """The key that allows this pixel, or AccessDenied (401 or 403)."""
         if not presented:
-            self._fail(client, pixel_id, trace, "missing_key", "no access key")
-            raise AccessDenied(
-                "an access key is required: send it as access_token (query or body) or "
-                "accessKey (body)", 401, "missing_key",
-            )
+            self._missing(client, pixel_id, trace)
         key = self.keys.match(presented)
         if key is None:
-            self._fail(client, pixel_id, trace, "invalid_key", "unknown access key")
-            raise AccessDenied("the access key is not valid", 401, "invalid_key")
+            self._invalid(client, pixel_id, trace)
         self.throttle.forgive(client)
         if key.pixels is not None and pixel_id not in key.pixels:
             self._refuse(client, pixel_id, trace, "out_of_scope",
@@ -164,13 +187,24 @@ class AccessGuard:
             )
         return key
 
+    def _missing(self, client: str, pixel_id: str, trace: str) -> NoReturn:
+        self._fail(client, pixel_id, trace, "missing_key", "no access key")
+        raise AccessDenied(
+            "an access key is required: send it as access_token (query or body), accessKey "
+            "(body) or an `Authorization: Bearer` header", 401, "missing_key",
+        )
+
+    def _invalid(self, client: str, pixel_id: str, trace: str) -> NoReturn:
+        self._fail(client, pixel_id, trace, "invalid_key", "unknown access key")
+        raise AccessDenied("the access key is not valid", 401, "invalid_key")
+
     def _fail(self, client: str, pixel_id: str, trace: str, label: str, why: str) -> None:
         """A missing or wrong key: counts towards the client's throttle."""
         self.throttle.record_failure(client)
         self._refuse(client, pixel_id, trace, label, why)
         wait = self.throttle.retry_after(client)
         if wait is not None:
-            log.warning("server ingress: %s is throttled for %d s after %d failed attempts",
+            log.warning("server ingress: %s is throttled for %d s after %d failed requests",
                         client, wait, FAILURE_LIMIT)
 
     def _refuse(self, client: str, pixel_id: str, trace: str, label: str, why: str) -> None:

@@ -13,7 +13,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import HitError
 
-__all__ = ["MAX_FIELDS", "is_utf8", "parse_pairs", "read_body", "read_multipart", "utf8_text"]
+__all__ = [
+    "MAX_FIELDS",
+    "is_utf8",
+    "parse_pairs",
+    "read_body",
+    "read_multipart",
+    "read_stream",
+    "utf8_text",
+]
 
 MAX_FIELDS = 200  # form fields in one hit's query string or body
 
@@ -27,7 +35,7 @@ def is_utf8(text: str) -> bool:
     return True
 
 
-def utf8_text(body: bytes) -> str:
+def utf8_text(body: bytes | bytearray) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -46,6 +54,21 @@ async def read_body(request: web.Request, limit: int, advice: str = "") -> bytes
         raise too_large(limit, advice) from None
     except web.RequestPayloadError:
         raise HitError("the body cannot be read (bad Content-Encoding or truncated)") from None
+
+
+async def read_stream(request: web.Request, limit: int, advice: str = "") -> bytearray:
+    """The whole body, read chunk by chunk and refused once past `limit` bytes (after
+    decompression, so a small gzip bomb stops there too). Unlike `request.read()` it keeps a
+    single copy: a large body costs its size in memory, not twice that."""
+    body = bytearray()
+    try:
+        while chunk := await request.content.readany():
+            body += chunk
+            if len(body) > limit:
+                raise too_large(limit, advice)
+    except web.RequestPayloadError:
+        raise HitError("the body cannot be read (bad Content-Encoding or truncated)") from None
+    return body
 
 
 async def read_multipart(request: web.Request, limit: int, advice: str = "") -> dict[str, str]:

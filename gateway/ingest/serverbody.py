@@ -20,9 +20,17 @@ import orjson
 from aiohttp import web
 
 from ..errors import HitError
-from .body import parse_pairs, read_body, read_multipart, too_large, utf8_text
+from .body import parse_pairs, read_multipart, read_stream, too_large, utf8_text
 
-__all__ = ["FORWARDED_FIELDS", "MAX_DEPTH", "MAX_EVENTS", "ServerBody", "read_server_body"]
+__all__ = [
+    "FORWARDED_FIELDS",
+    "MAX_DEPTH",
+    "MAX_EVENTS",
+    "RawBody",
+    "ServerBody",
+    "parse_server_body",
+    "read_raw_body",
+]
 
 MAX_EVENTS = 1000  # Meta's own limit per request
 MAX_DEPTH = 16  # body object = 1, data = 2, an event = 3, custom_data = 4, contents = 5, ...
@@ -45,15 +53,41 @@ class ServerBody:
     forwarded: dict[str, Any] = field(default_factory=dict)  # FORWARDED_FIELDS present
 
 
-async def read_server_body(request: web.Request, *, limit: int, json_only: bool) -> ServerBody:
-    """Parse and check the whole request, or raise HitError (400, 413, 415) with the reason."""
+@dataclass
+class RawBody:
+    """A request as read, before it is parsed: its body bytes, or a multipart form's fields."""
+
+    content_type: str
+    json_only: bool
+    query: dict[str, str] = field(repr=False)
+    data: bytes | bytearray = field(default=b"", repr=False)
+    form: dict[str, str] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+async def read_raw_body(request: web.Request, *, limit: int, json_only: bool) -> RawBody:
+    """The query and the body, at most `limit` bytes after decompression, or HitError."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit, _ADVICE)
     query = parse_pairs(request.raw_path.partition("?")[2], "query string")
-    fields = await _read_fields(request, limit=limit, json_only=json_only)
+    content_type = request.content_type
+    if not json_only and content_type == _MULTIPART:
+        form = await read_multipart(request.clone(client_max_size=limit), limit, _ADVICE)
+        return RawBody(content_type, json_only, query, form=form)
+    return RawBody(content_type, json_only, query,
+                   data=await read_stream(request, limit, _ADVICE))
+
+
+def parse_server_body(raw: RawBody) -> ServerBody:
+    """Parse and check the whole request, or raise HitError (400, 415) with the reason.
+
+    Synchronous and self-contained, so that a large body can be parsed off the event loop."""
+    fields = dict(raw.form) if raw.form is not None else _fields(raw)
     key = _text(fields.get("accessKey")) or _text(fields.get("access_token")) \
-        or query.get("access_token", "")
-    strict_given = fields.get("strict", query.get("strict", ""))
+        or raw.query.get("access_token", "")
+    strict_given = fields.get("strict", raw.query.get("strict", ""))
     return ServerBody(
         events=_events(fields.get("data")),
         access_key=key,
@@ -62,13 +96,9 @@ async def read_server_body(request: web.Request, *, limit: int, json_only: bool)
     )
 
 
-async def _read_fields(request: web.Request, *, limit: int, json_only: bool) -> dict[str, Any]:
-    content_type = request.content_type
-    big = request.clone(client_max_size=limit)
-    if not json_only and content_type == _MULTIPART:
-        return dict(await read_multipart(big, limit, _ADVICE))
-    body = await read_body(big, limit, _ADVICE)
-    if json_only or content_type == "application/json" or content_type.endswith("+json"):
+def _fields(raw: RawBody) -> dict[str, Any]:
+    content_type, body = raw.content_type, raw.data
+    if raw.json_only or content_type == "application/json" or content_type.endswith("+json"):
         return _json_object(body)
     if content_type in (_FORM, "", "application/octet-stream") or \
             content_type.startswith("text/"):
@@ -82,7 +112,7 @@ async def _read_fields(request: web.Request, *, limit: int, json_only: bool) -> 
     )
 
 
-def _loads(text: bytes | str, what: str) -> Any:
+def _loads(text: bytes | bytearray | str, what: str) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -91,7 +121,7 @@ def _loads(text: bytes | str, what: str) -> Any:
                        f"column {exc.colno})") from None
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def _json_object(body: bytes | bytearray) -> dict[str, Any]:
     if not body.strip():
         raise HitError('the body is empty; send a JSON object such as {"data": [...]}')
     value = _loads(body, "the body")

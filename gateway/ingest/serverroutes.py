@@ -2,9 +2,13 @@
 PHP/Java `CAPIGatewayIngressRequest`) and `POST /{api_version}/{pixel_id}/events` (the official
 SDKs with their Graph base URL pointed at the gateway). Wire formats: docs/meta-capi.md.
 
-A request goes: throttle check (per client IP) -> read and check the whole body -> access key
-and pixel scope -> build, enrich, hash and validate every event -> commit. Nothing is stored
-before every event has been looked at, so a refused request leaves nothing behind.
+A request goes: access key from the query or an `Authorization: Bearer` header if it has one,
+else a throttle check (per client IP) -> read the body (stream-limited) -> if no key was proved
+yet, refuse a body that names no valid key before parsing it (gateway/ingest/keyscan.py) ->
+parse it (in a thread when large) -> the body's key and pixel scope -> build, enrich, hash and
+validate every event -> commit. Every refusal before a key is proved counts towards the
+client's throttle. Nothing is stored before every event has been looked at, so a refused
+request leaves nothing behind.
 
 Batches are kinder than Meta's: valid events are accepted even when others are not, and the
 answer lists each refused event by index with its reasons (refused events that could be stored
@@ -15,15 +19,17 @@ answered as an error either way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from .. import appkeys
 from ..accesskeys import AccessDenied, AccessGuard
 from ..errors import HitError, OutboxUnavailable
 from ..model import PIXEL_ID, Event
+from .body import parse_pairs
 from .graphanswers import (
     Outcome,
     Rejection,
@@ -33,14 +39,17 @@ from .graphanswers import (
     graph_success,
     new_trace_id,
 )
-from .serverbody import ServerBody, read_server_body
+from .keyscan import MAX_CANDIDATES, TooManyKeys, candidates
+from .serverbody import RawBody, ServerBody, parse_server_body, read_raw_body
 from .serverevent import build_server_event, request_fields
 
 __all__ = ["INGRESS", "ServerIngress", "add_server_routes"]
 
 log = logging.getLogger(__name__)
 
-# 1000 events of a few KB each, form- and JSON-encoded twice by the Python SDK, fit with room.
+# Parsing a body this large holds the event loop for milliseconds: done in a thread, so hits
+# keep being answered meanwhile.
+OFF_LOOP_BYTES = 256 * 1024
 Failure = Callable[[int, str, Mapping[str, str], Sequence[Rejection]], web.Response]
 
 
@@ -137,16 +146,59 @@ async def _answer(
 async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outcome:
     app = request.app
     state = app[INGRESS]
+    guard = state.guard
     client = app[appkeys.PROXIES].client_ip(request.remote, request.headers) or "unknown"
-    state.guard.admit(client, trace)
     pixel_id = request.match_info["pixel_id"]
-    if not PIXEL_ID.fullmatch(pixel_id):
-        raise HitError("the pixel id in the path must be numeric (up to 20 digits)")
-    body = await read_server_body(request, limit=state.max_body_bytes, json_only=json_only)
-    state.guard.authorize(body.access_key, pixel_id, client, trace)
+    proved = False
+    try:
+        if not PIXEL_ID.fullmatch(pixel_id):
+            raise HitError("the pixel id in the path must be numeric (up to 20 digits)")
+        outside = _key_outside_body(request)
+        if outside:  # checked before a byte of the body is read
+            if guard.keys.match(outside) is None:
+                guard.admit(client, trace)  # a throttled client with a wrong key: 429
+            guard.authorize(outside, pixel_id, client, trace)
+            proved = True
+        else:
+            guard.admit(client, trace)
+        raw = await read_raw_body(request, limit=state.max_body_bytes, json_only=json_only)
+        if not proved:
+            guard.screen(_candidates(raw), pixel_id, client, trace)
+        body = (await asyncio.to_thread(parse_server_body, raw) if len(raw) > OFF_LOOP_BYTES
+                else parse_server_body(raw))
+    except AccessDenied:
+        raise
+    except HitError as exc:
+        if not proved:
+            guard.failed(client, pixel_id, trace, exc.reason)
+        raise
+    presented = body.access_key or outside  # the body's key wins, as it always did
+    if presented != outside or not proved:
+        guard.authorize(presented, pixel_id, client, trace)
     # Before enriching and running rules on up to 1000 events that could not be stored.
     app[appkeys.PIPELINE].check_room()
     return await _commit(app, state, body, pixel_id)
+
+
+def _key_outside_body(request: web.Request) -> str:
+    """A key in the query string (`access_token`, as the SDKs may send it) or an
+    `Authorization: Bearer` header: checked before the body is read."""
+    bearer = request.headers.get(hdrs.AUTHORIZATION, "")
+    if bearer.startswith("Bearer "):
+        return bearer.removeprefix("Bearer ").strip()
+    query = request.raw_path.partition("?")[2]
+    if "access_token=" not in query:
+        return ""
+    return parse_pairs(query, "query string").get("access_token", "")
+
+
+def _candidates(raw: RawBody) -> list[str]:
+    if raw.form is not None:
+        return [raw.form[name] for name in ("accessKey", "access_token") if raw.form.get(name)]
+    try:
+        return candidates(raw.data)
+    except TooManyKeys:
+        raise HitError(f"the body names more than {MAX_CANDIDATES} access keys") from None
 
 
 async def _commit(app: web.Application, state: ServerIngress, body: ServerBody,

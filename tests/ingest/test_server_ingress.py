@@ -122,9 +122,10 @@ def capi_body(*events: dict[str, Any], key: str = KEY, **fields: Any) -> bytes:
 async def post_raw(client: TestClient[Any, Any], path: str, body: bytes,
                    content_type: str | None = None) -> Any:
     """POST bytes exactly, with the given Content-Type or none at all."""
+    data = io.BytesIO(body)  # aiohttp warns of large bytes bodies
     if content_type is None:
-        return await client.post(path, data=body, skip_auto_headers=["Content-Type"])
-    return await client.post(path, data=body, headers={"Content-Type": content_type})
+        return await client.post(path, data=data, skip_auto_headers=["Content-Type"])
+    return await client.post(path, data=data, headers={"Content-Type": content_type})
 
 
 # -- what the SDKs and CAPI Gateway clients send ---------------------------------------------------
@@ -362,7 +363,9 @@ async def test_malformed_bodies_get_400_with_the_reason(
     body: bytes, problem: str, start_server: ServerFactory, settings: Settings
 ) -> None:
     client = await start_server(settings)
-    for path in (f"/capi/{PIXEL_A}/events", f"/v26.0/{PIXEL_A}/events?access_token={KEY}"):
+    # With the key in the query: a body is parsed only once a key is proved.
+    for path in (f"/capi/{PIXEL_A}/events?access_token={KEY}",
+                 f"/v26.0/{PIXEL_A}/events?access_token={KEY}"):
         response = await post_raw(client, path, body, "application/json")
         assert response.status == 400, path
         answer = await response.json()
@@ -546,3 +549,88 @@ async def test_server_routes_do_not_shadow_other_routes_and_honour_the_prefix(
                                  json={"data": [event()], "access_token": KEY})
     assert response.status == 200
     await fake_graph.wait_for_events(3)
+
+
+# -- unauthenticated bodies: refused before they are parsed, and throttled ------------------------
+def big_body(size: int, key: str | None = None) -> bytes:
+    """A JSON body of about `size` bytes (many events), with `key` as accessKey if given."""
+    one = orjson.dumps(event())
+    count = max(1, size // (len(one) + 1))
+    head = b'{"accessKey": ' + orjson.dumps(key) + b", " if key is not None else b"{"
+    return head + b'"data": [' + b",".join([one] * count) + b"]}"
+
+
+async def test_a_body_without_a_valid_key_is_refused_without_being_parsed(
+    start_server: ServerFactory, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.ingest import serverroutes
+
+    parsed: list[int] = []
+    real = serverroutes.parse_server_body
+    monkeypatch.setattr(serverroutes, "parse_server_body",
+                        lambda raw: parsed.append(len(raw)) or real(raw))
+    client = await start_server(settings)
+    for key, label in ((None, "required"), ("wrong-key", "not valid")):
+        for path in (f"/capi/{PIXEL_A}/events", f"/v26.0/{PIXEL_A}/events"):
+            response = await post_raw(client, path, big_body(2 * 2**20, key), "application/json")
+            assert response.status == 401, (path, key)
+            assert label in (await response.text())
+    assert parsed == []
+    # The right key, in the body or the header, and the same body is parsed and accepted.
+    response = await post_raw(client, f"/capi/{PIXEL_A}/events", big_body(300_000, KEY),
+                              "application/json")
+    assert response.status == 202
+    response = await client.post(f"/v26.0/{PIXEL_A}/events", data=big_body(1000),
+                                 headers={"Authorization": f"Bearer {KEY}",
+                                          "Content-Type": "application/json"})
+    assert response.status == 200
+    assert len(parsed) == 2
+
+
+async def test_a_wrong_key_outside_the_body_is_refused_before_the_body_is_read(
+    start_server: ServerFactory, settings: Settings
+) -> None:
+    """A declared length over the limit would be 413: the key is checked first."""
+    client = await start_server(settings)
+    too_big = settings.server.max_server_body_bytes + 1
+    for headers, path in (({"Authorization": "Bearer nope"}, f"/capi/{PIXEL_A}/events"),
+                          ({}, f"/v26.0/{PIXEL_A}/events?access_token=nope")):
+        response = await client.post(path, data=io.BytesIO(b"x" * too_big),
+                                     headers={**headers, "Content-Type": "application/json"})
+        assert response.status == 401, path
+    response = await client.post(f"/capi/{PIXEL_A}/events", data=io.BytesIO(b"x" * too_big),
+                                 headers={"Authorization": f"Bearer {KEY}"})
+    assert response.status == 413
+
+
+async def test_any_refusal_before_a_key_is_proved_counts_towards_the_throttle(
+    start_server: ServerFactory, settings: Settings
+) -> None:
+    """Unparsable, oversized or keyless bodies: five, then 429 before the body is read."""
+    client = await start_server(settings)
+    path = f"/capi/{PIXEL_A}/events"
+    limit = settings.server.max_server_body_bytes
+    for body in (b'{"data": [', b"[1]", b"x" * (limit + 1), b"{}", b'{"accessKey": "x"}'):
+        response = await post_raw(client, path, body, "application/json")
+        assert response.status in (400, 401, 413)
+    response = await post_raw(client, path, capi_body(event(), key=KEY))
+    assert response.status == 429
+    assert int(response.headers["Retry-After"]) > 0
+    registry = client.server.app[appkeys.METRICS].registry
+    assert registry.get_sample_value("gateway_access_denied_total",
+                                     {"reason": "bad_request"}) == 1
+
+
+async def test_a_backend_that_proved_its_key_is_not_locked_out_by_a_neighbour(
+    start_server: ServerFactory, settings: Settings
+) -> None:
+    """Behind one NAT, one misconfigured backend's failures do not block the others."""
+    client = await start_server(settings)
+    path = f"/capi/{PIXEL_A}/events"
+    response = await post_raw(client, path, capi_body(event(), key=KEY))
+    assert response.status == 202
+    for _ in range(10):
+        response = await post_raw(client, path, capi_body(event(), key="forgotten-key"))
+        assert response.status == 401
+    response = await post_raw(client, path, capi_body(event(), key=KEY))
+    assert response.status == 202
