@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from . import admin, appkeys, logsafety
 from .alerts import Alerts
@@ -96,17 +96,23 @@ def create_app(
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refusals the sender can act on, as JSON with a reason; never a traceback."""
     try:
-        return await handler(request)
+        response = await handler(request)
     except HitError as exc:
-        return web.json_response({"error": exc.reason}, status=exc.status)
+        response = web.json_response({"error": exc.reason}, status=exc.status)
     except OutboxUnavailable as exc:
         if isinstance(exc, OutboxFull):
             metrics = request.app[appkeys.METRICS]
             metrics.count(metrics.hits, "busy")
-        return web.json_response({"error": exc.answer}, status=503,
-                                 headers={"Retry-After": str(exc.retry_after)})
-    except web.HTTPException:
-        raise
+        response = web.json_response({"error": exc.answer}, status=503,
+                                     headers={"Retry-After": str(exc.retry_after)})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own refusals (404, 405, ...) in the same JSON shape as ours.
+        headers = {name: value for name, value in exc.headers.items()
+                   if name not in (hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH)}
+        response = web.json_response({"error": exc.reason.lower()}, status=exc.status,
+                                     headers=headers)
     except Exception as exc:
         # A bug, not the sender's fault: log where it happened, but neither the query nor the
         # exception's message (both may carry what the sender sent: personal data), and
@@ -114,7 +120,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         where = "".join(traceback.format_tb(exc.__traceback__))
         log.error("internal error handling %s %s: %s\n%s", request.method, request.path,
                   type(exc).__name__, where.rstrip())
-        return web.json_response({"error": "internal error"}, status=500)
+        response = web.json_response({"error": "internal error"}, status=500)
+    if request.content.exception() is not None:
+        # A body that could not be read (bad gzip, broken chunks) leaves the connection
+        # unusable: say so (`Connection: close`) rather than let the client reuse it and fail.
+        response.force_close()
+    return response
 
 
 # -- resources ------------------------------------------------------------------------------
