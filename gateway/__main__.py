@@ -121,10 +121,18 @@ def _main(argv: Sequence[str] | None) -> int:
         from .workers import supervise
 
         return supervise(Path(args.config), args.workers, settings.server.shutdown_timeout)
-    from .run import serve
+    return _serve(args, settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .run import PortInUse, serve
 
     try:
         serve(settings, worker=args.worker)
+    except PortInUse as exc:
+        print(f"{exc.address} is already in use (another tag-gateway?); choose another with "
+              f"{exc.setting} in the config", file=sys.stderr)
+        return EXIT_CONFIG
     except RuleError as exc:  # the rule set failed to load or its tests failed at start-up
         _print_problems(exc.problems, str(settings.rules_path))
         return EXIT_CONFIG

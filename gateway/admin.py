@@ -2,8 +2,11 @@
 /dead-letters (operators only).
 
 Operator endpoints answer a request that carries `Authorization: Bearer <admin key>` (its SHA-256
-in `admin.key_sha256`), or, when no key is configured, a direct connection from this machine
-(a loopback peer with no forwarding headers: a proxied public request never qualifies).
+in `admin.key_sha256`) on any listener, or, when no key is configured, a request that arrived on
+the admin listener (`admin.listen`, loopback only, e.g. 127.0.0.1:9901, as Envoy's admin port),
+never one on the public listener: whether a request on the public port came through a proxy
+cannot be told reliably (a plain TCP relay, nginx's default proxy_pass and sidecars all look
+local), so it is not guessed.
 """
 
 from __future__ import annotations
@@ -12,20 +15,30 @@ import hmac
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import hdrs, web
 
 from . import appkeys
 from .accesskeys import key_sha256
-from .identity.trustedproxies import parse_ip
 from .storage import DEAD_REASONS, DeadLetterFilter
 
-__all__ = ["add_routes"]
+__all__ = ["ADMIN_LISTENERS", "add_routes", "serve_operators_on"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# (host, port) of the sockets where operator endpoints answer without a key.
+ADMIN_LISTENERS: web.AppKey[set[tuple[str, int]]] = web.AppKey("admin_listeners")
+
+
+def serve_operators_on(app: web.Application, sockname: tuple[str, int] | tuple[Any, ...]) -> None:
+    """Mark a listening socket (its `getsockname()`) as the admin listener."""
+    app[ADMIN_LISTENERS].add((str(sockname[0]), int(sockname[1])))
+
+
 def add_routes(app: web.Application, prefix: str) -> None:
+    app[ADMIN_LISTENERS] = set()
     app.router.add_get(f"{prefix}/healthz", healthz)
     app.router.add_get(f"{prefix}/readyz", readyz)
     app.router.add_get(f"{prefix}/metrics", operators_only(metrics))
@@ -44,19 +57,23 @@ def operators_only(handler: Handler) -> Handler:
             if not (given.startswith("Bearer ") and hmac.compare_digest(digest, expected)):
                 return web.json_response({"error": "an admin key is required"}, status=401,
                                          headers={hdrs.WWW_AUTHENTICATE: "Bearer"})
-        elif not _direct_local(request):
+        elif not _on_admin_listener(request):
+            listen = request.app[appkeys.SETTINGS].admin_listen or "not configured"
             return web.json_response(
-                {"error": "operator endpoints answer local requests only; set admin.key_sha256 "
-                          "to reach them from elsewhere"}, status=403)
+                {"error": "without an admin key, operator endpoints answer only on the admin "
+                          f"listener (admin.listen: {listen}); set admin.key_sha256 to reach "
+                          "them here"}, status=403)
         return await handler(request)
 
     return guarded
 
 
-def _direct_local(request: web.Request) -> bool:
-    address = parse_ip(request.remote)
-    return (address is not None and address.is_loopback
-            and not request.app[appkeys.PROXIES].proxied(request.headers))
+def _on_admin_listener(request: web.Request) -> bool:
+    transport = request.transport
+    name = transport.get_extra_info("sockname") if transport is not None else None
+    if not name:
+        return False
+    return (str(name[0]), int(name[1])) in request.app[ADMIN_LISTENERS]
 
 
 async def healthz(request: web.Request) -> web.Response:

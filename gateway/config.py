@@ -20,6 +20,7 @@ from .destinations import TYPES
 from .errors import ConfigError
 from .identity.consent import CONSENT_CATEGORIES
 from .identity.proxypresets import PRESETS
+from .identity.trustedproxies import parse_ip
 from .model import ACCESS_KEY_NAME, PIXEL_ID
 from .problems import Problem
 from .settings import (
@@ -71,6 +72,7 @@ def parse_settings(
     version = top.raw("version", 1)
     if version != 1:
         top.fail("version", "must be 1 (the only config format so far)", version)
+    admin_key, admin_listen = _admin(top.child("admin"))
     settings = Settings(
         server=_server(top.child("server")),
         storage=_storage(top.child("storage"), base),
@@ -81,7 +83,8 @@ def parse_settings(
         destinations=_destinations(top),
         access_keys=_access_keys(top),
         alert_webhook_url=_alerts(top.child("alerts")),
-        admin_key_sha256=_admin(top.child("admin")),
+        admin_key_sha256=admin_key,
+        admin_listen=admin_listen,
         log_level=_logging(top.child("logging")),
         source=filename,
     )
@@ -208,12 +211,25 @@ def _geo(r: Reader, base: Path) -> GeoSettings:
     return settings
 
 
-def _admin(r: Reader) -> str:
+def _admin(r: Reader) -> tuple[str, str]:
+    """The admin key's digest and the admin listener's address."""
     # secret=True: a raw key pasted here by mistake must not be echoed.
     digest = r.string("key_sha256", "", secret=True, pattern=r"([0-9a-f]{64})?",
                       hint="the SHA-256 of the admin key, 64 lowercase hex characters")
+    listen = r.string("listen", Settings().admin_listen, pattern=r"(.+:[0-9]{1,5})?",
+                      hint="host:port such as 127.0.0.1:9901, or empty for none")
+    if listen and not digest and not _loopback(listen):
+        r.problems.add((*r.path, "listen"),
+                       "without admin.key_sha256 the admin listener answers without a key, "
+                       f"so it must be a loopback address such as 127.0.0.1:9901, got {listen!r}")
     r.finish()
-    return digest
+    return digest, listen
+
+
+def _loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0]
+    address = parse_ip(host)
+    return host == "localhost" or (address is not None and address.is_loopback)
 
 
 def _alerts(r: Reader) -> str:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
+import socket
 
 from aiohttp import web
 
+from . import admin
 from .app import HANDLER_SHARE_OF_SHUTDOWN, create_app
 from .live import Snapshot
 from .settings import Settings
 
-__all__ = ["describe", "serve", "tune_gc"]
+__all__ = ["PortInUse", "describe", "serve", "tune_gc"]
 
 log = logging.getLogger("gateway")
 
@@ -51,6 +54,34 @@ def describe(settings: Settings) -> list[str]:
     return lines
 
 
+class PortInUse(Exception):
+    """A listener's address is taken; `setting` names where to choose another."""
+
+    def __init__(self, address: str, setting: str) -> None:
+        super().__init__(address)
+        self.address = address
+        self.setting = setting
+
+
+def _admin_socket(listen: str, *, shared: bool) -> socket.socket:
+    """The admin listener's socket, bound (aiohttp listens on it beside the public port)."""
+    host, _, port = listen.rpartition(":")
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:  # every `--workers` process answers on it, as on the public port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(listen, "admin.listen") from None
+        raise
+    return sock
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -72,10 +103,19 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
             log.info("%s", line)
     app = create_app(settings, worker=worker)
     app.on_startup.append(tune_gc)  # after the cleanup contexts: they build the long-lived parts
+    admin_sockets = []
+    if settings.admin_listen:
+        admin_sockets.append(_admin_socket(settings.admin_listen, shared=worker is not None))
+        admin.serve_operators_on(app, admin_sockets[0].getsockname())
+        if not worker:
+            log.info("operator endpoints (/status, /metrics, /dead-letters) on http://%s%s%s",
+                     settings.admin_listen, server.path_prefix,
+                     " with the admin key" if settings.admin_key_sha256 else " (no key needed)")
     web.run_app(
         app,
         host=server.host,
         port=server.port,
+        sock=admin_sockets or None,
         reuse_port=worker is not None,
         shutdown_timeout=server.shutdown_timeout * HANDLER_SHARE_OF_SHUTDOWN,
         # The default access log would write hit URLs, which carry personal data.

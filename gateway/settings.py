@@ -115,6 +115,8 @@ class Settings:
     access_keys: tuple[AccessKey, ...] = ()
     alert_webhook_url: str = ""
     admin_key_sha256: str = field(default="", repr=False)  # bearer key for /status etc.
+    # Operator endpoints without a key answer only here ("" = no such listener).
+    admin_listen: str = "127.0.0.1:9901"
     log_level: str = "INFO"
     path: Path | None = None  # the file these settings came from (enables reload)
     source: str = "config.yaml"

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.admin import serve_operators_on
 from gateway.app import create_app
 from gateway.config import parse_settings
 from gateway.settings import Settings
@@ -108,13 +109,17 @@ def _yaml(value: Any) -> str:
 
 def settings_yaml(tmp_path: Path, *destinations: str, extra: str = "") -> str:
     """Settings on a fresh outbox, with no rules (the shipped example rules drop loopback
-    traffic and test clients' user agents); a test that wants rules sets `rules:` in extra."""
+    traffic and test clients' user agents; a test that wants rules sets `rules:` in extra), and
+    an admin listener on a free port (unless extra has `admin:`)."""
     rules = "" if "rules:" in extra else f"rules: {{path: {tmp_path / 'no-rules'}}}\n"
+    # A `serve` process's admin listener on a free port, not the default 9901 every test
+    # process on the machine would share.
+    admin = "" if "admin:" in extra else "admin: {listen: '127.0.0.1:0'}\n"
     return (
         "version: 1\n"
         f"storage: {{path: {tmp_path / 'gateway.db'}, commit_interval_ms: 1}}\n"
         f"{rules}{extra}"
-        "destinations:\n" + "\n".join(destinations) + "\n"
+        "destinations:\n" + "\n".join(destinations) + "\n" + admin  # last: keeps line numbers
     )
 
 
@@ -129,12 +134,21 @@ async def fake_graph(aiohttp_server: Any) -> FakeGraph:
 GatewayFactory = Callable[[Settings], Awaitable[TestClient[Any, Any]]]
 
 
+def operator_listener(client: TestClient[Any, Any]) -> TestClient[Any, Any]:
+    """Let the test server's one listener be the admin listener too (operator endpoints answer
+    there without a key), as `tag-gateway serve` marks the socket of `admin.listen`."""
+    [address] = client.server.runner.addresses
+    serve_operators_on(client.server.app, address)
+    return client
+
+
 @pytest.fixture
 def start_gateway(aiohttp_client: Any) -> GatewayFactory:
-    """Start a gateway (real server on loopback) from validated settings."""
+    """Start a gateway (real server on loopback) from validated settings; its listener also
+    answers operator endpoints without a key (operator_listener)."""
 
     async def start(settings: Settings) -> TestClient[Any, Any]:
-        return await aiohttp_client(TestServer(create_app(settings)))  # type: ignore[no-any-return]
+        return operator_listener(await aiohttp_client(TestServer(create_app(settings))))
 
     return start
 

@@ -17,6 +17,7 @@ from gateway.config import load_settings
 from gateway.storage import STATES, OutboxEntry, open_outbox
 
 from .conftest import destination_yaml, settings_yaml
+from .test_serve import free_port
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -58,6 +59,22 @@ def test_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert (f"port {port} on 127.0.0.1 is already in use (another tag-gateway?); choose "
             "another with server.port in the config or GATEWAY_PORT") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_busy_admin_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "config.yaml"
+        config.write_text(settings_yaml(tmp_path, destination_yaml(
+            "main", "http://127.0.0.1:9", pixel_id="1"),
+            extra=f"admin: {{listen: '127.0.0.1:{port}'}}\nserver: {{port: {free_port()}}}\n"))
+        result = run("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert (f"127.0.0.1:{port} is already in use (another tag-gateway?); choose another with "
+            "admin.listen in the config") in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -258,3 +258,24 @@ def test_a_raw_key_pasted_where_its_sha256_belongs_is_never_echoed() -> None:
     problems = [str(p) for p in caught.value.problems]
     assert len(problems) == 2 and all("got (hidden)" in p for p in problems)
     assert raw not in str(caught.value)
+
+
+@pytest.mark.parametrize(("admin", "problem"), [
+    ("admin: {listen: '0.0.0.0:9901'}", "must be a loopback address"),
+    ("admin: {listen: '192.0.2.1:9901'}", "must be a loopback address"),
+    ("admin: {listen: '9901'}", "host:port"),
+    ("admin: {listen: '0.0.0.0:9901', key_sha256: " + "a" * 64 + "}", None),
+    ("admin: {listen: 'localhost:9901'}", None),
+    ("admin: {listen: '[::1]:9901'}", None),
+    ("admin: {listen: ''}", None),
+])
+def test_the_admin_listener_without_a_key_must_be_loopback(admin: str, problem: str | None
+                                                            ) -> None:
+    webhook = "{name: main, type: webhook, url: 'https://example.com/h', secret: ''}"
+    text = f"version: 1\n{admin}\ndestinations: [{webhook}]\n"
+    if problem is None:
+        assert parse_settings(text, env={}).admin_listen == admin.split("'")[1]
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text, env={})
+    assert problem in str(caught.value) and "admin.listen" in str(caught.value)

@@ -82,6 +82,38 @@ async def test_serve_relays_and_stops_cleanly_on_sigterm(
     assert "SECRET-TKN" not in log and "who@example.com" not in log
 
 
+async def test_operator_endpoints_answer_on_the_admin_listener_not_the_public_port(
+    tmp_path: Path, fake_graph: FakeGraph
+) -> None:
+    port, admin = free_port(), free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
+        extra=f"server: {{port: {port}}}\nadmin: {{listen: '127.0.0.1:{admin}'}}\n",
+    ))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        await wait_for_ready(f"http://127.0.0.1:{port}/readyz", process)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/status") as public:
+                assert public.status == 403
+            async with session.get(f"http://127.0.0.1:{admin}/status") as private:
+                assert private.status == 200
+                assert (await private.json())["destinations"][0]["name"] == "main"
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert (f"operator endpoints (/status, /metrics, /dead-letters) on http://127.0.0.1:{admin} "
+            "(no key needed)") in output.decode()
+
+
 async def test_outbox_command_shows_what_would_be_sent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], aiohttp_client: Any
 ) -> None:
@@ -171,18 +203,18 @@ async def test_kill_9_loses_no_acknowledged_hit(tmp_path: Path, fake_graph: Fake
 
 
 async def test_sighup_reloads_the_config(tmp_path: Path, fake_graph: FakeGraph) -> None:
-    port = free_port()
+    port, admin = free_port(), free_port()
     config = tmp_path / "config.yaml"
     text = settings_yaml(
         tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
-        extra=f"server: {{port: {port}}}\n",
+        extra=f"server: {{port: {port}}}\nadmin: {{listen: '127.0.0.1:{admin}'}}\n",
     ) + "    dry_run: true \n"
     config.write_text(text)
     stamp = config.stat()
     process = await start_serve(config, port)
     try:
         async with aiohttp.ClientSession() as session:
-            status_url = f"http://127.0.0.1:{port}/status"
+            status_url = f"http://127.0.0.1:{admin}/status"
             async with session.get(status_url) as response:
                 before = await response.json()
             assert before["destinations"][0]["dry_run"] is True
@@ -212,11 +244,11 @@ async def test_sighup_reloads_the_config(tmp_path: Path, fake_graph: FakeGraph) 
 async def test_several_workers_share_the_port_and_relay_each_event_once(
     tmp_path: Path, fake_graph: FakeGraph
 ) -> None:
-    port = free_port()
+    port, admin = free_port(), free_port()
     config = tmp_path / "config.yaml"
     config.write_text(settings_yaml(
         tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
-        extra=f"server: {{port: {port}}}\n",
+        extra=f"server: {{port: {port}}}\nadmin: {{listen: '127.0.0.1:{admin}'}}\n",
     ))
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "2",
@@ -231,7 +263,8 @@ async def test_several_workers_share_the_port_and_relay_each_event_once(
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def both_workers_answer() -> bool:
-                async with session.get(f"{base}/status") as response:
+                # Both workers answer on the admin listener too (SO_REUSEPORT).
+                async with session.get(f"http://127.0.0.1:{admin}/status") as response:
                     workers_seen.add((await response.json())["worker"]["index"])
                 return workers_seen == {0, 1}
 
@@ -258,7 +291,8 @@ def test_serve_tunes_the_collector_once_start_up_is_done(
     served: list[web.Application] = []
     monkeypatch.setattr(run.web, "run_app", lambda app, **options: served.append(app))
     run.serve(parse_settings(settings_yaml(
-        tmp_path, destination_yaml("main", "http://127.0.0.1:9", pixel_id=PIXEL_A)), env={}))
+        tmp_path, destination_yaml("main", "http://127.0.0.1:9", pixel_id=PIXEL_A),
+        extra="admin: {listen: ''}\n"), env={}))
     [app] = served
     assert app.on_startup[-1] is tune_gc  # after the contexts that build the long-lived parts
 

@@ -29,10 +29,6 @@ __all__ = ["IPAddress", "TrustedProxies", "parse_ip", "truncate_ip"]
 
 log = logging.getLogger(__name__)
 
-# Headers proxies and CDNs add to name the client (read only when configured).
-_COMMON_CLIENT_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "CF-Connecting-IP",
-                          "True-Client-IP", "Fastly-Client-IP")
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -90,7 +86,6 @@ class TrustedProxies:
         )
         self._headers = tuple(headers)
         self._chain = "Forwarded" if chain == "forwarded" else "X-Forwarded-For"
-        self._naming_headers = (*_COMMON_CLIENT_HEADERS, *self._headers)
         self._truncate = truncate
         # The first private-address peer seen while no proxy is trusted: most likely a proxy
         # (Docker, a load balancer) the config does not list, so every visitor looks like it.
@@ -108,11 +103,6 @@ class TrustedProxies:
         """Whether the socket peer is one of our proxies."""
         address = parse_ip(peer)
         return address is not None and bool(self._networks) and self._check_trusted(address)
-
-    def proxied(self, headers: CIMultiDictProxy[str]) -> bool:
-        """True when a request names a client other than its peer: any header this gateway
-        is configured to read, or one that proxies commonly add."""
-        return any(name in headers for name in self._naming_headers)
 
     def client_ip(self, peer: str | None, headers: CIMultiDictProxy[str]) -> str | None:
         """The client's address as text, or None when the peer itself is unknown."""

@@ -14,7 +14,14 @@ from gateway import appkeys
 from gateway.app import create_app
 from gateway.config import load_settings
 
-from ..conftest import PIXEL_A, PIXEL_B, destination_yaml, settings_yaml, wait_until
+from ..conftest import (
+    PIXEL_A,
+    PIXEL_B,
+    destination_yaml,
+    operator_listener,
+    settings_yaml,
+    wait_until,
+)
 from ..conftest import outbox_rows as rows
 from ..fake_graph import FakeGraph
 
@@ -32,7 +39,7 @@ async def test_a_paused_destination_removed_leaves_no_alerting_metrics(
     main = destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)
     other = destination_yaml("other", fake_graph.url, pixel_id=PIXEL_B)
     config.write_text(settings_yaml(tmp_path, main, other))
-    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    client = operator_listener(await aiohttp_client(create_app(load_settings(config, env={}))))
     fake_graph.fail_with(401, 190, "Session has expired")
     assert (await hit(client, PIXEL_A, eid="a1")).status == 200
     [worker] = [w for w in client.app[appkeys.RELAYS] if w.name == "main"]
@@ -79,7 +86,7 @@ async def test_a_config_reload_retests_the_rules_against_the_new_destinations(
     config = tmp_path / "config.yaml"
     main = destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)
     config.write_text(settings_yaml(tmp_path, main, extra="rules: {path: rules}\n"))
-    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    client = operator_listener(await aiohttp_client(create_app(load_settings(config, env={}))))
     rules = client.app[appkeys.RULES]
     (folder / "10-route.yaml").write_text(
         "version: 1\nrules:\n  - name: leads to extra\n    when: {event_name: Lead}\n"
