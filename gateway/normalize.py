@@ -111,6 +111,7 @@ _DATE_FORMATS: tuple[tuple[re.Pattern[str], tuple[tuple[str, str, str], ...]], .
 def birth_date(value: str) -> str | None:
     """db: YYYYMMDD from ISO, compact, US (MM/DD/YYYY) or day-first (DD.MM.YYYY) dates."""
     text = _fold(value).strip()
+    today = date.today()
     readings: set[date] = set()
     for pattern, orders in _DATE_FORMATS:
         match = pattern.fullmatch(text)
@@ -122,7 +123,7 @@ def birth_date(value: str) -> str | None:
                 born = date(parts["y"], parts["m"], parts["d"])
             except ValueError:
                 continue
-            if _FIRST_BIRTH_YEAR <= born.year and born <= date.today():
+            if _FIRST_BIRTH_YEAR <= born.year and born <= today:
                 readings.add(born)
     return readings.pop().strftime("%Y%m%d") if len(readings) == 1 else None
 
