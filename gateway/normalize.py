@@ -51,11 +51,17 @@ def _text(value: str) -> str:
 
 
 def _letters_and_digits(value: str) -> str:
-    return "".join(ch for ch in _text(value) if ch.isalnum())
+    return "".join(ch for ch in _text(value) if ch.isalnum() or _is_mark(ch))
 
 
 def _letters(value: str) -> str:
-    return "".join(ch for ch in _text(value) if ch.isalpha())
+    return "".join(ch for ch in _text(value) if ch.isalpha() or _is_mark(ch))
+
+
+def _is_mark(ch: str) -> bool:
+    """Vowel signs and other combining marks are part of a letter in many scripts (the `ि` of
+    Hindi `अनिल`); after NFKC the ones left have no composed form, so they stay."""
+    return not ch.isascii() and unicodedata.category(ch).startswith("M")
 
 
 def email(value: str) -> str | None:

@@ -227,6 +227,8 @@ def arabic_indic(digits: str) -> str:
     ("st", wide("CA"), "ca"),
     ("fn", wide("JOE"), "joe"),
     ("fn", "日本", "日本"),
+    ("fn", "अनिल", "अनिल"),  # the vowel sign is part of the name
+    ("ct", "तिरुवनंतपुरम", "तिरुवनंतपुरम"),
     ("ln", "Müller", "müller"),
     ("ct", f"{wide('San')} José", "sanjosé"),
     ("external_id", wide("ABC-42"), wide("abc-42")),
