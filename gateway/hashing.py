@@ -18,10 +18,13 @@ from .normalize import NORMALIZERS, normalize_phone
 
 __all__ = ["CLEAR_KEYS", "HASHED_KEYS", "hash_user_data", "hash_value", "looks_hashed"]
 
+# Meta's documented user_data keys (docs/meta-capi.md): the ones it matches by hash, and the
+# ones it wants as they are. Any other key is dropped, since it could carry personal data.
 HASHED_KEYS = frozenset(NORMALIZERS)
 CLEAR_KEYS = frozenset({
     "client_ip_address", "client_user_agent", "fbc", "fbp", "subscription_id", "fb_login_id",
-    "lead_id", "ctwa_clid", "page_id", "anon_id", "madid",
+    "lead_id", "ctwa_clid", "page_id", "page_scoped_user_id", "ig_account_id", "ig_sid",
+    "anon_id", "madid",
 })
 # Names backends often use for Meta's short keys.
 _ALIASES = {

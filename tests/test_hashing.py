@@ -4,14 +4,20 @@ mistakes done right, pass-through of hashed values, and properties that must hol
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.hashing import hash_user_data, hash_value, looks_hashed
+from gateway.hashing import CLEAR_KEYS, HASHED_KEYS, hash_user_data, hash_value, looks_hashed
 from gateway.normalize import NORMALIZERS, normalize_phone
+
+ROOT = Path(__file__).resolve().parent.parent
+SDK_VECTORS = ROOT / "tests" / "data" / "sdk-vectors"
+VECTORS = json.loads((SDK_VECTORS / "vectors.json").read_text(encoding="utf-8"))
 
 
 def sha(text: str) -> str:
@@ -182,3 +188,171 @@ def test_unknown_user_data_keys_are_dropped_so_nothing_leaks_unhashed() -> None:
         "user_data.email: not a Conversions API key (did you mean 'em'?) (dropped)",
         "user_data.favourite: not a Conversions API key (dropped)",
     ]
+
+
+@pytest.mark.parametrize(("key", "raw"), [
+    ("dobd", "-1"), ("dobd", "2b"), ("dobd", "001"), ("dobd", "00"), ("dobd", "32"),
+    ("dobm", "-1"), ("dobm", "2b"), ("dobm", "001"), ("dobm", "May"), ("dobm", "13"),
+    ("doby", "-1990"), ("doby", "1990a"), ("doby", "19900"), ("doby", "'90"),
+])
+def test_birth_day_month_and_year_are_never_guessed_from_garbage(key: str, raw: str) -> None:
+    hashed, problems = hash_user_data({key: raw})
+    assert hashed == {}
+    assert problems == [f"user_data.{key}: not a usable value (dropped)"]
+
+
+def wide(text: str) -> str:
+    """The full-width form East Asian input methods type: `1` -> U+FF11, `A` -> U+FF21."""
+    return "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in text)
+
+
+def arabic_indic(digits: str) -> str:
+    return "".join(chr(0x0660 + int(ch)) for ch in digits)
+
+
+# Values typed with full-width or other-script digits mean the same ASCII text; names and cities
+# keep their letters (Meta: lowercase, UTF-8); identifiers are opaque and not folded.
+@pytest.mark.parametrize(("key", "raw", "normalized"), [
+    ("ph", wide("+1 (650) 555-1212"), "16505551212"),
+    ("ph", arabic_indic("0016505551212"), "16505551212"),
+    ("em", f" {wide('JOE@EXAMPLE.COM')} ", "joe@example.com"),
+    ("zp", wide("12345"), "12345"),
+    ("zp", wide("94025-1234"), "94025"),
+    ("db", wide("1990-02-28"), "19900228"),
+    ("doby", wide("1990"), "1990"),
+    ("dobm", wide("02"), "02"),
+    ("dobd", wide("28"), "28"),
+    ("ge", wide("F"), "f"),
+    ("country", wide("US"), "us"),
+    ("st", wide("CA"), "ca"),
+    ("fn", wide("JOE"), "joe"),
+    ("fn", "日本", "日本"),
+    ("fn", "अनिल", "अनिल"),  # the vowel sign is part of the name
+    ("ct", "तिरुवनंतपुरम", "तिरुवनंतपुरम"),
+    ("ln", "Müller", "müller"),
+    ("ct", f"{wide('San')} José", "sanjosé"),
+    ("external_id", wide("ABC-42"), wide("abc-42")),
+])
+def test_non_ascii_digits_and_letters_are_folded_where_the_meaning_is_plain(
+    key: str, raw: str, normalized: str
+) -> None:
+    assert NORMALIZERS[key](raw) == normalized
+    assert hash_value(key, raw, None) == sha(normalized)
+
+
+def test_full_width_national_phone_gets_its_country_code() -> None:
+    assert normalize_phone(wide("090-1234-5678"), "jp") == "819012345678"
+
+
+@pytest.mark.parametrize(("key", "raw"), [
+    ("zp", wide("123") + " \u0430\u0431\u0432"),  # postal codes are Latin letters and digits
+    ("doby", "一九九〇"),  # numerals, not digits
+    ("dobd", arabic_indic("32")),
+    ("db", wide("1990") + "年" + wide("2") + "月" + wide("28") + "日"),
+])
+def test_non_ascii_values_without_a_plain_meaning_are_dropped(key: str, raw: str) -> None:
+    hashed, problems = hash_user_data({key: raw})
+    assert hashed == {}
+    assert problems == [f"user_data.{key}: not a usable value (dropped)"]
+
+
+@pytest.mark.parametrize("raw", [
+    "1990123", "1990-123",  # 1990-01-23 or 1990-12-03
+    "02/03/1990", "02.03.1990", "02031990",  # 3 February (US) or 2 March
+    "19900231", "2999-01-01", "1899-12-31",  # no such day, the future, before 1900
+])
+def test_ambiguous_or_impossible_birth_dates_are_dropped(raw: str) -> None:
+    hashed, problems = hash_user_data({"db": raw})
+    assert hashed == {}
+    assert problems == ["user_data.db: not a usable value (dropped)"]
+
+
+@pytest.mark.parametrize(("raw", "normalized"), [
+    ("19901203", "19901203"), ("1990-1-23", "19900123"), ("1990 12 3", "19901203"),
+    ("03/03/1990", "19900303"), ("13/02/1990", "19900213"), ("02/13/1990", "19900213"),
+    ("13021990", "19900213"), ("12311990", "19901231"),
+])
+def test_birth_dates_with_one_reading_are_kept(raw: str, normalized: str) -> None:
+    assert NORMALIZERS["db"](raw) == normalized
+
+
+def test_every_documented_user_data_key_is_hashed_or_passed_on() -> None:
+    app_user_id = sha("user-42")
+    clear = {key: f"value-of-{key}" for key in CLEAR_KEYS}
+    hashed, problems = hash_user_data({"app_user_id": app_user_id, **clear})
+    assert problems == []
+    assert hashed == {"app_user_id": app_user_id, **clear}
+    assert {"page_scoped_user_id", "ig_account_id", "ig_sid", "ctwa_clid", "lead_id", "anon_id",
+            "madid", "subscription_id", "fb_login_id", "page_id"} <= CLEAR_KEYS
+    # A raw app_user_id is hashed the way the Node SDK's setAppUserId does: trimmed, lowercase.
+    assert hash_user_data({"app_user_id": " User-42 "}) == ({"app_user_id": app_user_id}, [])
+
+
+def test_the_docs_name_every_user_data_key() -> None:
+    docs = (ROOT / "docs" / "meta-capi.md").read_text()
+    section = docs.split("## user_data: what is hashed and how")[1].split("\n## ")[0]
+    named = set(re.findall(r"`([a-z_0-9]+)`", section))
+    assert (HASHED_KEYS | CLEAR_KEYS) <= named
+
+
+# Meta's Business SDKs' own unit-test cases (tests/data/sdk-vectors/README.md).
+
+
+def _gateway(vector: dict[str, str]) -> str | None:
+    """What the gateway makes of a vector: the normalized text, or for an already-hashed input
+    the value it sends."""
+    if vector["outcome"] == "hash":
+        return hash_value(vector["key"], vector["input"], None)
+    return NORMALIZERS[vector["key"]](vector["input"])
+
+
+def _agrees(vector: dict[str, str], result: str | None) -> bool:
+    outcome = vector["outcome"]
+    if outcome == "refused":
+        return result is None
+    if outcome == "accepted":
+        return result is not None
+    return result == vector["expected"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"],
+                         ids=lambda v: f"{v['sdk']}-{v['key']}-{v['input']!r}")
+def test_sdk_vectors_agree_unless_the_gateway_differs_on_purpose(vector: dict[str, str]) -> None:
+    result = _gateway(vector)
+    if "why" in vector:  # a deliberate difference: pinned, and really a difference
+        assert vector["why"] in VECTORS["reasons"]
+        assert result == vector["gateway"]
+        assert not _agrees(vector, result)
+    else:
+        assert _agrees(vector, result)
+
+
+def test_sdk_vectors_cover_every_sdk_with_its_license_and_commit() -> None:
+    readme = (SDK_VECTORS / "README.md").read_text()
+    for sdk, origin in VECTORS["sdks"].items():
+        assert (SDK_VECTORS / f"LICENSE-{sdk}").read_text().startswith("Copyright")
+        assert origin["commit"] in readme and origin["repo"] in readme
+        assert any(v["sdk"] == sdk for v in VECTORS["vectors"])
+    assert {v["sdk"] for v in VECTORS["vectors"]} == set(VECTORS["sdks"])
+
+
+def _shown(value: str | None) -> str:
+    return "dropped" if value is None else f"`{json.dumps(value, ensure_ascii=False)}`"
+
+
+def test_docs_list_exactly_the_deliberate_differences() -> None:
+    docs = (ROOT / "docs" / "meta-capi.md").read_text(encoding="utf-8")
+    rows = {line for line in docs.splitlines() if line.startswith("| ") and line.endswith("` |")
+            and line.split(" | ")[0][2:] in VECTORS["sdks"]}
+    expected = set()
+    for v in VECTORS["vectors"]:
+        if "why" in v:
+            sdk_gives = _shown(v.get("expected")) if v["outcome"] in ("normalized", "hash") \
+                else v["outcome"]
+            shown_input = json.dumps(v["input"], ensure_ascii=False)
+            expected.add(f"| {v['sdk']} | `{v['key']}` | `{shown_input}` | {sdk_gives}"
+                         f" | {_shown(v['gateway'])} | `{v['why']}` |")
+    assert rows == expected
+    flat = " ".join(docs.split())
+    for name, reason in VECTORS["reasons"].items():
+        assert f"- `{name}`: {reason}" in flat
