@@ -30,9 +30,8 @@ from .hitevent import MAX_EVENT_ID, MAX_SAFE_INTEGER, new_event_id
 __all__ = ["build_server_event", "keep_invalid", "request_fields"]
 
 _MAX_IP_TEXT = 64
-_IP = "user_data.client_ip_address"
-# Destination types and rules read these without checking their type: an event where they are
-# wrong is refused before either runs.
+# Later steps rely on these being objects (hashing on user_data, the destination types' checks
+# on the others): an event where one is not is refused before any runs.
 _OBJECT_FIELDS = ("user_data", "custom_data", "app_data", "original_event_data",
                   "attribution_data")
 
@@ -92,7 +91,7 @@ def _client_ip(user_data: dict[str, Any], truncate: bool, refused: list[str]) ->
     address = parse_ip(ip) if isinstance(ip, str) and len(ip) <= _MAX_IP_TEXT else None
     if address is None:
         if isinstance(ip, str):  # a wrong type is already among the reasons
-            refused.append(f"{_IP} must be an IPv4 or IPv6 address")
+            refused.append("user_data.client_ip_address must be an IPv4 or IPv6 address")
         if truncate:  # nothing shows it is no full address: it is not stored
             del user_data["client_ip_address"]
         return None
