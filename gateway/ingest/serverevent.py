@@ -1,10 +1,16 @@
 """Turn one event a backend sent (a CAPI `data` element) into an Event for the pipeline.
 
 The event is kept as received; the gateway only fills `event_id` when it is missing (Meta
-deduplicates browser and server copies by it) and, with `identity.truncate_ip`, shortens
-`user_data.client_ip_address` before anything is stored. Problems that make an event impossible
-to store faithfully (no event name, a time that is not a number, user_data that is not an
-object) come back as reasons: the event is refused and never stored.
+deduplicates browser and server copies by it), rewrites tolerated forms of documented fields to
+their documented types (fieldtypes.py) and, with `identity.truncate_ip`, shortens
+`user_data.client_ip_address` before anything is stored.
+
+Two kinds of refusal. An event without the shape every later step relies on (an event name, a
+time that is a number, an event_id that is text, an action_source that is text, objects where
+objects belong: user_data must be one for its values to be hashed) is refused and never
+stored. An event with any other documented field of the wrong type, or a client IP that is no
+address, is refused too but kept: an `invalid` row with its reasons, once prepared (hashed)
+like any other (`keep_invalid`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ import orjson
 
 from ..identity.trustedproxies import parse_ip, truncate_ip
 from ..model import Context, Event
+from ..pipeline import Route
+from .fieldtypes import check_fields
 from .hitevent import MAX_EVENT_ID, MAX_SAFE_INTEGER, new_event_id
 
-__all__ = ["build_server_event", "request_fields"]
+__all__ = ["build_server_event", "keep_invalid", "request_fields"]
 
 _MAX_IP_TEXT = 64
+# Later steps rely on these being objects (hashing on user_data, the destination types' checks
+# on the others): an event where one is not is refused before any runs.
 _OBJECT_FIELDS = ("user_data", "custom_data", "app_data", "original_event_data",
                   "attribution_data")
 
@@ -41,33 +51,53 @@ def build_server_event(
     fields_json: str,
     truncate: bool = False,
     make_event_id: Callable[[], str] = new_event_id,
-) -> Event | list[str]:
-    """The Event for one received CAPI event, or the reasons it cannot be stored."""
-    reasons = _shape_problems(data)
-    if reasons:
-        return reasons
+) -> tuple[Event | None, list[str]]:
+    """The Event for one received CAPI event and the reasons it is refused (none: it is fine);
+    no Event when it cannot even be stored."""
+    refused = check_fields(data)  # first: a time sent as text becomes a number
+    unstorable = _shape_problems(data)
+    if unstorable:
+        return None, unstorable
     event_id = data.get("event_id")
     if event_id is None or event_id == "":
         data["event_id"] = make_event_id()
     elif isinstance(event_id, int):
         data["event_id"] = str(event_id)
     user_data: dict[str, Any] = data.get("user_data") or {}
-    ip = user_data.get("client_ip_address") or None
-    if ip is not None:
-        address = parse_ip(ip) if isinstance(ip, str) and len(ip) <= _MAX_IP_TEXT else None
-        if address is None:
-            return ["user_data.client_ip_address must be an IPv4 or IPv6 address"]
-        if truncate:
-            ip = user_data["client_ip_address"] = str(truncate_ip(address))
+    ip = _client_ip(user_data, truncate, refused)
     agent = user_data.get("client_user_agent")
-    if agent is not None and not isinstance(agent, str):
-        return ["user_data.client_user_agent must be text"]
     context = Context(
-        source="server", pixel_id=pixel_id, ip=ip, user_agent=agent,
+        source="server", pixel_id=pixel_id, ip=ip,
+        user_agent=agent if isinstance(agent, str) else None,
         test_event_code=str(forwarded.get("test_event_code", "")),
         request_fields=fields_json,
     )
-    return Event(data=data, context=context)
+    return Event(data=data, context=context), refused
+
+
+def keep_invalid(event: Event, reasons: list[str]) -> list[str]:
+    """Make a prepared event an `invalid` row with these reasons, whatever the rules and the
+    destinations said: the gateway refused it before either matters. Returns the reasons."""
+    event.context.decision = None  # a rule's drop would leave no row to inspect
+    event.context.route = Route([], [], reasons, [])
+    return reasons
+
+
+def _client_ip(user_data: dict[str, Any], truncate: bool, refused: list[str]) -> str | None:
+    """The client IP for the context (truncated in user_data too, if asked), or None."""
+    ip = user_data.get("client_ip_address")
+    if ip is None or ip == "":
+        return None
+    address = parse_ip(ip) if isinstance(ip, str) and len(ip) <= _MAX_IP_TEXT else None
+    if address is None:
+        if isinstance(ip, str):  # a wrong type is already among the reasons
+            refused.append("user_data.client_ip_address must be an IPv4 or IPv6 address")
+        if truncate:  # nothing shows it is no full address: it is not stored
+            del user_data["client_ip_address"]
+        return None
+    if truncate:
+        ip = user_data["client_ip_address"] = str(truncate_ip(address))
+    return ip
 
 
 def _shape_problems(data: dict[str, Any]) -> list[str]:

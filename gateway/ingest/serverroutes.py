@@ -41,7 +41,7 @@ from .graphanswers import (
 )
 from .keyscan import MAX_CANDIDATES, TooManyKeys, candidates
 from .serverbody import RawBody, ServerBody, parse_server_body, read_raw_body
-from .serverevent import build_server_event, request_fields
+from .serverevent import build_server_event, keep_invalid, request_fields
 
 __all__ = ["INGRESS", "ServerIngress", "add_server_routes"]
 
@@ -210,12 +210,15 @@ async def _commit(app: web.Application, state: ServerIngress, body: ServerBody,
     positions: list[int] = []
     rejected: list[Rejection] = []
     for index, data in enumerate(body.events):
-        built = build_server_event(data, pixel_id=pixel_id, now=now, forwarded=body.forwarded,
-                                   fields_json=fields_json, truncate=state.truncate_ip)
-        if isinstance(built, list):
-            rejected.append(Rejection(index, built))  # cannot even be stored faithfully
+        built, refused = build_server_event(
+            data, pixel_id=pixel_id, now=now, forwarded=body.forwarded,
+            fields_json=fields_json, truncate=state.truncate_ip)
+        if built is None:
+            rejected.append(Rejection(index, refused))  # cannot even be stored faithfully
             continue
         problems = pipeline.prepare(built)
+        if refused:  # wrongly typed fields: kept as an `invalid` row
+            problems = keep_invalid(built, refused)
         if problems:
             rejected.append(Rejection(index, problems))
         events.append(built)
