@@ -147,7 +147,8 @@ IDENTIFIERS = ListOf(IDENTIFIER, "a list of text or whole numbers")
 CLEAR_TYPES: dict[str, Kind] = {  # every key of hashing.CLEAR_KEYS (a test checks)
     "client_ip_address": TEXT, "client_user_agent": TEXT, "fbc": TEXT, "fbp": TEXT,
     "subscription_id": IDENTIFIER, "fb_login_id": IDENTIFIER, "lead_id": IDENTIFIER,
-    "ctwa_clid": TEXT, "page_id": IDENTIFIER, "anon_id": TEXT, "madid": TEXT,
+    "ctwa_clid": TEXT, "page_id": IDENTIFIER, "page_scoped_user_id": IDENTIFIER,
+    "ig_account_id": IDENTIFIER, "ig_sid": IDENTIFIER, "anon_id": TEXT, "madid": TEXT,
 }
 USER_DATA = Fields({
     **{key: Scalar("text or a list of text", _hashable) for key in sorted(HASHED_KEYS)},
