@@ -1,6 +1,6 @@
 """A newcomer whose events a rule drops can tell: one log line per rule at most every minute,
 with the count since the last one, naming the rule, the event and its source and nothing the
-visitor sent."""
+visitor sent; /status counts them per rule."""
 
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ async def test_drops_are_told_once_per_rule_per_interval_with_the_count(
     await wait_until(lambda: len(told()) == 2)
     assert told()[1] == ("rule 'drop bots' dropped 4 events in the last 60s, the latest "
                          "'Purchase' (browser)")
+    assert (await hit(client, eid="kept")).status == 200  # its commit carries the drop counts
+    status = await (await client.get("/status")).json()
+    assert status["rules"]["dropped_last_24h"] == {"drop bots": 5}
     # The gateway's own lines (aiohttp's test server keeps an access log the gateway turns off)
     logged = " ".join(r.getMessage() for r in caplog.records if r.name.startswith("gateway"))
     assert not any(value in logged for value in ("jane", "33612345678", "4242", "bot-"))
