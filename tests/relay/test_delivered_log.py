@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from gateway.destinations.meta_capi.sender import answered
 from gateway.settings import Settings
 
 from ..conftest import GatewayFactory, wait_until
@@ -43,6 +44,4 @@ async def test_a_delivered_batch_is_one_line_with_meta_s_answer(
     (b"<html>proxy</html>", "no events_received in the answer"),
 ])
 def test_meta_s_answer_in_words_keeps_counts_and_trace_only(raw: bytes, words: str) -> None:
-    from gateway.destinations.meta_capi.sender import answered
-
     assert answered(raw) == words
