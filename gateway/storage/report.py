@@ -29,7 +29,7 @@ __all__ = ["follow_outbox", "print_dead_letters", "print_outbox", "replay_dead_l
 FOLLOW_POLL = 0.5  # seconds between two reads of the store while following
 # A change is committed a little after the time it records (its transaction may wait for the
 # write lock): each read looks back this far, and rows already told are not told again.
-FOLLOW_MARGIN = 10.0
+FOLLOW_MARGIN = 2.0
 FOLLOW_LIMIT = 10_000  # changes per read
 STORED_STATES = ("pending", "unrouted", "invalid")  # what a row is written as
 

@@ -183,6 +183,8 @@ class SqliteOutbox(OutboxQueries):
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
         self._drops_due.set()
+        if self._drop_flusher is None and self._drops:  # given back by a failed commit
+            self._drop_flusher = asyncio.ensure_future(self._commit_drops())
         if self._drop_flusher is not None:
             await asyncio.shield(self._drop_flusher)
         async with self._read_lock:
