@@ -55,13 +55,16 @@ def _parser() -> argparse.ArgumentParser:
                         "enrichment as production (exit 1 on a failure).")
     outbox = commands.add_parser("outbox", parents=[config],
                                  help="show what the outbox holds (counts, newest rows)",
-                                 description="Rows per destination and state, then the newest "
-                                 "rows; safe while the gateway runs.")
+                                 description="Rows per destination and state, events dropped by "
+                                 "rules, then the newest rows; safe while the gateway runs.")
     outbox.add_argument("--state", choices=STATES, metavar="STATE",
                         help=f"only rows in this state ({', '.join(STATES)})")
     outbox.add_argument("--limit", type=int, default=20, help="rows to show")
     outbox.add_argument("--payload", action="store_true",
                         help="also print each event as (or as it would be) sent")
+    outbox.add_argument("--follow", action="store_true",
+                        help="then tell each new row, change of state and drop as it happens, "
+                             "until Ctrl-C (--state: only rows entering that state)")
     dead = commands.add_parser("dead-letters", help="events that could not be delivered",
                                description="List or replay the events a destination refused, "
                                "that expired, or that waited out a refused token.")
@@ -111,10 +114,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "test":
         return _test(settings)
     if args.command == "outbox":
-        from .storage.report import print_outbox
-
-        return asyncio.run(print_outbox(settings.storage, sys.stdout, state=args.state,
-                                        limit=args.limit, payload=args.payload))
+        return _outbox(args, settings)
     if args.command == "dead-letters":
         return _dead_letters(args, settings)
     if args.workers > 1 and args.worker is None:
@@ -217,6 +217,22 @@ def _print_problems(problems: list[Problem], where: str) -> None:
         print(problem, file=sys.stderr)
     count = len(problems)
     print(f"{count} problem{'s' if count != 1 else ''} in {where}", file=sys.stderr)
+
+
+def _outbox(args: argparse.Namespace, settings: Settings) -> int:
+    from .storage.report import follow_outbox, print_outbox
+
+    try:
+        code = asyncio.run(print_outbox(settings.storage, sys.stdout, state=args.state,
+                                        limit=args.limit, payload=args.payload))
+        if code or not args.follow:
+            return code
+        return asyncio.run(follow_outbox(settings.storage, sys.stdout, state=args.state,
+                                         payload=args.payload))
+    except KeyboardInterrupt:
+        if not args.follow:
+            raise
+        return 0  # Ctrl-C is how following ends
 
 
 def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from .storage import DEAD_REASONS, DeadLetterFilter
 __all__ = ["ADMIN_LISTENERS", "add_routes", "serve_operators_on"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DROPS_SHOWN_HOURS = 24  # /status counts the drops of the last day, per rule
 
 
 # (host, port) of the sockets where operator endpoints answer without a key.
@@ -129,6 +131,9 @@ async def status(request: web.Request) -> web.Response:
     outbox, now = app[appkeys.OUTBOX], app[appkeys.CLOCK]()
     counts = await outbox.open_counts()
     oldest = await outbox.oldest_pending()
+    dropped: Counter[str] = Counter()  # events the rules dropped: no rows, only counts
+    for drop in await outbox.drops(since=now - DROPS_SHOWN_HOURS * 3600):
+        dropped[drop.rule] += drop.events
     destinations = []
     for worker in app[appkeys.RELAYS]:
         name, destination = worker.name, worker.destination
@@ -162,7 +167,8 @@ async def status(request: web.Request) -> web.Response:
         "config": {"loaded_at": _iso(reloader.loaded_at), "last_error": reloader.last_error},
         "rules": {"rule_set": rules.current.hash, "rules": len(rules.current.rules),
                   "files": list(rules.current.files), "loaded_at": _iso(rules.loaded_at),
-                  "last_error": rules.last_error},
+                  "last_error": rules.last_error,
+                  f"dropped_last_{DROPS_SHOWN_HOURS}h": dict(sorted(dropped.items()))},
     })
 
 

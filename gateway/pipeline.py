@@ -1,17 +1,17 @@
 """From an accepted Event to committed outbox rows, in data-flow order:
 enrich (UA, geo) and hash user_data -> rules -> route -> validate per destination -> commit.
 
-Rules run before validation because they change what is valid (renaming an event to Purchase
-makes value and currency required). An event a rule drops is counted and goes nowhere. Each
-destination the event is routed to validates it by its type's rules (an event Meta would
-refuse can still go to a destination of another type). One that every routed destination
-refuses is not relayed but kept: an `invalid` row with the reasons. One that no destination
-takes (no destination accepts its pixel, or routing rules that share no name) is kept as an
-`unrouted` row, unless the configured types would all refuse it anyway (then `invalid`). A
-destination the visitor's consent does not allow gets nothing, not even a row (counted); nor
-does one whose platform has no test mode for an event sent with Meta's test_event_code. Every
-row records the hash of the rule set that decided it. One live snapshot of the destinations is
-read per event, at `prepare`.
+Rules run before validation because they change what is valid (renaming an event to Purchase makes
+value and currency required). An event a rule drops goes nowhere: it is counted (metric, outbox)
+and told in the log (drops.py). Each destination the event is routed to validates it by its type's
+rules (an event Meta would refuse can still go to a destination of another type). One that every
+routed destination refuses is not relayed but kept: an `invalid` row with the reasons. One that no
+destination takes (no destination accepts its pixel, or routing rules that share no name) is kept
+as an `unrouted` row, unless the configured types would all refuse it anyway (then `invalid`). A
+destination the visitor's consent does not allow gets nothing, not even a row (counted); nor does
+one whose platform has no test mode for an event sent with Meta's test_event_code. Every row
+records the hash of the rule set that decided it. One live snapshot of the destinations is read per
+event, at `prepare`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import orjson
 
 from .backpressure import Backpressure
 from .destinations import Destination
+from .drops import DropReport
 from .enrich import Enricher
 from .errors import HitError, OutboxFull
 from .live import Live
@@ -82,6 +83,7 @@ class Pipeline:
         self._metrics = metrics
         self._enricher = enricher
         self._clock = clock
+        self._drops = DropReport(outbox, clock)
 
     def check_room(self) -> None:
         """OutboxFull while backpressure holds: callers with costly work ahead check first."""
@@ -218,6 +220,8 @@ class Pipeline:
             self._metrics.count(self._metrics.withheld, name)
         if submission.dropped_by:
             self._metrics.count(self._metrics.dropped, submission.dropped_by)
+            self._drops.note(submission.dropped_by, event.context.source,
+                             str(event.data.get("event_name", "")))
         elif submission.invalid:
             self._metrics.count(self._metrics.invalid, event.context.source)
         elif submission.destinations:

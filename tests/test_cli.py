@@ -1,14 +1,18 @@
 """The command line as a person meets it: help, version, refused arguments, a busy port, a
-closed pipe."""
+closed pipe, following a running gateway's outbox."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +20,16 @@ from gateway.__main__ import main
 from gateway.config import load_settings
 from gateway.storage import STATES, OutboxEntry, open_outbox
 
-from .conftest import destination_yaml, settings_yaml
+from .conftest import (
+    PIXEL_A,
+    GatewayFactory,
+    destination_yaml,
+    settings_yaml,
+    stored_rows,
+    wait_until,
+)
+from .fake_graph import FakeGraph
+from .test_rules_live import hit
 from .test_serve import free_port
 
 
@@ -110,3 +123,89 @@ def test_every_subcommand_says_what_it_does(
         main([*command, "--help"])
     usage, _, rest = capsys.readouterr().out.partition("\n\n")
     assert usage.startswith("usage: tag-gateway") and rest.split("\n")[0][:1].isupper()
+
+
+def gateway_with_rules(tmp_path: Path, graph_url: str) -> Path:
+    """A config file whose rules drop bots, for one destination on `graph_url`."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "10-bots.yaml").write_text(
+        "version: 1\nrules:\n  - name: drop bots\n    when: {context.ua.is_bot: true}\n"
+        "    drop: true\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(tmp_path, destination_yaml("main", graph_url,
+                                                               pixel_id=PIXEL_A),
+                                    extra=f"rules: {{path: {folder}}}\n"))
+    return config
+
+
+async def follow(config: Path, *more: str, **streams: Any) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "outbox", "--follow", "--config", str(config), *more,
+        **{"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE, **streams})
+
+
+async def lines_until(process: asyncio.subprocess.Process, text: str, seen: list[str]) -> None:
+    assert process.stdout is not None
+    async with asyncio.timeout(15):
+        while not any(text in line for line in seen):
+            line = (await process.stdout.readline()).decode()
+            assert line, f"--follow ended early: {seen}"
+            seen.append(line)
+
+
+async def test_follow_tells_a_running_gateway_s_rows_changes_and_drops_until_ctrl_c(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    config = gateway_with_rules(tmp_path, fake_graph.url)
+    settings = load_settings(config, env={})
+    client = await start_gateway(settings)
+    await hit(client, eid="before")  # already there: listed first, not followed
+    await wait_until(lambda: [r.state for r in stored_rows(settings)] == ["delivered"])
+    process = await follow(config)
+    seen: list[str] = []
+    try:
+        await lines_until(process, "following", seen)
+        assert any("event_id=before" in line for line in seen)
+        fake_graph.fail_with(400, 100, "Invalid parameter")
+        await hit(client, eid="refused", **{"ud[em]": "jane.doe@example.com"})
+        await fake_graph.wait_for_requests(2)
+        await hit(client, ua="Googlebot/2.1 (+http://www.google.com/bot.html)", eid="bot")
+        await hit(client, eid="sent", **{"ud[em]": "jane.doe@example.com"})
+        await lines_until(process, "event_id=sent attempts=1", seen)
+        await lines_until(process, "by rule 'drop bots'", seen)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 15)
+    followed = "".join(seen[seen.index(next(s for s in seen if "following" in s)):])
+    assert re.search(r"stored  #2 main pending pixel=1+ PageView event_id=refused", followed)
+    assert re.search(r"changed #2 main dead \(invalid\) .*event_id=refused attempts=1 "
+                     r"last_error='.*Invalid parameter", followed)
+    assert re.search(r"stored  #3 main pending .*event_id=sent", followed)
+    assert re.search(r"changed #3 main delivered .*event_id=sent attempts=1", followed)
+    assert "dropped 1 'PageView' (browser) by rule 'drop bots'" in followed
+    assert "before" not in followed and "inflight" not in followed
+    assert "jane" not in followed  # user_data is never shown without --payload
+    assert process.returncode == 0 and b"Traceback" not in err, err
+
+
+async def test_follow_into_a_pipe_that_closes_ends_quietly(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory
+) -> None:
+    # `tag-gateway outbox --follow | head -n 1`: the next line written after head is gone ends it.
+    config = gateway_with_rules(tmp_path, fake_graph.url)
+    client = await start_gateway(load_settings(config, env={}))
+    reader = subprocess.Popen(["head", "-n", "1"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL)
+    assert reader.stdin is not None
+    process = await follow(config, stdout=reader.stdin)
+    reader.stdin.close()
+    await asyncio.to_thread(reader.wait, 15)
+    async with asyncio.timeout(15):
+        while process.returncode is None:
+            await hit(client)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 0.5)
+    assert process.stderr is not None
+    err = await process.stderr.read()
+    assert process.returncode == 0 and b"Traceback" not in err, err

@@ -88,9 +88,13 @@ class Destination(Protocol):
     def describe_batch(self, rows: Sequence[ClaimedRow]) -> str:
         """What one request would carry, for dry-run logs (no personal data, no secrets)."""
 
-    async def send(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]) -> None:
+    async def send(
+        self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]
+    ) -> str | None:
         """Deliver rows that share a batch key in one request; raise a RelayError subclass
-        with a reason safe to log and store when it did not succeed."""
+        with a reason safe to log and store when it did not succeed. May return the
+        platform's answer in words for the log (`events_received 3`; no personal data, no
+        secrets)."""
 
 
 class DestinationType(Protocol):

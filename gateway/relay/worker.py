@@ -38,6 +38,7 @@ from ..live import Live
 from ..observe import Metrics
 from ..settings import DestinationSettings
 from ..storage import ClaimedRow, Outbox
+from .delivered import log_delivered
 
 __all__ = ["IDLE_POLL_SECONDS", "SHARED_IDLE_POLL_SECONDS", "RelayWorker", "backoff_delay"]
 
@@ -294,7 +295,7 @@ class RelayWorker:
             return
         started = time.perf_counter()
         try:
-            await destination.send(self._session, rows)
+            answer = await destination.send(self._session, rows)
         except RateLimited as exc:
             self._backoff_until = max(self._backoff_until, self._clock() + exc.min_delay)
             await self._retry(rows, exc.reason, exc.min_delay, "rate_limited")
@@ -319,6 +320,7 @@ class RelayWorker:
                 return
             await self._dead_letter(rows, exc.reason, exc.fbtrace_id)
         else:
+            log_delivered(self.name, destination, rows, answer)
             await self._finish(rows, "delivered")
         finally:
             self._metrics.latency.labels(self.name).observe(time.perf_counter() - started)

@@ -35,6 +35,7 @@ from .types import (
     ClaimedRow,
     DeadLetter,
     DeadLetterFilter,
+    DropCount,
     OutboxEntry,
     OutboxRow,
     QueueDepth,
@@ -42,8 +43,9 @@ from .types import (
 
 __all__ = [
     "DEAD_REASONS", "DEFAULT_ENGINE", "ENGINES", "FINISHED_STATES", "OPEN_STATES",
-    "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "DeadLetter", "DeadLetterFilter", "Engine",
-    "Outbox", "OutboxEntry", "OutboxRow", "QueueDepth", "describe", "open_existing", "open_outbox",
+    "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "DeadLetter", "DeadLetterFilter",
+    "DropCount", "Engine", "Outbox", "OutboxEntry", "OutboxRow", "QueueDepth", "describe",
+    "open_existing", "open_outbox",
 ]
 
 Clock = Callable[[], float]

@@ -9,6 +9,8 @@ Guarantees every engine keeps (tests/storage/test_conformance.py checks them):
 - Acknowledgements (`finish`, `retry_later`, `release`, `dead_letter`) are fenced by the lease:
   a claim that outlived its lease cannot overwrite a newer outcome; each returns how many rows
   were still the caller's.
+- A drop (`count_drop`) is counted in memory and committed with the next group commit, or on
+  its own within about a second when no event comes: never one write per drop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .types import (
     ClaimedRow,
     DeadLetter,
     DeadLetterFilter,
+    DropCount,
     OutboxEntry,
     OutboxRow,
     QueueDepth,
@@ -42,6 +45,11 @@ class Outbox(Protocol):
     async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
         """Return once `entries` are committed; OutboxUnavailable if they could not be
         (or the outbox is closing)."""
+        ...
+
+    def count_drop(self, rule: str, source: str, event_name: str) -> None:
+        """Count one event `rule` dropped (it gets no row), in the hour it is counted at; durable
+        with the next commit (see the guarantees above) and at `close`."""
         ...
 
     # -- relay ---------------------------------------------------------------------------------
@@ -120,11 +128,23 @@ class Outbox(Protocol):
         """Stored rows with their events (optionally of one state), by id."""
         ...
 
+    async def changes(self, *, after_id: int, since: float, limit: int) -> list[OutboxRow]:
+        """Rows stored after row `after_id`, and rows whose state changed at or after `since`
+        (updated_at), by change time then id: for following what happens (`outbox --follow`).
+        Its cost follows the new rows, the changes and the backlog, not the rows kept."""
+        ...
+
+    async def drops(self, since: float = 0.0) -> list[DropCount]:
+        """Committed drop counts of the hours that end after `since`, by hour, rule, source,
+        event name."""
+        ...
+
     # -- upkeep and life cycle -----------------------------------------------------------------
     async def prune(self, older_than: float, dedup_older_than: float | None = None,
                     chunk: int = 5000) -> int:
-        """Delete finished rows last touched before `older_than` (and dedup keys older than
-        `dedup_older_than`); return how many rows. Dead letters are kept."""
+        """Delete finished rows last touched before `older_than`, drop counts of the hours
+        ended by then (and dedup keys older than `dedup_older_than`); return how many rows.
+        Dead letters are kept."""
         ...
 
     async def writable(self) -> bool:

@@ -13,6 +13,9 @@ Row states
   rows are written that way and only kept for inspection.
 Finished rows (delivered, dry_run, duplicate, unrouted, invalid) are pruned after the retention
 period; dead letters stay until replayed or deleted by a person.
+
+Events a rule drops get no row: only a count per hour, rule, source and event name
+(`DropCount`), pruned with the finished rows.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "DEAD_REASONS", "FINISHED_STATES", "OPEN_STATES", "QUEUED_STATES", "STATES", "Claim",
-    "ClaimedRow", "DeadLetter", "DeadLetterFilter", "OutboxEntry", "OutboxRow", "QueueDepth",
+    "ClaimedRow", "DeadLetter", "DeadLetterFilter", "DropCount", "OutboxEntry", "OutboxRow",
+    "QueueDepth", "drop_hour",
 ]
 
 QUEUED_STATES = ("pending", "inflight")
@@ -86,6 +90,22 @@ class QueueDepth(NamedTuple):
 
     rows: int  # rows waiting to be sent (pending or inflight)
     bytes: int  # the engine's size on disk
+
+
+class DropCount(NamedTuple):
+    """Events one rule dropped within one hour, by source and event name (nothing else of a
+    dropped event is kept)."""
+
+    hour: int  # Unix time of the hour's start (UTC)
+    rule: str
+    source: str  # browser | server
+    event_name: str
+    events: int  # how many it dropped
+
+
+def drop_hour(moment: float) -> int:
+    """The hour a drop at `moment` is counted in."""
+    return int(moment // 3600) * 3600
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What every storage engine's outbox does, written once against the `Outbox` protocol: group
-commit, leases, fencing, retries, dead letters, expiry, dedup, pruning, reports, closing, and
-crash recovery. Runs once per engine (see conftest.py)."""
+commit, leases, fencing, retries, dead letters, expiry, dedup, pruning, reports, drop counts,
+following changes, closing, and crash recovery. Runs once per engine (see conftest.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from gateway.storage import (
     OPEN_STATES,
     ClaimedRow,
     DeadLetterFilter,
+    DropCount,
     Outbox,
     OutboxEntry,
 )
@@ -365,6 +366,72 @@ async def test_rows_lists_the_store_for_people(outbox: Outbox, clock: Clock) -> 
     [invalid] = await outbox.rows(state="invalid")
     assert (invalid.last_error, invalid.rule_set) == ("bad value", "r1")
     assert everything[0].as_dict()["state"] == "pending"
+
+
+# -- drops -----------------------------------------------------------------------------------------
+async def test_drops_are_counted_per_hour_and_ride_the_next_commit(
+    outbox: Outbox, open_store: Opener, clock: Clock
+) -> None:
+    hour = int(clock.now // 3600 * 3600)
+    for _ in range(500):
+        outbox.count_drop("drop bots", "browser", "PageView")
+    outbox.count_drop("drop bots", "server", "Lead")
+    before = outbox.commits
+    await outbox.enqueue([entry(1)])
+    assert outbox.commits == before + 1  # the drops shared the event's commit
+    reader = await open_store()  # another process's view: only what is committed
+    assert await reader.drops() == [DropCount(hour, "drop bots", "browser", "PageView", 500),
+                                    DropCount(hour, "drop bots", "server", "Lead", 1)]
+    clock.now += 3600
+    outbox.count_drop("drop bots", "browser", "PageView")
+    await outbox.enqueue([entry(2)])
+    assert [(d.hour, d.events) for d in await reader.drops()] == [
+        (hour, 500), (hour, 1), (hour + 3600, 1)]
+    assert [(d.hour, d.events) for d in await reader.drops(since=clock.now)] == [(hour + 3600, 1)]
+
+
+async def test_drops_without_events_are_committed_by_close(
+    outbox: Outbox, open_store: Opener, clock: Clock
+) -> None:
+    outbox.count_drop("staging hosts", "browser", "Purchase")
+    outbox.count_drop("staging hosts", "browser", "Purchase")
+    await outbox.close()
+    assert [(d.rule, d.events) for d in await (await open_store()).drops()] == [
+        ("staging hosts", 2)]
+
+
+async def test_drop_counts_are_pruned_with_the_finished_rows(outbox: Outbox, clock: Clock) -> None:
+    outbox.count_drop("drop bots", "browser", "PageView")
+    await outbox.enqueue([entry(1)])
+    clock.now += 1800
+    assert await outbox.prune(older_than=clock.now) == 0
+    assert len(await outbox.drops()) == 1  # its hour has not ended before the cut
+    clock.now += 7200
+    await outbox.prune(older_than=clock.now - 60)
+    assert await outbox.drops() == []
+
+
+# -- following -------------------------------------------------------------------------------------
+async def test_changes_follow_new_rows_and_state_changes(outbox: Outbox, clock: Clock) -> None:
+    await outbox.enqueue([entry(1), entry(2)])
+    [seen] = await outbox.rows(limit=1, newest_first=True)
+    start = clock.now
+    clock.now += 1
+    await outbox.enqueue([entry(3), entry(4, state="unrouted", note="no destination")])
+    new = await outbox.changes(after_id=seen.id, since=clock.now, limit=100)
+    assert [(r.event_id, r.state) for r in new] == [("e3", "pending"), ("e4", "unrouted")]
+    clock.now += 1
+    changed_at = clock.now
+    first, second, _ = (await outbox.claim("main", 3)).rows
+    clock.now += 1
+    await outbox.finish([first])
+    await outbox.dead_letter([second], "invalid", "refused", None)
+    latest = max(r.id for r in new)
+    changed = await outbox.changes(after_id=latest, since=changed_at + 1, limit=100)
+    assert [(r.event_id, r.state, r.reason) for r in changed] == [
+        ("e1", "delivered", None), ("e2", "dead", "invalid")]
+    assert len(await outbox.changes(after_id=latest, since=start, limit=2)) == 2  # bounded
+    assert await outbox.changes(after_id=latest, since=clock.now + 1, limit=100) == []
 
 
 # -- crashes ---------------------------------------------------------------------------------------

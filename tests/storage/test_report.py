@@ -39,12 +39,15 @@ def test_commands_on_a_missing_store_say_so_and_create_nothing(
 
 
 def fill(config: Path) -> None:
-    """Two rows of `main`: one delivered, one refused by Meta."""
+    """Two rows of `main`: one delivered, one refused by Meta; three events dropped by rules."""
     storage = parse_settings(config.read_text(), env={}).storage
 
     async def run() -> None:
         outbox = await open_outbox(storage, clock=FakeClock())
         try:
+            for rule, source, name in [("drop bots", "browser", "PageView")] * 2 + [
+                    ("staging hosts", "server", "Purchase")]:
+                outbox.count_drop(rule, source, name)
             await outbox.enqueue([OutboxEntry("main", PIXEL_A, "", "Lead", f"e{n}", 1, b"{}")
                                   for n in (1, 2)])
             delivered, refused = (await outbox.claim("main", 10)).rows
@@ -56,7 +59,7 @@ def fill(config: Path) -> None:
     asyncio.run(run())
 
 
-def test_outbox_prints_counts_and_newest_rows(
+def test_outbox_prints_counts_drops_per_rule_and_newest_rows(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fill(config)
@@ -65,8 +68,11 @@ def test_outbox_prints_counts_and_newest_rows(
         f"outbox {tmp_path / 'gateway.db'}\n"
         "  main             dead       1\n"
         "  main             delivered  1\n"
+        "\ndropped by rules since 2027-01-15T08:00:00Z (not stored, not sent):\n"
+        "  'drop bots'              browser  'PageView'           2\n"
+        "  'staging hosts'          server   'Purchase'           1\n"
         "\nnewest 1 rows in state dead:\n"
-        f"  #2 main dead pixel={PIXEL_A} Lead event_id=e2 attempts=1 "
+        f"  #2 main dead (invalid) pixel={PIXEL_A} Lead event_id=e2 attempts=1 "
         "last_error='HTTP 400: bad value'\n"
         "    {}\n"
     )

@@ -134,10 +134,10 @@ class MetaCapi(DestinationBase[MetaCapiOptions]):
                 f"{self.events_url(rows[0].pixel_id)}"
                 + (f" with test_event_code {code}" if code else ""))
 
-    async def send(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]) -> None:
+    async def send(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow]) -> str:
         first = rows[0]
         body = batch_body(rows, first.test_event_code, self.options.partner_agent)
-        await post_batch(session, self.events_url(first.pixel_id), self.options.access_token,
+        return await post_batch(session, self.events_url(first.pixel_id), self.options.access_token,
                          body, self.settings.timeout)
 
 

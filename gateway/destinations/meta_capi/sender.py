@@ -17,8 +17,8 @@ from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenReject
 from ...storage import ClaimedRow
 from ..http import post_json, scrubbed
 
-__all__ = ["RATE_LIMIT_CODES", "TOKEN_CODES", "TRANSIENT_CODES", "batch_body", "classify",
-           "post_batch"]
+__all__ = ["RATE_LIMIT_CODES", "TOKEN_CODES", "TRANSIENT_CODES", "answered", "batch_body",
+           "classify", "post_batch"]
 
 # Meta's error codes (docs/meta-capi.md has the table).
 TRANSIENT_CODES = frozenset({1, 2})
@@ -27,6 +27,7 @@ TOKEN_CODES = frozenset({190, 102})
 RATE_LIMIT_DELAY = 60.0
 REDIRECT_DELAY = 300.0
 _TOKEN_PARAM = re.compile(r"access_token=[^&\s'\"]*")
+_TRACE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what an fbtrace_id looks like
 
 
 def batch_body(rows: Sequence[ClaimedRow], test_event_code: str, partner_agent: str = "") -> bytes:
@@ -48,17 +49,39 @@ def batch_body(rows: Sequence[ClaimedRow], test_event_code: str, partner_agent: 
 
 async def post_batch(
     session: aiohttp.ClientSession, url: str, token: str, body: bytes, timeout: float
-) -> None:
-    """POST one batch; raise a RelayError subclass with a reason free of the token."""
+) -> str:
+    """POST one batch; return Meta's answer in words (`answered`), or raise a RelayError
+    subclass with a reason free of the token."""
     status, raw, _ = await post_json(session, url, body, timeout=timeout,
                                      params={"access_token": token}, secrets=(token,))
     if 200 <= status < 300:
-        return
+        return answered(raw)
     if 300 <= status < 400:
         # A configuration problem, not a bad event: wait long, never dead-letter.
         raise Retryable(f"HTTP {status}: the Graph API answered with a redirect; check "
                         "graph_url (https, no trailing path)", min_delay=REDIRECT_DELAY)
     raise classify(status, raw, token)
+
+
+def answered(raw: bytes) -> str:
+    """An accepted batch's answer for the log: `events_received 3, fbtrace_id AbC` (and how
+    many messages, never their text, which may quote an event)."""
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        return "no events_received in the answer"
+    received = answer.get("events_received")
+    parts = [f"events_received {received}" if isinstance(received, int)
+             and not isinstance(received, bool) else "no events_received in the answer"]
+    messages = answer.get("messages")
+    if isinstance(messages, list) and messages:
+        parts.append(f"{len(messages)} message{'s' if len(messages) != 1 else ''}")
+    trace = answer.get("fbtrace_id")
+    if isinstance(trace, str) and _TRACE.fullmatch(trace):
+        parts.append(f"fbtrace_id {trace}")
+    return ", ".join(parts)
 
 
 def classify(status: int, raw: bytes, token: str = "") -> RelayError:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from ..types import DeadLetter, DeadLetterFilter, OutboxRow, QueueDepth
+from ..types import DeadLetter, DeadLetterFilter, DropCount, OutboxRow, QueueDepth
 from .deadletters import list_query, replay_query
 from .schema import FINISHED, QUEUED
 
@@ -25,6 +25,17 @@ _STALE_KEYS = ("DELETE FROM dedup WHERE (destination, pixel_id, event_name, even
                "(SELECT destination, pixel_id, event_name, event_id FROM dedup "
                "WHERE seen_at < ? LIMIT ?)")
 
+
+_OLD_DROPS = "DELETE FROM drops WHERE hour < ? - 3600"
+
+# For following: each branch reads one index (new ids, finished rows by updated_at, the
+# queue, the dead letters), so a poll never reads the rows kept for inspection.
+_CHANGED = f"""
+SELECT id FROM outbox WHERE id > :after
+UNION SELECT id FROM outbox WHERE {FINISHED} AND updated_at >= :since
+UNION SELECT id FROM outbox WHERE {QUEUED} AND updated_at >= :since
+UNION SELECT id FROM outbox WHERE state = 'dead' AND updated_at >= :since
+"""
 
 _OPEN_COUNTS = f"""
 SELECT destination, state, COUNT(*) FROM outbox WHERE {QUEUED} GROUP BY destination, state
@@ -49,7 +60,7 @@ class OutboxQueries:
     """Queries the store shares; the store provides the connection and the clock."""
 
     _clock: Callable[[], float]
-    _has_context: bool
+    _version: int  # the file's schema version (older only for a file opened to inspect)
 
     def read(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
         raise NotImplementedError
@@ -79,6 +90,9 @@ class OutboxQueries:
                     chunk: int = 5000) -> int:
         """Delete finished rows last touched before `older_than` (and stale dedup keys)."""
         total = await self._delete_in_chunks(_PRUNE_FINISHED, older_than, chunk)
+        if self._version >= 3:  # one row per hour and rule: no chunks needed
+            await self.write(lambda conn: conn.execute(_OLD_DROPS, (older_than,)).rowcount,
+                             relaxed=True)
         if dedup_older_than is not None:
             await self._delete_in_chunks(_STALE_KEYS, dedup_older_than, chunk)
         return total
@@ -132,10 +146,7 @@ class OutboxQueries:
         self, *, state: str | None = None, limit: int | None = None, newest_first: bool = False
     ) -> list[OutboxRow]:
         """Stored rows with their events (optionally of one state), by id."""
-        # A file of schema version 1, inspected without migrating it, has no context column.
-        context = "payloads.context" if self._has_context else "x''"
-        query = (f"SELECT {_ROW_COLUMNS}, payloads.payload, {context} FROM outbox "
-                 "LEFT JOIN payloads USING (id)")
+        query = self._row_query()
         params: list[object] = []
         if state is not None:
             query += " WHERE state = ?"
@@ -145,6 +156,32 @@ class OutboxQueries:
         async with self.read() as db:
             found = await db.execute_fetchall(query, params)
         return [_row(list(raw)) for raw in found]
+
+    def _row_query(self) -> str:
+        # A file of schema version 1, inspected without migrating it, has no context column.
+        context = "payloads.context" if self._version >= 2 else "x''"
+        return (f"SELECT {_ROW_COLUMNS}, payloads.payload, {context} FROM outbox "
+                "LEFT JOIN payloads USING (id)")
+
+    async def changes(self, *, after_id: int, since: float, limit: int) -> list[OutboxRow]:
+        """Rows stored after `after_id` or changed at or after `since`, by change, then id."""
+        query = (f"{self._row_query()} WHERE id IN ({_CHANGED}) "
+                 "ORDER BY outbox.updated_at, id LIMIT :limit")
+        async with self.read() as db:
+            found = await db.execute_fetchall(
+                query, {"after": after_id, "since": since, "limit": limit})
+        return [_row(list(raw)) for raw in found]
+
+    async def drops(self, since: float = 0.0) -> list[DropCount]:
+        """Committed drop counts of the hours ending after `since`."""
+        if self._version < 3:  # an older file, inspected: it counted none
+            return []
+        async with self.read() as db:
+            found = await db.execute_fetchall(
+                "SELECT hour, rule, source, event_name, count FROM drops WHERE hour > ? - 3600 "
+                "ORDER BY hour, rule, source, event_name", (since,))
+        return [DropCount(int(hour), rule, source, name, int(count))
+                for hour, rule, source, name, count in found]
 
     async def dead_letters(self, selection: DeadLetterFilter, limit: int) -> list[DeadLetter]:
         sql, params = list_query(selection, limit)

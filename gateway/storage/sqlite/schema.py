@@ -73,6 +73,15 @@ CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_at);
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # Per-event context for destinations that need it at send time (JSON; empty: none).
     2: ("ALTER TABLE payloads ADD COLUMN context BLOB NOT NULL DEFAULT x''",),
+    # Events the rules dropped: no row each, a count per hour, rule, source and event name.
+    3: ("""CREATE TABLE IF NOT EXISTS drops (
+    hour INTEGER NOT NULL,       -- Unix time of the hour's start
+    rule TEXT NOT NULL,
+    source TEXT NOT NULL,        -- browser | server
+    event_name TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (hour, rule, source, event_name)
+) WITHOUT ROWID""",),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -15,8 +15,9 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from itertools import groupby
 from pathlib import Path
 from typing import TypeVar
@@ -25,10 +26,10 @@ import aiosqlite
 import orjson
 
 from ...errors import OutboxUnavailable
-from ..types import Claim, ClaimedRow, OutboxEntry
+from ..types import Claim, ClaimedRow, OutboxEntry, drop_hour
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
-from .schema import QUEUED, migrate, user_version
+from .schema import QUEUED, SCHEMA_VERSION, migrate, user_version
 from .sqlthread import SqliteThread
 
 __all__ = ["SqliteOutbox"]
@@ -42,6 +43,12 @@ INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, even
                     last_error, rule_set, request_fields)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+_COUNT_DROPS = """
+INSERT INTO drops (hour, rule, source, event_name, count) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (hour, rule, source, event_name) DO UPDATE SET count = count + excluded.count
+"""
+# Drops counted while no event comes are committed on their own after this long.
+DROPS_INTERVAL = 1.0
 _LAST_ID = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
 _CLAIM = f"""
 UPDATE outbox SET state = 'inflight', available_at = ?, updated_at = ?
@@ -85,6 +92,11 @@ def _ids(rows: Sequence[ClaimedRow] | Sequence[int]) -> str:
     return orjson.dumps([row if isinstance(row, int) else row.id for row in rows]).decode()
 
 
+def _count_drops(conn: sqlite3.Connection, drops: Counter[tuple[int, str, str, str]]) -> None:
+    if drops:
+        conn.executemany(_COUNT_DROPS, [(*key, count) for key, count in drops.items()])
+
+
 class SqliteOutbox(OutboxQueries):
     """Durable queue of events per destination on one SQLite file (WAL)."""
 
@@ -97,7 +109,8 @@ class SqliteOutbox(OutboxQueries):
         commit_interval: float,
         lease_seconds: float,
         clock: Callable[[], float],
-        has_context: bool = True,
+        version: int = SCHEMA_VERSION,
+        drops_interval: float = DROPS_INTERVAL,
     ) -> None:
         self._db = db  # ingest and everything that must survive a power cut
         self._relay_db = relay_db  # relay bookkeeping: no fsync (see write)
@@ -115,8 +128,14 @@ class SqliteOutbox(OutboxQueries):
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
         self.commits = 0  # transactions that stored ingested rows (group commit at work)
-        # False only for a file of schema version 1 opened for inspection (never migrated)
-        self._has_context = has_context
+        # Older than SCHEMA_VERSION only for a file opened for inspection (never migrated)
+        self._version = version
+        # Drops counted in memory, by (hour, rule, source, event name), until a commit takes
+        # them; the task commits them alone when no event comes within `drops_interval`.
+        self._drops: Counter[tuple[int, str, str, str]] = Counter()
+        self._drops_interval = drops_interval
+        self._drops_due = asyncio.Event()  # set at close: commit them now
+        self._drop_flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -150,7 +169,7 @@ class SqliteOutbox(OutboxQueries):
                 await thread.close()
             raise
         return cls(db, relay_db, read_db, commit_interval=commit_interval,
-                   lease_seconds=lease_seconds, clock=clock, has_context=version >= 2)
+                   lease_seconds=lease_seconds, clock=clock, version=version)
 
     async def close(self) -> None:
         """Commit whatever is waiting, let a running transaction end, then close the file.
@@ -163,6 +182,11 @@ class SqliteOutbox(OutboxQueries):
         self._closed = True
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
+        self._drops_due.set()
+        if self._drop_flusher is None and self._drops:  # given back by a failed commit
+            self._drop_flusher = asyncio.ensure_future(self._commit_drops())
+        if self._drop_flusher is not None:
+            await asyncio.shield(self._drop_flusher)
         async with self._read_lock:
             await self._read_db.close()
         async with self._lock:
@@ -225,9 +249,11 @@ class SqliteOutbox(OutboxQueries):
         self._settle(batch, error)
 
     async def _insert(self, groups: list[Sequence[OutboxEntry]]) -> BaseException | None:
-        """Insert all rows in one transaction; return the error instead of raising."""
+        """Insert all rows, and the drops counted so far, in one transaction; return the error
+        instead of raising."""
         now = self._clock()
         entries = [e for group in groups for e in group]
+        drops, self._drops = self._drops, Counter()
 
         def insert(conn: sqlite3.Connection) -> None:
             # Ids are assigned here so the payloads table can share them; the write lock
@@ -242,14 +268,44 @@ class SqliteOutbox(OutboxQueries):
             ])
             conn.executemany("INSERT INTO payloads (id, payload, context) VALUES (?, ?, ?)",
                              [(first + n, e.payload, e.context) for n, e in enumerate(entries)])
+            _count_drops(conn, drops)
 
         try:
             await self.write(insert)
         except Exception as exc:  # disk full, I/O error, bad row: refuse, never half-write
             log.error("outbox commit failed: %s", exc)
+            self._drops.update(drops)  # the next commit takes them
             return exc
         self.commits += 1
         return None
+
+    # -- drops --------------------------------------------------------------------------------
+    def count_drop(self, rule: str, source: str, event_name: str) -> None:
+        """Count one dropped event in memory; the next commit (or `_commit_drops`) stores it."""
+        self._drops[(drop_hour(self._clock()), rule, source, event_name)] += 1
+        if self._drop_flusher is None and not self._closed:
+            self._drop_flusher = asyncio.create_task(self._commit_drops())
+
+    async def _commit_drops(self) -> None:
+        """Commit the drops no event commit took within `drops_interval` (or at close)."""
+        try:
+            while self._drops:  # also those counted while the last ones were being written
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drops_due.wait(), self._drops_interval)
+                drops, self._drops = self._drops, Counter()
+                if not drops:  # an event commit took them
+                    continue
+                try:
+                    # Relaxed: a count lost to a power cut is only a count.
+                    await self.write(partial(_count_drops, drops=drops), relaxed=True)
+                except Exception as exc:
+                    log.warning("could not store %d drop counts (trying again): %s",
+                                sum(drops.values()), exc)
+                    self._drops.update(drops)
+                    if self._closed:
+                        return
+        finally:
+            self._drop_flusher = None
 
     def _settle(
         self, batch: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]],

@@ -18,10 +18,11 @@ from gateway.errors import OutboxUnavailable
 from gateway.settings import StorageSettings
 from gateway.storage import DeadLetterFilter, open_existing, open_outbox
 from gateway.storage.sqlite import SqliteOutbox
-from gateway.storage.sqlite.schema import SCHEMA, SCHEMA_VERSION
+from gateway.storage.sqlite.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from gateway.storage.sqlite.sqlthread import SqliteThread
 
 from ...conftest import FakeClock as Clock
+from ...conftest import wait_until
 from ..test_conformance import entry
 
 
@@ -72,7 +73,8 @@ async def test_stale_dedup_keys_are_pruned_in_chunks(
     clock.now += 7200
     await outbox.enqueue([entry(9)])
     await outbox.finish((await outbox.claim("main", 10, dedup_seconds=3600)).rows)
-    deleted: list[int] = []  # rows per transaction: finished rows (none here), then stale keys
+    # rows per transaction: finished rows (none here), drop counts (none), then stale keys
+    deleted: list[int] = []
     real_write = outbox.write
 
     async def write(fn: Any, *, relaxed: bool = False) -> Any:
@@ -81,7 +83,7 @@ async def test_stale_dedup_keys_are_pruned_in_chunks(
 
     monkeypatch.setattr(outbox, "write", write)
     await outbox.prune(older_than=0, dedup_older_than=clock.now - 3600, chunk=2)
-    assert deleted == [0, 2, 2, 1]  # rows: none; stale keys: 5 in chunks of 2
+    assert deleted == [0, 0, 2, 2, 1]  # stale keys: 5 in chunks of 2
     assert query(tmp_path / "o.db", "SELECT event_id FROM dedup") == [("e9",)]
 
 
@@ -203,6 +205,97 @@ async def test_inspecting_an_old_file_does_not_migrate_it(tmp_path: Path, clock:
     finally:
         await outbox.close()
     assert query(path, "PRAGMA user_version") == [(1,)]
+
+
+def version_2_file(path: Path) -> None:
+    """A file as the release before drop counts wrote it: one queued row with its context."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executescript(SCHEMA)
+        for statement in MIGRATIONS[2]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version=2")
+        db.execute(
+            "INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, "
+            "event_id, event_time, expires_at, state, created_at, available_at, updated_at) "
+            "VALUES (1, 'main', '111', '', 'PageView', 'old', 1800000000, 1e308, 'pending', "
+            "1, 1, 1)")
+        db.execute("INSERT INTO payloads (id, payload, context) VALUES (1, ?, ?)",
+                   (b'{"event_id":"old"}', b'{"gclid":"g"}'))
+
+
+async def test_a_file_of_version_2_gains_drop_counts_and_keeps_its_rows(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "o.db"
+    version_2_file(path)
+    outbox = await open_outbox(StorageSettings(path=path), clock=clock)
+    try:
+        assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
+        outbox.count_drop("drop bots", "browser", "PageView")
+        await outbox.enqueue([entry(1)])
+        rows = (await outbox.claim("main", 10)).rows
+        assert [(r.event_id, r.context) for r in rows] == [("old", b'{"gclid":"g"}'), ("e1", b"")]
+        assert [(d.rule, d.events) for d in await outbox.drops()] == [("drop bots", 1)]
+    finally:
+        await outbox.close()
+
+
+async def test_inspecting_a_version_2_file_shows_no_drops_and_leaves_it_as_is(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "o.db"
+    version_2_file(path)
+    outbox = await open_existing(StorageSettings(path=path), clock=clock)
+    assert outbox is not None
+    try:
+        assert await outbox.drops() == []
+        assert [r.event_id for r in await outbox.changes(after_id=0, since=0, limit=10)] == ["old"]
+    finally:
+        await outbox.close()
+    assert query(path, "PRAGMA user_version") == [(2,)]
+
+
+async def test_drops_alone_are_committed_after_the_interval_in_one_write(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = await SqliteOutbox.open(tmp_path / "o.db", clock=clock)
+    monkeypatch.setattr(outbox, "_drops_interval", 0.05)
+    writes: list[bool] = []
+    real_write = outbox.write
+
+    async def write(fn: Any, *, relaxed: bool = False) -> Any:
+        writes.append(relaxed)
+        return await real_write(fn, relaxed=relaxed)
+
+    monkeypatch.setattr(outbox, "write", write)
+    try:
+        for _ in range(1000):
+            outbox.count_drop("drop bots", "browser", "PageView")
+        await wait_until(lambda: query(tmp_path / "o.db", "SELECT count FROM drops") == [(1000,)])
+        assert writes == [True]  # a thousand drops, one write (without fsync)
+    finally:
+        await outbox.close()
+
+
+async def test_following_reads_indexes_not_the_rows_kept(
+    outbox: SqliteOutbox, tmp_path: Path
+) -> None:
+    statements: list[str] = []
+    async with outbox.read() as db:
+        await db.set_trace_callback(statements.append)
+    try:
+        await outbox.changes(after_id=0, since=0, limit=10)
+    finally:
+        async with outbox.read() as db:
+            await db.set_trace_callback(None)
+    [sql] = statements
+    with contextlib.closing(sqlite3.connect(tmp_path / "o.db")) as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql)]
+    scans = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
+    # Never a scan of the whole table: new ids, finished rows by time, queue, dead letters.
+    assert all("USING INDEX" in step or "PRIMARY KEY" in step for step in scans), plan
+    assert {"SCAN outbox USING INDEX outbox_due", "SCAN outbox USING INDEX outbox_dead",
+            "SEARCH outbox USING INDEX outbox_finished (updated_at>?)"} <= set(scans)
 
 
 async def test_inspecting_creates_no_file(tmp_path: Path, clock: Clock) -> None:
