@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app
 from gateway.drops import LOG_INTERVAL
 
-from ..conftest import FakeClock, wait_until
+from ..conftest import FakeClock, operator_listener, wait_until
 from ..fake_graph import FakeGraph
 from ..test_rules_live import hit, with_rules
 
@@ -27,8 +27,8 @@ async def test_drops_are_told_once_per_rule_per_interval_with_the_count(
     tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = FakeClock()
-    client = await aiohttp_client(TestServer(create_app(
-        with_rules(tmp_path, fake_graph.url), clock=clock)))
+    client = operator_listener(await aiohttp_client(TestServer(create_app(
+        with_rules(tmp_path, fake_graph.url), clock=clock))))
     caplog.set_level(logging.INFO)
 
     def told() -> list[str]:
