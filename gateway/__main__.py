@@ -118,9 +118,11 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "dead-letters":
         return _dead_letters(args, settings)
     if args.workers > 1 and args.worker is None:
+        from .ingest.basecode import start_text
         from .workers import supervise
 
-        return supervise(Path(args.config), args.workers, settings.server.shutdown_timeout)
+        return supervise(Path(args.config), args.workers, settings.server.shutdown_timeout,
+                         announce=start_text(settings))
     return _serve(args, settings)
 
 

@@ -30,6 +30,7 @@ from .identity.cookies import FirstPartyCookies
 from .identity.trustedproxies import TrustedProxies
 from .ingest.browser import handle_hit
 from .ingest.cors import add_cors
+from .ingest.demo import add_demo_routes
 from .ingest.serverroutes import add_server_routes
 from .ingest.snippet import add_snippet_routes
 from .live import Live
@@ -87,6 +88,7 @@ def create_app(
     app.router.add_route("POST", f"{prefix}/tr", handle_hit)
     add_cors(app, prefix, settings.server.allowed_origins)
     add_snippet_routes(app, prefix, name=settings.server.script_name)
+    add_demo_routes(app, settings)
     admin.add_routes(app, prefix)
     add_server_routes(app, prefix)
     return app

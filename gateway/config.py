@@ -157,9 +157,18 @@ def _server(r: Reader) -> ServerSettings:
                                        low=64 * 1024, high=256 * 2**20, unit="bytes"),
         shutdown_timeout=r.number("shutdown_timeout", d.shutdown_timeout, kind=float, low=0,
                                   high=600, unit="seconds"),
+        demo=_demo(r, d.demo),
     )
     r.finish()
     return settings
+
+
+def _demo(r: Reader, default: bool | None) -> bool | None:
+    """`server.demo`: true, false, or auto (also when absent): on while listening on loopback."""
+    value = r.raw("demo", "auto")
+    if isinstance(value, str) and value.strip().lower() in ("auto", ""):
+        return default
+    return r.boolean("demo", False)
 
 
 def _header_name(r: Reader, path: KeyPath, name: str) -> bool:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from . import admin
 from .app import HANDLER_SHARE_OF_SHUTDOWN, create_app
+from .ingest.basecode import start_text
 from .live import Snapshot
 from .settings import Settings
 
@@ -82,6 +83,14 @@ def _admin_socket(listen: str, *, shared: bool) -> socket.socket:
     return sock
 
 
+def _listening(text: str, settings: Settings, worker: int | None) -> None:
+    """Log where the gateway listens; a lone process then prints the base code to paste (with
+    `--workers N` the supervisor prints it, once)."""
+    log.info("%s", text.strip())
+    if worker is None:
+        print(start_text(settings), flush=True)
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -120,6 +129,6 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
         shutdown_timeout=server.shutdown_timeout * HANDLER_SHARE_OF_SHUTDOWN,
         # The default access log would write hit URLs, which carry personal data.
         access_log=None,
-        print=(lambda text: log.info("%s", text.strip())) if not worker else None,
+        print=(lambda text: _listening(text, settings, worker)) if not worker else None,
         loop=_new_loop(),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,20 @@ class ServerSettings:
     max_server_body_bytes: int = 8 * 2**20  # server events: up to 1000 per request
     script_name: str = "gw.js"  # the first-party script's file name (avoid blocked names)
     shutdown_timeout: float = 10.0
+    demo: bool | None = None  # the /demo page; None (auto): on while listening on loopback only
+
+    @property
+    def serves_demo(self) -> bool:
+        """`demo` as set; by default only a gateway that listens on loopback, which no visitor
+        can reach, serves the demo page."""
+        if self.demo is not None:
+            return self.demo
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:  # a host name: could be anyone's
+            return False
 
 
 @dataclass(frozen=True)

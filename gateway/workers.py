@@ -26,8 +26,10 @@ POLL_SECONDS = 0.2
 
 
 class _Supervisor:
-    def __init__(self, config: Path, count: int, shutdown_timeout: float) -> None:
+    def __init__(self, config: Path, count: int, shutdown_timeout: float,
+                 announce: str) -> None:
         self._config = config
+        self._announce = announce
         self._count = count
         self._grace = shutdown_timeout + 5
         self._stopping = False
@@ -53,6 +55,8 @@ class _Supervisor:
         for index in range(self._count):
             self._start(index)
         log.info("serving with %d workers (worker 0 relays)", self._count)
+        if self._announce:
+            print(self._announce, flush=True)
         while not self._stopping:
             time.sleep(POLL_SECONDS)
             self._restart_the_dead()
@@ -83,8 +87,10 @@ class _Supervisor:
         return 0 if all(p.returncode == 0 for p in self._procs.values()) else 1
 
 
-def supervise(config: Path, count: int, shutdown_timeout: float) -> int:
-    """Run `count` workers until SIGTERM/SIGINT; the exit code says whether all drained."""
+def supervise(config: Path, count: int, shutdown_timeout: float, announce: str = "") -> int:
+    """Run `count` workers until SIGTERM/SIGINT; the exit code says whether all drained.
+
+    `announce`: printed once, after the workers start (the base code to paste)."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return _Supervisor(config, count, shutdown_timeout).run()
+    return _Supervisor(config, count, shutdown_timeout, announce).run()

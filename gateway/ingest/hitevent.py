@@ -22,6 +22,8 @@ __all__ = ["USER_DATA_KEYS", "build_hit_event"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_EVENT_ID = 256
+# `a`: the integration that tagged the page (fbq('set', 'agent', ...)), Meta's partner_agent.
+MAX_AGENT = 128
 MAX_SAFE_INTEGER = 2**53  # JSON consumers (and orjson) cannot carry larger integers exactly
 # Advanced-matching keys a pixel hit may carry in ud[...] (Meta's user_data names).
 USER_DATA_KEYS = frozenset(
@@ -89,6 +91,7 @@ def build_hit_event(
 
     context = Context(
         source="browser", pixel_id=pixel_id, ip=ip, user_agent=user_agent,
+        request_fields=_agent_fields(params),
         click_ids=click_ids(source_url, params.get("rl")) or None,
         consent=read_consent(params),
     )
@@ -109,6 +112,16 @@ def _split_data(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, An
             if key in USER_DATA_KEYS and value.strip():
                 user_data[key] = value
     return custom_data, user_data
+
+
+def _agent_fields(params: Mapping[str, str]) -> str:
+    """The hit's `a` as the request fields a server event would carry it in (partner_agent)."""
+    agent = params.get("a", "").strip()
+    if not agent:
+        return ""
+    if len(agent) > MAX_AGENT or _CONTROL.search(agent):
+        raise HitError(f"parameter 'a' (agent) must be at most {MAX_AGENT} printable characters")
+    return orjson.dumps({"partner_agent": agent}).decode()
 
 
 def _required(params: Mapping[str, str], name: str, meaning: str) -> str:

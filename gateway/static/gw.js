@@ -14,6 +14,10 @@
  *   normalizes and hashes it exactly as Meta does; it never goes to Meta from the browser.
  * - Mirroring to Meta's browser pixel is an image hit to Meta's own /tr endpoint with the same
  *   eventID (so Meta deduplicates the copies); it never needs Meta's script on the page.
+ * - Pages written for fbevents.js rely on three of its habits, kept here: a PageView when a
+ *   single-page app changes the URL (pushState, back/forward), unless fbq.disablePushState; one
+ *   explicit PageView per pixel and page load, unless fbq.allowDuplicatePageViews; and the
+ *   integration's agent from fbq('set', 'agent', ...), sent as `a` like the pixel does.
  */
 ((w, d) => {
   'use strict';
@@ -34,6 +38,9 @@
   let options = null; // data processing options: [opts, country, state]
   let held = null; // while consent is revoked: the hits waiting for a grant
   let signals = null; // Google Consent Mode states given with fbq('consent', {...})
+  let referrer = d.referrer; // in a single-page app, the URL before the last history change
+  let here = location.href; // the URL of the last PageView the history sent
+  const agents = {}; // pixel id ('' for every pixel) -> agent, from fbq('set', 'agent', a, id)
   const pixels = {}; // pixel id -> {ud: advanced matching, mirror: true/false/undefined}
   const order = []; // pixel ids in init order
 
@@ -74,13 +81,20 @@
     }
   };
 
-  const send = (pixelId, name, data, eventId) => {
+  const send = (pixelId, name, data, eventId, auto) => {
     const pixel = pixels[pixelId];
+    if (name == 'PageView') {
+      // fbevents.js ignores a pixel's second explicit PageView on the same page load.
+      if (pixel.viewed && !auto && !fbq.allowDuplicatePageViews) return;
+      pixel.viewed = true;
+    }
     const pairs = [
-      ['id', pixelId], ['ev', name], ['dl', location.href], ['rl', d.referrer],
+      ['id', pixelId], ['ev', name], ['dl', location.href], ['rl', referrer],
       ['eid', eventId], ['ts', Date.now()], ['sw', screen.width], ['sh', screen.height],
       ['v', VERSION],
     ];
+    const agent = agents[pixelId] || agents[''];
+    if (agent) pairs.push(['a', agent]);
     if (data && typeof data == 'object') {
       for (const key in data) {
         const value = data[key];
@@ -107,10 +121,29 @@
 
   const eventIdOf = (opts) => (opts && opts.eventID ? String(opts.eventID) : newEventId());
 
-  const track = (name, data, opts) => {
+  const track = (name, data, opts, auto) => {
     const eventId = eventIdOf(opts);
-    for (const id of order) send(id, String(name), data, eventId);
+    for (const id of order) send(id, String(name), data, eventId, auto);
   };
+
+  // Single-page apps: a PageView to every pixel when the app moves to another URL.
+  const moved = () => {
+    try {
+      if (fbq.disablePushState || location.href == here) return;
+      referrer = here;
+      here = location.href;
+      track('PageView', null, null, true);
+    } catch (e) {
+      // never break the app's navigation
+    }
+  };
+  const pushState = history.pushState;
+  history.pushState = function () {
+    const result = pushState.apply(this, arguments);
+    moved();
+    return result;
+  };
+  w.addEventListener('popstate', moved);
 
   const trackSingle = (pixelId, name, data, opts) => {
     pixelId = String(pixelId);
@@ -150,9 +183,10 @@
     dataProcessingOptions(opts, country, state) {
       options = [[].concat(opts || []), country, state];
     },
-    set(key, value) {
+    set(key, value, pixelId) {
       if (key == 'endpoint') endpoint = String(value);
       else if (key == 'mirror') mirrorAll = !!value;
+      else if (key == 'agent') agents[pixelId == null ? '' : String(pixelId)] = String(value);
     },
   };
 

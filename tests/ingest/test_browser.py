@@ -143,6 +143,7 @@ BAD_HITS = [
     ({"id": PIXEL_A, "ev": "PageView", "dpo": "XYZ"}, 400, "'dpo' may only be empty or LDU"),
     ({"id": PIXEL_A, "ev": "PageView", "dpo": "LDU", "dpoco": "us"}, 400, "'dpoco' must be"),
     ({"id": PIXEL_A, "ev": "PageView", "eid": "e" * 300}, 400, "'eid' must be at most 256"),
+    ({"id": PIXEL_A, "ev": "PageView", "a": "a" * 129}, 400, "'a' (agent) must be at most 128"),
 ]
 
 
