@@ -17,8 +17,9 @@ from aiohttp import hdrs, web
 
 from . import appkeys
 from .accesskeys import key_sha256
+from .errors import OutboxUnavailable
 from .identity.trustedproxies import parse_ip
-from .storage import DEAD_REASONS, DeadLetterFilter
+from .storage import DEAD_REASONS, DeadLetterFilter, Outbox
 
 __all__ = ["add_routes"]
 
@@ -64,10 +65,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the outbox takes writes and every relay worker runs."""
+    """Ready when a write to the outbox can commit and every relay worker runs."""
     problems = []
-    if not await request.app[appkeys.OUTBOX].writable():
-        problems.append("outbox is not writable")
+    problem = await request.app[appkeys.OUTBOX].write_problem()
+    if problem is not None:
+        problems.append(f"outbox is not writable: {problem}")
     problems += [
         f"relay worker for destination {w.name} is not running"
         for w in request.app[appkeys.RELAYS] if not w.running
@@ -82,11 +84,11 @@ async def metrics(request: web.Request) -> web.Response:
     metrics, outbox, now = app[appkeys.METRICS], app[appkeys.OUTBOX], app[appkeys.CLOCK]()
     metrics.outbox_rows.clear()
     depth: dict[str, int] = {}
-    for (destination, state), count in (await outbox.open_counts()).items():
+    counts, oldest, _ = await _outbox_report(outbox)
+    for (destination, state), count in counts.items():
         metrics.outbox_rows.labels(destination, state).set(count)
         if state in ("pending", "inflight"):
             depth[destination] = depth.get(destination, 0) + count
-    oldest = await outbox.oldest_pending()
     stats = app[appkeys.RULES].stats
     for rule, matched, dropped, routed in stats.rows():
         for decision, count in (("matched", matched), ("dropped", dropped), ("routed", routed)):
@@ -110,8 +112,7 @@ async def status(request: web.Request) -> web.Response:
     """What a person checks first: each destination's state, queue and last error."""
     app = request.app
     outbox, now = app[appkeys.OUTBOX], app[appkeys.CLOCK]()
-    counts = await outbox.open_counts()
-    oldest = await outbox.oldest_pending()
+    counts, oldest, unavailable = await _outbox_report(outbox)
     destinations = []
     for worker in app[appkeys.RELAYS]:
         name, destination = worker.name, worker.destination
@@ -140,6 +141,7 @@ async def status(request: web.Request) -> web.Response:
         "worker": {"index": index, "relays": relays},
         "destinations": destinations,
         "queued_for_unconfigured_destinations": orphaned,
+        "outbox_unavailable": unavailable,
         "backpressure": app[appkeys.BACKPRESSURE].reason,
         "warnings": _warnings(app),
         "config": {"loaded_at": _iso(reloader.loaded_at), "last_error": reloader.last_error},
@@ -147,6 +149,17 @@ async def status(request: web.Request) -> web.Response:
                   "files": list(rules.current.files), "loaded_at": _iso(rules.loaded_at),
                   "last_error": rules.last_error},
     })
+
+
+async def _outbox_report(
+    outbox: Outbox,
+) -> tuple[dict[tuple[str, str], int], dict[str, float], str | None]:
+    """Open counts and oldest queued rows; while the outbox is unavailable (not open yet)
+    none, and why: the endpoints still answer with everything else they know."""
+    try:
+        return await outbox.open_counts(), await outbox.oldest_pending(), None
+    except OutboxUnavailable as exc:
+        return {}, {}, str(exc)
 
 
 def _warnings(app: web.Application) -> list[str]:

@@ -9,6 +9,8 @@ Guarantees every engine keeps (tests/storage/test_conformance.py checks them):
 - Acknowledgements (`finish`, `retry_later`, `release`, `dead_letter`) are fenced by the lease:
   a claim that outlived its lease cannot overwrite a newer outcome; each returns how many rows
   were still the caller's.
+- What waiting may cure (a full disk, a database that is down) is raised as OutboxUnavailable,
+  by any method: callers treat it as temporary.
 """
 
 from __future__ import annotations
@@ -127,8 +129,10 @@ class Outbox(Protocol):
         `dedup_older_than`); return how many rows. Dead letters are kept."""
         ...
 
-    async def writable(self) -> bool:
-        """True when a write could be committed now (readiness)."""
+    async def write_problem(self) -> str | None:
+        """None when a transaction that writes can commit now, else why not, for people and
+        free of secrets (readiness). It must really write (an empty transaction commits on a
+        full disk), and stay cheap: readiness is polled every few seconds."""
         ...
 
     async def close(self) -> None:
