@@ -11,6 +11,7 @@ local), so it is not guessed.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import re
 from collections import Counter
@@ -22,7 +23,8 @@ from aiohttp import hdrs, web
 
 from . import appkeys
 from .accesskeys import key_sha256
-from .storage import DEAD_REASONS, DeadLetterFilter
+from .errors import OutboxUnavailable
+from .storage import DEAD_REASONS, DeadLetterFilter, Outbox
 
 __all__ = ["ADMIN_LISTENERS", "add_routes", "serve_operators_on"]
 
@@ -83,10 +85,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the outbox takes writes and every relay worker runs."""
+    """Ready when a write to the outbox can commit and every relay worker runs."""
     problems = []
-    if not await request.app[appkeys.OUTBOX].writable():
-        problems.append("outbox is not writable")
+    problem = await request.app[appkeys.OUTBOX].write_problem()
+    if problem is not None:
+        problems.append(f"outbox is not writable: {problem}")
     problems += [
         f"relay worker for destination {w.name} is not running"
         for w in request.app[appkeys.RELAYS] if not w.running
@@ -101,11 +104,11 @@ async def metrics(request: web.Request) -> web.Response:
     metrics, outbox, now = app[appkeys.METRICS], app[appkeys.OUTBOX], app[appkeys.CLOCK]()
     metrics.outbox_rows.clear()
     depth: dict[str, int] = {}
-    for (destination, state), count in (await outbox.open_counts()).items():
+    counts, oldest, _ = await _outbox_report(outbox)
+    for (destination, state), count in counts.items():
         metrics.outbox_rows.labels(destination, state).set(count)
         if state in ("pending", "inflight"):
             depth[destination] = depth.get(destination, 0) + count
-    oldest = await outbox.oldest_pending()
     stats = app[appkeys.RULES].stats
     for rule, matched, dropped, routed in stats.rows():
         for decision, count in (("matched", matched), ("dropped", dropped), ("routed", routed)):
@@ -129,11 +132,12 @@ async def status(request: web.Request) -> web.Response:
     """What a person checks first: each destination's state, queue and last error."""
     app = request.app
     outbox, now = app[appkeys.OUTBOX], app[appkeys.CLOCK]()
-    counts = await outbox.open_counts()
-    oldest = await outbox.oldest_pending()
+    counts, oldest, unavailable = await _outbox_report(outbox)
     dropped: Counter[str] = Counter()  # events the rules dropped: no rows, only counts
-    for drop in await outbox.drops(since=now - DROPS_SHOWN_HOURS * 3600):
-        dropped[drop.rule] += drop.events
+    if unavailable is None:
+        with contextlib.suppress(OutboxUnavailable):
+            for drop in await outbox.drops(since=now - DROPS_SHOWN_HOURS * 3600):
+                dropped[drop.rule] += drop.events
     destinations = []
     for worker in app[appkeys.RELAYS]:
         name, destination = worker.name, worker.destination
@@ -162,6 +166,7 @@ async def status(request: web.Request) -> web.Response:
         "worker": {"index": index, "relays": relays},
         "destinations": destinations,
         "queued_for_unconfigured_destinations": orphaned,
+        "outbox_unavailable": unavailable,
         "backpressure": app[appkeys.BACKPRESSURE].reason,
         "warnings": _warnings(app),
         "config": {"loaded_at": _iso(reloader.loaded_at), "last_error": reloader.last_error},
@@ -170,6 +175,17 @@ async def status(request: web.Request) -> web.Response:
                   "last_error": rules.last_error,
                   f"dropped_last_{DROPS_SHOWN_HOURS}h": dict(sorted(dropped.items()))},
     })
+
+
+async def _outbox_report(
+    outbox: Outbox,
+) -> tuple[dict[tuple[str, str], int], dict[str, float], str | None]:
+    """Open counts and oldest queued rows; while the outbox is unavailable (not open yet)
+    none, and why: the endpoints still answer with everything else they know."""
+    try:
+        return await outbox.open_counts(), await outbox.oldest_pending(), None
+    except OutboxUnavailable as exc:
+        return {}, {}, str(exc)
 
 
 def _warnings(app: web.Application) -> list[str]:

@@ -41,7 +41,7 @@ from .relay.relays import Relays
 from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker
 from .reload import Reloader, file_stamp
 from .settings import Settings
-from .storage import open_outbox
+from .storage import start_outbox
 
 __all__ = ["create_app"]
 
@@ -154,7 +154,9 @@ async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     storage = settings.storage
-    outbox = await open_outbox(storage, clock=app[appkeys.CLOCK], shared=app[appkeys.SHARED])
+    # Starts even when the store cannot be opened yet (full disk, database down): ingest
+    # answers 503 until it opens in the background.
+    outbox = await start_outbox(storage, clock=app[appkeys.CLOCK], shared=app[appkeys.SHARED])
     app[appkeys.OUTBOX] = outbox
     backpressure = Backpressure(outbox, app[appkeys.METRICS], max_rows=storage.max_queue_rows,
                                 max_bytes=storage.max_queue_mb * 2**20)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from .errors import OutboxUnavailable
 from .observe import Metrics
 from .storage import Outbox
 
@@ -30,7 +31,12 @@ class Backpressure:
         self.reason: str | None = None  # set while ingest must refuse
 
     async def check(self) -> None:
-        rows, size = await self._outbox.queue_depth()
+        """Compare the queue with the bounds; an outbox that cannot say keeps the last state
+        (it refuses ingest itself while unavailable, and has logged why)."""
+        try:
+            rows, size = await self._outbox.queue_depth()
+        except OutboxUnavailable:
+            return
         if rows >= self._max_rows:
             reason = f"the outbox holds {rows} queued events (limit {self._max_rows})"
         elif size >= self._max_bytes:

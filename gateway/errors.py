@@ -7,6 +7,7 @@
     ├── HitError             a browser hit is malformed (answered with a 4xx and the reason)
     ├── OutboxUnavailable    the outbox could not commit (answered with 503 + Retry-After)
     │   └── OutboxFull       the outbox is over its bounds (backpressure)
+    ├── OutboxIncompatible   the store is from a newer gateway (start-up stops; no retry)
     └── RelayError           a delivery attempt failed
         ├── Retryable        try again later (network, timeout, 5xx)
         │   └── RateLimited  the destination asks us to slow down: back off as a whole
@@ -23,6 +24,7 @@ __all__ = [
     "GatewayError",
     "HitError",
     "OutboxFull",
+    "OutboxIncompatible",
     "OutboxUnavailable",
     "Permanent",
     "ProblemsError",
@@ -77,6 +79,11 @@ class OutboxFull(OutboxUnavailable):
     @property
     def answer(self) -> str:
         return f"the gateway is busy: {self}; retry later"
+
+
+class OutboxIncompatible(GatewayError):
+    """The store was written by a newer gateway: waiting cannot cure that, so start-up stops
+    (an OutboxUnavailable at start is retried in the background instead)."""
 
 
 class RelayError(GatewayError):

@@ -33,7 +33,7 @@ import aiohttp
 
 from ..alerts import Alerts
 from ..destinations import Destination
-from ..errors import Permanent, RateLimited, Retryable, TokenRejected
+from ..errors import OutboxUnavailable, Permanent, RateLimited, Retryable, TokenRejected
 from ..live import Live
 from ..observe import Metrics
 from ..settings import DestinationSettings
@@ -97,6 +97,7 @@ class RelayWorker:
         self.paused_reason: str | None = None  # why the destination is paused (token refused)
         self._paused_credentials: tuple[str, ...] = ()  # the ones refused
         self.last_error: str | None = None
+        self._outbox_failing = False  # logged once when the outbox fails, once when it works
 
     @property
     def destination(self) -> Destination:
@@ -165,7 +166,6 @@ class RelayWorker:
 
     # -- claiming -------------------------------------------------------------------------------
     async def _run(self) -> None:
-        wakeup = self._outbox.wakeup(self.name)
         while not self._stopping.is_set():
             try:
                 if self.paused_reason is not None:
@@ -175,10 +175,15 @@ class RelayWorker:
                 if wait > 0:
                     await self._pause(wait)
                     continue
-                await self._claim_once(wakeup)
-            except Exception:
-                # The outbox hiccuped (disk, lock): keep the worker alive and try again shortly.
-                log.exception("destination %s: outbox error; retrying", self.name)
+                # Asked each time: an outbox that opened late hands out new events.
+                await self._claim_once(self._outbox.wakeup(self.name))
+            except Exception as exc:
+                # The outbox hiccuped (disk full, lock, not open yet): keep the worker alive
+                # and try again shortly, without a line per attempt.
+                if not self._outbox_failing:
+                    log.error("destination %s: outbox error; retrying until it works: %s",
+                              self.name, exc, exc_info=not isinstance(exc, OutboxUnavailable))
+                self._outbox_failing = True
                 await self._pause(ERROR_PAUSE_SECONDS)
 
     async def _claim_once(self, wakeup: asyncio.Event) -> None:
@@ -191,6 +196,9 @@ class RelayWorker:
             claim = await self._outbox.claim(
                 self.name, self.settings.batch_size, dedup_seconds=self._dedup_seconds
             )
+            if self._outbox_failing:
+                log.info("destination %s: the outbox works again", self.name)
+                self._outbox_failing = False
             if claim.expired:
                 self._metrics.dead_letters.labels(self.name, "expired").inc(claim.expired)
             if claim.duplicates:

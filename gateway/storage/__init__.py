@@ -2,15 +2,18 @@
 
 Callers (ingest, the relay, the operator endpoints, the CLI) import from here only: the
 `Outbox` protocol (outbox.py), its data types and states (types.py), `open_outbox` to open the
-engine the settings name and `open_existing` to inspect a store without creating it. SQL and
-database drivers live inside the engines (`sqlite/`).
+engine the settings name (`start_outbox` for a serving gateway, which starts even when the store
+cannot be opened yet: deferred.py) and `open_existing` to inspect a store without creating it.
+SQL and database drivers live inside the engines (`sqlite/`).
 
 Adding a storage engine (e.g. `postgres`):
 1. A package `gateway/storage/<name>/` with a class that implements `Outbox` (every method,
    same semantics: durable `enqueue`, leased `claim`, acknowledgements fenced by the lease,
    dedup at claim time; `wakeup` events for rows other processes or machines commit where the
    engine can notice them, the relay's idle poll of `next_due` covering the rest) and an
-   `ENGINE = Engine(open=..., open_existing=..., describe=...)`.
+   `ENGINE = Engine(open=..., open_existing=..., describe=...)`; its `open` raises
+   OutboxUnavailable for what waiting may cure (database down, disk full), and the serving
+   gateway then retries it in the background.
 2. One entry in `ENGINES` below, and a `storage.engine` setting that names it (there is none
    while SQLite is the only engine).
 3. One more param of the `storage` fixture in tests/storage/conftest.py (settings pointing at
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..settings import StorageSettings
+from .deferred import DeferredOutbox
 from .outbox import Outbox
 from .types import (
     DEAD_REASONS,
@@ -45,7 +49,7 @@ __all__ = [
     "DEAD_REASONS", "DEFAULT_ENGINE", "ENGINES", "FINISHED_STATES", "OPEN_STATES",
     "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "DeadLetter", "DeadLetterFilter",
     "DropCount", "Engine", "Outbox", "OutboxEntry", "OutboxRow", "QueueDepth", "describe",
-    "open_existing", "open_outbox",
+    "open_existing", "open_outbox", "start_outbox",
 ]
 
 Clock = Callable[[], float]
@@ -55,7 +59,8 @@ Clock = Callable[[], float]
 class Engine:
     """How to open one kind of store."""
 
-    # The store the settings name, created (and migrated) if needed.
+    # The store the settings name, created (and migrated) if needed; OutboxUnavailable when
+    # it cannot be reached now (retried by a serving gateway).
     open: Callable[[StorageSettings, Clock, bool], Awaitable[Outbox]]
     # An existing store as it is, or None when there is none yet (for the CLI).
     open_existing: Callable[[StorageSettings, Clock], Awaitable[Outbox | None]]
@@ -84,6 +89,15 @@ async def open_outbox(storage: StorageSettings, *, clock: Clock, shared: bool = 
 
     `shared`: other processes use the same store (`serve --workers N`)."""
     return await _engine(storage).open(storage, clock, shared)
+
+
+async def start_outbox(storage: StorageSettings, *, clock: Clock, shared: bool = False) -> Outbox:
+    """The outbox of a serving gateway: open if it can be opened now, otherwise opened in the
+    background as soon as it can be, every call raising OutboxUnavailable until then."""
+    outbox = DeferredOutbox(lambda: open_outbox(storage, clock=clock, shared=shared),
+                            describe(storage))
+    await outbox.start()
+    return outbox
 
 
 async def open_existing(storage: StorageSettings, *, clock: Clock) -> Outbox | None:

@@ -11,6 +11,8 @@ Guarantees every engine keeps (tests/storage/test_conformance.py checks them):
   were still the caller's.
 - A drop (`count_drop`) is counted in memory and committed with the next group commit, or on
   its own within about a second when no event comes: never one write per drop.
+- What waiting may cure (a full disk, a database that is down) is raised as OutboxUnavailable,
+  by any method: callers treat it as temporary.
 """
 
 from __future__ import annotations
@@ -147,8 +149,10 @@ class Outbox(Protocol):
         Dead letters are kept."""
         ...
 
-    async def writable(self) -> bool:
-        """True when a write could be committed now (readiness)."""
+    async def write_problem(self) -> str | None:
+        """None when a transaction that writes can commit now, else why not, for people and
+        free of secrets (readiness). It must really write (an empty transaction commits on a
+        full disk), and stay cheap: readiness is polled every few seconds."""
         ...
 
     async def close(self) -> None:

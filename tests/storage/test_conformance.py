@@ -105,10 +105,12 @@ async def test_close_commits_what_is_waiting(open_store: Opener) -> None:
     assert await event_ids(await open_store()) == ["e1"]
 
 
-async def test_writable_reports_readiness(outbox: Outbox) -> None:
-    assert await outbox.writable()
+async def test_write_problem_reports_readiness(outbox: Outbox) -> None:
+    assert await outbox.write_problem() is None
+    # Checks asked for together all get the answer (an engine may share one probe).
+    assert await asyncio.gather(*(outbox.write_problem() for _ in range(3))) == [None] * 3
     await outbox.close()
-    assert not await outbox.writable()
+    assert await outbox.write_problem() is not None
 
 
 # -- claims and acknowledgements --------------------------------------------------------------

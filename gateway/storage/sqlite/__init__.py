@@ -7,8 +7,11 @@ The only place that imports sqlite3 and aiosqlite. Rows other processes commit (
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Callable
 
+from ...errors import OutboxUnavailable
 from ...settings import StorageSettings
 from .. import Engine
 from ..outbox import Outbox
@@ -19,13 +22,24 @@ __all__ = ["ENGINE", "SqliteOutbox"]
 
 async def _open(storage: StorageSettings, clock: Callable[[], float], shared: bool) -> Outbox:
     # `shared` changes nothing here: WAL and BEGIN IMMEDIATE already serve several processes.
-    return await SqliteOutbox.open(
-        storage.path,
-        commit_interval=storage.commit_interval_ms / 1000,
-        lease_seconds=storage.lease_seconds,
-        synchronous=storage.synchronous,
-        clock=clock,
-    )
+    try:
+        return await SqliteOutbox.open(
+            storage.path,
+            commit_interval=storage.commit_interval_ms / 1000,
+            lease_seconds=storage.lease_seconds,
+            synchronous=storage.synchronous,
+            clock=clock,
+        )
+    except (sqlite3.Error, OSError) as exc:
+        # A full disk (WAL mode must create its -wal and -shm files), an I/O error, a lock
+        # held too long: what waiting may cure. The reason names no path (readiness shows it).
+        raise OutboxUnavailable(f"the outbox cannot be opened: {_reason(exc)}") from exc
+
+
+def _reason(exc: sqlite3.Error | OSError) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os.strerror(exc.errno)
+    return str(exc)
 
 
 async def _open_existing(storage: StorageSettings, clock: Callable[[], float]) -> Outbox | None:

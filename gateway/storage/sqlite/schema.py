@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from ...errors import OutboxUnavailable
+from ...errors import OutboxIncompatible
 from ..types import FINISHED_STATES, QUEUED_STATES
 
-__all__ = ["FINISHED", "MIGRATIONS", "QUEUED", "SCHEMA", "SCHEMA_VERSION", "migrate",
+__all__ = ["FINISHED", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA", "SCHEMA_VERSION", "migrate",
            "user_version"]
 
 # The conditions of the partial indexes, written the same wherever a query must match them
@@ -82,8 +82,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     count INTEGER NOT NULL,
     PRIMARY KEY (hour, rule, source, event_name)
 ) WITHOUT ROWID""",),
+    # The readiness probe: one row that readiness rewrites (see PROBE), to prove that a
+    # transaction writing a page can commit (an empty one commits even on a full disk).
+    4: ("CREATE TABLE readiness_probe (id INTEGER PRIMARY KEY CHECK (id = 1),"
+        " probes INTEGER NOT NULL)",
+        "INSERT INTO readiness_probe (id, probes) VALUES (1, 0)"),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+
+# Readiness writes this. A counter, so that every probe changes the page: SQLite skips
+# writing a row whose new content equals the old. An upsert, so a deleted row comes back.
+PROBE = ("INSERT INTO readiness_probe (id, probes) VALUES (1, 1)"
+         " ON CONFLICT (id) DO UPDATE SET probes = probes + 1")
 
 
 def user_version(conn: sqlite3.Connection) -> int:
@@ -105,13 +115,16 @@ def _statements(script: str) -> list[str]:
 def migrate(conn: sqlite3.Connection) -> None:
     """Create the first version's tables if missing, then apply the migrations the file lacks.
 
-    Under the write lock, so that processes opening one file together migrate it once."""
+    A file already up to date is only read: opening it must work on a full disk. Otherwise
+    under the write lock, so that processes opening one file together migrate it once."""
+    if _current(user_version(conn)):
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = user_version(conn)
-        if version > SCHEMA_VERSION:
-            raise OutboxUnavailable(f"the outbox file has schema version {version}, newer than "
-                                    f"this gateway's {SCHEMA_VERSION}: upgrade the gateway")
+        if _current(version):  # another process migrated it meanwhile
+            conn.rollback()
+            return
         if version == 0:
             for statement in _statements(SCHEMA):
                 conn.execute(statement)
@@ -125,3 +138,11 @@ def migrate(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.rollback()
         raise
+
+
+def _current(version: int) -> bool:
+    """True when a file of `version` needs no migration (a newer one is refused)."""
+    if version > SCHEMA_VERSION:
+        raise OutboxIncompatible(f"the outbox file has schema version {version}, newer than "
+                                 f"this gateway's {SCHEMA_VERSION}: upgrade the gateway")
+    return version == SCHEMA_VERSION

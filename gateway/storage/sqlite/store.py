@@ -29,7 +29,7 @@ from ...errors import OutboxUnavailable
 from ..types import Claim, ClaimedRow, OutboxEntry, drop_hour
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
-from .schema import QUEUED, SCHEMA_VERSION, migrate, user_version
+from .schema import PROBE, QUEUED, SCHEMA_VERSION, migrate, user_version
 from .sqlthread import SqliteThread
 
 __all__ = ["SqliteOutbox"]
@@ -136,6 +136,8 @@ class SqliteOutbox(OutboxQueries):
         self._drops_interval = drops_interval
         self._drops_due = asyncio.Event()  # set at close: commit them now
         self._drop_flusher: asyncio.Task[None] | None = None
+        self._commits_failing = False  # logged once when commits start failing, once when not
+        self._probe: asyncio.Future[str | None] | None = None  # the readiness probe running
 
     @classmethod
     async def open(
@@ -200,13 +202,16 @@ class SqliteOutbox(OutboxQueries):
         since losing one only means sending an event again; it uses a second connection that
         does not fsync. Both connections share one lock, so they never wait on each other
         inside SQLite. A cancelled caller's transaction still runs to its end (commit or
-        rollback) and holds the lock until then.
+        rollback) and holds the lock until then. What waiting may cure (a full disk, an I/O
+        error, another process holding the lock too long) is raised as OutboxUnavailable.
         """
         db = self._relay_db if relaxed else self._db
         async with self._lock:
             call = asyncio.ensure_future(db.transaction(fn))
             try:
                 return await asyncio.shield(call)
+            except sqlite3.OperationalError as exc:
+                raise OutboxUnavailable(str(exc)) from exc
             except asyncio.CancelledError:
                 # The transaction goes on in its thread: keep the lock until it has ended.
                 await asyncio.wait([call])
@@ -214,9 +219,13 @@ class SqliteOutbox(OutboxQueries):
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A connection for reads (a consistent snapshot per statement; never blocks writes)."""
+        """A connection for reads (a consistent snapshot per statement; never blocks writes);
+        errors waiting may cure raised as OutboxUnavailable, as in `write`."""
         async with self._read_lock:
-            yield self._read_db
+            try:
+                yield self._read_db
+            except sqlite3.OperationalError as exc:
+                raise OutboxUnavailable(str(exc)) from exc
 
     # -- ingest side --------------------------------------------------------------------------
     async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
@@ -273,9 +282,16 @@ class SqliteOutbox(OutboxQueries):
         try:
             await self.write(insert)
         except Exception as exc:  # disk full, I/O error, bad row: refuse, never half-write
-            log.error("outbox commit failed: %s", exc)
             self._drops.update(drops)  # the next commit takes them
+            # Once, not per request: on a full disk every hit fails until space returns.
+            if not self._commits_failing:
+                log.error("outbox commit failed: %s; ingest answers 503 until commits work",
+                          exc)
+            self._commits_failing = True
             return exc
+        if self._commits_failing:
+            log.info("outbox commits work again")
+        self._commits_failing = False
         self.commits += 1
         return None
 
@@ -436,11 +452,29 @@ class SqliteOutbox(OutboxQueries):
 
         return await self.write(expire, relaxed=True)  # a sweep lost to a power cut reruns
 
-    async def writable(self) -> bool:
-        """True when a write transaction can be taken now (readiness)."""
+    async def write_problem(self) -> str | None:
+        """None when a transaction that writes can commit now, else why not (readiness).
+
+        The probe rewrites one row in its own short transaction on the ingest connection (as
+        durable as a hit's commit; an empty transaction would commit on a full disk). Probes
+        asked for while one runs share it: a burst of readiness checks is one write."""
+        if self._closed:
+            return "the outbox is closing"
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._run_probe())
+            self._probe.add_done_callback(self._probe_done)
+        return await asyncio.shield(self._probe)
+
+    def _probe_done(self, _probe: asyncio.Future[str | None]) -> None:
+        self._probe = None
+
+    async def _run_probe(self) -> str | None:
         try:
-            await self.write(lambda conn: None)  # BEGIN IMMEDIATE takes the write lock
-        except Exception as exc:
-            log.warning("outbox is not writable: %s", exc)
-            return False
-        return not self._closed
+            await self.write(_write_probe)
+        except Exception as exc:  # answered, not logged: polled every few seconds
+            return str(exc)
+        return None
+
+
+def _write_probe(conn: sqlite3.Connection) -> None:
+    conn.execute(PROBE)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import OutboxUnavailable
+from gateway.errors import OutboxIncompatible
 from gateway.settings import StorageSettings
 from gateway.storage import DeadLetterFilter, open_existing, open_outbox
 from gateway.storage.sqlite import SqliteOutbox
@@ -307,5 +307,5 @@ async def test_a_file_from_a_newer_gateway_is_refused(tmp_path: Path, clock: Clo
     path = tmp_path / "o.db"
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    with pytest.raises(OutboxUnavailable, match="newer"):
+    with pytest.raises(OutboxIncompatible, match="newer"):
         await open_outbox(StorageSettings(path=path), clock=clock)
