@@ -6,7 +6,7 @@ bodies pour in (issue 19).
 
 Starts, on loopback only, each in its own process: `python -m gateway serve` (pinned to core 0,
 as bench/ingest.py does) with bench/ingest.py's config less its routing rules (geo test
-database, 17 rules, one live destination with a token pointed at its fake Graph API, durable
+database, its other rules, one live destination with a token pointed at its fake Graph API, durable
 outbox, logging WARNING), plus one `access_keys` entry (the SHA-256 of a key only the sanity
 check uses) and `trusted_proxies: [loopback]`; bench/ingest.py's fake Graph API. One valid
 request (from a documentation address, so loopback is never trusted by the throttle) checks
