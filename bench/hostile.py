@@ -393,8 +393,10 @@ def bench(args: argparse.Namespace, folder: Path, processes: ingest.Processes) -
     sane = sanity_check(base)
 
     print(ingest.machine_info())
-    print("NOTE: this machine's 2 cores are shared with other engineers' work: figures are "
-          "noisy, compare within a run")
+    print(f"NOTE: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start: "
+          "other work on the machine (on the project's box, other engineers' runs share the "
+          "cores) inflates latencies; each phase prints how long the gateway's loop waited for "
+          "a CPU")
     print(f"cores: gateway on {servers}, latency client + attacker (nice 10) + fake Graph + "
           f"this script on {load}{note}")
     print(f"config: bench/ingest.py's (geo, {ingest.rule_count((ingest.ROUTE_RULES,))} rules, "
