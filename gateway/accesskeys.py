@@ -144,7 +144,8 @@ class AccessGuard:
         self.denied = Counter(
             "gateway_access_denied", "Server ingress requests refused, by reason (missing_key, "
             "invalid_key, out_of_scope, throttled, bad_request: refused before a key was "
-            "proved).", ["reason"], registry=registry,
+            "proved, busy: too many large bodies without a proved key at once).", ["reason"],
+            registry=registry,
         )
 
     def admit(self, client: str, trace: str) -> None:
@@ -165,6 +166,13 @@ class AccessGuard:
             self._missing(client, pixel_id, trace)
         if not any(self.keys.match(candidate) for candidate in candidates):
             self._invalid(client, pixel_id, trace)
+
+    def busy(self) -> AccessDenied:
+        """Too many large bodies are being read without a proved key: come back shortly."""
+        self.denied.labels("busy").inc()
+        return AccessDenied("too many large requests without a proven access key at once; "
+                            "retry shortly, or send the key in the query string or an "
+                            "Authorization header", 503, "busy", retry_after=1)
 
     def failed(self, client: str, pixel_id: str, trace: str, why: str) -> None:
         """A request refused before it proved a key (unreadable, too large): counts too."""

@@ -129,6 +129,10 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
         shutdown_timeout=server.shutdown_timeout * HANDLER_SHARE_OF_SHUTDOWN,
         # The default access log would write hit URLs, which carry personal data.
         access_log=None,
+        # A request answered before its body was read (a refused key, a throttled client)
+        # closes its connection rather than reading and discarding the rest for up to 10 s:
+        # a client sending large bodies without a key costs their headers, not their bytes.
+        lingering_time=0,
         print=(lambda text: _listening(text, settings, worker)) if not worker else None,
         loop=_new_loop(),
     )

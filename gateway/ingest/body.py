@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import HitError
@@ -52,23 +52,49 @@ async def read_body(request: web.Request, limit: int, advice: str = "") -> bytes
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit, advice) from None
-    except web.RequestPayloadError:
-        raise HitError("the body cannot be read (bad Content-Encoding or truncated)") from None
+    except (web.RequestPayloadError, ConnectionError):
+        raise unreadable() from None
 
 
 async def read_stream(request: web.Request, limit: int, advice: str = "") -> bytearray:
     """The whole body, read chunk by chunk and refused once past `limit` bytes (after
     decompression, so a small gzip bomb stops there too). Unlike `request.read()` it keeps a
-    single copy: a large body costs its size in memory, not twice that."""
+    single copy, allocated once when the length is declared: a large body costs its size in
+    memory, not twice that, and no copying as it grows."""
+    declared = request.content_length
+    if declared is not None and hdrs.CONTENT_ENCODING not in request.headers:
+        return await _read_declared(request, declared)
     body = bytearray()
     try:
         while chunk := await request.content.readany():
             body += chunk
             if len(body) > limit:
                 raise too_large(limit, advice)
-    except web.RequestPayloadError:
-        raise HitError("the body cannot be read (bad Content-Encoding or truncated)") from None
+    except (web.RequestPayloadError, ConnectionError):
+        raise unreadable() from None
     return body
+
+
+async def _read_declared(request: web.Request, length: int) -> bytearray:
+    """A body of a declared length (HTTP framing guarantees no more arrives)."""
+    body = bytearray(length)
+    with memoryview(body) as view:
+        filled = 0
+        try:
+            while chunk := await request.content.readany():
+                view[filled:filled + len(chunk)] = chunk
+                filled += len(chunk)
+        except (web.RequestPayloadError, ConnectionError, ValueError):
+            raise unreadable() from None
+
+    if filled != length:
+        raise unreadable()
+    return body
+
+
+def unreadable() -> HitError:
+    return HitError("the body cannot be read (bad Content-Encoding, truncated, or the "
+                    "connection was lost)")
 
 
 async def read_multipart(request: web.Request, limit: int, advice: str = "") -> dict[str, str]:
@@ -78,7 +104,7 @@ async def read_multipart(request: web.Request, limit: int, advice: str = "") -> 
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit, advice) from None
     except (web.RequestPayloadError, web.HTTPException, HttpProcessingError, UnicodeError,
-            LookupError, ValueError, RuntimeError, AssertionError):
+            LookupError, ValueError, RuntimeError, AssertionError, ConnectionError):
         # Unknown charset or transfer encoding, undecodable text, a malformed part or part
         # header.
         raise HitError("the multipart body cannot be read (or is not valid UTF-8)") from None

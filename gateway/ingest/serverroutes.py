@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 # Parsing a body this large holds the event loop for milliseconds: done in a thread, so hits
 # keep being answered meanwhile.
 OFF_LOOP_BYTES = 256 * 1024
+SMALL_BODY_BYTES = 64 * 1024  # read without a reservation: a typical request is far smaller
 Failure = Callable[[int, str, Mapping[str, str], Sequence[Rejection]], web.Response]
 
 
@@ -60,6 +61,21 @@ class ServerIngress:
         self.guard = guard
         self.max_body_bytes = max_body_bytes
         self.truncate_ip = truncate_ip
+        # Bytes of large bodies being read before their key is proved: at most two full-size
+        # bodies at once, so clients without a key cannot fill memory by sending many.
+        self.unproven_bytes = 0
+        self.unproven_budget = 2 * max_body_bytes
+
+    def reserve(self, request: web.Request) -> int:
+        """Reserve room for reading a body whose key is not proved yet; 0 for a small one."""
+        size = request.content_length
+        if size is not None and size <= SMALL_BODY_BYTES:
+            return 0
+        wanted = min(size or self.max_body_bytes, self.max_body_bytes)
+        if self.unproven_bytes + wanted > self.unproven_budget:
+            raise self.guard.busy()
+        self.unproven_bytes += wanted
+        return wanted
 
 
 INGRESS = web.AppKey("server_ingress", ServerIngress)
@@ -161,9 +177,13 @@ async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outco
             proved = True
         else:
             guard.admit(client, trace)
-        raw = await read_raw_body(request, limit=state.max_body_bytes, json_only=json_only)
-        if not proved:
-            guard.screen(_candidates(raw), pixel_id, client, trace)
+        reserved = 0 if proved else state.reserve(request)
+        try:
+            raw = await read_raw_body(request, limit=state.max_body_bytes, json_only=json_only)
+            if not proved:
+                guard.screen(_candidates(raw), pixel_id, client, trace)
+        finally:
+            state.unproven_bytes -= reserved
         body = (await asyncio.to_thread(parse_server_body, raw) if len(raw) > OFF_LOOP_BYTES
                 else parse_server_body(raw))
     except AccessDenied:
@@ -171,6 +191,12 @@ async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outco
     except HitError as exc:
         if not proved:
             guard.failed(client, pixel_id, trace, exc.reason)
+        raise
+    except asyncio.CancelledError:
+        # The client went away mid-upload (with handler cancellation on; without it the read
+        # fails with a HitError above): a failure like any other before a key is proved.
+        if not proved:
+            guard.failed(client, pixel_id, trace, "the connection was lost")
         raise
     presented = body.access_key or outside  # the body's key wins, as it always did
     if presented != outside or not proved:

@@ -4,6 +4,7 @@ leave nothing queued; access keys are checked, scoped, throttled and never echoe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import logging
@@ -24,7 +25,14 @@ from gateway.config import parse_settings
 from gateway.ingest.serverroutes import INGRESS, add_server_routes
 from gateway.settings import Settings
 
-from ..conftest import PIXEL_A, PIXEL_B, destination_yaml, settings_yaml, stored_rows
+from ..conftest import (
+    PIXEL_A,
+    PIXEL_B,
+    destination_yaml,
+    settings_yaml,
+    stored_rows,
+    wait_until,
+)
 from ..fake_graph import FakeGraph
 
 KEY = "sk-test-backend-0123456789abcdef"
@@ -553,9 +561,10 @@ async def test_server_routes_do_not_shadow_other_routes_and_honour_the_prefix(
 
 # -- unauthenticated bodies: refused before they are parsed, and throttled ------------------------
 def big_body(size: int, key: str | None = None) -> bytes:
-    """A JSON body of about `size` bytes (many events), with `key` as accessKey if given."""
-    one = orjson.dumps(event())
-    count = max(1, size // (len(one) + 1))
+    """A JSON body of about `size` bytes (up to 1000 events), with `key` as accessKey if given."""
+    count = min(1000, max(1, size // 600))
+    one = orjson.dumps(event(custom_data={"value": 1.0, "currency": "EUR",
+                                          "note": "x" * max(0, size // count - 500)}))
     head = b'{"accessKey": ' + orjson.dumps(key) + b", " if key is not None else b"{"
     return head + b'"data": [' + b",".join([one] * count) + b"]}"
 
@@ -634,3 +643,56 @@ async def test_a_backend_that_proved_its_key_is_not_locked_out_by_a_neighbour(
         assert response.status == 401
     response = await post_raw(client, path, capi_body(event(), key=KEY))
     assert response.status == 202
+
+
+async def start_upload(client: TestClient[Any, Any], path: str, size: int
+                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A POST that declares `size` bytes and sends only its first few: a slow upload."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {size}\r\n\r\n".encode() + b'{"data": [')
+    await writer.drain()
+    return reader, writer
+
+
+async def test_large_bodies_without_a_proved_key_are_read_two_at_a_time(
+    start_server: ServerFactory, settings: Settings
+) -> None:
+    """Memory for unauthenticated bodies is bounded: a third large one waits its turn (503 with
+    Retry-After, before a byte of it is read); small ones and proved keys are not held up."""
+    client = await start_server(settings)
+    path = f"/capi/{PIXEL_A}/events"
+    full = settings.server.max_server_body_bytes
+    uploads = [await start_upload(client, path, full) for _ in range(2)]
+    await asyncio.sleep(0.2)  # both are being read
+    response = await client.post(path, data=io.BytesIO(big_body(full // 2)),
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    assert "retry shortly" in (await response.json())["error"]
+    response = await post_raw(client, path, capi_body(event(), key=KEY))  # small: not held up
+    assert response.status == 202
+    response = await client.post(f"{path}?access_token={KEY}",
+                                 data=io.BytesIO(big_body(full // 2)),
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 202  # a proved key needs no reservation
+    for _, writer in uploads:
+        writer.close()
+    await wait_until(lambda: client.server.app[INGRESS].unproven_bytes == 0)
+    response = await post_raw(client, path, big_body(full // 2, KEY), "application/json")
+    assert response.status == 202
+
+
+async def test_an_upload_cut_off_midway_is_a_failure_not_a_server_error(
+    start_server: ServerFactory, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await start_server(settings)
+    path = f"/capi/{PIXEL_A}/events"
+    for _ in range(5):
+        _, writer = await start_upload(client, path, 2**20)
+        await wait_until(lambda: client.server.app[INGRESS].unproven_bytes > 0)  # being read
+        writer.transport.abort()  # reset, as a client that gives up
+    await wait_until(lambda: client.server.app[INGRESS].unproven_bytes == 0)
+    await asyncio.sleep(0.1)
+    response = await post_raw(client, path, capi_body(event(), key="wrong"))
+    assert response.status == 429  # five cut-off uploads counted as failures
+    assert "internal error" not in caplog.text and "Traceback" not in caplog.text
