@@ -158,9 +158,20 @@ def _server(r: Reader) -> ServerSettings:
         shutdown_timeout=r.number("shutdown_timeout", d.shutdown_timeout, kind=float, low=0,
                                   high=600, unit="seconds"),
         demo=_demo(r, d.demo),
+        idle_timeout_seconds=_auto_number(r, "idle_timeout_seconds", low=1, high=3600),
+        max_connections=r.number("max_connections", d.max_connections, kind=int, low=16,
+                                 high=1_000_000),
     )
     r.finish()
     return settings
+
+
+def _auto_number(r: Reader, key: str, *, low: float, high: float) -> float | None:
+    """A number of seconds, or auto (also when absent): None."""
+    value = r.raw(key, "auto")
+    if isinstance(value, str) and value.strip().lower() in ("auto", ""):
+        return None
+    return r.number(key, 0.0, kind=float, low=low, high=high, unit="seconds")
 
 
 def _demo(r: Reader, default: bool | None) -> bool | None:

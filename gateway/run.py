@@ -12,6 +12,7 @@ from aiohttp import web
 
 from . import admin
 from .app import HANDLER_SHARE_OF_SHUTDOWN, create_app
+from .connections import install_cap, raise_file_limit
 from .ingest.basecode import start_text
 from .live import Snapshot
 from .settings import Settings
@@ -110,6 +111,8 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
         log.info("outbox: %s", settings.storage.path)
         for line in describe(settings):
             log.info("%s", line)
+    raise_file_limit(server.max_connections)
+    install_cap(server.max_connections)
     app = create_app(settings, worker=worker)
     app.on_startup.append(tune_gc)  # after the cleanup contexts: they build the long-lived parts
     admin_sockets = []
@@ -133,6 +136,7 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
         # closes its connection rather than reading and discarding the rest for up to 10 s:
         # a client sending large bodies without a key costs their headers, not their bytes.
         lingering_time=0,
+        keepalive_timeout=server.idle_timeout,
         print=(lambda text: _listening(text, settings, worker)) if not worker else None,
         loop=_new_loop(),
     )

@@ -22,6 +22,10 @@ __all__ = [
 ]
 
 
+BEACON_IDLE_SECONDS = 10.0
+PROXY_IDLE_SECONDS = 75.0  # above the 60 s of AWS ALB's and nginx's defaults
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
@@ -36,6 +40,17 @@ class ServerSettings:
     script_name: str = "gw.js"  # the first-party script's file name (avoid blocked names)
     shutdown_timeout: float = 10.0
     demo: bool | None = None  # the /demo page; None (auto): on while listening on loopback only
+    # Idle connections are closed after this; None (auto): BEACON_IDLE_SECONDS for browsers
+    # connecting directly, PROXY_IDLE_SECONDS behind trusted proxies (their pooled connections
+    # must outlive the proxy's own idle timeout, or it reuses one the gateway just closed).
+    idle_timeout_seconds: float | None = None
+    max_connections: int = 10_000  # past this, new connections are closed at once
+
+    @property
+    def idle_timeout(self) -> float:
+        if self.idle_timeout_seconds is not None:
+            return self.idle_timeout_seconds
+        return PROXY_IDLE_SECONDS if self.trusted_proxies else BEACON_IDLE_SECONDS
 
     @property
     def serves_demo(self) -> bool:
