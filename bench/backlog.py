@@ -190,14 +190,14 @@ def memory_kib(pid: int) -> tuple[int, int]:
 
 
 def destination_status(base: str) -> dict[str, object]:
-    status = orjson.loads(ingest.fetch(base + "/status"))
+    status = orjson.loads(ingest.fetch(ingest.operator_base(base) + "/status"))
     [found] = [d for d in status["destinations"] if d["name"] == DESTINATION]
     return dict(found)
 
 
 def counters(base: str) -> dict[str, float]:
     """The gateway's own event counters (Prometheus text), summed over their labels."""
-    text = ingest.fetch(base + "/metrics").decode()
+    text = ingest.fetch(ingest.operator_base(base) + "/metrics").decode()
     totals: dict[str, float] = {}
     for name in ("gateway_events_enqueued_total", "gateway_events_dropped_total",
                  "gateway_events_invalid_total", "gateway_events_unrouted_total",

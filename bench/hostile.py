@@ -272,7 +272,7 @@ def sanity_check(base: str) -> int:
 
 
 def denied_metrics(base: str) -> dict[str, float]:
-    text = ingest.fetch(base + "/metrics").decode()
+    text = ingest.fetch(ingest.operator_base(base) + "/metrics").decode()
     return {m.group(1): float(m.group(2)) for m in re.finditer(
         r'^gateway_access_denied_total\{reason="(\w+)"\} (\S+)$', text, re.MULTILINE)}
 

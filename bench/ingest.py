@@ -434,8 +434,17 @@ rules:
   path: rules
 logging:
   level: WARNING
+admin:
+  listen: 127.0.0.1:{port + 1}
 destinations:{destinations}""")
     return config
+
+
+def operator_base(base: str) -> str:
+    """Where the bench's gateway answers /status and /metrics: its admin listener, on the port
+    after the public one (see write_config)."""
+    url = URL(base)
+    return str(url.with_port((url.port or 80) + 1))
 
 
 def live_destinations(count: int, graph_port: int) -> str:
