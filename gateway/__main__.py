@@ -128,6 +128,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from .run import PortInUse, serve
+    from .workers import die_with_supervisor
+
+    if args.worker is not None:
+        die_with_supervisor()
 
     try:
         serve(settings, worker=args.worker)

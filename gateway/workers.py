@@ -9,7 +9,9 @@ to every worker, and restarts a worker that dies, after a pause, until it is tol
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -17,10 +19,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["supervise"]
+__all__ = ["die_with_supervisor", "supervise"]
 
 log = logging.getLogger("gateway.workers")
 
+SUPERVISOR_PID = "GATEWAY_SUPERVISOR_PID"  # how a worker knows its supervisor
 RESTART_PAUSE_SECONDS = 1.0
 POLL_SECONDS = 0.2
 
@@ -40,6 +43,7 @@ class _Supervisor:
         self._procs[index] = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(self._config),
              "--worker", str(index)],
+            env={**os.environ, SUPERVISOR_PID: str(os.getpid())},
         )
 
     def _forward(self, signum: int, _frame: FrameType | None) -> None:
@@ -94,3 +98,23 @@ def supervise(config: Path, count: int, shutdown_timeout: float, announce: str =
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return _Supervisor(config, count, shutdown_timeout, announce).run()
+
+
+def die_with_supervisor() -> None:
+    """In a worker: get SIGTERM (a graceful drain) when the supervisor dies, even by kill -9,
+    rather than serve on beside a new supervisor with an old config (Linux's
+    PR_SET_PDEATHSIG). A worker whose supervisor is already gone stops now."""
+    supervisor = os.environ.get(SUPERVISOR_PID)
+    if supervisor is None:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError) as exc:
+        log.warning("this worker cannot follow its supervisor's death (%s)", exc)
+    if str(os.getppid()) != supervisor:  # it died before prctl took effect
+        sys.exit(0)
+
+
+PR_SET_PDEATHSIG = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import signal
@@ -306,3 +307,47 @@ async def test_start_up_objects_are_frozen_out_of_garbage_collection() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(60)
+async def test_workers_stop_when_their_supervisor_is_killed(
+    tmp_path: Path, fake_graph: FakeGraph
+) -> None:
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(
+        tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
+        extra=f"server: {{port: {port}}}\n"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--config", str(config), "--workers", "2",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    workers: list[int] = []
+    try:
+        await wait_for_ready(f"http://127.0.0.1:{port}/readyz", process)
+        await wait_until(lambda: len(children_of(process.pid)) == 2, timeout=20)
+        workers = children_of(process.pid)
+        process.kill()  # the supervisor, by kill -9: no chance to forward anything
+        await process.wait()
+        await wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
+                         timeout=20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        for pid in workers:  # orphans left by a failure
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
