@@ -137,9 +137,12 @@ class FailureThrottle:
 class AccessGuard:
     """Decides whether a request may send events for a pixel; logs and counts refusals."""
 
-    def __init__(self, keys: Sequence[AccessKey], registry: CollectorRegistry,
+    def __init__(self, keys: Callable[[], Sequence[AccessKey]], registry: CollectorRegistry,
                  clock: Callable[[], float]) -> None:
-        self.keys = KeyRing(keys)
+        """`keys`: the keys in force, asked for each request (a config reload changes them)."""
+        self._keys = keys
+        self._ring = KeyRing(())
+        self._ring_of: Sequence[AccessKey] | None = None
         self.throttle = FailureThrottle(clock)
         self.denied = Counter(
             "gateway_access_denied", "Server ingress requests refused, by reason (missing_key, "
@@ -147,6 +150,13 @@ class AccessGuard:
             "proved, busy: too many large bodies without a proved key at once).", ["reason"],
             registry=registry,
         )
+
+    @property
+    def keys(self) -> KeyRing:
+        current = self._keys()
+        if current is not self._ring_of:
+            self._ring, self._ring_of = KeyRing(current), current
+        return self._ring
 
     def admit(self, client: str, trace: str) -> None:
         """Refuse (429) a client that failed too often recently, before reading its request."""

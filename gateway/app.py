@@ -86,7 +86,7 @@ def create_app(
     prefix = settings.server.path_prefix
     app.router.add_route("GET", f"{prefix}/tr", handle_hit)
     app.router.add_route("POST", f"{prefix}/tr", handle_hit)
-    add_cors(app, prefix, settings.server.allowed_origins)
+    add_cors(app, prefix)
     add_snippet_routes(app, prefix, name=settings.server.script_name)
     add_demo_routes(app, settings)
     admin.add_routes(app, prefix)
@@ -281,12 +281,17 @@ def apply_settings(app: web.Application, new: Settings) -> None:
 
     Destinations apply whole (added, removed, retyped or changed: the relay follows the live
     snapshot), except that a live destination never turns into a dry run without a restart (an
-    emptied token, an unset variable or a typo, would mark its whole queue as sent). The other
-    sections are compared with what is running and reported if they differ.
+    emptied token, an unset variable or a typo, would mark its whole queue as sent); so do
+    `access_keys` and `server.allowed_origins`. The other sections are compared with what is
+    running, and those that differ are logged and listed on /status until a restart.
     """
     live = app[appkeys.LIVE]
     running = live.current.settings
-    restart = [name for name in RESTART_SECTIONS if getattr(running, name) != getattr(new, name)]
+    started = app[appkeys.SETTINGS]  # what the restart-only sections still are
+    live_server = replace(started.server, allowed_origins=new.server.allowed_origins)
+    restart = [name for name in RESTART_SECTIONS if getattr(started, name) != getattr(new, name)]
+    if live_server != new.server:
+        restart.insert(0, "server (other than allowed_origins)")
     applied = []
     for destination in new.destinations:
         current = live.current.by_name.get(destination.name)
@@ -295,13 +300,16 @@ def apply_settings(app: web.Application, new: Settings) -> None:
             restart.append(f"destinations[{destination.name}] (live to dry run)")
             destination = current.settings
         applied.append(destination)
-    live.swap(replace(running, destinations=tuple(applied)))
+    live.swap(replace(running, destinations=tuple(applied), access_keys=new.access_keys,
+                      server=live_server))
+    live.waiting_for_restart = tuple(restart)
     if restart:
         log.warning("config changes that need a restart to apply: %s", ", ".join(restart))
 
 
-RESTART_SECTIONS = ("server", "storage", "geo", "identity", "cookies", "rules_path",
-                    "access_keys", "alert_webhook_url", "admin_key_sha256", "log_level")
+# Read once at start; `server` too, except its allowed_origins (see apply_settings).
+RESTART_SECTIONS = ("storage", "geo", "identity", "cookies", "rules_path",
+                    "alert_webhook_url", "admin_key_sha256", "admin_listen", "log_level")
 
 
 @contextlib.asynccontextmanager

@@ -42,6 +42,8 @@ class Snapshot:
 class Live:
     def __init__(self, settings: Settings) -> None:
         self.current = Snapshot.of(settings)
+        # Sections of the last config read that differ from what runs and need a restart.
+        self.waiting_for_restart: tuple[str, ...] = ()
         self._listeners: list[Callable[[Snapshot, Snapshot], None]] = []
 
     def listen(self, listener: Callable[[Snapshot, Snapshot], None]) -> Callable[[], None]:

@@ -113,7 +113,7 @@ def test_throttle_forgives_a_client_that_gets_it_right_and_stays_bounded() -> No
 
 def test_guard_refuses_with_status_and_counts_by_reason(caplog: pytest.LogCaptureFixture) -> None:
     registry = CollectorRegistry()
-    guard = AccessGuard(KEYS, registry, Clock())
+    guard = AccessGuard(lambda: KEYS, registry, Clock())
     assert guard.authorize("key-shop", PIXEL_A, "192.0.2.1", "trace").name == "shop"
     assert guard.authorize("key-crm", PIXEL_B, "192.0.2.1", "trace").name == "crm"
     cases = [("", PIXEL_A, 401, "missing_key"), ("guess", PIXEL_A, 401, "invalid_key"),

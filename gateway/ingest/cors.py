@@ -19,7 +19,7 @@ only from `server.trusted_proxies`) and, when the request names a port, the port
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 from aiohttp import hdrs, web
@@ -50,16 +50,22 @@ def normalize_origin(origin: str) -> str | None:
     return f"{url.scheme}://{host.lower()}{suffix}"
 
 
-def cors_middleware(tr_path: str, allowed_origins: Iterable[str]) -> Middleware:
-    """An aiohttp middleware applying the allowlist to requests for `tr_path` only."""
-    allowed = frozenset(o for o in map(normalize_origin, allowed_origins) if o is not None)
+@lru_cache(maxsize=8)
+def _allowlist(allowed_origins: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(o for o in map(normalize_origin, allowed_origins) if o is not None)
+
+
+def cors_middleware(tr_path: str, allowed_origins: Callable[[], tuple[str, ...]]
+                    ) -> Middleware:
+    """An aiohttp middleware applying the allowlist to requests for `tr_path` only;
+    `allowed_origins` gives the list in force (a config reload changes it)."""
 
     @web.middleware
     async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path != tr_path:
             return await handler(request)
         origin = request.headers.get(hdrs.ORIGIN)
-        listed = origin is not None and normalize_origin(origin) in allowed
+        listed = origin is not None and normalize_origin(origin) in _allowlist(allowed_origins())
         if request.method == hdrs.METH_OPTIONS:
             return _preflight(origin, listed)
         if origin and not listed and origin != "null" and not _same_origin(request, origin):
@@ -81,15 +87,27 @@ def cors_middleware(tr_path: str, allowed_origins: Iterable[str]) -> Middleware:
     return cors
 
 
-def add_cors(app: web.Application, prefix: str, allowed_origins: Iterable[str]) -> None:
-    """Install `cors_middleware` for `{prefix}/tr` as the outermost middleware (once).
+def add_cors(app: web.Application, prefix: str,
+             allowed_origins: Iterable[str] | None = None) -> None:
+    """Install `cors_middleware` for `{prefix}/tr` as the outermost middleware (once), with the
+    live settings' `server.allowed_origins` (or a fixed list, for an app without them).
 
     Outermost, so refusals turned into JSON by the inner error middleware carry the CORS
     headers too and a listed page can read why its hit was refused. Call before the app starts.
     """
     if app.get(_ADDED):
         return
-    app.middlewares.insert(0, cors_middleware(f"{prefix}/tr", allowed_origins))
+    if allowed_origins is None:
+        live = app[appkeys.LIVE]
+
+        def in_force() -> tuple[str, ...]:
+            return live.current.settings.server.allowed_origins
+    else:
+        fixed = tuple(allowed_origins)
+
+        def in_force() -> tuple[str, ...]:
+            return fixed
+    app.middlewares.insert(0, cors_middleware(f"{prefix}/tr", in_force))
     app[_ADDED] = True
 
 

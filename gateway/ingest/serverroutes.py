@@ -99,11 +99,12 @@ def add_server_routes(app: web.Application, prefix: str) -> None:
     """Register both server-event routes (POST only); a second call does nothing."""
     if INGRESS in app:
         return
-    settings = app[appkeys.SETTINGS]
+    settings, live = app[appkeys.SETTINGS], app[appkeys.LIVE]
     # A limit of its own (the body is read through a request clone with this client_max_size):
     # the app-wide one is sized for browser hits.
     app[INGRESS] = ServerIngress(
-        AccessGuard(settings.access_keys, app[appkeys.METRICS].registry, app[appkeys.CLOCK]),
+        AccessGuard(lambda: live.current.settings.access_keys, app[appkeys.METRICS].registry,
+                    app[appkeys.CLOCK]),
         max_body_bytes=settings.server.max_server_body_bytes,
         truncate_ip=settings.identity.truncate_ip,
     )

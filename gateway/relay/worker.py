@@ -362,8 +362,10 @@ class RelayWorker:
         self._alerts.raise_alert(
             "token_invalid", self.name,
             f"{kind.vendor} refused the {kind.credentials_name} ({reason}); delivery is paused "
-            f"and events stay queued. Put a new {kind.credentials_name} in the config; the "
-            "gateway resumes when it changes.",
+            f"and events stay queued. Put a new {kind.credentials_name} in the config file: "
+            "delivery resumes as soon as the gateway reloads it (it watches the file; SIGHUP "
+            "reloads at once). One given through an environment variable needs a restart "
+            "with the new value: a running process's environment cannot change.",
         )
 
     async def _retry(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,8 @@ async def test_a_live_destination_never_turns_dry_by_reload_and_the_log_says_why
     config.write_text(text.replace("TEST-TOKEN-main", "").replace(
         "destinations:", "server: {port: 9999}\ndestinations:"))
     assert await client.app[appkeys.RELOADER].reload()
-    assert ("config changes that need a restart to apply: server, destinations[main] (live to "
-            "dry run)") in caplog.text
+    assert ("config changes that need a restart to apply: server (other than allowed_origins), "
+            "destinations[main] (live to dry run)") in caplog.text
     assert (await hit(client, PIXEL_A, eid="a1")).status == 200
     [request] = await fake_graph.wait_for_requests(1)
     assert request.query == {"access_token": "TEST-TOKEN-main"}  # still live, old token
@@ -108,3 +109,48 @@ async def test_a_config_reload_retests_the_rules_against_the_new_destinations(
     assert "no destination named 'extra'" in status["rules"]["last_error"]
     for section in ("config", "rules"):  # times for people: ISO 8601, UTC
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", status[section]["loaded_at"])
+
+
+async def test_allowed_origins_and_access_keys_apply_on_reload_and_the_rest_is_listed(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    """A page's origin and a backend's key work as soon as the config is reloaded; changes
+    that need a restart are named on /status."""
+    import hashlib
+
+    config = tmp_path / "config.yaml"
+    main = destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)
+
+    def write(origins: str, key: str, port: int = 8080) -> None:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        config.write_text(settings_yaml(tmp_path, main, extra=(
+            f"server: {{port: {port}, allowed_origins: [{origins}]}}\n"
+            f"access_keys: [{{name: backend, sha256: {digest}, pixels: ['{PIXEL_A}']}}]\n")))
+
+    write("'https://old.example.com'", "old-key-0123456789")
+    client = operator_listener(await aiohttp_client(create_app(load_settings(config, env={}))))
+    page = {"Origin": "https://shop.example.com", "User-Agent": "Mozilla/5.0"}
+
+    async def from_page() -> int:
+        response = await client.get("/tr", params={
+            "id": PIXEL_A, "ev": "PageView", "dl": "https://shop.example.com/"}, headers=page)
+        return int(response.status)
+
+    async def with_key(key: str) -> int:
+        response = await client.post(f"/capi/{PIXEL_A}/events", json={
+            "accessKey": key, "data": [{
+                "event_name": "Lead", "event_time": int(time.time()), "action_source": "website",
+                "event_source_url": "https://shop.example.com/",
+                "user_data": {"client_user_agent": "Mozilla/5.0",
+                              "client_ip_address": "203.0.113.9"}}]})
+        return int(response.status)
+
+    assert await from_page() == 403
+    assert await with_key("new-key-0123456789") == 401
+    write("'https://shop.example.com'", "new-key-0123456789", port=8081)
+    assert await client.app[appkeys.RELOADER].reload()
+    assert await from_page() == 200
+    assert await with_key("new-key-0123456789") == 202
+    assert await with_key("old-key-0123456789") == 401
+    status = await (await client.get("/status")).json()
+    assert status["config"]["waiting_for_restart"] == ["server (other than allowed_origins)"]
