@@ -16,9 +16,11 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 
-__all__ = ["MAX_CANDIDATES", "TooManyKeys", "candidates"]
+__all__ = ["MAX_CANDIDATES", "MAX_OCCURRENCES", "TooManyKeys", "candidates"]
 
 MAX_CANDIDATES = 8  # more fields named like a key than any client sends: refused
+MAX_OCCURRENCES = 32  # of each name anywhere in the body (values, other fields included)
+_QUOTE = ord('"')
 _MAX_KEY_CHARS = 512
 _NAMES = (b"accessKey", b"access_token")
 # After `"accessKey"` in JSON: optional space, a colon, a string of bounded length.
@@ -28,15 +30,28 @@ _FORM_VALUE = re.compile(rb"[^&]{0,%d}(?=&|$)" % (3 * _MAX_KEY_CHARS))
 
 
 class TooManyKeys(ValueError):
-    """The body holds more than MAX_CANDIDATES fields named like an access key."""
+    """The body names an access key field more often than any client does."""
 
 
 def candidates(body: bytes | bytearray) -> list[str]:
-    """Every value that could be the body's access key (JSON members and form fields)."""
+    """Every value that could be the body's access key (JSON members and form fields).
+
+    One byte search per name finds both shapes: `"accessKey": "..."` and `accessKey=...`.
+    Occurrences are capped too, so a body stuffed with the name costs no more to refuse."""
     found: list[str] = []
     for name in _NAMES:
-        _json_members(body, name, found)
-        _form_fields(body, name, found)
+        seen = 0
+        at = body.find(name)
+        while at >= 0:
+            seen += 1
+            if seen > MAX_OCCURRENCES:
+                raise TooManyKeys
+            end = at + len(name)
+            if at > 0 and body[at - 1] == _QUOTE and body[end:end + 1] == b'"':
+                _json_member(body, end + 1, found)
+            elif body[end:end + 1] == b"=" and (at == 0 or body[at - 1] in _FORM_BEFORE):
+                _form_field(body, end + 1, found)
+            at = body.find(name, end)
     return found
 
 
@@ -48,30 +63,22 @@ def _add(found: list[str], value: str) -> None:
     found.append(value)
 
 
-def _json_members(body: bytes | bytearray, name: bytes, found: list[str]) -> None:
-    quoted = b'"' + name + b'"'
-    at = body.find(quoted)
-    while at >= 0:
-        match = _JSON_VALUE.match(body, at + len(quoted))
-        if match:
-            raw = match.group(1)
-            if b"\\" in raw:
-                try:
-                    _add(found, orjson.loads(b'"' + raw + b'"'))
-                except orjson.JSONDecodeError:
-                    pass
-            else:
-                _add(found, raw.decode("utf-8", "replace"))
-        at = body.find(quoted, at + len(quoted))
+def _json_member(body: bytes | bytearray, start: int, found: list[str]) -> None:
+    match = _JSON_VALUE.match(body, start)
+    if match is None:
+        return
+    raw = match.group(1)
+    if b"\\" not in raw:
+        _add(found, raw.decode("utf-8", "replace"))
+        return
+    try:
+        _add(found, orjson.loads(b'"' + raw + b'"'))
+    except orjson.JSONDecodeError:
+        pass
 
 
-def _form_fields(body: bytes | bytearray, name: bytes, found: list[str]) -> None:
-    head = name + b"="
-    at = body.find(head)
-    while at >= 0:
-        if at == 0 or body[at - 1] in _FORM_BEFORE:
-            match = _FORM_VALUE.match(body, at + len(head))
-            if match:
-                value = match.group().replace(b"+", b" ")
-                _add(found, unquote_to_bytes(value).decode("utf-8", "replace").strip())
-        at = body.find(head, at + len(head))
+def _form_field(body: bytes | bytearray, start: int, found: list[str]) -> None:
+    match = _FORM_VALUE.match(body, start)
+    if match:
+        value = match.group().replace(b"+", b" ")
+        _add(found, unquote_to_bytes(value).decode("utf-8", "replace").strip())

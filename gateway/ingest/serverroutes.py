@@ -39,7 +39,7 @@ from .graphanswers import (
     graph_success,
     new_trace_id,
 )
-from .keyscan import MAX_CANDIDATES, TooManyKeys, candidates
+from .keyscan import MAX_CANDIDATES, MAX_OCCURRENCES, TooManyKeys, candidates
 from .serverbody import RawBody, ServerBody, parse_server_body, read_raw_body
 from .serverevent import build_server_event, keep_invalid, request_fields
 
@@ -225,7 +225,8 @@ def _candidates(raw: RawBody) -> list[str]:
     try:
         return candidates(raw.data)
     except TooManyKeys:
-        raise HitError(f"the body names more than {MAX_CANDIDATES} access keys") from None
+        raise HitError(f"the body names an access key more than {MAX_CANDIDATES} times (or its "
+                       f"field names more than {MAX_OCCURRENCES} times)") from None
 
 
 async def _commit(app: web.Application, state: ServerIngress, body: ServerBody,

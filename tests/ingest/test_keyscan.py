@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.ingest.body import parse_pairs
-from gateway.ingest.keyscan import MAX_CANDIDATES, TooManyKeys, candidates
+from gateway.ingest.keyscan import MAX_CANDIDATES, MAX_OCCURRENCES, TooManyKeys, candidates
 
 keys = st.text(min_size=1, max_size=80).filter(lambda k: k.strip() == k)
 json_values = st.recursive(
@@ -59,3 +59,11 @@ def test_a_body_naming_too_many_keys_is_refused() -> None:
     body = orjson.dumps({"data": [{"accessKey": str(n)} for n in range(MAX_CANDIDATES + 1)]})
     with pytest.raises(TooManyKeys):
         candidates(body)
+
+
+def test_a_body_stuffed_with_the_name_is_refused_after_a_few_looks() -> None:
+    """Each occurrence costs a Python step: a body full of the name must not cost thousands."""
+    body = b'{"data": "' + b"accessKey " * 100_000 + b'", "accessKey": "k"}'
+    with pytest.raises(TooManyKeys):
+        candidates(body)
+    assert candidates(b"accessKey " * MAX_OCCURRENCES) == []
