@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import errno
 import gc
 import logging
@@ -35,6 +37,20 @@ async def tune_gc(app: web.Application) -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+LARGE_ALLOCATION_BYTES = 1 << 20
+
+
+def tune_malloc() -> None:
+    """Keep large buffers (request bodies up to several MB) out of the heap: glibc raises its
+    mmap threshold after the first large block is freed, so later ones are carved from the heap
+    and the holes they leave keep the process's memory up. Pinned, every block of 1 MB or more
+    is mapped and given back to the system when freed (measured with bench/hostile.py:
+    docs/benchmarks.md). No-op without glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES)
 
 
 def configure_logging(level: str) -> None:
@@ -111,6 +127,7 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
         log.info("outbox: %s", settings.storage.path)
         for line in describe(settings):
             log.info("%s", line)
+    tune_malloc()
     raise_file_limit(server.max_connections)
     install_cap(server.max_connections)
     app = create_app(settings, worker=worker)

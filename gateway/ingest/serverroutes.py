@@ -57,25 +57,46 @@ Failure = Callable[[int, str, Mapping[str, str], Sequence[Rejection]], web.Respo
 class ServerIngress:
     """Per-application state of the server routes."""
 
-    def __init__(self, guard: AccessGuard, *, max_body_bytes: int, truncate_ip: bool) -> None:
+    def __init__(self, guard: AccessGuard, *, max_body_bytes: int, truncate_ip: bool,
+                 clock: Callable[[], float]) -> None:
         self.guard = guard
         self.max_body_bytes = max_body_bytes
         self.truncate_ip = truncate_ip
-        # Bytes of large bodies being read before their key is proved: at most two full-size
-        # bodies at once, so clients without a key cannot fill memory by sending many.
-        self.unproven_bytes = 0
-        self.unproven_budget = 2 * max_body_bytes
+        self.unproven = UnprovenReads(max_body_bytes, clock)
 
-    def reserve(self, request: web.Request) -> int:
-        """Reserve room for reading a body whose key is not proved yet; 0 for a small one."""
+
+class UnprovenReads:
+    """What reading large bodies before their key is proved may cost: at most two full-size
+    bodies in memory at once, and two full-size bodies' worth of bytes a second (a token
+    bucket), so clients without a key can neither fill memory nor keep the event loop reading.
+    Bodies up to SMALL_BODY_BYTES (nearly every request) need no reservation."""
+
+    def __init__(self, max_body_bytes: int, clock: Callable[[], float]) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.in_memory = 0
+        self._memory_budget = 2 * max_body_bytes
+        self._rate = 2 * max_body_bytes  # bytes a second
+        self._tokens = float(self._rate)
+        self._clock = clock
+        self._filled_at = clock()
+
+    def reserve(self, request: web.Request, guard: AccessGuard) -> int:
+        """Room for one body (released with `release`), or AccessDenied (503, busy)."""
         size = request.content_length
         if size is not None and size <= SMALL_BODY_BYTES:
             return 0
         wanted = min(size or self.max_body_bytes, self.max_body_bytes)
-        if self.unproven_bytes + wanted > self.unproven_budget:
-            raise self.guard.busy()
-        self.unproven_bytes += wanted
+        now = self._clock()
+        self._tokens = min(float(self._rate), self._tokens + (now - self._filled_at) * self._rate)
+        self._filled_at = now
+        if self.in_memory + wanted > self._memory_budget or wanted > self._tokens:
+            raise guard.busy()
+        self._tokens -= wanted
+        self.in_memory += wanted
         return wanted
+
+    def release(self, reserved: int) -> None:
+        self.in_memory -= reserved
 
 
 INGRESS = web.AppKey("server_ingress", ServerIngress)
@@ -107,6 +128,7 @@ def add_server_routes(app: web.Application, prefix: str) -> None:
                     app[appkeys.CLOCK]),
         max_body_bytes=settings.server.max_server_body_bytes,
         truncate_ip=settings.identity.truncate_ip,
+        clock=app[appkeys.CLOCK],
     )
     if not settings.access_keys:
         log.info("no access_keys configured: server events routes refuse every request (401)")
@@ -178,13 +200,13 @@ async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outco
             proved = True
         else:
             guard.admit(client, trace)
-        reserved = 0 if proved else state.reserve(request)
+        reserved = 0 if proved else state.unproven.reserve(request, guard)
         try:
             raw = await read_raw_body(request, limit=state.max_body_bytes, json_only=json_only)
             if not proved:
                 guard.screen(_candidates(raw), pixel_id, client, trace)
         finally:
-            state.unproven_bytes -= reserved
+            state.unproven.release(reserved)
         body = (await asyncio.to_thread(parse_server_body, raw) if len(raw) > OFF_LOOP_BYTES
                 else parse_server_body(raw))
     except AccessDenied:

@@ -677,7 +677,8 @@ async def test_large_bodies_without_a_proved_key_are_read_two_at_a_time(
     assert response.status == 202  # a proved key needs no reservation
     for _, writer in uploads:
         writer.close()
-    await wait_until(lambda: client.server.app[INGRESS].unproven_bytes == 0)
+    await wait_until(lambda: client.server.app[INGRESS].unproven.in_memory == 0)
+    await asyncio.sleep(1)  # the byte budget refills (two full-size bodies a second)
     response = await post_raw(client, path, big_body(full // 2, KEY), "application/json")
     assert response.status == 202
 
@@ -689,10 +690,29 @@ async def test_an_upload_cut_off_midway_is_a_failure_not_a_server_error(
     path = f"/capi/{PIXEL_A}/events"
     for _ in range(5):
         _, writer = await start_upload(client, path, 2**20)
-        await wait_until(lambda: client.server.app[INGRESS].unproven_bytes > 0)  # being read
+        await wait_until(lambda: client.server.app[INGRESS].unproven.in_memory > 0)  # being read
         writer.transport.abort()  # reset, as a client that gives up
-    await wait_until(lambda: client.server.app[INGRESS].unproven_bytes == 0)
+    await wait_until(lambda: client.server.app[INGRESS].unproven.in_memory == 0)
     await asyncio.sleep(0.1)
     response = await post_raw(client, path, capi_body(event(), key="wrong"))
     assert response.status == 429  # five cut-off uploads counted as failures
     assert "internal error" not in caplog.text and "Traceback" not in caplog.text
+
+
+async def test_bytes_read_without_a_proved_key_are_limited_per_second(
+    start_server: ServerFactory, settings: Settings
+) -> None:
+    """Two full-size bodies a second at most: beyond, 503 before reading, until it refills."""
+    clock = FakeClock()
+    client = await start_server(settings, clock=clock)
+    path = f"/capi/{PIXEL_A}/events"
+    full = settings.server.max_server_body_bytes
+    body = big_body(full - 1000, "wrong-key")
+    for _ in range(2):
+        response = await post_raw(client, path, body, "application/json")
+        assert response.status == 401
+    response = await post_raw(client, path, body, "application/json")
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+    clock.offset += 1
+    response = await post_raw(client, path, body, "application/json")
+    assert response.status == 401
