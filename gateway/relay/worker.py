@@ -100,7 +100,7 @@ class RelayWorker:
         self._changed = asyncio.Event()  # state changed from outside (new token, stop)
         self._loop_task: asyncio.Task[None] | None = None
         self._backoff_until = 0.0
-        self.paused_reason: str | None = None  # why the destination is paused (token refused)
+        self.paused_reason: str | None = None  # why the destination is paused (refused)
         self._paused_credentials: tuple[str, ...] = ()  # the ones refused
         # The options refused, when the platform refused the destination rather than the token.
         self._paused_options: DestinationOptions | None = None
@@ -137,7 +137,8 @@ class RelayWorker:
         self._loop_task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
 
     def notice(self) -> None:
-        """The live settings changed (config reload): new credentials lift a pause."""
+        """The live settings changed (config reload): new credentials lift a pause (after the
+        destination itself was refused, any change of its options does)."""
         options = self.destination.settings.options
         if self.paused_reason is not None and (
                 options != self._paused_options if self._paused_options is not None
