@@ -147,6 +147,7 @@ async def status(request: web.Request) -> web.Response:
             "type": destination.settings.type,
             "sends_to": f"{destination.target} via {destination.endpoint}",
             "state": worker.state,
+            "circuit": worker.circuit.status(),
             "dry_run": destination.settings.is_dry_run,
             "token_invalid": worker.paused_reason is not None,
             "queued": counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0),

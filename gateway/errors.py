@@ -11,7 +11,9 @@
     └── RelayError           a delivery attempt failed
         ├── Retryable        try again later (network, timeout, 5xx)
         │   └── RateLimited  the destination asks us to slow down: back off as a whole
-        ├── TokenRejected    the access token is invalid, expired or revoked: pause, alert
+        ├── DestinationRefused  the platform refuses the destination itself (its id, the app,
+        │   │                   the token's permissions), not an event: pause, alert
+        │   └── TokenRejected   the access token is invalid, expired or revoked: pause, alert
         └── Permanent        the destination refused these events for good (bisect, dead-letter)
 """
 
@@ -21,6 +23,7 @@ from .problems import Problem
 
 __all__ = [
     "ConfigError",
+    "DestinationRefused",
     "GatewayError",
     "HitError",
     "OutboxFull",
@@ -108,7 +111,13 @@ class RateLimited(Retryable):
     """Too many calls: the whole destination waits `min_delay` before its next request."""
 
 
-class TokenRejected(RelayError):
+class DestinationRefused(RelayError):
+    """The platform refuses the destination as configured, whatever the events: its pixel or
+    account does not exist or is out of the token's reach, the app or the token lacks a
+    permission. Splitting the batch would only repeat the refusal per event."""
+
+
+class TokenRejected(DestinationRefused):
     """The access token is invalid, expired or revoked (Graph codes 190, 102)."""
 
 

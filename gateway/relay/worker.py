@@ -6,11 +6,16 @@ The worker reads its destination from the live snapshot for every request, so a 
 to the next one. What it does is the same for every type; the type's `send` classifies the
 answer:
 - transient failure (network, timeout, 5xx): the rows come back with exponential backoff and
-  full jitter;
+  full jitter; after several in a row the destination's circuit opens (circuit.py): one small
+  probe at a time until the platform answers, then the rows that failed meanwhile are due at
+  once. Attempts count the requests really made; no number of them dead-letters an event, only
+  the platform's time window does (expiry);
 - rate limit: the same, and the whole destination waits before its next request (`backoff`);
 - refused credentials (Meta's codes 190, 102): the rows go back untried, the destination
   `paused` and an alert raised; it resumes when its credentials change (config reload). Rows
   that age out meanwhile become dead letters with reason `token_revoked`;
+- refused destination (the pixel, the app or the token's permissions, not one event): the same
+  pause and alert, never a bisection; it resumes when the destination's options change;
 - refused event (Meta refuses a whole request for one bad event): the batch is halved until the
   refused events are alone; they become dead letters with the platform's message, the rest is
   delivered.
@@ -33,11 +38,20 @@ import aiohttp
 
 from ..alerts import Alerts
 from ..destinations import Destination
-from ..errors import OutboxUnavailable, Permanent, RateLimited, Retryable, TokenRejected
+from ..destinations.base import DestinationOptions
+from ..errors import (
+    DestinationRefused,
+    OutboxUnavailable,
+    Permanent,
+    RateLimited,
+    Retryable,
+    TokenRejected,
+)
 from ..live import Live
 from ..observe import Metrics
 from ..settings import DestinationSettings
 from ..storage import ClaimedRow, Outbox
+from .circuit import PROBE_BATCH_SIZE, THRESHOLD, Circuit
 from .delivered import log_delivered
 
 __all__ = ["IDLE_POLL_SECONDS", "SHARED_IDLE_POLL_SECONDS", "RelayWorker", "backoff_delay"]
@@ -94,8 +108,11 @@ class RelayWorker:
         self._changed = asyncio.Event()  # state changed from outside (new token, stop)
         self._loop_task: asyncio.Task[None] | None = None
         self._backoff_until = 0.0
-        self.paused_reason: str | None = None  # why the destination is paused (token refused)
+        self.paused_reason: str | None = None  # why the destination is paused (refused)
         self._paused_credentials: tuple[str, ...] = ()  # the ones refused
+        # The options refused, when the platform refused the destination rather than the token.
+        self._paused_options: DestinationOptions | None = None
+        self.circuit = Circuit(clock, rng)
         self.last_error: str | None = None
         self._outbox_failing = False  # logged once when the outbox fails, once when it works
 
@@ -121,16 +138,22 @@ class RelayWorker:
     def state(self) -> str:
         if self.paused_reason is not None:
             return "paused"
-        return "backoff" if self._backoff_until > self._clock() else "active"
+        if self._backoff_until > self._clock() or self.circuit.is_open:
+            return "backoff"
+        return "active"
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
 
     def notice(self) -> None:
-        """The live settings changed (config reload): new credentials lift a pause."""
-        if (self.paused_reason is not None
-                and self.destination.settings.options.credentials != self._paused_credentials):
-            log.info("destination %s: credentials changed; resuming delivery", self.name)
+        """The live settings changed (config reload): new credentials lift a pause (after the
+        destination itself was refused, any change of its options does)."""
+        options = self.destination.settings.options
+        if self.paused_reason is not None and (
+                options != self._paused_options if self._paused_options is not None
+                else options.credentials != self._paused_credentials):
+            log.info("destination %s: %s changed; resuming delivery", self.name,
+                     "its options" if self._paused_options is not None else "credentials")
             self.paused_reason = None
         self._changed.set()
         self._outbox.wakeup(self.name).set()
@@ -171,7 +194,7 @@ class RelayWorker:
                 if self.paused_reason is not None:
                     await self._while_paused()
                     continue
-                wait = self._backoff_until - self._clock()
+                wait = max(self._backoff_until - self._clock(), self.circuit.wait())
                 if wait > 0:
                     await self._pause(wait)
                     continue
@@ -187,6 +210,7 @@ class RelayWorker:
                 await self._pause(ERROR_PAUSE_SECONDS)
 
     async def _claim_once(self, wakeup: asyncio.Event) -> None:
+        probing = self.circuit.is_open  # one small batch at a time, awaited before the next
         await self._slots.acquire()
         handed_off = False
         try:
@@ -194,7 +218,8 @@ class RelayWorker:
                 return
             wakeup.clear()
             claim = await self._outbox.claim(
-                self.name, self.settings.batch_size, dedup_seconds=self._dedup_seconds
+                self.name, PROBE_BATCH_SIZE if probing else self.settings.batch_size,
+                dedup_seconds=self._dedup_seconds,
             )
             if self._outbox_failing:
                 log.info("destination %s: the outbox works again", self.name)
@@ -213,6 +238,9 @@ class RelayWorker:
         finally:
             if not handed_off:
                 self._slots.release()
+        if probing and handed_off:
+            await asyncio.wait([task])
+            return
         set_aside = claim.expired + claim.duplicates + claim.broken
         if len(claim.rows) + set_aside >= self.settings.batch_size:
             return  # a backlog: claim the next batch at once
@@ -308,15 +336,24 @@ class RelayWorker:
             self._backoff_until = max(self._backoff_until, self._clock() + exc.min_delay)
             await self._retry(rows, exc.reason, exc.min_delay, "rate_limited")
         except Retryable as exc:
-            await self._retry(rows, exc.reason, exc.min_delay, "retry")
-        except TokenRejected as exc:
-            credentials = destination.settings.options.credentials
-            current = credentials == self.destination.settings.options.credentials
+            opened = self.circuit.failed()
+            await self._retry(rows, exc.reason, exc.min_delay, "retry",
+                              quiet=self.circuit.is_open)
+            if opened:
+                log.warning("destination %s: circuit open after %d transient failures in a row "
+                            "(last: %s); sending one probe at a time until it answers",
+                            self.name, THRESHOLD, exc.reason)
+        except DestinationRefused as exc:
+            await self._answered()
+            options, now = destination.settings.options, self.destination.settings.options
+            current = (options.credentials == now.credentials if isinstance(exc, TokenRejected)
+                       else options == now)
             if current:  # paused before the rows go back, so that no claim takes them again
-                self._token_refused(exc.reason, credentials)
+                self._refused(exc, options)
             await asyncio.shield(self._outbox.release(rows))
-            self._count("token_rejected", rows)
-            if not current:  # old credentials' late answer: send them again now, with the new
+            self._count("token_rejected" if isinstance(exc, TokenRejected)
+                        else "destination_refused", rows)
+            if not current:  # old settings' late answer: send them again now, with the new
                 self._outbox.wakeup(self.name).set()
         except Permanent as exc:
             if len(rows) > 1:
@@ -326,9 +363,11 @@ class RelayWorker:
                 await self._send(rows[:middle], settled)
                 await self._send(rows[middle:], settled)
                 return
+            await self._answered()
             await self._dead_letter(rows, exc.reason, exc.fbtrace_id)
         else:
             log_delivered(self.name, destination, rows, answer)
+            await self._answered()
             await self._finish(rows, "delivered")
         finally:
             self._metrics.latency.labels(self.name).observe(time.perf_counter() - started)
@@ -352,32 +391,59 @@ class RelayWorker:
         self._metrics.dead_letters.labels(self.name, "invalid").inc(len(rows))
         self._count("dead", rows)
 
-    def _token_refused(self, reason: str, credentials: tuple[str, ...]) -> None:
-        self.last_error = reason
+    async def _answered(self) -> None:
+        """The platform answered: close the circuit if it was open, and send at once what
+        failed during the outage."""
+        outage = self.circuit.answered()
+        if outage is None:
+            return
+        due = await asyncio.shield(self._outbox.retry_now(self.name))
+        self._outbox.wakeup(self.name).set()
+        log.info("destination %s: circuit closed: the platform answers again after %.1fs and "
+                 "%d requests; %d waiting events are due now", self.name, outage.seconds,
+                 outage.requests, due)
+
+    def _refused(self, exc: DestinationRefused, options: DestinationOptions) -> None:
+        self.last_error = exc.reason
         if self.paused_reason is not None:
             return
         kind = self.destination.kind
-        self.paused_reason = f"{kind.credentials_name} refused"
-        self._paused_credentials = credentials
+        if isinstance(exc, TokenRejected):
+            self.paused_reason = f"{kind.credentials_name} refused"
+            self._paused_credentials, self._paused_options = options.credentials, None
+            self._alerts.raise_alert(
+                "token_invalid", self.name,
+                f"{kind.vendor} refused the {kind.credentials_name} ({exc.reason}); delivery is "
+                f"paused and events stay queued. Put a new {kind.credentials_name} in the "
+                "config file: delivery resumes as soon as the gateway reloads it (it watches "
+                "the file; SIGHUP reloads at once). One given through an environment variable "
+                "needs a restart with the new value: a running process's environment cannot "
+                "change.",
+            )
+            return
+        self.paused_reason = f"{kind.vendor} refused the destination"
+        self._paused_options = options
         self._alerts.raise_alert(
-            "token_invalid", self.name,
-            f"{kind.vendor} refused the {kind.credentials_name} ({reason}); delivery is paused "
-            f"and events stay queued. Put a new {kind.credentials_name} in the config file: "
-            "delivery resumes as soon as the gateway reloads it (it watches the file; SIGHUP "
-            "reloads at once). One given through an environment variable needs a restart "
-            "with the new value: a running process's environment cannot change.",
+            "destination_refused", self.name,
+            f"{kind.vendor} refused {self.destination.target} ({exc.reason}): not one event but "
+            f"the destination itself (its id, the app, or the {kind.credentials_name}'s "
+            "permissions). Delivery is paused and events stay queued; fix it and change the "
+            "destination's config (or restart) to resume.",
         )
 
     async def _retry(
-        self, rows: list[ClaimedRow], reason: str, min_delay: float, outcome: str
+        self, rows: list[ClaimedRow], reason: str, min_delay: float, outcome: str, *,
+        quiet: bool = False,
     ) -> None:
         if not rows:
             return
         attempts = max(row.attempts for row in rows)
         delay = max(min_delay, backoff_delay(attempts, self.settings.retry_base_seconds,
                                              self.settings.retry_max_seconds, self._rng))
-        log.warning("destination %s: %d events will be retried in %.1fs: %s",
-                    self.name, len(rows), delay, reason)
+        # While the circuit is open its state changes are the lines worth reading.
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "destination %s: %d events will be retried in %.1fs: %s",
+                self.name, len(rows), delay, reason)
         self.last_error = reason
         await asyncio.shield(self._outbox.retry_later(rows, delay, reason))
         self._outbox.wakeup(self.name).set()  # the idle loop re-reads the next due time

@@ -135,6 +135,9 @@ class DeferredOutbox:
     async def retry_later(self, rows: Sequence[ClaimedRow], delay: float, error: str) -> int:
         return await self._store().retry_later(rows, delay, error)
 
+    async def retry_now(self, destination: str) -> int:
+        return await self._store().retry_now(destination)
+
     async def release(self, rows: Sequence[ClaimedRow]) -> int:
         return await self._store().release(rows)
 

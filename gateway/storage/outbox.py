@@ -88,6 +88,12 @@ class Outbox(Protocol):
         """Claimed rows that will never be accepted as they are: keep them with the reason."""
         ...
 
+    async def retry_now(self, destination: str) -> int:
+        """Make the rows of `destination` waiting out a retry's backoff due now (its platform
+        answers again after an outage); return how many. Attempts and errors stay as they are;
+        leased rows are left alone."""
+        ...
+
     async def expire(self, destination: str, reason: str = "expired") -> int:
         """Dead-letter queued rows of `destination` past their expiry, with `reason`."""
         ...

@@ -147,6 +147,28 @@ async def test_retry_later_waits_and_remembers_why(outbox: Outbox, clock: Clock)
     assert again.id == row.id and again.attempts == 1
 
 
+async def test_retry_now_makes_only_waiting_retries_of_one_destination_due(
+    outbox: Outbox, clock: Clock
+) -> None:
+    # After an outage the relay makes the rows that failed during it due at once, instead of
+    # each waiting out its own backoff.
+    await outbox.enqueue([entry(1), entry(2), entry(3), entry(4, destination="other")])
+    waiting, leased, _ = (await outbox.claim("main", 3)).rows
+    [other] = (await outbox.claim("other", 10)).rows
+    await outbox.retry_later([waiting], delay=600, error="HTTP 503")
+    await outbox.retry_later([other], delay=600, error="HTTP 503")
+    await outbox.release([_])  # due already: nothing to change
+    assert await outbox.retry_now("main") == 1
+    assert await outbox.next_due("main") == pytest.approx(clock.now)
+    assert await outbox.next_due("other") == pytest.approx(clock.now + 600)
+    claimed = (await outbox.claim("main", 10)).rows
+    assert sorted(row.event_id for row in claimed) == ["e1", "e3"]  # e2 is still leased
+    [row] = [row for row in claimed if row.event_id == "e1"]
+    assert row.attempts == 1  # the failed attempt still counts
+    assert await outbox.finish([leased]) == 1  # its lease was left alone
+    assert await outbox.retry_now("main") == 0
+
+
 async def test_release_gives_rows_back_untried(outbox: Outbox) -> None:
     await outbox.enqueue([entry(1)])
     [row] = (await outbox.claim("main", 10)).rows

@@ -13,17 +13,30 @@ from collections.abc import Sequence
 import aiohttp
 import orjson
 
-from ...errors import Permanent, RateLimited, RelayError, Retryable, TokenRejected
+from ...errors import (
+    DestinationRefused,
+    Permanent,
+    RateLimited,
+    RelayError,
+    Retryable,
+    TokenRejected,
+)
 from ...storage import ClaimedRow
 from ..http import post_json, scrubbed
 
-__all__ = ["RATE_LIMIT_CODES", "TOKEN_CODES", "TRANSIENT_CODES", "answered", "batch_body",
-           "classify", "post_batch"]
+__all__ = ["DESTINATION_CODES", "RATE_LIMIT_CODES", "TOKEN_CODES", "TRANSIENT_CODES",
+           "answered", "batch_body", "classify", "post_batch"]
 
 # Meta's error codes (docs/meta-capi.md has the table).
 TRANSIENT_CODES = frozenset({1, 2})
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 TOKEN_CODES = frozenset({190, 102})
+# About the pixel, the app or the token's permissions, never one event: 3 (the app lacks the
+# capability), 10 and 200-299 (permission denied), 803 (no object by that id).
+DESTINATION_CODES = frozenset({3, 10, 803, *range(200, 300)})
+# Code 100 ("invalid parameter") is about an event, except subcode 33: the object posted to
+# (the pixel) does not exist, is out of the token's reach or does not take events.
+OBJECT_SUBCODES = frozenset({33})
 RATE_LIMIT_DELAY = 60.0
 REDIRECT_DELAY = 300.0
 _TOKEN_PARAM = re.compile(r"access_token=[^&\s'\"]*")
@@ -95,6 +108,8 @@ def classify(status: int, raw: bytes, token: str = "") -> RelayError:
         return RateLimited(reason, min_delay=RATE_LIMIT_DELAY, fbtrace_id=fbtrace_id)
     if code in TOKEN_CODES:
         return TokenRejected(reason, fbtrace_id)
+    if code in DESTINATION_CODES or (code == 100 and _about_the_object(error)):
+        return DestinationRefused(reason, fbtrace_id)
     if status >= 500 or code in TRANSIENT_CODES or error.get("is_transient") is True:
         return Retryable(reason, fbtrace_id=fbtrace_id)
     if not error:
@@ -103,6 +118,15 @@ def classify(status: int, raw: bytes, token: str = "") -> RelayError:
         return Retryable(f"{reason} without a Graph API error: check graph_url and "
                          "api_version", min_delay=REDIRECT_DELAY)
     return Permanent(reason, fbtrace_id)
+
+
+def _about_the_object(error: dict[str, object]) -> bool:
+    """Code 100 about the pixel itself: subcode 33, or Graph's "Unsupported post request"
+    (a GraphMethodException without a subcode), which names no event."""
+    subcode = error.get("error_subcode")
+    if subcode is not None:
+        return subcode in OBJECT_SUBCODES
+    return error.get("type") == "GraphMethodException"
 
 
 def _safe(text: str, token: str) -> str:

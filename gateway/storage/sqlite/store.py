@@ -70,6 +70,9 @@ _IDS = "id IN (SELECT value FROM json_each(?))"
 _FENCE = (" WHERE state = 'inflight' AND available_at = :lease"
           " AND id IN (SELECT value FROM json_each(:ids))")
 _DEAD = "UPDATE outbox SET state = 'dead', reason = ?, updated_at = ?, last_error = ? WHERE "
+# Written with the due-index's own condition ({QUEUED}) so that SQLite uses it.
+_RETRY_NOW = (f"UPDATE outbox SET available_at = ? WHERE destination = ? AND {QUEUED} "
+              "AND state = 'pending' AND available_at > ?")
 _EXPIRED_ERROR = "past the platform's time window for this event"
 
 
@@ -438,6 +441,19 @@ class SqliteOutbox(OutboxQueries):
             return sum(conn.execute(sql, params).rowcount for params in updates)
 
         return await self.write(acknowledge, relaxed=True)
+
+    async def retry_now(self, destination: str) -> int:
+        """Make the rows of `destination` waiting out a retry's backoff due now."""
+        now = self._clock()
+
+        def retry_now(conn: sqlite3.Connection) -> int:
+            return conn.execute(_RETRY_NOW, (now, destination, now)).rowcount
+
+        # On the relay's connection: lost to a power cut, the rows only wait out their backoff.
+        changed = await self.write(retry_now, relaxed=True)
+        if changed:
+            self._wakeups[destination].set()
+        return changed
 
     async def expire(self, destination: str, reason: str = "expired") -> int:
         """Dead-letter queued rows of `destination` past their expiry (a paused destination
