@@ -74,8 +74,9 @@ MISTAKES = [
      "config.yaml:3:9: server.port: must be a whole number between 1 and 65535, got 70000"),
     (GOOD.replace("  port: 9000", "  prot: 9000"),
      "config.yaml:3:3: server.prot: unknown key (did you mean 'port'?); valid keys here: "
-     "allowed_origins, client_ip_headers, demo, forwarding_header, host, max_body_bytes, "
-     "max_server_body_bytes, path_prefix, port, script_name, shutdown_timeout, trusted_proxies"),
+     "allowed_origins, client_ip_headers, demo, forwarding_header, host, idle_timeout_seconds, "
+     "max_body_bytes, max_connections, max_server_body_bytes, path_prefix, port, script_name, "
+     "shutdown_timeout, trusted_proxies"),
     (GOOD.replace('"${TOKEN:-}"', '"${TOKEN}"'),
      "config.yaml:7:19: destinations[0].access_token: environment variable TOKEN is not set; "
      "set it, or give a default with ${TOKEN:-default}"),

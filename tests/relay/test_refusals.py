@@ -17,7 +17,14 @@ from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.storage import OutboxEntry, open_outbox
 
-from ..conftest import PIXEL_A, destination_yaml, graph_server, settings_yaml, wait_until
+from ..conftest import (
+    PIXEL_A,
+    destination_yaml,
+    graph_server,
+    operator_listener,
+    settings_yaml,
+    wait_until,
+)
 from ..conftest import outbox_rows as rows
 
 UNSUPPORTED = {"error": {
@@ -75,7 +82,7 @@ async def test_a_refused_pixel_pauses_the_destination_instead_of_bisecting(
     config.write_text(text)
     settings = load_settings(config, env={})
     await queue(settings, 200)
-    client = await aiohttp_client(create_app(settings))
+    client = operator_listener(await aiohttp_client(create_app(settings)))
     await wait_until(lambda: len(alerts) == 1)
     assert alerts[0]["alert"] == "destination_refused" and alerts[0]["destination"] == "main"
     assert "TEST-TOKEN" not in orjson.dumps(alerts).decode()
