@@ -18,7 +18,7 @@ import hmac
 import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from prometheus_client import CollectorRegistry, Counter
@@ -34,6 +34,7 @@ __all__ = [
     "AccessGuard",
     "FailureThrottle",
     "KeyRing",
+    "bearer_token",
     "key_sha256",
 ]
 
@@ -43,6 +44,12 @@ FAILURE_LIMIT = 5
 FAILURE_WINDOW_SECONDS = 60.0
 TRUSTED_SECONDS = 600.0
 MAX_TRACKED_CLIENTS = 10_000
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The token of an `Authorization: Bearer <token>` header, or "" without one."""
+    given = headers.get("Authorization", "")
+    return given.removeprefix("Bearer ").strip() if given.startswith("Bearer ") else ""
 
 
 def key_sha256(key: str) -> str:

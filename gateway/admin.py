@@ -22,8 +22,9 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from . import appkeys
-from .accesskeys import key_sha256
+from .accesskeys import bearer_token, key_sha256
 from .errors import OutboxUnavailable
+from .identity.trustedproxies import is_loopback_host
 from .storage import DEAD_REASONS, DeadLetterFilter, Outbox
 
 __all__ = ["ADMIN_LISTENERS", "add_routes", "serve_operators_on"]
@@ -54,11 +55,10 @@ def add_routes(app: web.Application, prefix: str) -> None:
 def operators_only(handler: Handler) -> Handler:
     async def guarded(request: web.Request) -> web.StreamResponse:
         expected = request.app[appkeys.SETTINGS].admin_key_sha256
-        given = request.headers.get(hdrs.AUTHORIZATION, "")
         if expected:
-            token = given.removeprefix("Bearer ").strip()
+            token = bearer_token(request.headers)
             digest = key_sha256(token)  # survives undecodable header bytes
-            if not (given.startswith("Bearer ") and hmac.compare_digest(digest, expected)):
+            if not (token and hmac.compare_digest(digest, expected)):
                 return web.json_response({"error": "an admin key is required"}, status=401,
                                          headers={hdrs.WWW_AUTHENTICATE: "Bearer"})
         elif not _on_admin_listener(request):
@@ -67,9 +67,25 @@ def operators_only(handler: Handler) -> Handler:
                 {"error": "without an admin key, operator endpoints answer only on the admin "
                           f"listener (admin.listen: {listen}); set admin.key_sha256 to reach "
                           "them here"}, status=403)
+        elif _from_a_web_page(request):
+            return web.json_response(
+                {"error": "without an admin key, operator endpoints do not answer web pages "
+                          "(a request with an Origin, or a Host that is not this machine)"},
+                status=403)
         return await handler(request)
 
     return guarded
+
+
+def _from_a_web_page(request: web.Request) -> bool:
+    """A keyless admin listener trusts whoever can connect to it: this machine's programs. A
+    web page open in a browser on this machine can connect too (a cross-site POST needs no
+    preflight; DNS rebinding can even read answers), but browsers mark its requests: an
+    `Origin`, a `Sec-Fetch-Site` other than none, or a `Host` that is not a loopback name."""
+    headers = request.headers
+    if hdrs.ORIGIN in headers or headers.get("Sec-Fetch-Site", "none") != "none":
+        return True
+    return not is_loopback_host(request.host)
 
 
 def _on_admin_listener(request: web.Request) -> bool:
@@ -124,7 +140,7 @@ async def metrics(request: web.Request) -> web.Response:
         metrics.oldest_age.labels(worker.name).set(now - created if created else 0)
         # Derived when scraped, from the worker itself: nothing to keep in step elsewhere.
         metrics.set_state(worker.name, worker.state)
-        metrics.token_invalid.labels(worker.name).set(worker.paused_reason is not None)
+        metrics.token_invalid.labels(worker.name).set(worker.token_invalid)
     return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
 
@@ -149,7 +165,8 @@ async def status(request: web.Request) -> web.Response:
             "state": worker.state,
             "circuit": worker.circuit.status(),
             "dry_run": destination.settings.is_dry_run,
-            "token_invalid": worker.paused_reason is not None,
+            "token_invalid": worker.token_invalid,
+            "paused_reason": worker.paused_reason,
             "queued": counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0),
             "oldest_queued_age_seconds": round(now - created, 3) if created else None,
             "dead_letters": counts.get((name, "dead"), 0),

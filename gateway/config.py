@@ -20,7 +20,7 @@ from .destinations import TYPES
 from .errors import ConfigError
 from .identity.consent import CONSENT_CATEGORIES
 from .identity.proxypresets import PRESETS
-from .identity.trustedproxies import parse_ip
+from .identity.trustedproxies import is_loopback_host
 from .model import ACCESS_KEY_NAME, PIXEL_ID
 from .problems import Problem
 from .settings import (
@@ -238,18 +238,12 @@ def _admin(r: Reader) -> tuple[str, str]:
                       hint="the SHA-256 of the admin key, 64 lowercase hex characters")
     listen = r.string("listen", Settings().admin_listen, pattern=r"(.+:[0-9]{1,5})?",
                       hint="host:port such as 127.0.0.1:9901, or empty for none")
-    if listen and not digest and not _loopback(listen):
+    if listen and not digest and not is_loopback_host(listen):
         r.problems.add((*r.path, "listen"),
                        "without admin.key_sha256 the admin listener answers without a key, "
                        f"so it must be a loopback address such as 127.0.0.1:9901, got {listen!r}")
     r.finish()
     return digest, listen
-
-
-def _loopback(listen: str) -> bool:
-    host = listen.rpartition(":")[0]
-    address = parse_ip(host)
-    return host == "localhost" or (address is not None and address.is_loopback)
 
 
 def _alerts(r: Reader) -> str:

@@ -55,14 +55,17 @@ class _Cap:
     """The connection cap, checked as aiohttp registers each new connection."""
 
     limit = 0  # 0: no cap (the class is installed once per process, the limit set per run)
+    exempt: frozenset[tuple[str, int]] = frozenset()  # listeners never capped (the admin one)
     refused = 0
     warned_at = -_WARN_EVERY_SECONDS
 
 
-def install_cap(limit: int) -> None:
-    """Close new connections once `limit` are open (aiohttp has no such setting: its server's
-    connection registration is wrapped, once per process)."""
-    _Cap.limit = limit
+def install_cap(limit: int, exempt: frozenset[tuple[str, int]] = frozenset()) -> None:
+    """Close new connections once `limit` are open, except on the `exempt` listeners ((host,
+    port) as bound: the admin listener must answer most when the public one is flooded).
+    aiohttp has no such setting: its server's connection registration is wrapped, once per
+    process."""
+    _Cap.limit, _Cap.exempt = limit, exempt
     server: Any = web_server.Server
     if getattr(server.connection_made, "capped", False):
         return
@@ -70,7 +73,7 @@ def install_cap(limit: int) -> None:
 
     def connection_made(self: Any, handler: Any, transport: asyncio.Transport) -> None:
         original(self, handler, transport)
-        if _Cap.limit and len(self._connections) > _Cap.limit:
+        if _Cap.limit and len(self._connections) > _Cap.limit and not _exempt(transport):
             transport.close()
             _Cap.refused += 1
             now = time.monotonic()
@@ -78,6 +81,10 @@ def install_cap(limit: int) -> None:
                 _Cap.warned_at = now
                 log.warning("%d connections open, the most server.max_connections allows: "
                             "closing new ones (%d so far)", _Cap.limit, _Cap.refused)
+
+    def _exempt(transport: asyncio.Transport) -> bool:
+        name = transport.get_extra_info("sockname")
+        return bool(name) and (str(name[0]), int(name[1])) in _Cap.exempt
 
     connection_made.capped = True  # type: ignore[attr-defined]
     server.connection_made = connection_made

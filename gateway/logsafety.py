@@ -70,8 +70,12 @@ def _handle_error(self: RequestHandler, request: web.BaseRequest, status: int = 
         self.log_exception("Error handling request", exc_info=exc)
         reason = "internal error" if status >= 500 else HTTPStatus(status).phrase.lower()
     else:
-        self.logger.warning("rejected a malformed HTTP request: %s (%s); details withheld",
-                            reason, type(exc).__name__)
+        # Not HTTP at all on a connection's first request (TLS to the plain port, scanners):
+        # internet noise, at DEBUG as aiohttp has it; anything else at WARNING.
+        noise = isinstance(exc, http_exceptions.BadHttpMethod) and self._request_count <= 1
+        self.logger.log(logging.DEBUG if noise else logging.WARNING,
+                        "rejected a malformed HTTP request: %s (%s); details withheld",
+                        reason, type(exc).__name__)
     if request.writer.output_size > 0:  # as aiohttp: too late for an answer
         raise ConnectionError("Response is sent already, cannot send another response "
                               "with the error message")

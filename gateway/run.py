@@ -129,7 +129,6 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
             log.info("%s", line)
     tune_malloc()
     raise_file_limit(server.max_connections)
-    install_cap(server.max_connections)
     app = create_app(settings, worker=worker)
     app.on_startup.append(tune_gc)  # after the cleanup contexts: they build the long-lived parts
     admin_sockets = []
@@ -140,6 +139,8 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
             log.info("operator endpoints (/status, /metrics, /dead-letters) on http://%s%s%s",
                      settings.admin_listen, server.path_prefix,
                      " with the admin key" if settings.admin_key_sha256 else " (no key needed)")
+    exempt: set[tuple[str, int]] = app[admin.ADMIN_LISTENERS]
+    install_cap(server.max_connections, frozenset(exempt))
     web.run_app(
         app,
         host=server.host,

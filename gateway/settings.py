@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .identity.trustedproxies import is_loopback_host
 
 if TYPE_CHECKING:
     from .destinations import DestinationOptions
@@ -39,7 +40,8 @@ class ServerSettings:
     max_server_body_bytes: int = 8 * 2**20  # server events: up to 1000 per request
     script_name: str = "gw.js"  # the first-party script's file name (avoid blocked names)
     shutdown_timeout: float = 10.0
-    demo: bool | None = None  # the /demo page; None (auto): on while listening on loopback only
+    # The /demo page; None (auto): on while listening on loopback with no proxy trusted.
+    demo: bool | None = None
     # Idle connections are closed after this; None (auto): BEACON_IDLE_SECONDS for browsers
     # connecting directly, PROXY_IDLE_SECONDS behind trusted proxies (their pooled connections
     # must outlive the proxy's own idle timeout, or it reuses one the gateway just closed).
@@ -54,16 +56,13 @@ class ServerSettings:
 
     @property
     def serves_demo(self) -> bool:
-        """`demo` as set; by default only a gateway that listens on loopback, which no visitor
-        can reach, serves the demo page."""
+        """`demo` as set; by default only a gateway that listens on loopback with no proxy
+        trusted (nothing then forwards visitors to it) serves the demo page."""
         if self.demo is not None:
             return self.demo
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
-        except ValueError:  # a host name: could be anyone's
+        if self.trusted_proxies:  # a proxy in front may make it public (nginx on the host)
             return False
+        return is_loopback_host(self.host)
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,13 @@ async def test_follow_tells_a_running_gateway_s_rows_changes_and_drops_until_ctr
         await lines_until(process, "by rule 'drop bots'", seen)
     finally:
         process.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(process.communicate(), 15)
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), 30)
+        except TimeoutError:
+            process.kill()
+            _, err = await process.communicate()
+            raise AssertionError(f"--follow ignored Ctrl-C; its stderr: {err.decode()!r}, "
+                                 f"stdout: {seen}") from None
     followed = "".join(seen[seen.index(next(s for s in seen if "following" in s)):])
     assert re.search(r"stored  #2 main pending pixel=1+ PageView event_id=refused", followed)
     assert re.search(r"changed #2 main dead \(invalid\) .*event_id=refused attempts=1 "

@@ -35,11 +35,12 @@ async def closed_by_server(reader: asyncio.StreamReader, within: float) -> float
 
 async def test_idle_and_excess_connections_are_closed(tmp_path: Path, fake_graph: FakeGraph
                                                       ) -> None:
-    port = free_port()
+    port, admin = free_port(), free_port()
     config = tmp_path / "config.yaml"
     config.write_text(settings_yaml(
         tmp_path, destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A),
-        extra=f"server: {{port: {port}, idle_timeout_seconds: 1, max_connections: 16}}\n"))
+        extra=f"server: {{port: {port}, idle_timeout_seconds: 1, max_connections: 16}}\n"
+              f"admin: {{listen: '127.0.0.1:{admin}'}}\n"))
     process = await start_serve(config, port)
     try:
         # Idle before any request, and trickling headers (slowloris): closed after ~1 s.
@@ -56,6 +57,9 @@ async def test_idle_and_excess_connections_are_closed(tmp_path: Path, fake_graph
         waited = await closed_by_server(extra_reader, within=0.5)
         extra_writer.close()
         assert waited is not None
+        async with aiohttp.ClientSession() as session:  # operators still get in
+            async with session.get(f"http://127.0.0.1:{admin}/status") as response:
+                assert response.status == 200
         for _, writer in held:
             writer.close()
         await asyncio.sleep(0.2)

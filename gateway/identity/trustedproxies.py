@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from multidict import CIMultiDictProxy
 
-__all__ = ["IPAddress", "TrustedProxies", "parse_ip", "truncate_ip"]
+__all__ = ["IPAddress", "TrustedProxies", "is_loopback_host", "parse_ip", "truncate_ip"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,16 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @lru_cache(maxsize=8192)
+def is_loopback_host(text: str) -> bool:
+    """Whether a host (or `host:port`, or a Host header) names this machine: a loopback
+    address or `localhost`."""
+    name = text.strip().lower()
+    if name == "localhost" or name.startswith("localhost:"):
+        return True
+    address = parse_ip(name)
+    return address is not None and address.is_loopback
+
+
 def parse_ip(text: str | None) -> IPAddress | None:
     """An address from header text such as `1.2.3.4:80`, `[2001:db8::1]:443`, `fe80::1%eth0`,
     or `"[::1]"`; None for anything else (`unknown`, `_hidden`, garbage)."""

@@ -19,7 +19,9 @@ import orjson
 __all__ = ["MAX_CANDIDATES", "MAX_OCCURRENCES", "TooManyKeys", "candidates"]
 
 MAX_CANDIDATES = 8  # more fields named like a key than any client sends: refused
-MAX_OCCURRENCES = 32  # of each name anywhere in the body (values, other fields included)
+# Of each name anywhere in the body (values included: a page URL may carry one per event, and
+# a request holds up to 1000 events); each costs a few byte comparisons.
+MAX_OCCURRENCES = 4096
 _QUOTE = ord('"')
 _MAX_KEY_CHARS = 512
 _NAMES = (b"accessKey", b"access_token")
@@ -33,11 +35,10 @@ class TooManyKeys(ValueError):
     """The body names an access key field more often than any client does."""
 
 
-def candidates(body: bytes | bytearray) -> list[str]:
-    """Every value that could be the body's access key (JSON members and form fields).
-
-    One byte search per name finds both shapes: `"accessKey": "..."` and `accessKey=...`.
-    Occurrences are capped too, so a body stuffed with the name costs no more to refuse."""
+def candidates(body: bytes | bytearray, *, json: bool) -> list[str]:
+    """Every value that could be the body's access key: its JSON members so named (`json`), or
+    its form fields. One byte search per name; occurrences anywhere (inside values too) are
+    capped, so a body stuffed with the name costs no more to refuse."""
     found: list[str] = []
     for name in _NAMES:
         seen = 0
@@ -47,8 +48,9 @@ def candidates(body: bytes | bytearray) -> list[str]:
             if seen > MAX_OCCURRENCES:
                 raise TooManyKeys
             end = at + len(name)
-            if at > 0 and body[at - 1] == _QUOTE and body[end:end + 1] == b'"':
-                _json_member(body, end + 1, found)
+            if json:
+                if at > 0 and body[at - 1] == _QUOTE and body[end:end + 1] == b'"':
+                    _json_member(body, end + 1, found)
             elif body[end:end + 1] == b"=" and (at == 0 or body[at - 1] in _FORM_BEFORE):
                 _form_field(body, end + 1, found)
             at = body.find(name, end)

@@ -13,6 +13,7 @@ Every refusal is a HitError whose message names the field, never its value.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 _TRUE, _FALSE = ("true", "1"), ("false", "0", "")
 _ADVICE = "; send fewer events per request"
+_OPENS_OBJECT = re.compile(rb"\s*\{")
 
 
 @dataclass
@@ -65,6 +67,18 @@ class RawBody:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    @property
+    def is_json(self) -> bool:
+        """Whether the body is read as JSON; otherwise as a form (or refused, 415)."""
+        content_type = self.content_type
+        if self.json_only or content_type == "application/json" or content_type.endswith("+json"):
+            return True
+        if content_type in (_FORM, "", "application/octet-stream") or \
+                content_type.startswith("text/"):
+            # No declared type: the body tells (`{` = JSON, like Meta's own curl examples).
+            return _OPENS_OBJECT.match(self.data) is not None
+        return False
 
 
 async def read_raw_body(request: web.Request, *, limit: int, json_only: bool) -> RawBody:
@@ -97,15 +111,12 @@ def parse_server_body(raw: RawBody) -> ServerBody:
 
 
 def _fields(raw: RawBody) -> dict[str, Any]:
-    content_type, body = raw.content_type, raw.data
-    if raw.json_only or content_type == "application/json" or content_type.endswith("+json"):
-        return _json_object(body)
+    if raw.is_json:
+        return _json_object(raw.data)
+    content_type = raw.content_type
     if content_type in (_FORM, "", "application/octet-stream") or \
             content_type.startswith("text/"):
-        # No declared type: the body tells (`{` = JSON, like Meta's own curl examples).
-        if body.lstrip()[:1] == b"{":
-            return _json_object(body)
-        return dict(parse_pairs(utf8_text(body).strip(), "body"))
+        return dict(parse_pairs(utf8_text(raw.data).strip(), "body"))
     raise HitError(
         f"unsupported Content-Type {content_type!r}; send application/json, "
         f"{_FORM} or {_MULTIPART}", status=415,

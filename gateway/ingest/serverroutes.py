@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
 from .. import appkeys
-from ..accesskeys import AccessDenied, AccessGuard
+from ..accesskeys import AccessDenied, AccessGuard, bearer_token
 from ..errors import HitError, OutboxUnavailable
 from ..model import PIXEL_ID, Event
 from .body import parse_pairs
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 # keep being answered meanwhile.
 OFF_LOOP_BYTES = 256 * 1024
 SMALL_BODY_BYTES = 64 * 1024  # read without a reservation: a typical request is far smaller
+# An upload without a proved key may take 10 s plus one per 256 KB (32 s more for 8 MB).
+UPLOAD_GRACE_SECONDS = 10.0
+MIN_UPLOAD_BYTES_PER_SECOND = 256 * 1024
 Failure = Callable[[int, str, Mapping[str, str], Sequence[Rejection]], web.Response]
 
 
@@ -65,11 +69,19 @@ class ServerIngress:
         self.unproven = UnprovenReads(max_body_bytes, clock)
 
 
+@dataclass(frozen=True)
+class Reservation:
+    bytes: int = 0  # reserved in memory and taken from the byte budget
+    deadline: float | None = None  # seconds the body may take to arrive
+
+
 class UnprovenReads:
     """What reading large bodies before their key is proved may cost: at most two full-size
-    bodies in memory at once, and two full-size bodies' worth of bytes a second (a token
-    bucket), so clients without a key can neither fill memory nor keep the event loop reading.
-    Bodies up to SMALL_BODY_BYTES (nearly every request) need no reservation."""
+    bodies in memory at once, two full-size bodies' worth of bytes a second (a token bucket,
+    charged for the bytes read), and a deadline for the upload (a client trickling bytes would
+    otherwise hold its share for ever), so clients without a key can neither fill memory nor
+    keep the event loop reading. Bodies up to SMALL_BODY_BYTES as sent, and not compressed
+    (nearly every request), need no reservation."""
 
     def __init__(self, max_body_bytes: int, clock: Callable[[], float]) -> None:
         self.max_body_bytes = max_body_bytes
@@ -80,23 +92,33 @@ class UnprovenReads:
         self._clock = clock
         self._filled_at = clock()
 
-    def reserve(self, request: web.Request, guard: AccessGuard) -> int:
-        """Room for one body (released with `release`), or AccessDenied (503, busy)."""
+    def reserve(self, request: web.Request, guard: AccessGuard) -> Reservation:
+        """Room for one body (given back with `release`), or AccessDenied (503, busy)."""
         size = request.content_length
-        if size is not None and size <= SMALL_BODY_BYTES:
-            return 0
-        wanted = min(size or self.max_body_bytes, self.max_body_bytes)
-        now = self._clock()
-        self._tokens = min(float(self._rate), self._tokens + (now - self._filled_at) * self._rate)
-        self._filled_at = now
+        compressed = hdrs.CONTENT_ENCODING in request.headers  # it may grow up to the limit
+        if size is not None and (size > self.max_body_bytes  # refused unread: 413
+                                 or (size <= SMALL_BODY_BYTES and not compressed)):
+            return Reservation()
+        wanted = self.max_body_bytes if size is None or compressed else size
+        self._refill()
         if self.in_memory + wanted > self._memory_budget or wanted > self._tokens:
             raise guard.busy()
         self._tokens -= wanted
         self.in_memory += wanted
-        return wanted
+        return Reservation(wanted, UPLOAD_GRACE_SECONDS + wanted / MIN_UPLOAD_BYTES_PER_SECOND)
 
-    def release(self, reserved: int) -> None:
-        self.in_memory -= reserved
+    def release(self, reservation: Reservation, read: int | None) -> None:
+        """Give back the memory, and the bytes reserved but not read (`read`: None if
+        unknown, e.g. a multipart form or a failed read)."""
+        self.in_memory -= reservation.bytes
+        if read is not None and read < reservation.bytes:
+            self._refill()
+            self._tokens = min(float(self._rate), self._tokens + reservation.bytes - read)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(float(self._rate), self._tokens + (now - self._filled_at) * self._rate)
+        self._filled_at = now
 
 
 INGRESS = web.AppKey("server_ingress", ServerIngress)
@@ -188,37 +210,34 @@ async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outco
     guard = state.guard
     client = app[appkeys.PROXIES].client_ip(request.remote, request.headers) or "unknown"
     pixel_id = request.match_info["pixel_id"]
-    proved = False
+    outside = _key_outside_body(request)
+    # A valid key in the header or query is checked before a byte of the body is read. A wrong
+    # one there does not hide a valid key in the body (a proxy may add its own header).
+    proved = bool(outside) and guard.keys.match(outside) is not None
+    screened = False  # the body names a valid key: a bad body is no longer a key guess
     try:
         if not PIXEL_ID.fullmatch(pixel_id):
             raise HitError("the pixel id in the path must be numeric (up to 20 digits)")
-        outside = _key_outside_body(request)
-        if outside:  # checked before a byte of the body is read
-            if guard.keys.match(outside) is None:
-                guard.admit(client, trace)  # a throttled client with a wrong key: 429
+        if proved:
             guard.authorize(outside, pixel_id, client, trace)
-            proved = True
         else:
             guard.admit(client, trace)
-        reserved = 0 if proved else state.unproven.reserve(request, guard)
-        try:
-            raw = await read_raw_body(request, limit=state.max_body_bytes, json_only=json_only)
-            if not proved:
-                guard.screen(_candidates(raw), pixel_id, client, trace)
-        finally:
-            state.unproven.release(reserved)
+        raw = await _read(request, state, json_only=json_only, proved=proved)
+        if not proved:
+            guard.screen(_candidates(raw), pixel_id, client, trace)
+            screened = True
         body = (await asyncio.to_thread(parse_server_body, raw) if len(raw) > OFF_LOOP_BYTES
                 else parse_server_body(raw))
     except AccessDenied:
         raise
     except HitError as exc:
-        if not proved:
+        if not (proved or screened):
             guard.failed(client, pixel_id, trace, exc.reason)
         raise
     except asyncio.CancelledError:
         # The client went away mid-upload (with handler cancellation on; without it the read
         # fails with a HitError above): a failure like any other before a key is proved.
-        if not proved:
+        if not (proved or screened):
             guard.failed(client, pixel_id, trace, "the connection was lost")
         raise
     presented = body.access_key or outside  # the body's key wins, as it always did
@@ -229,12 +248,31 @@ async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outco
     return await _commit(app, state, body, pixel_id)
 
 
+async def _read(request: web.Request, state: ServerIngress, *, json_only: bool,
+                proved: bool) -> RawBody:
+    """The request's body; without a proved key, within the unproven budget and deadline."""
+    if proved:
+        return await read_raw_body(request, limit=state.max_body_bytes, json_only=json_only)
+    reservation = state.unproven.reserve(request, state.guard)
+    raw: RawBody | None = None
+    try:
+        async with asyncio.timeout(reservation.deadline):
+            raw = await read_raw_body(request, limit=state.max_body_bytes, json_only=json_only)
+    except TimeoutError:
+        raise HitError("the body arrived too slowly; send the key in an Authorization header "
+                       "to be exempt", status=408) from None
+    finally:
+        read = len(raw) if raw is not None and raw.form is None else None
+        state.unproven.release(reservation, read)
+    return raw
+
+
 def _key_outside_body(request: web.Request) -> str:
     """A key in the query string (`access_token`, as the SDKs may send it) or an
     `Authorization: Bearer` header: checked before the body is read."""
-    bearer = request.headers.get(hdrs.AUTHORIZATION, "")
-    if bearer.startswith("Bearer "):
-        return bearer.removeprefix("Bearer ").strip()
+    bearer = bearer_token(request.headers)
+    if bearer:
+        return bearer
     query = request.raw_path.partition("?")[2]
     if "access_token=" not in query:
         return ""
@@ -245,7 +283,7 @@ def _candidates(raw: RawBody) -> list[str]:
     if raw.form is not None:
         return [raw.form[name] for name in ("accessKey", "access_token") if raw.form.get(name)]
     try:
-        return candidates(raw.data)
+        return candidates(raw.data, json=raw.is_json)
     except TooManyKeys:
         raise HitError(f"the body names an access key more than {MAX_CANDIDATES} times (or its "
                        f"field names more than {MAX_OCCURRENCES} times)") from None

@@ -135,6 +135,11 @@ class RelayWorker:
         return self._loop_task is not None and not self._loop_task.done()
 
     @property
+    def token_invalid(self) -> bool:
+        """Paused because the platform refused the credentials (not the destination itself)."""
+        return self.paused_reason is not None and self._paused_options is None
+
+    @property
     def state(self) -> str:
         if self.paused_reason is not None:
             return "paused"
@@ -210,12 +215,14 @@ class RelayWorker:
                 await self._pause(ERROR_PAUSE_SECONDS)
 
     async def _claim_once(self, wakeup: asyncio.Event) -> None:
-        probing = self.circuit.is_open  # one small batch at a time, awaited before the next
         await self._slots.acquire()
         handed_off = False
         try:
-            if self._stopping.is_set() or self.paused_reason is not None:
+            # Read after the wait for a slot: a batch in flight may have opened the circuit.
+            if (self._stopping.is_set() or self.paused_reason is not None
+                    or self.circuit.wait() > 0):
                 return
+            probing = self.circuit.is_open  # one small batch at a time, awaited before the next
             wakeup.clear()
             claim = await self._outbox.claim(
                 self.name, PROBE_BATCH_SIZE if probing else self.settings.batch_size,

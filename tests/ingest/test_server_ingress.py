@@ -596,20 +596,74 @@ async def test_a_body_without_a_valid_key_is_refused_without_being_parsed(
     assert len(parsed) == 2
 
 
-async def test_a_wrong_key_outside_the_body_is_refused_before_the_body_is_read(
+async def test_a_key_outside_the_body_is_checked_before_the_body_is_read(
     start_server: ServerFactory, settings: Settings
 ) -> None:
-    """A declared length over the limit would be 413: the key is checked first."""
+    """A valid header key skips the unproven budget; a wrong one there does not hide a valid
+    key in the body (a proxy may add its own Authorization header)."""
     client = await start_server(settings)
+    path = f"/capi/{PIXEL_A}/events"
+    response = await client.post(path, data=capi_body(event(), key=KEY), headers={
+        "Authorization": "Bearer a-proxys-own-token", "Content-Type": "application/json"})
+    assert response.status == 202
+    response = await client.post(f"/v26.0/{PIXEL_A}/events?access_token=nope",
+                                 data=capi_body(event(), key=KEY),
+                                 headers={"Content-Type": "application/json"})
+    assert response.status == 200
+    response = await client.post(path, data=orjson.dumps({"data": [event()]}), headers={
+        "Authorization": "Bearer nope", "Content-Type": "application/json"})
+    assert response.status == 401
     too_big = settings.server.max_server_body_bytes + 1
-    for headers, path in (({"Authorization": "Bearer nope"}, f"/capi/{PIXEL_A}/events"),
-                          ({}, f"/v26.0/{PIXEL_A}/events?access_token=nope")):
-        response = await client.post(path, data=io.BytesIO(b"x" * too_big),
-                                     headers={**headers, "Content-Type": "application/json"})
-        assert response.status == 401, path
-    response = await client.post(f"/capi/{PIXEL_A}/events", data=io.BytesIO(b"x" * too_big),
+    response = await client.post(path, data=io.BytesIO(b"x" * too_big),
                                  headers={"Authorization": f"Bearer {KEY}"})
     assert response.status == 413
+
+
+async def test_events_that_mention_the_key_names_in_their_values_are_accepted(
+    start_server: ServerFactory, settings: Settings
+) -> None:
+    """Page URLs with `&access_token=` in them (OAuth callbacks) are values, not keys."""
+    client = await start_server(settings)
+    url = "https://shop.example.com/callback?code=1&access_token=abc&accessKey=x"
+    events = [event(event_source_url=url) for _ in range(40)]
+    response = await post_raw(client, f"/capi/{PIXEL_A}/events", capi_body(*events, key=KEY))
+    assert response.status == 202
+
+
+async def test_a_compressed_body_without_a_proved_key_is_reserved_at_full_size(
+    start_server: ServerFactory, settings: Settings
+) -> None:
+    """A small gzip body may inflate to the limit: it takes a full-size share of the budget."""
+    import gzip
+
+    client = await start_server(settings)
+    path = f"/capi/{PIXEL_A}/events"
+    uploads = [await start_upload(client, path, settings.server.max_server_body_bytes)
+               for _ in range(2)]
+    await wait_until(lambda: client.server.app[INGRESS].unproven.in_memory > 0)
+    response = await client.post(path, data=gzip.compress(capi_body(event(), key=KEY)),
+                                 headers={"Content-Type": "application/json",
+                                          "Content-Encoding": "gzip"})
+    assert response.status == 503
+    for _, writer in uploads:
+        writer.close()
+
+
+async def test_an_upload_without_a_proved_key_has_a_deadline(
+    start_server: ServerFactory, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client trickling its body cannot hold the budget for ever: 408, and its share back."""
+    from gateway.ingest import serverroutes
+
+    monkeypatch.setattr(serverroutes, "UPLOAD_GRACE_SECONDS", 0.2)
+    monkeypatch.setattr(serverroutes, "MIN_UPLOAD_BYTES_PER_SECOND", 2**40)
+    client = await start_server(settings)
+    reader, writer = await start_upload(client, f"/capi/{PIXEL_A}/events", 2**20)
+    async with asyncio.timeout(5):
+        head = await reader.readline()
+    assert b" 408 " in head
+    writer.close()
+    assert client.server.app[INGRESS].unproven.in_memory == 0
 
 
 async def test_any_refusal_before_a_key_is_proved_counts_towards_the_throttle(

@@ -528,3 +528,20 @@ async def test_a_destination_removed_by_a_reload_stops_and_keeps_its_queue(
     assert [e["event_id"] for e in fake_graph.events] == ["left-behind"]
     await wait_until(lambda: [(row["destination"], row["state"]) for row in rows(
         client.app[appkeys.SETTINGS])] == [("main", "delivered"), ("", "unrouted")])
+
+
+async def test_the_keyless_admin_listener_does_not_answer_web_pages(
+    one_destination: Settings, aiohttp_client: Any
+) -> None:
+    """A page in a browser on the operator's machine can reach 127.0.0.1 too: cross-site
+    requests (an Origin, Sec-Fetch-Site) and DNS rebinding (a foreign Host) are refused."""
+    client = await aiohttp_client(create_app(one_destination))
+    admin = await admin_site(client)
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Host": "rebound.evil.example:9901"}):
+        async with client.session.post(admin + "/dead-letters/replay", headers=headers) as answer:
+            assert answer.status == 403, headers
+            assert "web pages" in (await answer.json())["error"]
+    for headers in ({}, {"Host": "localhost:9901"}, {"Sec-Fetch-Site": "none"}):
+        async with client.session.get(admin + "/status", headers=headers) as answer:
+            assert answer.status == 200, headers

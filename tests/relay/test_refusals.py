@@ -93,6 +93,9 @@ async def test_a_refused_pixel_pauses_the_destination_instead_of_bisecting(
     status = await (await client.get("/status")).json()
     [main] = status["destinations"]
     assert main["state"] == "paused" and f"code {refusal['error']['code']}" in main["last_error"]
+    # Not a token problem: whoever alerts on token_invalid is not told to rotate the token.
+    assert main["token_invalid"] is False
+    assert main["paused_reason"] == "Meta refused the destination"
 
     # Someone puts in a token of a system user the pixel is shared with: delivery resumes,
     # nothing was lost.

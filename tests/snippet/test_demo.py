@@ -118,3 +118,11 @@ def test_a_bad_server_demo_is_a_located_problem() -> None:
         parse_settings(GOOD.replace("DEMO", "sometimes"), filename="config.yaml", env={})
     assert [str(p) for p in caught.value.problems] == [
         "config.yaml:2:31: server.demo: must be true or false, got 'sometimes'"]
+
+
+def test_demo_is_off_by_default_behind_a_trusted_proxy() -> None:
+    """nginx on the same host forwarding to a loopback gateway would make it public."""
+    behind = ServerSettings(host="127.0.0.1", trusted_proxies=("127.0.0.0/8",))
+    assert not behind.serves_demo
+    assert ServerSettings(host="127.0.0.1", trusted_proxies=("127.0.0.0/8",),
+                          demo=True).serves_demo

@@ -318,8 +318,10 @@ class SqliteOutbox(OutboxQueries):
                     # Relaxed: a count lost to a power cut is only a count.
                     await self.write(partial(_count_drops, drops=drops), relaxed=True)
                 except Exception as exc:
-                    log.warning("could not store %d drop counts (trying again): %s",
-                                sum(drops.values()), exc)
+                    if not self._commits_failing:  # once per outage, as event commits
+                        log.warning("could not store %d drop counts (trying again): %s",
+                                    sum(drops.values()), exc)
+                    self._commits_failing = True
                     self._drops.update(drops)
                     if self._closed:
                         return
