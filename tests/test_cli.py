@@ -139,9 +139,16 @@ def gateway_with_rules(tmp_path: Path, graph_url: str) -> Path:
     return config
 
 
+def _as_from_a_terminal() -> None:
+    # A shell without job control starts background jobs with SIGINT ignored, and a child
+    # inherits that: Ctrl-C at a terminal reaches a process whose SIGINT is the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def follow(config: Path, *more: str, **streams: Any) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "outbox", "--follow", "--config", str(config), *more,
+        preexec_fn=_as_from_a_terminal,
         **{"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE, **streams})
 
 
