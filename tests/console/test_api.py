@@ -17,25 +17,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway import appkeys
 from gateway.accesskeys import key_sha256
 from gateway.app import create_app
-from gateway.config import parse_settings
 from gateway.console.sessions import ABSOLUTE_SECONDS, COOKIE, IDLE_SECONDS
-from gateway.settings import Settings
 
-from .conftest import PIXEL_A, FakeClock, destination_yaml, settings_yaml, wait_until
-from .fake_graph import FakeGraph
+from ..conftest import PIXEL_A, FakeClock, wait_until
+from ..fake_graph import FakeGraph
+from .conftest import ADMIN_KEY, BEARER, console_settings
 
-ADMIN_KEY = "the-console-admin-key-for-tests-0123456789"
-BEARER = {"Authorization": f"Bearer {ADMIN_KEY}"}
 TOKEN = "TEST-TOKEN-main"  # destination_yaml's access token for "main"
-
-
-def console_settings(tmp_path: Path, graph_url: str, *, admin: str = "",
-                     server: str = "") -> Settings:
-    admin = admin or f"admin: {{key_sha256: {key_sha256(ADMIN_KEY)}, listen: ''}}\n"
-    return parse_settings(
-        settings_yaml(tmp_path, destination_yaml("main", graph_url, pixel_id=PIXEL_A),
-                      extra=admin + server),
-        env={})
 
 
 @pytest.fixture
