@@ -77,7 +77,9 @@ async def test_without_an_admin_key_the_console_is_off_and_says_how_to_turn_it_o
                                 admin="admin: {listen: ''}\n")
     client = await aiohttp_client(TestServer(create_app(settings)))
     page = await client.get("/admin/")
-    assert page.status == 200 and "tag-gateway keys admin" in await page.text()
+    html = await page.text()
+    assert page.status == 200 and "The console is off" in html
+    assert "tag-gateway keys admin" in html and 'name="key"' not in html
     for method, path in (("GET", "/admin/api/destinations"), ("GET", "/admin/api/session"),
                          ("POST", "/admin/sign-in")):
         answer = await client.request(method, path, headers=BEARER)

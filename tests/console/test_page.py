@@ -116,10 +116,12 @@ async def test_sign_in_and_watch_a_hit_arrive_live(
 async def test_replay_a_dead_letter_from_the_page(
     chromium: BrowserThread, context: BrowserContext, gateway: Gateway
 ) -> None:
-    gateway.graph.fail_with(400, 100, "Invalid parameter", error_user_msg="Bad value")
-    await gateway.hit("dead-1")
-    await wait_until(lambda: [r["state"] for r in outbox_rows(gateway.settings)] == ["dead"])
-    [row] = outbox_rows(gateway.settings)
+    for event_id in ("dead-1", "dead-2"):  # one at a time: each its own dead letter
+        gateway.graph.fail_with(400, 100, "Invalid parameter", error_user_msg="Bad value")
+        await gateway.hit(event_id)
+        await wait_until(lambda: all(r["state"] == "dead" for r in outbox_rows(gateway.settings)))
+    await wait_until(lambda: len(outbox_rows(gateway.settings)) == 2)
+    [row] = [r for r in outbox_rows(gateway.settings) if r["event_id"] == "dead-1"]
 
     async def replay() -> str:
         page = await signed_in(context, gateway)
@@ -132,6 +134,8 @@ async def test_replay_a_dead_letter_from_the_page(
     assert "queued again" in await chromium.run(replay())
     await gateway.graph.wait_for_events(1)
     assert [e["event_id"] for e in gateway.graph.events] == ["dead-1"]
+    states = {r["event_id"]: r["state"] for r in outbox_rows(gateway.settings)}
+    assert states == {"dead-1": "delivered", "dead-2": "dead"}  # only the one replayed
 
 
 async def test_a_cross_site_form_cannot_replay_without_the_csrf_token(
@@ -167,6 +171,14 @@ async def test_a_cross_site_form_cannot_replay_without_the_csrf_token(
     assert [r["state"] for r in outbox_rows(gateway.settings)] == ["dead"]
 
 
+# The visible controls without an accessible name (a label, aria-label or text).
+UNLABELLED = """() => Array.from(document.querySelectorAll('input, select, button, textarea'))
+    .filter(e => e.offsetParent !== null)
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.textContent.trim())
+    .map(e => 'unlabelled ' + e.outerHTML)"""
+
+
 async def test_at_375_px_by_keyboard_with_every_control_labelled(
     chromium: BrowserThread, gateway: Gateway
 ) -> None:
@@ -176,10 +188,10 @@ async def test_at_375_px_by_keyboard_with_every_control_labelled(
             page = await context.new_page()
             await page.goto(gateway.url("/admin/"))
             await page.wait_for_selector("#key:focus")  # focused, ready to type
+            problems = await page.evaluate(UNLABELLED)
             await page.keyboard.type(ADMIN_KEY)
             await page.keyboard.press("Enter")
             await page.wait_for_selector("#destinations tbody tr")
-            problems = []
             for name in ("overview", "live", "dead-letters", "rules"):
                 await page.focus(f"nav a[data-page={name}]")
                 await page.keyboard.press("Enter")
@@ -187,12 +199,7 @@ async def test_at_375_px_by_keyboard_with_every_control_labelled(
                 width = await page.evaluate("document.documentElement.scrollWidth")
                 if width > 375:
                     problems.append(f"{name}: {width} px wide")
-                problems += await page.evaluate("""() => Array.from(
-                    document.querySelectorAll('input, select, button, textarea'))
-                  .filter(e => e.offsetParent !== null)
-                  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                               && !e.textContent.trim())
-                  .map(e => 'unlabelled ' + e.outerHTML)""")
+                problems += await page.evaluate(UNLABELLED)
             return problems
         finally:
             await context.close()

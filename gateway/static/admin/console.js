@@ -100,7 +100,7 @@
       if (a.dataset.page === page) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
     });
-    if (page === "dead-letters") loadDead();
+    if (page === "dead-letters") loadDead("");
     if (page === "rules") api("rules").then(renderRules).catch(function () {});
   }
   window.addEventListener("hashchange", show);
@@ -258,7 +258,7 @@
     return query;
   }
 
-  function loadDead() {
+  function loadDead(note) {
     api("dead-letters?" + deadQuery().concat(["limit=1000"]).join("&")).then(function (answer) {
       var body = $("dead").tBodies[0];
       clear(body);
@@ -271,18 +271,18 @@
           d.reason, (d.last_error || "") + (d.fbtrace_id ? " [fbtrace_id " + d.fbtrace_id + "]" : ""),
           d.attempts, new Date(d.updated_at * 1000).toLocaleString(), one]));
       });
-      $("dead-state").textContent = answer.dead_letters.length + " dead letters shown.";
+      $("dead-state").textContent = (typeof note === "string" ? note : "") +
+        answer.dead_letters.length + " dead letters shown.";
     }).catch(function (e) { $("dead-state").textContent = "Could not load: " + e.message; });
   }
 
   function replay(query) {
     api("dead-letters/replay?" + query.join("&"), {method: "POST"}).then(function (answer) {
-      $("dead-state").textContent = "Replayed " + answer.replayed + " events: they are queued again.";
-      setTimeout(loadDead, 300);
+      loadDead("Replayed " + answer.replayed + " events: they are queued again. ");
     }).catch(function (e) { $("dead-state").textContent = "Replay refused: " + e.message; });
   }
 
-  $("dead-filters").addEventListener("submit", function (e) { e.preventDefault(); loadDead(); });
+  $("dead-filters").addEventListener("submit", function (e) { e.preventDefault(); loadDead(""); });
   $("replay-selected").addEventListener("click", function () {
     var ids = Array.prototype.map.call(
       document.querySelectorAll("#dead tbody input:checked"), function (b) { return "id=" + b.value; });
