@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import admin, appkeys
-from .routes import SESSION, SESSIONS
+from .guard import SESSION, SESSIONS
 from .sessions import Session
 
 __all__ = ["dead_letters", "destinations", "replay", "rules", "session", "status"]

@@ -12,7 +12,7 @@ import orjson
 from aiohttp import hdrs, web
 
 from .. import appkeys
-from .routes import SESSION
+from .guard import SESSION
 from .sessions import Session
 
 __all__ = ["HEARTBEAT_SECONDS", "end_streams", "events"]

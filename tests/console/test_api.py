@@ -4,7 +4,9 @@ live events stream (a hit within a second; a slow watcher never holds ingest up)
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from gateway import appkeys
 from gateway.accesskeys import key_sha256
 from gateway.app import create_app
 from gateway.console.sessions import ABSOLUTE_SECONDS, COOKIE, IDLE_SECONDS
+from gateway.mintkeys import add_keys_parser, run_keys
 
 from ..conftest import PIXEL_A, FakeClock, wait_until
 from ..fake_graph import FakeGraph
@@ -85,6 +88,26 @@ async def test_without_an_admin_key_the_console_is_off_and_says_how_to_turn_it_o
         answer = await client.request(method, path, headers=BEARER)
         assert answer.status == 403
         assert "tag-gateway keys admin" in (await answer.json())["error"]
+
+
+async def test_keys_admin_prints_a_key_once_and_the_line_that_turns_the_console_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, fake_graph: FakeGraph,
+    aiohttp_client: Any
+) -> None:
+    parser = argparse.ArgumentParser(prog="tag-gateway")
+    add_keys_parser(parser.add_subparsers(dest="command", required=True))
+    assert run_keys(parser.parse_args(["keys", "admin"])) == 0
+    printed = capsys.readouterr().out
+    [key] = re.findall(r"^    (\S{43})$", printed, re.MULTILINE)
+    assert printed.count(key) == 1
+    section = printed[printed.index("admin:\n"):].split("\n\n")[0]  # pasted as printed
+    assert section == f"admin:\n  key_sha256: {key_sha256(key)}"
+    settings = console_settings(tmp_path, fake_graph.url,  # type: ignore[attr-defined]
+                                admin=section.replace("admin:\n", "admin:\n  listen: ''\n") + "\n")
+    client = await aiohttp_client(TestServer(create_app(settings)))
+    answer = await client.post("/admin/sign-in", data={"key": key}, allow_redirects=False)
+    assert answer.status == 303 and answer.headers["Location"] == "/admin/"
+    assert COOKIE in answer.headers["Set-Cookie"]
 
 
 async def test_the_page_and_its_files_are_served_with_a_strict_policy(
