@@ -358,3 +358,37 @@ async def test_a_slow_watcher_loses_events_and_is_told_but_never_holds_ingest_up
     assert got[3] == {"kind": "lost", "count": lost} and got[4] is None
     bus.unsubscribe(slow)
     assert not bus.listening
+
+
+async def test_the_stream_shows_server_events_and_refused_requests(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    key = "backend-access-key-for-the-console-tests-00"
+    settings = console_settings(
+        tmp_path, fake_graph.url,  # type: ignore[attr-defined]
+        server=f"access_keys: [{{name: backend, sha256: {key_sha256(key)}, pixels: '*'}}]\n")
+    client = await aiohttp_client(TestServer(create_app(settings)))
+    stream = await client.get("/admin/api/events/stream", headers=BEARER)
+    event = {"event_name": "Purchase", "event_time": int(time.time()) - 60,
+             "event_id": "order-7", "action_source": "website",
+             "event_source_url": "https://shop.example.com/thanks",
+             "user_data": {"em": "buyer@example.com", "client_ip_address": "203.0.113.9",
+                           "client_user_agent": "Mozilla/5.0"},
+             "custom_data": {"value": 42.5, "currency": "EUR"}}
+    answer = await client.post(f"/capi/{PIXEL_A}/events",
+                               data=orjson.dumps({"data": [event], "accessKey": key}))
+    assert answer.status == 202
+    async with asyncio.timeout(1.0):
+        told = await read_event(stream, "incoming")
+    assert told["source"] == "server" and told["event_id"] == "order-7"
+    assert told["outcome"] == "routed" and told["destinations"] == ["main"]
+    answer = await client.post(f"/capi/{PIXEL_A}/events",
+                               data=orjson.dumps({"data": [event], "accessKey": "wrong"}))
+    assert answer.status == 401
+    async with asyncio.timeout(1.0):
+        told = await read_event(stream, "incoming")
+    assert told["source"] == "server" and told["outcome"] == "refused"
+    assert told["pixel"] == PIXEL_A and told["reasons"]
+    stream.close()
+    body = orjson.dumps(told)
+    assert b"wrong" not in body and b"buyer@example.com" not in body
