@@ -15,9 +15,10 @@ from .. import appkeys
 from .guard import SESSION
 from .sessions import Session
 
-__all__ = ["HEARTBEAT_SECONDS", "end_streams", "events"]
+__all__ = ["HEARTBEAT_SECONDS", "LOOK_SECONDS", "end_streams", "events"]
 
 HEARTBEAT_SECONDS = 15.0
+LOOK_SECONDS = 1.0  # how often an idle stream checks that its watcher is still there
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -35,13 +36,21 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         await response.write(b"retry: 2000\n: live events of worker %d\n\n"
                              % app[appkeys.WORKER][0])
+        quiet = 0.0  # seconds since the last write
         while not subscription.closed and (until is None or clock() < until):
-            item = await subscription.get(HEARTBEAT_SECONDS)
+            item = await subscription.get(LOOK_SECONDS)
             if item is None:
-                await response.write(b": keep-alive\n\n")
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break  # the watcher went away: stop listening now, not at the next write
+                quiet += LOOK_SECONDS
+                if quiet >= HEARTBEAT_SECONDS:
+                    await response.write(b": keep-alive\n\n")
+                    quiet = 0.0
                 continue
             kind = str(item.get("kind", "event")).encode()
             await response.write(b"event: " + kind + b"\ndata: " + orjson.dumps(item) + b"\n\n")
+            quiet = 0.0
     except (ConnectionResetError, ConnectionError):
         pass  # the watcher went away
     finally:

@@ -392,3 +392,14 @@ async def test_the_stream_shows_server_events_and_refused_requests(
     stream.close()
     body = orjson.dumps(told)
     assert b"wrong" not in body and b"buyer@example.com" not in body
+
+
+async def test_a_watcher_that_goes_away_stops_listening_at_once(
+    console: TestClient[Any, Any]
+) -> None:
+    bus = console.app[appkeys.EVENTS]
+    stream = await console.get("/admin/api/events/stream", headers=BEARER)
+    assert stream.status == 200 and bus.listening
+    stream.close()
+    # Nothing is published meanwhile: the stream notices on its own, well before a heartbeat.
+    await wait_until(lambda: not bus.listening, timeout=3)
