@@ -11,15 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
-from aiohttp import DummyCookieJar
+from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import appkeys
 from gateway.accesskeys import key_sha256
 from gateway.app import create_app
 from gateway.console.sessions import ABSOLUTE_SECONDS, COOKIE, IDLE_SECONDS
+from gateway.console.stream import HEARTBEAT_SECONDS
 from gateway.mintkeys import add_keys_parser, run_keys
 
 from ..conftest import PIXEL_A, FakeClock, wait_until
@@ -395,11 +397,24 @@ async def test_the_stream_shows_server_events_and_refused_requests(
 
 
 async def test_a_watcher_that_goes_away_stops_listening_at_once(
-    console: TestClient[Any, Any]
+    tmp_path: Path, fake_graph: FakeGraph
 ) -> None:
-    bus = console.app[appkeys.EVENTS]
-    stream = await console.get("/admin/api/events/stream", headers=BEARER)
-    assert stream.status == 200 and bus.listening
-    stream.close()
-    # Nothing is published meanwhile: the stream notices on its own, well before a heartbeat.
-    await wait_until(lambda: not bus.listening, timeout=3)
+    # As `serve` runs it (web.run_app): handlers are not cancelled when their client leaves
+    # (the test server would cancel them and hide the difference).
+    app = create_app(console_settings(tmp_path, fake_graph.url))  # type: ignore[attr-defined]
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        [(host, port)] = [address[:2] for address in runner.addresses]
+        bus = app[appkeys.EVENTS]
+        async with aiohttp.ClientSession() as session:
+            stream = await session.get(f"http://{host}:{port}/admin/api/events/stream",
+                                       headers=BEARER)
+            assert stream.status == 200 and bus.listening
+            stream.close()
+            # Nothing is published meanwhile: the stream notices by itself, before a heartbeat.
+            await wait_until(lambda: not bus.listening, timeout=HEARTBEAT_SECONDS / 3)
+    finally:
+        await runner.cleanup()
