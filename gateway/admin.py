@@ -27,7 +27,8 @@ from .errors import OutboxUnavailable
 from .identity.trustedproxies import is_loopback_host
 from .storage import DEAD_REASONS, DeadLetterFilter, Outbox
 
-__all__ = ["ADMIN_LISTENERS", "add_routes", "serve_operators_on"]
+__all__ = ["ADMIN_LISTENERS", "add_routes", "dead_letters", "destination_states", "has_admin_key",
+           "iso", "outbox_report", "replay", "serve_operators_on", "status"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DROPS_SHOWN_HOURS = 24  # /status counts the drops of the last day, per rule
@@ -52,13 +53,21 @@ def add_routes(app: web.Application, prefix: str) -> None:
     app.router.add_post(f"{prefix}/dead-letters/replay", operators_only(replay))
 
 
+def has_admin_key(request: web.Request) -> bool:
+    """The request carries `Authorization: Bearer <the admin key>` (compared by SHA-256, in
+    constant time); never true while no admin key is configured."""
+    expected = request.app[appkeys.SETTINGS].admin_key_sha256
+    token = bearer_token(request.headers)
+    if not expected or not token:
+        return False
+    digest = key_sha256(token)  # survives undecodable header bytes
+    return hmac.compare_digest(digest, expected)
+
+
 def operators_only(handler: Handler) -> Handler:
     async def guarded(request: web.Request) -> web.StreamResponse:
-        expected = request.app[appkeys.SETTINGS].admin_key_sha256
-        if expected:
-            token = bearer_token(request.headers)
-            digest = key_sha256(token)  # survives undecodable header bytes
-            if not (token and hmac.compare_digest(digest, expected)):
+        if request.app[appkeys.SETTINGS].admin_key_sha256:
+            if not has_admin_key(request):
                 return web.json_response({"error": "an admin key is required"}, status=401,
                                          headers={hdrs.WWW_AUTHENTICATE: "Bearer"})
         elif not _on_admin_listener(request):
@@ -120,7 +129,7 @@ async def metrics(request: web.Request) -> web.Response:
     metrics, outbox, now = app[appkeys.METRICS], app[appkeys.OUTBOX], app[appkeys.CLOCK]()
     metrics.outbox_rows.clear()
     depth: dict[str, int] = {}
-    counts, oldest, _ = await _outbox_report(outbox)
+    counts, oldest, _ = await outbox_report(outbox)
     for (destination, state), count in counts.items():
         metrics.outbox_rows.labels(destination, state).set(count)
         if state in ("pending", "inflight"):
@@ -148,30 +157,13 @@ async def status(request: web.Request) -> web.Response:
     """What a person checks first: each destination's state, queue and last error."""
     app = request.app
     outbox, now = app[appkeys.OUTBOX], app[appkeys.CLOCK]()
-    counts, oldest, unavailable = await _outbox_report(outbox)
+    counts, oldest, unavailable = await outbox_report(outbox)
     dropped: Counter[str] = Counter()  # events the rules dropped: no rows, only counts
     if unavailable is None:
         with contextlib.suppress(OutboxUnavailable):
             for drop in await outbox.drops(since=now - DROPS_SHOWN_HOURS * 3600):
                 dropped[drop.rule] += drop.events
-    destinations = []
-    for worker in app[appkeys.RELAYS]:
-        name, destination = worker.name, worker.destination
-        created = oldest.get(name)
-        destinations.append({
-            "name": name,
-            "type": destination.settings.type,
-            "sends_to": f"{destination.target} via {destination.endpoint}",
-            "state": worker.state,
-            "circuit": worker.circuit.status(),
-            "dry_run": destination.settings.is_dry_run,
-            "token_invalid": worker.token_invalid,
-            "paused_reason": worker.paused_reason,
-            "queued": counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0),
-            "oldest_queued_age_seconds": round(now - created, 3) if created else None,
-            "dead_letters": counts.get((name, "dead"), 0),
-            "last_error": worker.last_error,
-        })
+    destinations = destination_states(app, counts, oldest, now)
     reloader, rules = app[appkeys.RELOADER], app[appkeys.RULES]
     names = app[appkeys.LIVE].current.by_name
     _, relays = app[appkeys.WORKER]
@@ -187,16 +179,49 @@ async def status(request: web.Request) -> web.Response:
         "outbox_unavailable": unavailable,
         "backpressure": app[appkeys.BACKPRESSURE].reason,
         "warnings": _warnings(app),
-        "config": {"loaded_at": _iso(reloader.loaded_at), "last_error": reloader.last_error,
+        "config": {"loaded_at": iso(reloader.loaded_at), "last_error": reloader.last_error,
                    "waiting_for_restart": list(app[appkeys.LIVE].waiting_for_restart)},
         "rules": {"rule_set": rules.current.hash, "rules": len(rules.current.rules),
-                  "files": list(rules.current.files), "loaded_at": _iso(rules.loaded_at),
+                  "files": list(rules.current.files), "loaded_at": iso(rules.loaded_at),
                   "last_error": rules.last_error,
                   f"dropped_last_{DROPS_SHOWN_HOURS}h": dict(sorted(dropped.items()))},
     })
 
 
-async def _outbox_report(
+def destination_states(app: web.Application, counts: dict[tuple[str, str], int],
+                       oldest: dict[str, float], now: float) -> list[dict[str, Any]]:
+    """Each live destination's state, queue and last error (from `outbox_report`), as /status
+    and the console show them; never a credential. The relay state comes from this process's
+    worker: with `serve --workers N` only the relaying process has one (elsewhere `state` is
+    None and `relayed_here` false)."""
+    relays = app[appkeys.RELAYS]
+    destinations = []
+    for destination in app[appkeys.LIVE].current.destinations:
+        name, worker = destination.name, relays.get(destination.name)
+        created = oldest.get(name)
+        delivered = worker.last_delivered_at if worker else None
+        destinations.append({
+            "name": name,
+            "type": destination.settings.type,
+            "sends_to": f"{destination.target} via {destination.endpoint}",
+            "state": worker.state if worker else None,
+            "relayed_here": worker is not None,
+            "paused_reason": worker.paused_reason if worker else None,
+            "circuit": worker.circuit.status() if worker else None,
+            "dry_run": destination.settings.is_dry_run,
+            "dry_run_reason": destination.settings.dry_run_reason or None,
+            "token_set": not destination.settings.options.missing_credentials,
+            "token_invalid": worker is not None and worker.token_invalid,
+            "queued": counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0),
+            "oldest_queued_age_seconds": round(now - created, 3) if created else None,
+            "dead_letters": counts.get((name, "dead"), 0),
+            "last_delivery": iso(delivered),
+            "last_error": worker.last_error if worker else None,
+        })
+    return destinations
+
+
+async def outbox_report(
     outbox: Outbox,
 ) -> tuple[dict[tuple[str, str], int], dict[str, float], str | None]:
     """Open counts and oldest queued rows; while the outbox is unavailable (not open yet)
@@ -216,7 +241,7 @@ def _warnings(app: web.Application) -> list[str]:
             "empty: if a proxy forwards them, list it there (docs/deploy-behind-a-cdn.md)"]
 
 
-def _iso(moment: float | None) -> str | None:
+def iso(moment: float | None) -> str | None:
     """A moment for people: ISO 8601 in UTC (`2026-12-07T10:00:00Z`)."""
     if moment is None:
         return None

@@ -24,8 +24,10 @@ from . import admin, appkeys, logsafety
 from .alerts import Alerts
 from .backpressure import Backpressure
 from .config import load_settings
+from .console import add_console_routes
 from .enrich import Enricher
 from .errors import HitError, OutboxFull, OutboxUnavailable
+from .eventbus import EventBus
 from .identity.cookies import FirstPartyCookies
 from .identity.trustedproxies import TrustedProxies
 from .ingest.browser import handle_hit
@@ -73,6 +75,7 @@ def create_app(
     app[appkeys.WORKER] = (worker or 0, not worker)
     app[appkeys.SHARED] = worker is not None
     app[appkeys.METRICS] = Metrics()
+    app[appkeys.EVENTS] = EventBus(worker or 0)
     app[appkeys.PROXIES] = TrustedProxies(
         settings.server.trusted_proxies, settings.server.client_ip_headers,
         chain=settings.server.forwarding_header, truncate=settings.identity.truncate_ip,
@@ -90,6 +93,7 @@ def create_app(
     add_snippet_routes(app, prefix, name=settings.server.script_name)
     add_demo_routes(app, settings)
     admin.add_routes(app, prefix)
+    add_console_routes(app, prefix)
     add_server_routes(app, prefix)
     return app
 
@@ -164,7 +168,7 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     app[appkeys.BACKPRESSURE] = backpressure
     app[appkeys.PIPELINE] = Pipeline(
         app[appkeys.LIVE], outbox, app[appkeys.METRICS], app[appkeys.ENRICHER],
-        app[appkeys.CLOCK], backpressure, app[appkeys.RULES],
+        app[appkeys.CLOCK], backpressure, app[appkeys.RULES], app[appkeys.EVENTS],
     )
     yield
     await outbox.close()
@@ -193,6 +197,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
             dedup_seconds=settings.storage.dedup_hours * 3600, clock=app[appkeys.CLOCK],
             idle_poll_seconds=(SHARED_IDLE_POLL_SECONDS if app[appkeys.SHARED]
                                else IDLE_POLL_SECONDS),
+            bus=app[appkeys.EVENTS],
         )
 
     relays = Relays(app[appkeys.LIVE], make_worker)

@@ -10,6 +10,7 @@ from aiohttp import web
 from .alerts import Alerts
 from .backpressure import Backpressure
 from .enrich import Enricher
+from .eventbus import EventBus
 from .identity.cookies import FirstPartyCookies
 from .identity.trustedproxies import TrustedProxies
 from .live import Live
@@ -27,6 +28,7 @@ __all__ = [
     "CLOCK",
     "COOKIES",
     "ENRICHER",
+    "EVENTS",
     "HTTP_SESSION",
     "LIVE",
     "METRICS",
@@ -57,4 +59,5 @@ BACKPRESSURE = web.AppKey("backpressure", Backpressure)
 RELOADER: web.AppKey[Reloader[Settings]] = web.AppKey("reloader")  # config.yaml
 RULES = web.AppKey("rules", LiveRules)
 WORKER: web.AppKey[tuple[int, bool]] = web.AppKey("worker")  # (index, relays here)
+EVENTS = web.AppKey("events", EventBus)  # what happens now, for the console's live view
 SHARED = web.AppKey("shared", bool)  # other processes share the outbox (serve --workers N)

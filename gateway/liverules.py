@@ -18,7 +18,7 @@ from .live import Live
 from .model import Event
 from .problems import Problem
 from .reload import Reloader, folder_stamps
-from .rules import RuleError, RuleSet, RuleStats, load_rule_set, run_rule_tests
+from .rules import CaseResult, RuleError, RuleSet, RuleStats, load_rule_set, run_rule_tests
 from .settings import DestinationSettings
 
 __all__ = ["LiveRules", "build_rule_set"]
@@ -30,16 +30,23 @@ def build_rule_set(
     path: Path, destinations: Sequence[DestinationSettings], prepare: Callable[[Event], None]
 ) -> RuleSet:
     """Load the rule files and run their tests; RuleError lists every problem or failure."""
+    return _build(path, destinations, prepare)[0]
+
+
+def _build(
+    path: Path, destinations: Sequence[DestinationSettings], prepare: Callable[[Event], None]
+) -> tuple[RuleSet, list[CaseResult]]:
+    """The rule set and its tests' results (all passed)."""
     rule_set = load_rule_set(path, [d.name for d in destinations])
-    failed = [r for r in run_rule_tests(rule_set, path / "tests", destinations, prepare)
-              if not r.passed]
+    results = run_rule_tests(rule_set, path / "tests", destinations, prepare)
+    failed = [r for r in results if not r.passed]
     if failed:
         raise RuleError([Problem(r.file, r.line, message=f"test '{r.name}' failed: {r.message}")
                          for r in failed])
-    return rule_set
+    return rule_set, results
 
 
-class LiveRules(Reloader[RuleSet]):
+class LiveRules(Reloader[tuple[RuleSet, list[CaseResult]]]):
     def __init__(
         self,
         path: Path,
@@ -50,14 +57,16 @@ class LiveRules(Reloader[RuleSet]):
     ) -> None:
         self.path = path
         self.current = RuleSet()
+        self.tests: list[CaseResult] = []  # the results of the tests of the set in force
         self.stats = RuleStats()  # kept across reloads
         super().__init__(
             "rules", stamp=partial(folder_stamps, path, path / "tests"),
-            build=lambda: build_rule_set(path, live.current.settings.destinations, prepare),
+            build=lambda: _build(path, live.current.settings.destinations, prepare),
             apply=self._use, clock=clock,
         )
 
-    def _use(self, rule_set: RuleSet) -> None:
+    def _use(self, built: tuple[RuleSet, list[CaseResult]]) -> None:
+        rule_set, self.tests = built
         self.current = rule_set
         if self.loaded_at is None:
             log.info("rules: %d loaded from %s (rule set %s)", len(rule_set.rules), self.path,

@@ -1,7 +1,8 @@
-"""`tag-gateway keys new --name NAME --pixels ID[,ID] | --all-pixels`: mint a server ingress key.
+"""`tag-gateway keys new --name NAME --pixels ID[,ID] | --all-pixels`: mint a server ingress key;
+`tag-gateway keys admin`: mint the admin key (the console's sign-in, operator endpoints).
 
-Prints the key once (it is stored nowhere) and the `access_keys` entry to paste into
-config.yaml, which holds only the key's SHA-256. Needs no config file.
+Each prints the key once (it is stored nowhere) and the entry to paste into config.yaml, which
+holds only the key's SHA-256. Needs no config file.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _pixels(text: str) -> list[str]:
 
 
 def add_keys_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add `keys new` to the CLI's subcommands."""
+    """Add `keys new` and `keys admin` to the CLI's subcommands."""
     keys = commands.add_parser("keys", help="access keys for the server ingress",
                                description="Access keys for backends sending server events; "
                                "the gateway stores only their SHA-256.")
@@ -50,11 +51,29 @@ def add_keys_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
                        help="the pixel ids this key may send events for")
     scope.add_argument("--all-pixels", action="store_true",
                        help="allow every pixel (pixels: \"*\")")
+    actions.add_parser(
+        "admin", help="print a new admin key once, and its config line (its SHA-256)",
+        description="Print a new random admin key once, and the admin.key_sha256 line to paste "
+        "into config.yaml: it turns the console on ({path_prefix}/admin/) and is the bearer "
+        "key of the operator endpoints.")
 
 
 def run_keys(args: argparse.Namespace) -> int:
-    """Run `keys new` (the only action); exit code 0."""
+    """Run `keys new` or `keys admin`; exit code 0."""
     key = secrets.token_urlsafe(32)
+    if args.keys_action == "admin":
+        sys.stdout.write(
+            "New admin key. It is shown only this once: keep it in a password manager now.\n\n"
+            f"    {key}\n\n"
+            "Add this to config.yaml (only the key's SHA-256 is kept there; merge it into an "
+            "existing `admin:` section), then restart the gateway:\n\n"
+            "admin:\n"
+            f"  key_sha256: {key_sha256(key)}\n\n"
+            "Then sign in with the key at {path_prefix}/admin/ on the gateway. Operator "
+            "endpoints (/status, /metrics, /dead-letters) take it as "
+            "`Authorization: Bearer <key>` on any listener.\n"
+        )
+        return 0
     pixels = '"*"' if args.all_pixels else "[" + ", ".join(f'"{p}"' for p in args.pixels) + "]"
     sys.stdout.write(
         f"New access key for {args.name!r}. It is shown only this once: store it in the "

@@ -11,7 +11,8 @@ as an `unrouted` row, unless the configured types would all refuse it anyway (th
 destination the visitor's consent does not allow gets nothing, not even a row (counted); nor does
 one whose platform has no test mode for an event sent with Meta's test_event_code. Every row
 records the hash of the rule set that decided it. One live snapshot of the destinations is read per
-event, at `prepare`.
+event, at `prepare`. Whoever watches the live events (eventbus.py, the console) is told what
+became of each event once it is committed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .destinations import Destination
 from .drops import DropReport
 from .enrich import Enricher
 from .errors import HitError, OutboxFull
+from .eventbus import EventBus
 from .live import Live
 from .liverules import LiveRules
 from .model import Event
@@ -75,8 +77,10 @@ class Pipeline:
         clock: Callable[[], float],
         backpressure: Backpressure | None = None,
         rules: LiveRules | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self._live = live
+        self._bus = bus
         self._rules = rules
         self._backpressure = backpressure
         self._outbox = outbox
@@ -169,6 +173,12 @@ class Pipeline:
             await self._outbox.enqueue(entries)
         for submission, event in zip(submissions, events, strict=True):
             self._count(submission, event)
+        bus = self._bus
+        if bus is not None and bus.listening:  # nothing at all is built when no one watches
+            rule_set = self._rules.current if self._rules is not None else None
+            now = self._clock()
+            for submission, event in zip(submissions, events, strict=True):
+                bus.incoming(event, submission, rule_set, now)
         return submissions
 
     def _decide(self, event: Event) -> tuple[Submission, list[OutboxEntry]]:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from .errors import GatewayError
+from .errors import GatewayError, ProblemsError
+from .problems import Problem
 
 __all__ = ["POLL_SECONDS", "Reloader", "file_stamp", "folder_stamps"]
 
@@ -72,6 +73,7 @@ class Reloader(Generic[T]):
         self._lock = asyncio.Lock()
         self.loaded_at: float | None = None
         self.last_error: str | None = None
+        self.last_problems: list[Problem] = []  # the last error's, located (file, line)
         self.failed_reloads = 0
 
     def in_force(self) -> str:
@@ -99,13 +101,14 @@ class Reloader(Generic[T]):
                 value = await asyncio.get_running_loop().run_in_executor(None, self._build)
             except GatewayError as exc:
                 self.last_error = str(exc)
+                self.last_problems = list(exc.problems) if isinstance(exc, ProblemsError) else []
                 self.failed_reloads += 1
                 log.error("%s reload failed; keeping %s:\n%s", self.what, self.in_force(),
                           self.last_error)
                 return False
             self._apply(value)
             self.loaded_at = self._clock()
-            self.last_error = None
+            self.last_error, self.last_problems = None, []
             return True
 
     async def watch(self) -> None:

@@ -59,8 +59,10 @@ async def handle_hit(request: web.Request) -> web.StreamResponse:
             now=now,
             page_url=clean_text(request.headers.get(hdrs.REFERER)),
         )
-    except HitError:
+    except HitError as exc:
         metrics.count(metrics.hits, "rejected")
+        if app[appkeys.EVENTS].listening:
+            app[appkeys.EVENTS].refused("browser", exc.reason, now)
         raise
     allowed = _cookie_owners(snapshot, event.context.consent)
     if OWNER not in allowed:

@@ -194,14 +194,27 @@ async def _answer(
     try:
         return success(await _ingest(request, trace, json_only=json_only))
     except AccessDenied as exc:
+        _tell_refused(request, exc.reason)
         retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return failure(exc.status, exc.reason, retry, ())
     except EventsRefused as exc:
+        _tell_refused(request, exc.reason)
         return failure(400, exc.reason, {}, exc.rejected)
     except HitError as exc:
+        _tell_refused(request, exc.reason)
         return failure(exc.status, exc.reason, {}, ())
     except OutboxUnavailable as exc:
+        _tell_refused(request, exc.answer)
         return failure(503, exc.answer, {"Retry-After": str(exc.retry_after)}, ())
+
+
+def _tell_refused(request: web.Request, reason: str) -> None:
+    """A refused request, for whoever watches the live events."""
+    bus = request.app[appkeys.EVENTS]
+    if bus.listening:
+        pixel = request.match_info["pixel_id"]
+        bus.refused("server", reason, request.app[appkeys.CLOCK](),
+                    pixel if PIXEL_ID.fullmatch(pixel) else "")
 
 
 async def _ingest(request: web.Request, trace: str, *, json_only: bool) -> Outcome:

@@ -10,12 +10,17 @@ from collections.abc import Sequence
 from ..destinations import Destination
 from ..storage import ClaimedRow
 
-__all__ = ["log_delivered"]
+__all__ = ["answered", "log_delivered"]
 
 log = logging.getLogger(__name__)
 
 
+def answered(destination: Destination, answer: str | None) -> str:
+    """The platform's answer in words (for the log line and the console's live events)."""
+    return f"{destination.kind.vendor} answered {answer or 'with success'}"
+
+
 def log_delivered(name: str, destination: Destination, rows: Sequence[ClaimedRow],
                   answer: str | None) -> None:
-    log.info("delivered: destination %s sent %s; %s answered %s", name,
-             destination.describe_batch(rows), destination.kind.vendor, answer or "with success")
+    log.info("delivered: destination %s sent %s; %s", name, destination.describe_batch(rows),
+             answered(destination, answer))

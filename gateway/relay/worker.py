@@ -47,12 +47,13 @@ from ..errors import (
     Retryable,
     TokenRejected,
 )
+from ..eventbus import EventBus
 from ..live import Live
 from ..observe import Metrics
 from ..settings import DestinationSettings
 from ..storage import ClaimedRow, Outbox
 from .circuit import PROBE_BATCH_SIZE, THRESHOLD, Circuit
-from .delivered import log_delivered
+from .delivered import answered, log_delivered
 
 __all__ = ["IDLE_POLL_SECONDS", "SHARED_IDLE_POLL_SECONDS", "RelayWorker", "backoff_delay"]
 
@@ -87,8 +88,10 @@ class RelayWorker:
         idle_poll_seconds: float = IDLE_POLL_SECONDS,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
+        bus: EventBus | None = None,
     ) -> None:
         self.name = name
+        self._bus = bus
         self._live = live
         self._last = live.current.by_name[name]  # kept while stopping after a removal
         self._session = session
@@ -114,6 +117,7 @@ class RelayWorker:
         self._paused_options: DestinationOptions | None = None
         self.circuit = Circuit(clock, rng)
         self.last_error: str | None = None
+        self.last_delivered_at: float | None = None  # when the platform last took a batch
         self._outbox_failing = False  # logged once when the outbox fails, once when it works
 
     @property
@@ -333,6 +337,8 @@ class RelayWorker:
         if destination.settings.is_dry_run:
             log.info("dry run (%s): destination %s would %s", destination.settings.dry_run_reason,
                      self.name, destination.describe_batch(rows))
+            self._tell("dry_run", destination, rows,
+                       f"nothing sent: dry run ({destination.settings.dry_run_reason})")
             await self._finish(rows, "dry_run")
             settled.update(row.id for row in rows)
             return
@@ -340,9 +346,11 @@ class RelayWorker:
         try:
             answer = await destination.send(self._session, rows)
         except RateLimited as exc:
+            self._tell("rate_limited", destination, rows, exc.reason)
             self._backoff_until = max(self._backoff_until, self._clock() + exc.min_delay)
             await self._retry(rows, exc.reason, exc.min_delay, "rate_limited")
         except Retryable as exc:
+            self._tell("retry", destination, rows, exc.reason)
             opened = self.circuit.failed()
             await self._retry(rows, exc.reason, exc.min_delay, "retry",
                               quiet=self.circuit.is_open)
@@ -351,6 +359,8 @@ class RelayWorker:
                             "(last: %s); sending one probe at a time until it answers",
                             self.name, THRESHOLD, exc.reason)
         except DestinationRefused as exc:
+            self._tell("token_rejected" if isinstance(exc, TokenRejected)
+                       else "destination_refused", destination, rows, exc.reason)
             await self._answered()
             options, now = destination.settings.options, self.destination.settings.options
             current = (options.credentials == now.credentials if isinstance(exc, TokenRejected)
@@ -363,6 +373,7 @@ class RelayWorker:
             if not current:  # old settings' late answer: send them again now, with the new
                 self._outbox.wakeup(self.name).set()
         except Permanent as exc:
+            self._tell("refused" if len(rows) > 1 else "dead", destination, rows, exc.reason)
             if len(rows) > 1:
                 # Meta refuses a whole request for one bad event: halve until it is alone.
                 self._count("refused", rows)
@@ -374,11 +385,21 @@ class RelayWorker:
             await self._dead_letter(rows, exc.reason, exc.fbtrace_id)
         else:
             log_delivered(self.name, destination, rows, answer)
+            self._tell("delivered", destination, rows, answered(destination, answer))
+            self.last_delivered_at = self._clock()
             await self._answered()
             await self._finish(rows, "delivered")
         finally:
             self._metrics.latency.labels(self.name).observe(time.perf_counter() - started)
         settled.update(row.id for row in rows)
+
+    def _tell(self, outcome: str, destination: Destination, rows: Sequence[ClaimedRow],
+              answer: str) -> None:
+        """The batch and its answer, for whoever watches the live events (nothing is built
+        when no one does)."""
+        if self._bus is not None and self._bus.listening:
+            self._bus.outgoing(self.name, outcome, rows, destination.describe_batch(rows),
+                               answer, self._clock())
 
     async def _finish(self, rows: list[ClaimedRow], state: str) -> None:
         kept = await asyncio.shield(self._outbox.finish(rows, state))

@@ -64,11 +64,11 @@ class BrowserThread:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return await asyncio.wait_for(asyncio.wrap_future(future), CALL_TIMEOUT)
 
-    async def new_context(self) -> BrowserContext:
+    async def new_context(self, width: int = 1024, height: int = 640) -> BrowserContext:
         """A fresh profile (no cookies), to be called through `run`."""
         assert self._browser is not None
         return await self._browser.new_context(
-            user_agent=USER_AGENT, viewport={"width": 1024, "height": 640}
+            user_agent=USER_AGENT, viewport={"width": width, "height": height}
         )
 
     async def _launch(self) -> None:

@@ -1,0 +1,15 @@
+"""The operator console: `{prefix}/admin/`, a page served by the gateway, and the JSON API under
+`{prefix}/admin/api/` it uses (docs/console.md).
+
+- routes.py: the page, sign-in and sign-out, and the API's routes;
+- guard.py: who may use the API (session cookie + CSRF header on writes, or the admin key as
+  a bearer token);
+- sessions.py: signed session tokens and their CSRF tokens;
+- api.py: the JSON answers; stream.py: the live events (server-sent events).
+"""
+
+from __future__ import annotations
+
+from .routes import add_console_routes
+
+__all__ = ["add_console_routes"]

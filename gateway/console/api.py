@@ -1,0 +1,74 @@
+"""The console's JSON answers (names fixed by the issue: outside checks rely on them).
+
+Destinations, dead letters and status come from the same functions as the operator routes
+(admin.py); nothing here reads a credential, so none can reach an answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .. import admin, appkeys
+from .guard import SESSION, SESSIONS
+from .sessions import Session
+
+__all__ = ["dead_letters", "destinations", "replay", "rules", "session", "status"]
+
+# The same answers as /status, /dead-letters and /dead-letters/replay.
+status = admin.status
+dead_letters = admin.dead_letters
+replay = admin.replay
+
+
+def _worker(app: web.Application) -> dict[str, Any]:
+    index, relays = app[appkeys.WORKER]
+    return {"index": index, "relays": relays}
+
+
+async def session(request: web.Request) -> web.Response:
+    """Who is asking: the CSRF token of a cookie session (None with a bearer key), when the
+    session ends, and which worker answered."""
+    current = request.get(SESSION)
+    if isinstance(current, Session):
+        answer = {"via": "session", "csrf_token": request.app[SESSIONS].csrf(current),
+                  "expires_at": admin.iso(current.expires_at)}
+    else:
+        answer = {"via": "admin key", "csrf_token": None, "expires_at": None}
+    return web.json_response({**answer, "worker": _worker(request.app)})
+
+
+async def destinations(request: web.Request) -> web.Response:
+    """The live destinations (all from config.yaml in this version), never a token."""
+    app = request.app
+    counts, oldest, _ = await admin.outbox_report(app[appkeys.OUTBOX])
+    rows = admin.destination_states(app, counts, oldest, app[appkeys.CLOCK]())
+    answer = []
+    for row in rows:
+        state = row["state"] if row["relayed_here"] else "relayed_elsewhere"
+        if row["dry_run"]:
+            state = "dry_run"
+        answer.append({**row, "source": "config", "state": state, "dead": row["dead_letters"]})
+    return web.json_response(answer)
+
+
+async def rules(request: web.Request) -> web.Response:
+    """The rule set in force, its tests' results, and the last reload error with where."""
+    app = request.app
+    live = app[appkeys.RULES]
+    stats = live.stats
+    return web.json_response({
+        "rule_set": live.current.hash,
+        "files": list(live.current.files),
+        "rules": [{"name": rule.name, "enabled": rule.enabled,
+                   "matched": stats.matched[rule.name], "dropped": stats.dropped[rule.name],
+                   "routed": stats.routed[rule.name]} for rule in live.current.rules],
+        "loaded_at": admin.iso(live.loaded_at),
+        "tests": [{"file": t.file, "line": t.line, "name": t.name, "passed": t.passed,
+                   "message": t.message} for t in live.tests],
+        "last_error": live.last_error,
+        "last_error_problems": [problem.as_dict() for problem in live.last_problems],
+        "failed_reloads": live.failed_reloads,
+        "worker": _worker(app),
+    })

@@ -1,0 +1,207 @@
+"""The console page in Debian's Chromium: sign in, watch a hit arrive live, replay a dead letter,
+a cross-site form refused for want of the CSRF token, and the page at 375 px by keyboard.
+
+`UPDATE_CONSOLE_SCREENSHOT=1` writes the live page's screenshot to docs/console.png (otherwise
+to the test's temporary folder)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from playwright.async_api import BrowserContext, Page
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+from ..conftest import PIXEL_A, outbox_rows, wait_until
+from ..fake_graph import FakeGraph
+from ..snippet.browser import BrowserThread
+from .conftest import ADMIN_KEY, console_settings
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+
+
+@dataclass
+class Gateway:
+    server: TestServer
+    settings: Settings
+    graph: FakeGraph
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    async def hit(self, event_id: str, event: str = "Lead") -> None:
+        async with aiohttp.ClientSession() as session, session.get(self.url("/tr"), params={
+                "id": PIXEL_A, "ev": event, "eid": event_id,
+                "dl": "https://shop.example.com/p", "ud[em]": "visitor@example.com"}) as answer:
+            assert answer.status == 200
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, fake_graph: FakeGraph, aiohttp_server: Any) -> Gateway:
+    settings = console_settings(tmp_path, fake_graph.url)  # type: ignore[attr-defined]
+    return Gateway(await aiohttp_server(create_app(settings)), settings, fake_graph)
+
+
+async def signed_in(context: BrowserContext, gateway: Gateway) -> Page:
+    """The console page, signed in through its form."""
+    page = await context.new_page()
+    await page.goto(gateway.url("/admin/"))
+    await page.fill("#key", ADMIN_KEY)
+    await page.click("#sign-in button[type=submit]")
+    await page.wait_for_selector("#destinations tbody tr")
+    return page
+
+
+async def test_sign_in_and_watch_a_hit_arrive_live(
+    chromium: BrowserThread, context: BrowserContext, gateway: Gateway, tmp_path: Path
+) -> None:
+    async def wrong_key() -> str:
+        page = await context.new_page()
+        await page.goto(gateway.url("/admin/"))
+        await page.fill("#key", "not-the-key")
+        await page.click("#sign-in button[type=submit]")
+        await page.wait_for_selector("#sign-in-failed", state="visible")
+        assert await page.is_hidden("#console")
+        text = await page.inner_text("#sign-in-failed")
+        await page.close()
+        return text
+
+    assert "not the admin key" in await chromium.run(wrong_key())
+
+    async def watch() -> Page:
+        page = await signed_in(context, gateway)
+        assert await page.inner_text("#destinations tbody") != ""
+        await page.click("nav a[data-page=live]")
+        await page.wait_for_selector("#live-state:has-text('Connected')")
+        return page
+
+    page = await chromium.run(watch())
+    await gateway.hit("live-page-1")
+    sent = time.monotonic()
+    await chromium.run(page.wait_for_selector("#events li:has-text('live-page-1')",
+                                              timeout=1000))
+    assert time.monotonic() - sent < 1.0
+    line = await chromium.run(page.inner_text("#events li[data-kind=incoming]"))
+    assert "browser hit" in line and "Lead" in line and "routed" in line and "main" in line
+    assert "visitor@example.com" not in line and "TEST-TOKEN" not in line
+    await chromium.run(page.wait_for_selector("#events li[data-outcome=delivered]"))
+
+    # Pause holds new events back; resume shows them.
+    await chromium.run(page.click("#live-pause"))
+    await gateway.hit("live-page-2", "AddToCart")
+    await chromium.run(page.wait_for_selector("#live-state:has-text(' new')"))
+    assert await chromium.run(page.locator("#events li:has-text('live-page-2')").count()) == 0
+    await chromium.run(page.click("#live-pause"))
+    await chromium.run(page.wait_for_selector("#events li:has-text('live-page-2')"))
+    # The outcome filter keeps only deliveries.
+    await chromium.run(page.select_option("#live-outcome", "delivered"))
+    kinds = await chromium.run(page.eval_on_selector_all(
+        "#events li", "items => items.map(li => li.dataset.outcome)"))
+    assert kinds and set(kinds) == {"delivered"}
+    await chromium.run(page.select_option("#live-outcome", ""))
+    shot = SCREENSHOT if os.environ.get("UPDATE_CONSOLE_SCREENSHOT") else tmp_path / "c.png"
+    await chromium.run(page.screenshot(path=str(shot), full_page=True))
+    assert shot.stat().st_size > 0
+
+
+async def test_replay_a_dead_letter_from_the_page(
+    chromium: BrowserThread, context: BrowserContext, gateway: Gateway
+) -> None:
+    for event_id in ("dead-1", "dead-2"):  # one at a time: each its own dead letter
+        gateway.graph.fail_with(400, 100, "Invalid parameter", error_user_msg="Bad value")
+        await gateway.hit(event_id)
+        await wait_until(lambda: all(r["state"] == "dead" for r in outbox_rows(gateway.settings)))
+    await wait_until(lambda: len(outbox_rows(gateway.settings)) == 2)
+    [row] = [r for r in outbox_rows(gateway.settings) if r["event_id"] == "dead-1"]
+
+    async def replay() -> str:
+        page = await signed_in(context, gateway)
+        await page.click("nav a[data-page=dead-letters]")
+        await page.wait_for_selector("#dead tbody tr:has-text('Bad value')")
+        await page.click(f"button[aria-label='Replay dead letter {row['id']}']")
+        await page.wait_for_selector("#dead-state:has-text('Replayed 1')")
+        return await page.inner_text("#dead-state")
+
+    assert "queued again" in await chromium.run(replay())
+    await gateway.graph.wait_for_events(1)
+    assert [e["event_id"] for e in gateway.graph.events] == ["dead-1"]
+    states = {r["event_id"]: r["state"] for r in outbox_rows(gateway.settings)}
+    assert states == {"dead-1": "delivered", "dead-2": "dead"}  # only the one replayed
+
+
+async def test_a_cross_site_form_cannot_replay_without_the_csrf_token(
+    chromium: BrowserThread, context: BrowserContext, gateway: Gateway, aiohttp_server: Any
+) -> None:
+    gateway.graph.fail_with(400, 100, "Invalid parameter")
+    await gateway.hit("dead-2")
+    await wait_until(lambda: [r["state"] for r in outbox_rows(gateway.settings)] == ["dead"])
+    target = gateway.url("/admin/api/dead-letters/replay")
+    evil = web.Application()
+
+    async def form(_request: web.Request) -> web.Response:
+        return web.Response(content_type="text/html", text=(
+            f"<form id=f method=post action='{target}'></form>"
+            "<script>document.getElementById('f').submit()</script>"))
+
+    evil.router.add_get("/", form)
+    other = await aiohttp_server(evil)  # another origin (same host, another port)
+
+    async def attack() -> tuple[str, int]:
+        page = await signed_in(context, gateway)
+        # From the console's own page too: a write without the header is refused.
+        status = await page.evaluate(
+            "fetch('api/dead-letters/replay', {method: 'POST'}).then(r => r.status)")
+        attacker = await context.new_page()
+        await attacker.goto(str(other.make_url("/")))
+        await attacker.wait_for_url(target)
+        return await attacker.inner_text("body"), status
+
+    body, status = await chromium.run(attack())
+    assert status == 403
+    assert "X-CSRF-Token" in body
+    assert [r["state"] for r in outbox_rows(gateway.settings)] == ["dead"]
+
+
+# The visible controls without an accessible name (a label, aria-label or text).
+UNLABELLED = """() => Array.from(document.querySelectorAll('input, select, button, textarea'))
+    .filter(e => e.offsetParent !== null)
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.textContent.trim())
+    .map(e => 'unlabelled ' + e.outerHTML)"""
+
+
+async def test_at_375_px_by_keyboard_with_every_control_labelled(
+    chromium: BrowserThread, gateway: Gateway
+) -> None:
+    async def narrow() -> list[str]:
+        context = await chromium.new_context(width=375, height=740)
+        try:
+            page = await context.new_page()
+            await page.goto(gateway.url("/admin/"))
+            await page.wait_for_selector("#key:focus")  # focused, ready to type
+            problems = await page.evaluate(UNLABELLED)
+            await page.keyboard.type(ADMIN_KEY)
+            await page.keyboard.press("Enter")
+            await page.wait_for_selector("#destinations tbody tr")
+            for name in ("overview", "live", "dead-letters", "rules"):
+                await page.focus(f"nav a[data-page={name}]")
+                await page.keyboard.press("Enter")
+                await page.wait_for_selector(f"#{name}:not([hidden])")
+                width = await page.evaluate("document.documentElement.scrollWidth")
+                if width > 375:
+                    problems.append(f"{name}: {width} px wide")
+                problems += await page.evaluate(UNLABELLED)
+            return problems
+        finally:
+            await context.close()
+
+    assert await chromium.run(narrow()) == []
