@@ -51,11 +51,18 @@ def _text(value: str) -> str:
 
 
 def _letters_and_digits(value: str) -> str:
-    return "".join(ch for ch in _text(value) if ch.isalnum() or _is_mark(ch))
+    return _composed("".join(ch for ch in _text(value) if ch.isalnum() or _is_mark(ch)))
 
 
 def _letters(value: str) -> str:
-    return "".join(ch for ch in _text(value) if ch.isalpha() or _is_mark(ch))
+    return _composed("".join(ch for ch in _text(value) if ch.isalpha() or _is_mark(ch)))
+
+
+def _composed(kept: str) -> str:
+    """Marks that lost what stood between them and a letter (`A` + U+00B4: NFKC makes the accent a
+    space and a combining mark; the space goes) compose with it, as NFKC would have: the
+    result normalizes to itself."""
+    return kept if kept.isascii() else unicodedata.normalize("NFC", kept)
 
 
 def _is_mark(ch: str) -> bool:

@@ -356,3 +356,11 @@ def test_docs_list_exactly_the_deliberate_differences() -> None:
     flat = " ".join(docs.split())
     for name, reason in VECTORS["reasons"].items():
         assert f"- `{name}`: {reason}" in flat
+
+
+@pytest.mark.parametrize("key", ["fn", "ln", "ct", "st"])
+def test_a_spacing_accent_composes_with_its_letter(key: str) -> None:
+    """`A` + U+00B4 (found by the property above): NFKC turns the accent into a space and a
+    combining mark; with the space gone the mark composes, so the value normalizes to itself."""
+    once = NORMALIZERS[key]("A\u00b4")
+    assert once == "\u00e1" and NORMALIZERS[key](once) == once
