@@ -24,7 +24,7 @@ from aiohttp import hdrs, web
 from . import appkeys
 from .accesskeys import key_sha256
 from .errors import OutboxUnavailable
-from .storage import DEAD_REASONS, DeadLetterFilter, Outbox
+from .storage import DEAD_REASONS, DeadLetterFilter, Outbox, describe
 
 __all__ = ["ADMIN_LISTENERS", "add_routes", "serve_operators_on"]
 
@@ -167,6 +167,8 @@ async def status(request: web.Request) -> web.Response:
         "destinations": destinations,
         "queued_for_unconfigured_destinations": orphaned,
         "outbox_unavailable": unavailable,
+        # Counts are the store's: every process and node on one database reports the same.
+        "outbox": {"store": describe(app[appkeys.SETTINGS].storage), "counts": "store-wide"},
         "backpressure": app[appkeys.BACKPRESSURE].reason,
         "warnings": _warnings(app),
         "config": {"loaded_at": _iso(reloader.loaded_at), "last_error": reloader.last_error,

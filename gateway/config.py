@@ -33,6 +33,7 @@ from .settings import (
     Settings,
     StorageSettings,
 )
+from .storage import ENGINES
 from .yamlsource import KeyPath, YamlProblem, load_located
 
 __all__ = ["load_settings", "parse_settings"]
@@ -191,9 +192,23 @@ def _header_name(r: Reader, path: KeyPath, name: str) -> bool:
 
 def _storage(r: Reader, base: Path) -> StorageSettings:
     d = StorageSettings()
+    engine = r.string("engine", d.engine, choices=tuple(sorted(ENGINES))) or d.engine
     path = r.string("path", str(d.path)) or str(d.path)
+    # secret: a DSN may hold a password; a wrong one is reported without its value.
+    reported = len(r.problems.found)
+    dsn = r.string("dsn", "", secret=True, pattern=r"(postgres(ql)?://.*)?",
+                   hint="a postgresql:// URL (postgresql://user:password@host:5432/database)")
+    if engine == "postgres" and not dsn and len(r.problems.found) == reported:
+        r.fail("dsn", "is required with storage.engine: postgres (a postgresql:// URL, e.g. "
+               "${GATEWAY_DATABASE_URL})")
+    elif engine != "postgres" and dsn:
+        r.fail("dsn", f"is only used with storage.engine: postgres (the engine is {engine})")
     settings = StorageSettings(
+        engine=engine,
         path=_resolve(base, path),
+        dsn=dsn,
+        pool_size=r.number("pool_size", d.pool_size, kind=int, low=1, high=1000,
+                           unit="connections"),
         commit_interval_ms=r.number("commit_interval_ms", d.commit_interval_ms, kind=float, low=0,
                                     high=1000, unit="ms"),
         retention_hours=r.number("retention_hours", d.retention_hours, kind=float, low=0,

@@ -10,7 +10,7 @@ import socket
 
 from aiohttp import web
 
-from . import admin
+from . import admin, storage
 from .app import HANDLER_SHARE_OF_SHUTDOWN, create_app
 from .connections import install_cap, raise_file_limit
 from .ingest.basecode import start_text
@@ -108,7 +108,7 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
     configure_logging(settings.log_level)
     server = settings.server
     if not worker:
-        log.info("outbox: %s", settings.storage.path)
+        log.info("outbox: %s", storage.describe(settings.storage))
         for line in describe(settings):
             log.info("%s", line)
     raise_file_limit(server.max_connections)
