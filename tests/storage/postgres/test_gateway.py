@@ -1,5 +1,6 @@
 """A gateway on PostgreSQL (`storage.engine: postgres`): a hit is stored and relayed to the fake
-Graph API, the operator endpoints count from the shared database, and the CLI reads it."""
+Graph API, the operator endpoints count from the shared database, the CLI reads it, and a
+database that goes away and comes back costs 503s while it is away, nothing more."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+
+from aiohttp import ClientResponse
 
 from gateway.config import load_settings
 
@@ -85,3 +88,35 @@ async def test_the_cli_says_when_the_database_cannot_be_reached(
     assert result.returncode == 1
     assert "the outbox database cannot be reached" in result.stderr
     assert "Traceback" not in result.stderr and PASSWORD not in result.stderr
+
+
+async def test_while_the_database_is_down_ingest_answers_503_and_everything_recovers(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+    pg_cluster: PgCluster, pg_database: str,
+) -> None:
+    dsn = pg_cluster.dsn(pg_database)
+    settings = load_settings(postgres_config(tmp_path, fake_graph.url, dsn),
+                             env={"GATEWAY_DATABASE_URL": dsn})
+    client = await start_gateway(settings)
+
+    async def hit(event_id: str) -> ClientResponse:
+        return await client.get("/tr", params={"id": PIXEL_A, "ev": "PageView", "eid": event_id,
+                                               "dl": "https://shop.example.com/"})
+
+    assert (await hit("before")).status == 200
+    await fake_graph.wait_for_events(1)
+    await asyncio.to_thread(pg_cluster.stop)  # a restart, or a node cut off from the database
+    try:
+        refused = await hit("while-down")
+        assert refused.status == 503 and int(refused.headers["Retry-After"]) > 0
+        ready = await client.get("/readyz")
+        assert ready.status == 503 and PASSWORD not in await ready.text()
+    finally:
+        await asyncio.to_thread(pg_cluster.start)
+    async with asyncio.timeout(20):  # the same gateway, reconnecting by itself
+        while (await client.get("/readyz")).status != 200:
+            await asyncio.sleep(0.05)
+    assert (await hit("after")).status == 200
+    await fake_graph.wait_for_events(2)
+    assert [e["event_id"] for e in fake_graph.events] == ["before", "after"]
+    await wait_until(lambda: [r.state for r in stored_rows(settings)] == ["delivered"] * 2)
