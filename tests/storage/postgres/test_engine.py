@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,6 +33,7 @@ from ..conftest import postgres_store
 from ..test_conformance import entry
 
 Opener = Callable[..., Awaitable[Outbox]]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -70,6 +74,14 @@ async def until_writable(outbox: Outbox, timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while await outbox.write_problem() is not None:
             await asyncio.sleep(0.05)
+
+
+def test_only_the_postgres_engine_imports_its_driver() -> None:
+    # A gateway on SQLite needs no asyncpg installed: the engine is imported on first use.
+    code = ("import sys, gateway.app, gateway.__main__, gateway.storage.sqlite;"
+            " sys.exit('asyncpg' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(REPO)},
+                          timeout=60, check=False).returncode == 0
 
 
 # -- schema --------------------------------------------------------------------------------------
@@ -191,6 +203,23 @@ async def test_a_gateway_starts_while_the_server_is_down_and_opens_it_later(
         if not (pg_cluster.data / "postmaster.pid").exists():
             await asyncio.to_thread(pg_cluster.start)
     assert PASSWORD not in caplog.text and "cannot be reached" in caplog.text
+
+
+async def test_no_connection_slot_left_is_unavailable_not_an_error(
+    storage: StorageSettings, pg_database: str, clock: Clock
+) -> None:
+    # A role of its own with one connection (limits do not bind the cluster's superuser).
+    role = f"node_{pg_database}"
+    await sql(storage, f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}' CONNECTION LIMIT 1")
+    await sql(storage, f"ALTER DATABASE {pg_database} OWNER TO {role}")
+    limited = replace(storage, dsn=storage.dsn.replace("gateway:", f"{role}:", 1))
+    holder = await asyncpg.connect(limited.dsn)  # another client has the only slot
+    try:
+        with pytest.raises(OutboxUnavailable, match="too many connections"):
+            await open_outbox(limited, clock=clock)
+    finally:
+        await holder.close()
+    await (await open_outbox(replace(limited, pool_size=1), clock=clock)).close()
 
 
 # -- secrets ---------------------------------------------------------------------------------------
