@@ -80,6 +80,8 @@ _DEAD = ("UPDATE outbox SET state = 'dead', reason = $1, updated_at = $2, last_e
          " WHERE id = ANY($4::bigint[])")
 _EXPIRE = (f"UPDATE outbox SET state = 'dead', reason = $1, updated_at = $2, last_error = $3"
            f" WHERE destination = $4 AND {QUEUED} AND expires_at < $2")
+_RETRY_NOW = (f"UPDATE outbox SET available_at = $1 WHERE destination = $2 AND {QUEUED}"
+              " AND state = 'pending' AND available_at > $1")
 _EXPIRED_ERROR = "past the platform's time window for this event"
 # Every acknowledgement is fenced by the claim's lease: a claim that outlived its lease (and may
 # have been re-claimed by another node) cannot overwrite a newer outcome.
@@ -283,8 +285,10 @@ class PostgresOutbox(PostgresQueries):
                     async with self._pool.transaction() as conn:
                         await _count_drops(conn, drops)
                 except Exception as exc:
-                    log.warning("could not store %d drop counts (trying again): %s",
-                                sum(drops.values()), unavailable(exc) or type(exc).__name__)
+                    if not self._commits_failing:  # once per outage, as event commits
+                        log.warning("could not store %d drop counts (trying again): %s",
+                                    sum(drops.values()), unavailable(exc) or type(exc).__name__)
+                    self._commits_failing = True
                     self._drops.update(drops)
                     if self._closed:
                         return
@@ -396,6 +400,18 @@ class PostgresOutbox(PostgresQueries):
                 ids = [row.id for row in group]
                 touched += _count(await conn.execute(sql, lease, ids, now, *values))
         return touched
+
+    async def retry_now(self, destination: str) -> int:
+        """Make the rows of `destination` waiting out a retry's backoff due now (its platform
+        answers again after an outage); wake its relays on every node. Leased rows are left
+        alone."""
+        async with self._pool.transaction() as conn:
+            changed = _count(await conn.execute(_RETRY_NOW, self._clock(), destination))
+            if changed:
+                await conn.execute(NOTIFY, [destination])
+        if changed:
+            self._wakeups[destination].set()
+        return changed
 
     async def expire(self, destination: str, reason: str = "expired") -> int:
         """Dead-letter queued rows of `destination` past their expiry."""

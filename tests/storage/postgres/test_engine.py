@@ -5,6 +5,7 @@ stops and comes back, and a DSN whose password is never shown."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import subprocess
 import sys
@@ -84,6 +85,18 @@ def test_only_the_postgres_engine_imports_its_driver() -> None:
                           timeout=60, check=False).returncode == 0
 
 
+async def until_listening(node: Outbox, other: Outbox, destination: str = "main") -> None:
+    """Commit rows on `other` until `node` is woken by one (its listening connection opens in
+    the background); the rows are e0, e1, ... of `destination`."""
+    woken = node.wakeup(destination)
+    async with asyncio.timeout(10):
+        for n in itertools.count():
+            await other.enqueue([entry(n, destination)])
+            await asyncio.wait([asyncio.ensure_future(woken.wait())], timeout=0.2)
+            if woken.is_set():
+                return
+
+
 # -- schema --------------------------------------------------------------------------------------
 async def test_nodes_starting_together_migrate_the_database_once(
     open_node: Opener, storage: StorageSettings
@@ -134,18 +147,38 @@ async def test_concurrent_claimers_never_get_the_same_row(open_node: Opener) -> 
 
 async def test_a_commit_on_one_node_wakes_the_relay_of_another(open_node: Opener) -> None:
     relay, ingest, operator = await open_node(), await open_node(), await open_node()
-    woken = relay.wakeup("main")
-    await asyncio.sleep(0)  # let the node's listener start
-    async with asyncio.timeout(10):
-        while not woken.is_set():  # the listener may still be connecting: commit again
-            await ingest.enqueue([entry(1)])
-            await asyncio.wait([asyncio.ensure_future(woken.wait())], timeout=0.2)
+    await until_listening(relay, ingest)  # commits on `ingest` woke `relay`
     rows = (await relay.claim("main", 100)).rows
+    woken = relay.wakeup("main")
     await relay.dead_letter(rows, "invalid", "refused", None)
     woken.clear()
     assert await operator.replay(DeadLetterFilter(destination="main")) == len(rows)
     async with asyncio.timeout(10):
         await woken.wait()  # the replay on the operator's node woke this one
+
+
+async def test_retry_now_makes_waiting_retries_due_and_wakes_other_nodes(
+    open_node: Opener, clock: Clock
+) -> None:
+    # Outbox.retry_now (the relay calls it when a platform answers again after an outage).
+    outbox, other_node = await open_node(), await open_node()
+    await outbox.enqueue([entry(1), entry(2), entry(3, destination="other")])
+    waiting, leased = (await outbox.claim("main", 2)).rows
+    [other] = (await outbox.claim("other", 10)).rows
+    await outbox.retry_later([waiting], delay=600, error="HTTP 503")
+    await outbox.retry_later([other], delay=600, error="HTTP 503")
+    await until_listening(other_node, outbox, "hello")
+    woken = other_node.wakeup("main")
+    woken.clear()
+    assert await outbox.retry_now("main") == 1  # type: ignore[attr-defined]
+    async with asyncio.timeout(10):
+        await woken.wait()
+    assert await outbox.next_due("main") == pytest.approx(clock.now)
+    assert await outbox.next_due("other") == pytest.approx(clock.now + 600)
+    [again] = (await other_node.claim("main", 10)).rows
+    assert (again.event_id, again.attempts) == ("e1", 1)  # the failed attempt still counts
+    assert await outbox.finish([leased]) == 1  # its lease was left alone
+    assert await outbox.retry_now("main") == 0  # type: ignore[attr-defined]
 
 
 async def test_prune_removes_the_events_of_the_rows_it_deletes(
