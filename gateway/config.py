@@ -195,7 +195,8 @@ def _storage(r: Reader, base: Path) -> StorageSettings:
     engine = r.string("engine", d.engine, choices=tuple(sorted(ENGINES))) or d.engine
     path = r.string("path", str(d.path)) or str(d.path)
     # secret: a DSN may hold a password; a wrong one is reported without its value.
-    reported = len(r.problems.found)
+    reported = len(r.problems.found)  # "required" only when no other problem named the DSN
+    # (e.g. its ${VARIABLE} is not set)
     dsn = r.string("dsn", "", secret=True, pattern=r"(postgres(ql)?://.*)?",
                    hint="a postgresql:// URL (postgresql://user:password@host:5432/database)")
     if engine == "postgres" and not dsn and len(r.problems.found) == reported:
