@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .configreader import Problems, Reader
 from .destinations import TYPES
@@ -204,6 +205,9 @@ def _storage(r: Reader, base: Path) -> StorageSettings:
                "${GATEWAY_DATABASE_URL})")
     elif engine != "postgres" and dsn:
         r.fail("dsn", f"is only used with storage.engine: postgres (the engine is {engine})")
+    elif dsn and not _readable_url(dsn):
+        r.fail("dsn", "must be a readable URL: host, a numeric port, [brackets] around an IPv6 "
+               "address, special characters in the password %-encoded", dsn, secret=True)
     settings = StorageSettings(
         engine=engine,
         path=_resolve(base, path),
@@ -225,6 +229,14 @@ def _storage(r: Reader, base: Path) -> StorageSettings:
     )
     r.finish()
     return settings
+
+
+def _readable_url(url: str) -> bool:
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return False
+    return True
 
 
 def _geo(r: Reader, base: Path) -> GeoSettings:

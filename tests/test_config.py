@@ -125,6 +125,9 @@ MISTAKES = [
     (GOOD + "storage: {engine: postgres, dsn: 'mysql://u:SECRET@db/x'}\n",
      "config.yaml:8:34: storage.dsn: must be a postgresql:// URL "
      "(postgresql://user:password@host:5432/database), got (hidden)"),
+    (GOOD + "storage: {engine: postgres, dsn: 'postgresql://u:SECRET@db:5432x/x'}\n",
+     "config.yaml:8:34: storage.dsn: must be a readable URL: host, a numeric port, [brackets] "
+     "around an IPv6 address, special characters in the password %-encoded, got (hidden)"),
     (GOOD + "storage: {dsn: 'postgresql://u:SECRET@db/x'}\n",
      "config.yaml:8:16: storage.dsn: is only used with storage.engine: postgres (the engine is "
      "sqlite)"),
