@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import load_settings
-from .errors import ConfigError
+from .errors import ConfigError, OutboxUnavailable
 from .mintkeys import add_keys_parser, run_keys
 from .problems import Problem
 from .rules import RuleError, format_results, load_rule_set, run_rule_tests
@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `tag-gateway outbox | head`: the reader has what it wanted; say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OutboxUnavailable as exc:  # e.g. the PostgreSQL server is down: say so, no traceback
+        print(f"tag-gateway: {exc}; try again later", file=sys.stderr)
+        return 1
 
 
 def _main(argv: Sequence[str] | None) -> int:

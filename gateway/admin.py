@@ -25,7 +25,7 @@ from . import appkeys
 from .accesskeys import bearer_token, key_sha256
 from .errors import OutboxUnavailable
 from .identity.trustedproxies import is_loopback_host
-from .storage import DEAD_REASONS, DeadLetterFilter, Outbox
+from .storage import DEAD_REASONS, DeadLetterFilter, Outbox, describe
 
 __all__ = ["ADMIN_LISTENERS", "add_routes", "dead_letters", "destination_states", "has_admin_key",
            "iso", "outbox_report", "replay", "serve_operators_on", "status"]
@@ -177,6 +177,8 @@ async def status(request: web.Request) -> web.Response:
         "destinations": destinations,
         "queued_for_unconfigured_destinations": orphaned,
         "outbox_unavailable": unavailable,
+        # Counts are the store's: every process and node on one database reports the same.
+        "outbox": {"store": describe(app[appkeys.SETTINGS].storage), "counts": "store-wide"},
         "backpressure": app[appkeys.BACKPRESSURE].reason,
         "warnings": _warnings(app),
         "config": {"loaded_at": iso(reloader.loaded_at), "last_error": reloader.last_error,

@@ -1,7 +1,8 @@
 """Refuse new events while the outbox is over its bounds, instead of growing without limit.
 
 A background check (every second) compares the outbox's queue depth, as its engine reports it
-(queued rows, and the store's size: the SQLite file), with `storage.max_queue_rows` /
+(queued rows, and the store's size: the SQLite file, or PostgreSQL's outbox tables; with
+several nodes on one database the rows are every node's), with `storage.max_queue_rows` /
 `storage.max_queue_mb`; while over, ingest answers 503 with `Retry-After`. Checking in the
 background keeps the per-hit cost at one attribute read.
 """

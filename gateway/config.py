@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .configreader import Problems, Reader
 from .destinations import TYPES
@@ -33,6 +34,7 @@ from .settings import (
     Settings,
     StorageSettings,
 )
+from .storage import ENGINES
 from .yamlsource import KeyPath, YamlProblem, load_located
 
 __all__ = ["load_settings", "parse_settings"]
@@ -191,9 +193,27 @@ def _header_name(r: Reader, path: KeyPath, name: str) -> bool:
 
 def _storage(r: Reader, base: Path) -> StorageSettings:
     d = StorageSettings()
+    engine = r.string("engine", d.engine, choices=tuple(sorted(ENGINES))) or d.engine
     path = r.string("path", str(d.path)) or str(d.path)
+    # secret: a DSN may hold a password; a wrong one is reported without its value.
+    reported = len(r.problems.found)  # "required" only when no other problem named the DSN
+    # (e.g. its ${VARIABLE} is not set)
+    dsn = r.string("dsn", "", secret=True, pattern=r"(postgres(ql)?://.*)?",
+                   hint="a postgresql:// URL (postgresql://user:password@host:5432/database)")
+    if engine == "postgres" and not dsn and len(r.problems.found) == reported:
+        r.fail("dsn", "is required with storage.engine: postgres (a postgresql:// URL, e.g. "
+               "${GATEWAY_DATABASE_URL})")
+    elif engine != "postgres" and dsn:
+        r.fail("dsn", f"is only used with storage.engine: postgres (the engine is {engine})")
+    elif dsn and not _readable_url(dsn):
+        r.fail("dsn", "must be a readable URL: host, a numeric port, [brackets] around an IPv6 "
+               "address, special characters in the password %-encoded", dsn, secret=True)
     settings = StorageSettings(
+        engine=engine,
         path=_resolve(base, path),
+        dsn=dsn,
+        pool_size=r.number("pool_size", d.pool_size, kind=int, low=1, high=1000,
+                           unit="connections"),
         commit_interval_ms=r.number("commit_interval_ms", d.commit_interval_ms, kind=float, low=0,
                                     high=1000, unit="ms"),
         retention_hours=r.number("retention_hours", d.retention_hours, kind=float, low=0,
@@ -209,6 +229,14 @@ def _storage(r: Reader, base: Path) -> StorageSettings:
     )
     r.finish()
     return settings
+
+
+def _readable_url(url: str) -> bool:
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return False
+    return True
 
 
 def _geo(r: Reader, base: Path) -> GeoSettings:

@@ -67,14 +67,18 @@ class Metrics:
         self.token_invalid = Gauge("gateway_destination_token_invalid", "1 while the platform "
                                    "refuses the destination's credentials.", ["destination"],
                                    registry=r)
-        self.queue_depth = Gauge("gateway_queue_depth", "Events waiting to be sent.",
+        # Both count the whole store: with several nodes on one database, every node reports
+        # the same cluster-wide figures.
+        self.queue_depth = Gauge("gateway_queue_depth", "Events waiting to be sent (in the "
+                                 "whole store, whichever node stored them).",
                                  ["destination"], registry=r)
         self.oldest_age = Gauge("gateway_queue_oldest_age_seconds", "Age of the oldest event "
                                 "waiting to be sent.", ["destination"], registry=r)
         # Finished rows (delivered, duplicate, ...) are not counted here: the event counters
         # tell those, and counting the rows kept for inspection grew with the retention period.
         self.outbox_rows = Gauge("gateway_outbox_rows", "Outbox rows still open (pending, "
-                                 "inflight, dead) by destination and state.",
+                                 "inflight, dead) by destination and state, in the whole "
+                                 "store.",
                                  ["destination", "state"], registry=r)
         self.backpressure = Gauge("gateway_backpressure", "1 while ingest refuses events "
                                   "because the outbox is full.", registry=r)

@@ -12,7 +12,7 @@ import socket
 
 from aiohttp import web
 
-from . import admin
+from . import admin, storage
 from .app import HANDLER_SHARE_OF_SHUTDOWN, create_app
 from .connections import install_cap, raise_file_limit
 from .ingest.basecode import start_text
@@ -124,7 +124,7 @@ def serve(settings: Settings, *, worker: int | None = None) -> None:
     configure_logging(settings.log_level)
     server = settings.server
     if not worker:
-        log.info("outbox: %s", settings.storage.path)
+        log.info("outbox: %s", storage.describe(settings.storage))
         for line in describe(settings):
             log.info("%s", line)
     tune_malloc()

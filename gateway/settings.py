@@ -67,12 +67,16 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class StorageSettings:
-    path: Path = Path("var/gateway.db")
+    engine: str = "sqlite"  # sqlite | postgres (gateway/storage: ENGINES)
+    path: Path = Path("var/gateway.db")  # sqlite
+    # postgres: a postgresql:// URL; may hold a password, so never shown (see describe()).
+    dsn: str = field(default="", repr=False)
+    pool_size: int = 10  # postgres: connections per gateway process
     commit_interval_ms: float = 0.0  # extra wait to gather a group commit (see README)
     retention_hours: float = 72.0
     dedup_hours: float = 48.0  # suppress repeats of (pixel, event_name, event_id); 0 = off
     max_queue_rows: int = 5_000_000  # backpressure: past this, ingest answers 503
-    max_queue_mb: int = 4096  # backpressure: database file size
+    max_queue_mb: int = 4096  # backpressure: the store's size (SQLite file, PostgreSQL tables)
     lease_seconds: float = 30.0
     synchronous: str = "FULL"  # SQLite: FULL survives power loss; NORMAL survives crashes only
 

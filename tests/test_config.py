@@ -41,6 +41,19 @@ def test_the_shipped_config_is_valid_with_an_empty_environment() -> None:
     assert settings.storage.path == REPO / "var" / "gateway.db"
 
 
+def test_the_shipped_postgres_example_reads_its_dsn_from_the_environment() -> None:
+    text = (REPO / "config.yaml").read_text()
+    text = text.replace("  engine: sqlite ", "  # engine: sqlite ")
+    for key in ("engine: postgres", "dsn: ", "pool_size: "):
+        text = text.replace(f"  # {key}", f"  {key}")
+    dsn = "postgresql://gw:SECRET-PW@db.internal:5433/events"
+    storage = parse_settings(text, env={"GATEWAY_DATABASE_URL": dsn}).storage
+    assert (storage.engine, storage.dsn, storage.pool_size) == ("postgres", dsn, 10)
+    assert "SECRET-PW" not in repr(storage)  # settings may be logged or shown whole
+    [unset] = problems(text)
+    assert "storage.dsn: environment variable GATEWAY_DATABASE_URL is not set" in unset
+
+
 def test_environment_fills_in_a_live_destination() -> None:
     settings = load_settings(REPO / "config.yaml", env={
         "META_PIXEL_ID": "987654321", "META_ACCESS_TOKEN": "EAAB123", "GATEWAY_PORT": "9090",
@@ -104,6 +117,24 @@ MISTAKES = [
     (GOOD + "    timeout: .nan\n",
      "config.yaml:8:14: destinations[0].timeout: must be a number between 0.1 and 120 seconds, "
      "got nan"),
+    (GOOD + "storage: {engine: postgress}\n",
+     "config.yaml:8:19: storage.engine: must be one of postgres, sqlite (did you mean "
+     "'postgres'?), got 'postgress'"),
+    (GOOD + "storage: {engine: postgres}\n",
+     "config.yaml:8:10: storage.dsn: is required with storage.engine: postgres (a postgresql:// "
+     "URL, e.g. ${GATEWAY_DATABASE_URL})"),
+    (GOOD + "storage: {engine: postgres, dsn: 'mysql://u:SECRET@db/x'}\n",
+     "config.yaml:8:34: storage.dsn: must be a postgresql:// URL "
+     "(postgresql://user:password@host:5432/database), got (hidden)"),
+    (GOOD + "storage: {engine: postgres, dsn: 'postgresql://u:SECRET@db:5432x/x'}\n",
+     "config.yaml:8:34: storage.dsn: must be a readable URL: host, a numeric port, [brackets] "
+     "around an IPv6 address, special characters in the password %-encoded, got (hidden)"),
+    (GOOD + "storage: {dsn: 'postgresql://u:SECRET@db/x'}\n",
+     "config.yaml:8:16: storage.dsn: is only used with storage.engine: postgres (the engine is "
+     "sqlite)"),
+    (GOOD + "storage: {engine: postgres, dsn: 'postgresql://db/x', pool_size: 0}\n",
+     "config.yaml:8:66: storage.pool_size: must be a whole number between 1 and 1000 "
+     "connections, got 0"),
     (GOOD + "storage: {retention_hours: .inf}\n",
      "config.yaml:8:28: storage.retention_hours: must be a number of at least 0 hours, got inf"),
     (GOOD + "    retry_base_seconds: 10\n    retry_max_seconds: 5\n",

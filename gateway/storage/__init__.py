@@ -4,7 +4,8 @@ Callers (ingest, the relay, the operator endpoints, the CLI) import from here on
 `Outbox` protocol (outbox.py), its data types and states (types.py), `open_outbox` to open the
 engine the settings name (`start_outbox` for a serving gateway, which starts even when the store
 cannot be opened yet: deferred.py) and `open_existing` to inspect a store without creating it.
-SQL and database drivers live inside the engines (`sqlite/`).
+SQL and database drivers live inside the engines (`sqlite/`, `postgres/`), chosen by
+`storage.engine`.
 
 Adding a storage engine (e.g. `postgres`):
 1. A package `gateway/storage/<name>/` with a class that implements `Outbox` (every method,
@@ -14,8 +15,8 @@ Adding a storage engine (e.g. `postgres`):
    `ENGINE = Engine(open=..., open_existing=..., describe=...)`; its `open` raises
    OutboxUnavailable for what waiting may cure (database down, disk full), and the serving
    gateway then retries it in the background.
-2. One entry in `ENGINES` below, and a `storage.engine` setting that names it (there is none
-   while SQLite is the only engine).
+2. One entry in `ENGINES` below (`storage.engine` accepts its name), and settings of its
+   own in StorageSettings / config.py `_storage` if it needs any.
 3. One more param of the `storage` fixture in tests/storage/conftest.py (settings pointing at
    a fresh, empty store): the conformance suite (tests/storage/test_conformance.py) then runs
    against it unchanged. Engine-specific tests go in tests/storage/<name>/.
@@ -64,7 +65,7 @@ class Engine:
     open: Callable[[StorageSettings, Clock, bool], Awaitable[Outbox]]
     # An existing store as it is, or None when there is none yet (for the CLI).
     open_existing: Callable[[StorageSettings, Clock], Awaitable[Outbox | None]]
-    # The store's name for people (a path; never a password).
+    # The store's name for people (a path, a host and database; never a password).
     describe: Callable[[StorageSettings], str]
 
 
@@ -74,14 +75,19 @@ def _sqlite() -> Engine:
     return ENGINE
 
 
+def _postgres() -> Engine:
+    from .postgres import ENGINE
+
+    return ENGINE
+
+
 # Imported on first use, so an engine's driver is needed only where it is used.
-ENGINES: dict[str, Callable[[], Engine]] = {"sqlite": _sqlite}
-DEFAULT_ENGINE = "sqlite"
+ENGINES: dict[str, Callable[[], Engine]] = {"sqlite": _sqlite, "postgres": _postgres}
+DEFAULT_ENGINE = StorageSettings.engine
 
 
 def _engine(storage: StorageSettings) -> Engine:
-    # SQLite is the only engine so far; a second one adds the setting that chooses.
-    return ENGINES[DEFAULT_ENGINE]()
+    return ENGINES[storage.engine]()
 
 
 async def open_outbox(storage: StorageSettings, *, clock: Clock, shared: bool = False) -> Outbox:
@@ -106,5 +112,6 @@ async def open_existing(storage: StorageSettings, *, clock: Clock) -> Outbox | N
 
 
 def describe(storage: StorageSettings) -> str:
-    """The store's name for messages (the SQLite file's path)."""
+    """The store's name for messages (the SQLite file's path; PostgreSQL's host, port and
+    database, never its user or password)."""
     return _engine(storage).describe(storage)

@@ -1,12 +1,13 @@
 """The stores the conformance suite runs against: one fixture param per storage engine.
 
 An engine's param yields settings naming a fresh, empty store of that engine; the suite opens it
-through `gateway.storage.open_outbox` only. Adding an engine is one more param here (e.g.
-"postgres": a DSN and a schema of its own per test)."""
+through `gateway.storage.open_outbox` only. Adding an engine is one more param here. PostgreSQL:
+one throwaway cluster per test session (tests/pgcluster.py), a database of its own per test;
+skipped, saying why, where PostgreSQL is not installed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from gateway.settings import StorageSettings
 from gateway.storage import Outbox, open_outbox
 
 from ..conftest import FakeClock
+from ..pgcluster import PgCluster, missing_reason
 
 Opener = Callable[..., Awaitable[Outbox]]
 
@@ -25,14 +27,44 @@ def sqlite_store(tmp_path: Path) -> StorageSettings:
     return StorageSettings(path=tmp_path / "o.db")
 
 
-ENGINES: dict[str, Callable[[Path], StorageSettings]] = {"sqlite": sqlite_store}
+ENGINES = ("postgres", "sqlite")
 
 
-@pytest.fixture(params=sorted(ENGINES))
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """The session's PostgreSQL server, started on first use, removed at the end."""
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_database(pg_cluster: PgCluster) -> Iterator[str]:
+    """A fresh, empty database on the session's server (its name), dropped after the test."""
+    name = pg_cluster.create_database()
+    yield name
+    pg_cluster.drop_database(name)
+
+
+def postgres_store(cluster: PgCluster, database: str) -> StorageSettings:
+    return StorageSettings(engine="postgres", dsn=cluster.dsn(database), pool_size=4)
+
+
+@pytest.fixture(params=ENGINES)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> StorageSettings:
     """Settings naming a fresh store of one engine (a group-commit window and lease that the
     tests below count on)."""
-    settings = ENGINES[request.param](tmp_path)
+    if request.param == "postgres":
+        settings = postgres_store(request.getfixturevalue("pg_cluster"),
+                                  request.getfixturevalue("pg_database"))
+    else:
+        settings = sqlite_store(tmp_path)
     return replace(settings, commit_interval_ms=5, lease_seconds=30)
 
 

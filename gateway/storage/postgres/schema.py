@@ -1,0 +1,149 @@
+"""The PostgreSQL outbox's tables and their versioned migrations.
+
+Every version's statements live in `MIGRATIONS` and never change once shipped: an empty
+database runs them all, an older one the versions it lacks, in one transaction under a
+transaction-scoped advisory lock, so that nodes starting together migrate once (the others wait
+for the lock, then find the schema current). The table `outbox_schema` records the version.
+
+Times are Unix seconds (double precision) from the gateway's clock, as in the SQLite engine:
+leases fence acknowledgements by exact equality, and tests move the clock by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import OutboxIncompatible
+from ..types import FINISHED_STATES, QUEUED_STATES
+
+__all__ = ["CHANNEL", "FINISHED", "MIGRATIONS", "NOTIFY", "PROBE", "QUEUED", "SCHEMA_VERSION",
+           "TABLES", "current", "migrate"]
+
+# The conditions of the partial indexes, written the same wherever a query must match them
+# for the planner to use the index.
+FINISHED = "state IN (" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
+QUEUED = "state IN (" + ", ".join(f"'{state}'" for state in QUEUED_STATES) + ")"
+
+# Autovacuum for tables whose rows are all rewritten (claim, acknowledgement) and then deleted
+# by prune: vacuum after 2% of the table changed (default 20%) and without the cost pauses, so
+# the space of finished rows is reused by new ones instead of growing the files.
+_CHURN = ("autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000, "
+          "autovacuum_vacuum_insert_scale_factor = 0.05, autovacuum_vacuum_cost_delay = 0, "
+          "autovacuum_analyze_scale_factor = 0.05")
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "CREATE TABLE outbox_schema (version integer NOT NULL)",
+        "INSERT INTO outbox_schema (version) VALUES (0)",
+        # Ids come from the sequence before the insert, so one statement can write a commit's
+        # rows and their payloads (see store.py); never reused: dedup keys point at ids.
+        "CREATE SEQUENCE outbox_id_seq AS bigint",
+        f"""CREATE TABLE outbox (
+    id bigint PRIMARY KEY,
+    destination text NOT NULL,
+    pixel_id text NOT NULL,
+    test_event_code text NOT NULL,
+    request_fields text NOT NULL DEFAULT '',  -- other top-level fields to forward, as JSON
+    event_name text NOT NULL,
+    event_id text NOT NULL,
+    event_time bigint NOT NULL,
+    expires_at double precision NOT NULL,     -- past this the platform refuses the event
+    state text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    created_at double precision NOT NULL,
+    available_at double precision NOT NULL,   -- pending: next attempt; inflight: lease expiry
+    updated_at double precision NOT NULL,
+    last_error text,
+    reason text,                              -- dead letters: invalid | expired | token_revoked
+    fbtrace_id text,
+    rule_set text NOT NULL DEFAULT ''
+) WITH ({_CHURN})""",
+        # The event JSON lives apart: every state change writes a new version of the row, and a
+        # small row is cheap to copy. Stored uncompressed (EXTERNAL): hashed user data barely
+        # compresses, and the bytes backpressure counts are then the bytes written.
+        f"""CREATE TABLE payloads (
+    id bigint PRIMARY KEY,                    -- = outbox.id
+    payload bytea NOT NULL,
+    context bytea NOT NULL DEFAULT ''
+) WITH ({_CHURN})""",
+        "ALTER TABLE payloads ALTER COLUMN payload SET STORAGE EXTERNAL",
+        f"CREATE INDEX outbox_due ON outbox (destination, available_at) WHERE {QUEUED}",
+        f"CREATE INDEX outbox_finished ON outbox (updated_at) WHERE {FINISHED}",
+        "CREATE INDEX outbox_dead ON outbox (destination, reason) WHERE state = 'dead'",
+        f"""CREATE TABLE dedup (
+    destination text NOT NULL,
+    pixel_id text NOT NULL,
+    event_name text NOT NULL,
+    event_id text NOT NULL,
+    row_id bigint NOT NULL,                   -- the outbox row that owns the key
+    seen_at double precision NOT NULL,
+    PRIMARY KEY (destination, pixel_id, event_name, event_id)
+) WITH ({_CHURN})""",
+        "CREATE INDEX dedup_seen ON dedup (seen_at)",
+        """CREATE TABLE drops (
+    hour bigint NOT NULL,                     -- Unix time of the hour's start
+    rule text NOT NULL,
+    source text NOT NULL,                     -- browser | server
+    event_name text NOT NULL,
+    count bigint NOT NULL,
+    PRIMARY KEY (hour, rule, source, event_name)
+)""",
+        # Readiness rewrites this row (PROBE): proof that a transaction that writes commits.
+        "CREATE TABLE readiness_probe (id integer PRIMARY KEY CHECK (id = 1),"
+        " probes bigint NOT NULL)",
+        "INSERT INTO readiness_probe (id, probes) VALUES (1, 0)",
+        # For people at a psql prompt: every row with its event JSON.
+        "CREATE VIEW outbox_events AS SELECT outbox.*, payloads.payload, payloads.context"
+        " FROM outbox JOIN payloads USING (id)",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+# Wake-ups across nodes: committed rows NOTIFY this channel with their destination's name
+# (delivered at the commit, to every node LISTENing, this one included).
+CHANNEL = "tag_gateway_outbox"
+NOTIFY = f"SELECT pg_notify('{CHANNEL}', name) FROM unnest($1::text[]) AS name"
+
+# The tables whose size backpressure counts (queue_depth).
+TABLES = ("outbox", "payloads", "dedup", "drops")
+
+PROBE = ("INSERT INTO readiness_probe (id, probes) VALUES (1, 1)"
+         " ON CONFLICT (id) DO UPDATE SET probes = readiness_probe.probes + 1")
+
+# Any constant every gateway agrees on: the advisory lock that serializes migrations.
+_MIGRATION_LOCK = 0x7467_6F75_7462_6F78  # "tgoutbox"
+
+
+async def current(conn: Any) -> int:
+    """The database's schema version (0: no outbox yet)."""
+    # Read from pg_tables with the statement's snapshot: to_regclass could answer from a
+    # catalog cache older than the migration another node just committed.
+    if not await conn.fetchval("SELECT EXISTS (SELECT FROM pg_tables WHERE tablename ="
+                               " 'outbox_schema' AND schemaname = current_schema())"):
+        return 0
+    return int(await conn.fetchval("SELECT version FROM outbox_schema"))
+
+
+async def migrate(conn: Any) -> None:
+    """Bring the database's schema to this gateway's version. A database already current is
+    only read; otherwise under the migration lock, taken inside the migration's transaction
+    (released by its commit, or by the server if this node dies meanwhile)."""
+    if _current(await current(conn)):
+        return
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        version = await current(conn)
+        if _current(version):  # another node migrated it while we waited
+            return
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                await conn.execute(statement)
+        await conn.execute("UPDATE outbox_schema SET version = $1", SCHEMA_VERSION)
+
+
+def _current(version: int) -> bool:
+    """True when a database of `version` needs no migration (a newer one is refused)."""
+    if version > SCHEMA_VERSION:
+        raise OutboxIncompatible(f"the outbox database has schema version {version}, newer "
+                                 f"than this gateway's {SCHEMA_VERSION}: upgrade the gateway")
+    return version == SCHEMA_VERSION

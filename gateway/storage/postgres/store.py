@@ -1,0 +1,482 @@
+"""The PostgreSQL outbox: group-committed inserts, claims under a lease with SKIP LOCKED,
+fenced acknowledgements, wake-ups across nodes with LISTEN/NOTIFY.
+
+Ingest calls `enqueue`, which returns once a transaction holding the rows has committed. Rows
+arriving while a commit runs (or within `commit_interval`) share the next transaction: one
+statement writes them all (arrays unnested server-side, ids drawn from the sequence in the same
+statement), with the drop counts and one NOTIFY per destination, so a commit costs a few round
+trips whatever the number of events.
+
+Any node may relay any destination. A claim locks its due rows with FOR UPDATE SKIP LOCKED and
+leases them in the same statement: concurrent claimers (other nodes, other workers) skip rows
+another claim holds, so a row is in one batch at a time, and the batch is the caller's whole
+until its lease runs out. Acknowledgements match the claim's lease exactly (the fence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from functools import partial
+from itertools import groupby
+from typing import Any
+
+import asyncpg
+
+from ...errors import OutboxUnavailable
+from ..types import Claim, ClaimedRow, OutboxEntry, drop_hour
+from .connection import CONNECT_TIMEOUT, Pool, unavailable
+from .queries import PostgresQueries
+from .schema import CHANNEL, NOTIFY, PROBE, QUEUED
+
+__all__ = ["PostgresOutbox"]
+
+log = logging.getLogger(__name__)
+
+DROPS_INTERVAL = 1.0  # drops counted while no event comes are committed after this long
+LISTEN_RETRY_SECONDS = (0.5, 10.0)  # first and longest wait before listening again
+
+_INSERT = """
+WITH batch AS MATERIALIZED (
+    SELECT nextval('outbox_id_seq') AS id, b.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                $7::float8[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[],
+                $13::bytea[])
+         AS b(destination, pixel_id, test_event_code, event_name, event_id, event_time,
+              expires_at, state, last_error, rule_set, request_fields, payload, context)
+), stored AS (
+    INSERT INTO payloads (id, payload, context) SELECT id, payload, context FROM batch
+)
+INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, event_id,
+                    event_time, expires_at, state, last_error, rule_set, request_fields,
+                    created_at, available_at, updated_at)
+SELECT id, destination, pixel_id, test_event_code, event_name, event_id, event_time,
+       expires_at, state, last_error, rule_set, request_fields, $14, $14, $14
+FROM batch
+"""
+_COUNT_DROPS = """
+INSERT INTO drops (hour, rule, source, event_name, count)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+ON CONFLICT (hour, rule, source, event_name) DO UPDATE SET count = drops.count + excluded.count
+"""
+_CLAIM = f"""
+WITH due AS (
+    SELECT id FROM outbox
+    WHERE destination = $1 AND {QUEUED} AND available_at <= $2
+    ORDER BY available_at, id LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox SET state = 'inflight', available_at = $4, updated_at = $2
+FROM due LEFT JOIN payloads ON payloads.id = due.id
+WHERE outbox.id = due.id
+RETURNING outbox.id, outbox.pixel_id, outbox.test_event_code, outbox.event_name,
+          outbox.event_id, outbox.attempts, outbox.available_at, outbox.expires_at,
+          outbox.request_fields, payloads.payload, payloads.context
+"""
+_DEAD = ("UPDATE outbox SET state = 'dead', reason = $1, updated_at = $2, last_error = $3"
+         " WHERE id = ANY($4::bigint[])")
+_EXPIRE = (f"UPDATE outbox SET state = 'dead', reason = $1, updated_at = $2, last_error = $3"
+           f" WHERE destination = $4 AND {QUEUED} AND expires_at < $2")
+_RETRY_NOW = (f"UPDATE outbox SET available_at = $1 WHERE destination = $2 AND {QUEUED}"
+              " AND state = 'pending' AND available_at > $1")
+_EXPIRED_ERROR = "past the platform's time window for this event"
+# Every acknowledgement is fenced by the claim's lease: a claim that outlived its lease (and may
+# have been re-claimed by another node) cannot overwrite a newer outcome.
+_FENCE = " WHERE state = 'inflight' AND available_at = $1 AND id = ANY($2::bigint[])"
+
+# Dedup at claim time (see the SQLite engine's dedup.py for the rules): each claimed row
+# becomes the owner of its key unless another row of the destination owns it within the window
+# and that owner is not waiting or refused.
+_KEEP_OWNER = """
+INSERT INTO dedup (destination, pixel_id, event_name, event_id, row_id, seen_at)
+SELECT $1, k.pixel, k.name, k.event, k.row_id, $2
+FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[]) AS k(pixel, name, event, row_id)
+ON CONFLICT (destination, pixel_id, event_name, event_id) DO UPDATE
+SET row_id = excluded.row_id, seen_at = excluded.seen_at
+WHERE dedup.seen_at < $7
+   OR (SELECT state FROM outbox WHERE id = dedup.row_id) IN ('dead', 'pending')
+"""
+_LOSERS = """
+SELECT k.row_id, d.row_id
+FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) AS k(pixel, name, event, row_id)
+JOIN dedup AS d ON d.destination = $1 AND d.pixel_id = k.pixel AND d.event_name = k.name
+    AND d.event_id = k.event
+WHERE d.row_id <> k.row_id
+"""
+_DUPLICATES = """
+UPDATE outbox SET state = 'duplicate', updated_at = $1, last_error = 'duplicate of row ' || l.owner
+FROM unnest($2::bigint[], $3::bigint[]) AS l(row_id, owner) WHERE outbox.id = l.row_id
+"""
+
+
+def _claimed(row: tuple[Any, ...]) -> ClaimedRow:
+    (row_id, pixel_id, test_event_code, event_name, event_id, attempts, lease, expires_at,
+     request_fields, payload, context) = row
+    return ClaimedRow(row_id, pixel_id, test_event_code, event_name, event_id, attempts, lease,
+                      expires_at, request_fields, payload, context or b"")
+
+
+def _set_on_loss(lost: asyncio.Event, _conn: Any) -> None:
+    lost.set()
+
+
+def _lease(row: ClaimedRow) -> float:
+    return row.lease
+
+
+def _count(status: str) -> int:
+    """Rows a statement touched, from its status ("UPDATE 3")."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresOutbox(PostgresQueries):
+    """Durable queue of events per destination in one PostgreSQL database, shared by nodes."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        dsn: str,
+        *,
+        commit_interval: float,
+        lease_seconds: float,
+        clock: Callable[[], float],
+        listen: bool = True,
+        drops_interval: float = DROPS_INTERVAL,
+    ) -> None:
+        self._pool = pool
+        self._dsn = dsn  # for the listening connection; never logged
+        self._commit_interval = commit_interval
+        self._lease = lease_seconds
+        self._clock = clock
+        self._pending: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._closed = False
+        self._closing: asyncio.Future[None] | None = None
+        self.commits = 0  # transactions that stored ingested rows (group commit at work)
+        self._drops: Counter[tuple[int, str, str, str]] = Counter()
+        self._drops_interval = drops_interval
+        self._drops_due = asyncio.Event()  # set at close: commit them now
+        self._drop_flusher: asyncio.Task[None] | None = None
+        self._commits_failing = False  # logged once when commits start failing, once when not
+        self._probe: asyncio.Future[str | None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        if listen:
+            self._listener = asyncio.create_task(self._listen(), name="outbox:listen")
+
+    async def close(self) -> None:
+        """Commit whatever is waiting, let running writes end, then close the connections.
+        Closing again waits for the first close."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        self._closed = True
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        self._drops_due.set()
+        if self._drop_flusher is None and self._drops:  # given back by a failed commit
+            self._drop_flusher = asyncio.ensure_future(self._commit_drops())
+        if self._drop_flusher is not None:
+            await asyncio.shield(self._drop_flusher)
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self._pool.close()
+
+    # -- ingest side --------------------------------------------------------------------------
+    async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
+        """Return once `entries` are committed; OutboxUnavailable if they could not be."""
+        if self._closed:
+            raise OutboxUnavailable("the outbox is closing")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((entries, done))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        try:
+            if self._commit_interval > 0 and not self._closed:
+                await asyncio.sleep(self._commit_interval)
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._write(batch)
+        finally:
+            self._flusher = None
+
+    async def _write(self, batch: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]]) -> None:
+        error = await self._insert([entries for entries, _ in batch])
+        if error is not None and len(batch) > 1 and unavailable(error) is None:
+            # One bad request must not sink the others that shared its transaction (a server
+            # that is down fails them all alike: no point asking again one by one).
+            for entries, done in batch:
+                self._settle([(entries, done)], await self._insert([entries]))
+            return
+        self._settle(batch, error)
+
+    async def _insert(self, groups: list[Sequence[OutboxEntry]]) -> BaseException | None:
+        """Insert all rows, and the drops counted so far, in one transaction; return the error
+        instead of raising."""
+        entries = [e for group in groups for e in group]
+        columns: list[list[Any]] = [[] for _ in range(13)]
+        for e in entries:
+            for column, value in zip(columns, (
+                    e.destination, e.pixel_id, e.test_event_code, e.event_name, e.event_id,
+                    e.event_time, e.expires_at, e.state, e.note, e.rule_set, e.request_fields,
+                    e.payload, e.context), strict=True):
+                column.append(value)
+        drops, self._drops = self._drops, Counter()
+        try:
+            async with self._pool.transaction() as conn:
+                await conn.execute(_INSERT, *columns, self._clock())
+                await _count_drops(conn, drops)
+                await conn.execute(NOTIFY, sorted({e.destination for e in entries}))
+        except Exception as exc:  # server down, bad row: refuse, never half-write
+            self._drops.update(drops)  # the next commit takes them
+            if not self._commits_failing:  # once, not per request
+                log.error("outbox commit failed: %s; ingest answers 503 until commits work",
+                          unavailable(exc) or type(exc).__name__)
+            self._commits_failing = True
+            return exc
+        if self._commits_failing:
+            log.info("outbox commits work again")
+        self._commits_failing = False
+        self.commits += 1
+        return None
+
+    def _settle(
+        self, batch: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]],
+        error: BaseException | None,
+    ) -> None:
+        for _, done in batch:
+            if done.done():
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(OutboxUnavailable("the outbox could not commit"))
+        if error is None:  # the NOTIFY reaches this node too; this is sooner
+            for name in {e.destination for entries, _ in batch for e in entries}:
+                self._wakeups[name].set()
+
+    # -- drops --------------------------------------------------------------------------------
+    def count_drop(self, rule: str, source: str, event_name: str) -> None:
+        """Count one dropped event in memory; the next commit (or `_commit_drops`) stores it."""
+        self._drops[(drop_hour(self._clock()), rule, source, event_name)] += 1
+        if self._drop_flusher is None and not self._closed:
+            self._drop_flusher = asyncio.create_task(self._commit_drops())
+
+    async def _commit_drops(self) -> None:
+        """Commit the drops no event commit took within `drops_interval` (or at close)."""
+        try:
+            while self._drops:  # also those counted while the last ones were being written
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drops_due.wait(), self._drops_interval)
+                drops, self._drops = self._drops, Counter()
+                if not drops:  # an event commit took them
+                    continue
+                try:
+                    async with self._pool.transaction() as conn:
+                        await _count_drops(conn, drops)
+                except Exception as exc:
+                    if not self._commits_failing:  # once per outage, as event commits
+                        log.warning("could not store %d drop counts (trying again): %s",
+                                    sum(drops.values()), unavailable(exc) or type(exc).__name__)
+                    self._commits_failing = True
+                    self._drops.update(drops)
+                    if self._closed:
+                        return
+        finally:
+            self._drop_flusher = None
+
+    # -- wake-ups ------------------------------------------------------------------------------
+    def wakeup(self, destination: str) -> asyncio.Event:
+        """An event set whenever rows for `destination` are committed or replayed, by this
+        node or any other on the database (LISTEN/NOTIFY)."""
+        return self._wakeups[destination]
+
+    def destinations(self) -> list[str]:
+        return list(self._wakeups)
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, destination: str) -> None:
+        if destination in self._wakeups:
+            self._wakeups[destination].set()
+
+    async def _listen(self) -> None:
+        """Hold a connection of its own that LISTENs (a pooled one would be reset when given
+        back), and open it again when it breaks. Notifications sent while it was away are lost:
+        every waiting destination is woken when it comes back, and the relay's idle poll of
+        `next_due` covers the time between."""
+        delay, missed = LISTEN_RETRY_SECONDS[0], False
+        while True:
+            lost = asyncio.Event()
+            conn = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+                conn.add_termination_listener(partial(_set_on_loss, lost))
+                await conn.add_listener(CHANNEL, self._notified)
+                delay = LISTEN_RETRY_SECONDS[0]
+                if missed:  # commits may have come meanwhile: look
+                    for event in self._wakeups.values():
+                        event.set()
+                await lost.wait()
+            except asyncio.CancelledError:
+                if conn is not None:
+                    conn.terminate()
+                raise
+            except Exception as exc:
+                log.debug("outbox wake-ups: cannot listen (%s); retrying",
+                          unavailable(exc) or type(exc).__name__)
+            if conn is not None:
+                conn.terminate()
+            missed = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_SECONDS[1])
+
+    # -- relay side ---------------------------------------------------------------------------
+    async def claim(self, destination: str, limit: int, *, dedup_seconds: float = 0.0) -> Claim:
+        """Lease up to `limit` due rows of `destination`, oldest first; in the same transaction
+        set aside expired rows, rows without their event and repeats (see Outbox.claim)."""
+        now = self._clock()
+        async with self._pool.transaction() as conn:
+            found = await conn.fetch(_CLAIM, destination, now, limit, now + self._lease)
+            rows = sorted((tuple(row) for row in found), key=lambda row: row[0])
+            expired = [row[0] for row in rows if row[7] < now]
+            if expired:
+                await conn.execute(_DEAD, "expired", now, _EXPIRED_ERROR, expired)
+            live = [row for row in rows if row[7] >= now]
+            # Only a damaged database lacks an event's JSON; such a row must not hold back
+            # every batch it lands in.
+            broken = [row[0] for row in live if row[9] is None]
+            if broken:
+                await conn.execute(_DEAD, "invalid", now, "the event JSON is missing from the "
+                                   "payloads table", broken)
+                live = [row for row in live if row[9] is not None]
+            duplicates = await _set_aside_duplicates(conn, destination, live, now,
+                                                     dedup_seconds)
+        return Claim(
+            rows=[_claimed(row) for row in live if row[0] not in duplicates],
+            expired=len(expired), duplicates=len(duplicates), broken=len(broken),
+        )
+
+    async def finish(self, rows: Sequence[ClaimedRow], state: str = "delivered") -> int:
+        return await self._acknowledge(
+            rows, "state = $4, updated_at = $3, attempts = attempts + 1, last_error = NULL",
+            state)
+
+    async def retry_later(self, rows: Sequence[ClaimedRow], delay: float, error: str) -> int:
+        return await self._acknowledge(
+            rows, "state = 'pending', available_at = $3::float8 + $4::float8, updated_at = $3, "
+            "attempts = attempts + 1, last_error = $5", float(delay), error)
+
+    async def release(self, rows: Sequence[ClaimedRow]) -> int:
+        return await self._acknowledge(
+            rows, "state = 'pending', available_at = $3, updated_at = $3")
+
+    async def dead_letter(
+        self, rows: Sequence[ClaimedRow], reason: str, error: str, fbtrace_id: str | None
+    ) -> int:
+        return await self._acknowledge(
+            rows, "state = 'dead', reason = $4, updated_at = $3, last_error = $5, "
+            "fbtrace_id = $6, attempts = attempts + 1", reason, error, fbtrace_id)
+
+    async def _acknowledge(self, rows: Sequence[ClaimedRow], assignments: str,
+                           *values: object) -> int:
+        """One fenced UPDATE per lease (rows of one claim share it); how many were ours.
+        In `assignments`, $3 is now and `values` are $4 onwards."""
+        if not rows:
+            return 0
+        now = self._clock()
+        sql = f"UPDATE outbox SET {assignments}{_FENCE}"
+        touched = 0
+        async with self._pool.transaction() as conn:
+            for lease, group in groupby(sorted(rows, key=_lease), key=_lease):
+                ids = [row.id for row in group]
+                touched += _count(await conn.execute(sql, lease, ids, now, *values))
+        return touched
+
+    async def retry_now(self, destination: str) -> int:
+        """Make the rows of `destination` waiting out a retry's backoff due now (its platform
+        answers again after an outage); wake its relays on every node. Leased rows are left
+        alone."""
+        async with self._pool.transaction() as conn:
+            changed = _count(await conn.execute(_RETRY_NOW, self._clock(), destination))
+            if changed:
+                await conn.execute(NOTIFY, [destination])
+        if changed:
+            self._wakeups[destination].set()
+        return changed
+
+    async def expire(self, destination: str, reason: str = "expired") -> int:
+        """Dead-letter queued rows of `destination` past their expiry."""
+        async with self._pool.connection() as conn:
+            return _count(await conn.execute(_EXPIRE, reason, self._clock(), _EXPIRED_ERROR,
+                                             destination))
+
+    # -- readiness -----------------------------------------------------------------------------
+    async def write_problem(self) -> str | None:
+        """None when a transaction that writes can commit now, else why not (readiness).
+
+        The probe rewrites one row in its own transaction; probes asked for while one runs
+        share it."""
+        if self._closed:
+            return "the outbox is closing"
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._run_probe())
+            self._probe.add_done_callback(self._probe_done)
+        return await asyncio.shield(self._probe)
+
+    def _probe_done(self, _probe: asyncio.Future[str | None]) -> None:
+        self._probe = None
+
+    async def _run_probe(self) -> str | None:
+        try:
+            async with self._pool.transaction() as conn:
+                await conn.execute(PROBE)
+        except Exception as exc:  # answered, not logged: polled every few seconds
+            problem = unavailable(exc)
+            return str(problem) if problem is not None else type(exc).__name__
+        return None
+
+
+async def _count_drops(conn: Any, drops: Counter[tuple[int, str, str, str]]) -> None:
+    if not drops:
+        return
+    # Sorted: two nodes upserting the same hours lock the rows in one order (no deadlock).
+    keys = sorted(drops)
+    await conn.execute(_COUNT_DROPS, [k[0] for k in keys], [k[1] for k in keys],
+                       [k[2] for k in keys], [k[3] for k in keys], [drops[k] for k in keys])
+
+
+async def _set_aside_duplicates(
+    conn: Any, destination: str, rows: list[Any], now: float, window: float
+) -> set[int]:
+    """Claim ownership of each row's key; mark the rows that lost as duplicates and return
+    their ids (inside the claim's transaction)."""
+    if window <= 0 or not rows:
+        return set()
+    # A test send has a key of its own: it never suppresses the real event.
+    keys = [(f"{r[1]}|{r[2]}" if r[2] else r[1], r[3], r[4], r[0]) for r in rows]
+    # One proposal per key (an upsert may not touch a row twice; later copies of a key in this
+    # claim lose to the first), in key order, so that concurrent claims lock keys alike.
+    first: dict[tuple[str, str, str], int] = {}
+    for pixel, name, event, row_id in keys:
+        first.setdefault((pixel, name, event), row_id)
+    owners = sorted(first.items())
+    status = await conn.execute(
+        _KEEP_OWNER, destination, now, [k[0] for k, _ in owners], [k[1] for k, _ in owners],
+        [k[2] for k, _ in owners], [row_id for _, row_id in owners], now - window)
+    if _count(status) == len(keys):
+        return set()  # every row now owns its key: no earlier owner to lose to
+    found = await conn.fetch(_LOSERS, destination, [k[0] for k in keys], [k[1] for k in keys],
+                             [k[2] for k in keys], [k[3] for k in keys])
+    losers: dict[int, int] = {int(row_id): int(owner) for row_id, owner in found}
+    if losers:
+        await conn.execute(_DUPLICATES, now, list(losers), list(losers.values()))
+    return set(losers)

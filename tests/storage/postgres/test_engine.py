@@ -1,0 +1,274 @@
+"""The PostgreSQL engine's own behaviour, on a real server (tests/pgcluster.py): migrations when
+nodes open one database together, concurrent claimers, wake-ups across nodes, a server that
+stops and comes back, and a DSN whose password is never shown."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from gateway.errors import OutboxIncompatible, OutboxUnavailable
+from gateway.settings import StorageSettings
+from gateway.storage import (
+    DeadLetterFilter,
+    Outbox,
+    describe,
+    open_existing,
+    open_outbox,
+    start_outbox,
+)
+
+from ...conftest import FakeClock as Clock
+from ...pgcluster import PASSWORD, PgCluster
+from ..conftest import postgres_store
+from ..test_conformance import entry
+
+Opener = Callable[..., Awaitable[Outbox]]
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def storage(pg_cluster: PgCluster, pg_database: str) -> StorageSettings:
+    return replace(postgres_store(pg_cluster, pg_database), commit_interval_ms=2)
+
+
+@pytest.fixture
+async def open_node(storage: StorageSettings, clock: Clock) -> AsyncIterator[Opener]:
+    """Open the database as one more gateway node would (a pool of its own); closed at the
+    end."""
+    opened: list[Outbox] = []
+
+    async def open_(**changes: Any) -> Outbox:
+        outbox = await open_outbox(replace(storage, **changes), clock=clock)
+        opened.append(outbox)
+        return outbox
+
+    yield open_
+    for outbox in opened:
+        await outbox.close()
+
+
+async def sql(storage: StorageSettings, statement: str) -> Any:
+    conn = await asyncpg.connect(storage.dsn)
+    try:
+        return await conn.fetchval(statement)
+    finally:
+        await conn.close()
+
+
+async def until_writable(outbox: Outbox, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while await outbox.write_problem() is not None:
+            await asyncio.sleep(0.05)
+
+
+def test_only_the_postgres_engine_imports_its_driver() -> None:
+    # A gateway on SQLite needs no asyncpg installed: the engine is imported on first use.
+    code = ("import sys, gateway.app, gateway.__main__, gateway.storage.sqlite;"
+            " sys.exit('asyncpg' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(REPO)},
+                          timeout=60, check=False).returncode == 0
+
+
+async def until_listening(node: Outbox, other: Outbox, destination: str = "main") -> None:
+    """Commit rows on `other` until `node` is woken by one (its listening connection opens in
+    the background); the rows are e0, e1, ... of `destination`."""
+    woken = node.wakeup(destination)
+    async with asyncio.timeout(10):
+        for n in itertools.count():
+            await other.enqueue([entry(n, destination)])
+            await asyncio.wait([asyncio.ensure_future(woken.wait())], timeout=0.2)
+            if woken.is_set():
+                return
+
+
+# -- schema --------------------------------------------------------------------------------------
+async def test_nodes_starting_together_migrate_the_database_once(
+    open_node: Opener, storage: StorageSettings
+) -> None:
+    nodes = await asyncio.gather(*(open_node() for _ in range(6)))
+    assert await sql(storage, "SELECT string_agg(version::text, ',') FROM outbox_schema") == "1"
+    await nodes[0].enqueue([entry(1)])
+    assert [r.event_id for r in (await nodes[5].claim("main", 10)).rows] == ["e1"]
+
+
+async def test_a_database_from_a_newer_gateway_is_refused(
+    open_node: Opener, storage: StorageSettings, clock: Clock
+) -> None:
+    await (await open_node()).close()
+    await sql(storage, "UPDATE outbox_schema SET version = 99")
+    with pytest.raises(OutboxIncompatible, match="newer"):
+        await open_outbox(storage, clock=clock)
+    with pytest.raises(OutboxIncompatible, match="newer"):
+        await open_existing(storage, clock=clock)
+
+
+async def test_inspecting_an_empty_database_creates_nothing(
+    storage: StorageSettings, clock: Clock
+) -> None:
+    assert await open_existing(storage, clock=clock) is None
+    assert await sql(storage, "SELECT to_regclass('outbox')") is None
+
+
+# -- several nodes on one database ---------------------------------------------------------------
+async def test_concurrent_claimers_never_get_the_same_row(open_node: Opener) -> None:
+    first, second = await open_node(), await open_node()
+    await first.enqueue([entry(n) for n in range(1500)])
+    claims: list[tuple[str, list[int]]] = []
+
+    async def drain(name: str, node: Outbox) -> None:
+        while rows := (await node.claim("main", 40)).rows:
+            claims.append((name, [r.id for r in rows]))
+            await node.finish(rows)
+
+    await asyncio.gather(drain("a", first), drain("a", first), drain("b", second),
+                         drain("b", second))
+    ids = [row_id for _, rows in claims for row_id in rows]
+    assert len(ids) == len(set(ids)) == 1500  # every row once, none twice
+    assert {name for name, _ in claims} == {"a", "b"}  # both nodes had a share
+    assert all(len(rows) == 40 for _, rows in claims[:-4])  # whole batches, not stragglers
+    assert await first.counts() == {("main", "delivered"): 1500}
+
+
+async def test_a_commit_on_one_node_wakes_the_relay_of_another(open_node: Opener) -> None:
+    relay, ingest, operator = await open_node(), await open_node(), await open_node()
+    await until_listening(relay, ingest)  # commits on `ingest` woke `relay`
+    rows = (await relay.claim("main", 100)).rows
+    woken = relay.wakeup("main")
+    await relay.dead_letter(rows, "invalid", "refused", None)
+    woken.clear()
+    assert await operator.replay(DeadLetterFilter(destination="main")) == len(rows)
+    async with asyncio.timeout(10):
+        await woken.wait()  # the replay on the operator's node woke this one
+
+
+async def test_retry_now_makes_waiting_retries_due_and_wakes_other_nodes(
+    open_node: Opener, clock: Clock
+) -> None:
+    # Outbox.retry_now (the relay calls it when a platform answers again after an outage).
+    outbox, other_node = await open_node(), await open_node()
+    await outbox.enqueue([entry(1), entry(2), entry(3, destination="other")])
+    waiting, leased = (await outbox.claim("main", 2)).rows
+    [other] = (await outbox.claim("other", 10)).rows
+    await outbox.retry_later([waiting], delay=600, error="HTTP 503")
+    await outbox.retry_later([other], delay=600, error="HTTP 503")
+    await until_listening(other_node, outbox, "hello")
+    woken = other_node.wakeup("main")
+    woken.clear()
+    assert await outbox.retry_now("main") == 1  # type: ignore[attr-defined]
+    async with asyncio.timeout(10):
+        await woken.wait()
+    assert await outbox.next_due("main") == pytest.approx(clock.now)
+    assert await outbox.next_due("other") == pytest.approx(clock.now + 600)
+    [again] = (await other_node.claim("main", 10)).rows
+    assert (again.event_id, again.attempts) == ("e1", 1)  # the failed attempt still counts
+    assert await outbox.finish([leased]) == 1  # its lease was left alone
+    assert await outbox.retry_now("main") == 0  # type: ignore[attr-defined]
+
+
+async def test_prune_removes_the_events_of_the_rows_it_deletes(
+    open_node: Opener, storage: StorageSettings, clock: Clock
+) -> None:
+    outbox = await open_node()
+    await outbox.enqueue([entry(n) for n in range(30)])
+    await outbox.finish((await outbox.claim("main", 20)).rows)
+    clock.now += 60
+    assert await outbox.prune(older_than=clock.now, chunk=7) == 20
+    assert await sql(storage, "SELECT COUNT(*) FROM payloads") == 10
+    assert await sql(storage, "SELECT COUNT(*) FROM outbox") == 10
+
+
+# -- the server going away -------------------------------------------------------------------------
+async def test_a_stopped_server_is_unavailable_then_the_store_recovers_by_itself(
+    open_node: Opener, pg_cluster: PgCluster
+) -> None:
+    outbox = await open_node()
+    await outbox.enqueue([entry(1)])
+    await asyncio.to_thread(pg_cluster.stop)
+    try:
+        with pytest.raises(OutboxUnavailable):
+            await outbox.enqueue([entry(2)])
+        with pytest.raises(OutboxUnavailable):
+            await outbox.claim("main", 10)
+        with pytest.raises(OutboxUnavailable):
+            await outbox.counts()
+        problem = await outbox.write_problem()
+        assert problem is not None and PASSWORD not in problem
+    finally:
+        await asyncio.to_thread(pg_cluster.start)
+    await until_writable(outbox)  # the same store, not reopened
+    await outbox.enqueue([entry(3)])
+    assert [r.event_id for r in (await outbox.claim("main", 10)).rows] == ["e1", "e3"]
+
+
+async def test_a_gateway_starts_while_the_server_is_down_and_opens_it_later(
+    storage: StorageSettings, pg_cluster: PgCluster, clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await asyncio.to_thread(pg_cluster.stop)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            outbox = await start_outbox(storage, clock=clock)  # no raise: retried meanwhile
+        try:
+            with pytest.raises(OutboxUnavailable, match="cannot be reached"):
+                await outbox.enqueue([entry(1)])
+        finally:
+            await asyncio.to_thread(pg_cluster.start)
+        await until_writable(outbox)
+        await outbox.enqueue([entry(1)])
+        await outbox.close()
+    finally:
+        if not (pg_cluster.data / "postmaster.pid").exists():
+            await asyncio.to_thread(pg_cluster.start)
+    assert PASSWORD not in caplog.text and "cannot be reached" in caplog.text
+
+
+async def test_no_connection_slot_left_is_unavailable_not_an_error(
+    storage: StorageSettings, pg_database: str, clock: Clock
+) -> None:
+    # A role of its own with one connection (limits do not bind the cluster's superuser).
+    role = f"node_{pg_database}"
+    await sql(storage, f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}' CONNECTION LIMIT 1")
+    await sql(storage, f"ALTER DATABASE {pg_database} OWNER TO {role}")
+    limited = replace(storage, dsn=storage.dsn.replace("gateway:", f"{role}:", 1))
+    holder = await asyncpg.connect(limited.dsn)  # another client has the only slot
+    try:
+        with pytest.raises(OutboxUnavailable, match="too many connections"):
+            await open_outbox(limited, clock=clock)
+    finally:
+        await holder.close()
+    await (await open_outbox(replace(limited, pool_size=1), clock=clock)).close()
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+async def test_the_dsn_password_is_never_shown(
+    storage: StorageSettings, pg_cluster: PgCluster, clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    database = storage.dsn.rsplit("/", 1)[1]
+    assert describe(storage) == f"postgresql://127.0.0.1:{pg_cluster.port}/{database}"
+    wrong_password = replace(storage, dsn=pg_cluster.dsn("postgres", password="Wrong-" + PASSWORD))
+    nothing_there = replace(storage, dsn=storage.dsn.replace(f":{pg_cluster.port}/", ":9/"))
+    with caplog.at_level(logging.DEBUG):
+        for settings in (wrong_password, nothing_there):
+            with pytest.raises(OutboxUnavailable) as refused:
+                await open_outbox(settings, clock=clock)
+            message = str(refused.value)
+            assert PASSWORD not in message and "Wrong-" not in message
+            assert PASSWORD not in repr(settings)
+    assert PASSWORD not in caplog.text
