@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import groupby
@@ -26,8 +26,8 @@ from typing import Any
 
 import asyncpg
 
-from ...errors import OutboxUnavailable
-from ..types import Claim, ClaimedRow, OutboxEntry, drop_hour
+from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit
+from ..types import Claim, ClaimedRow, OutboxEntry
 from .connection import CONNECT_TIMEOUT, Pool, unavailable
 from .queries import PostgresQueries
 from .schema import CHANNEL, NOTIFY, PROBE, QUEUED
@@ -36,7 +36,6 @@ __all__ = ["PostgresOutbox"]
 
 log = logging.getLogger(__name__)
 
-DROPS_INTERVAL = 1.0  # drops counted while no event comes are committed after this long
 LISTEN_RETRY_SECONDS = (0.5, 10.0)  # first and longest wait before listening again
 
 _INSERT = """
@@ -148,20 +147,19 @@ class PostgresOutbox(PostgresQueries):
     ) -> None:
         self._pool = pool
         self._dsn = dsn  # for the listening connection; never logged
-        self._commit_interval = commit_interval
         self._lease = lease_seconds
         self._clock = clock
-        self._pending: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
-        self.commits = 0  # transactions that stored ingested rows (group commit at work)
-        self._drops: Counter[tuple[int, str, str, str]] = Counter()
-        self._drops_interval = drops_interval
-        self._drops_due = asyncio.Event()  # set at close: commit them now
-        self._drop_flusher: asyncio.Task[None] | None = None
-        self._commits_failing = False  # logged once when commits start failing, once when not
+        self._group = GroupCommit(
+            interval=commit_interval, clock=clock, insert=self._insert,
+            insert_drops=self._insert_drops, committed=self._wake,
+            describe=lambda exc: str(unavailable(exc) or type(exc).__name__),
+            # A server that is down fails every request alike: no point asking one by one.
+            one_by_one=lambda exc: unavailable(exc) is None,
+            drops_interval=drops_interval,
+        )
         self._probe: asyncio.Future[str | None] | None = None
         self._listener: asyncio.Task[None] | None = None
         if listen:
@@ -176,13 +174,7 @@ class PostgresOutbox(PostgresQueries):
 
     async def _close(self) -> None:
         self._closed = True
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
-        self._drops_due.set()
-        if self._drop_flusher is None and self._drops:  # given back by a failed commit
-            self._drop_flusher = asyncio.ensure_future(self._commit_drops())
-        if self._drop_flusher is not None:
-            await asyncio.shield(self._drop_flusher)
+        await self._group.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -190,40 +182,20 @@ class PostgresOutbox(PostgresQueries):
         await self._pool.close()
 
     # -- ingest side --------------------------------------------------------------------------
+    @property
+    def commits(self) -> int:
+        return self._group.commits
+
     async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
         """Return once `entries` are committed; OutboxUnavailable if they could not be."""
-        if self._closed:
-            raise OutboxUnavailable("the outbox is closing")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((entries, done))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        await done
+        await self._group.enqueue(entries)
 
-    async def _flush(self) -> None:
-        try:
-            if self._commit_interval > 0 and not self._closed:
-                await asyncio.sleep(self._commit_interval)
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._write(batch)
-        finally:
-            self._flusher = None
+    def count_drop(self, rule: str, source: str, event_name: str) -> None:
+        self._group.count_drop(rule, source, event_name)
 
-    async def _write(self, batch: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]]) -> None:
-        error = await self._insert([entries for entries, _ in batch])
-        if error is not None and len(batch) > 1 and unavailable(error) is None:
-            # One bad request must not sink the others that shared its transaction (a server
-            # that is down fails them all alike: no point asking again one by one).
-            for entries, done in batch:
-                self._settle([(entries, done)], await self._insert([entries]))
-            return
-        self._settle(batch, error)
-
-    async def _insert(self, groups: list[Sequence[OutboxEntry]]) -> BaseException | None:
-        """Insert all rows, and the drops counted so far, in one transaction; return the error
-        instead of raising."""
-        entries = [e for group in groups for e in group]
+    async def _insert(self, entries: list[OutboxEntry], drops: Drops) -> None:
+        """Insert the rows and the drops in one transaction (the group commit's), and tell
+        every node's relays."""
         columns: list[list[Any]] = [[] for _ in range(13)]
         for e in entries:
             for column, value in zip(columns, (
@@ -231,69 +203,19 @@ class PostgresOutbox(PostgresQueries):
                     e.event_time, e.expires_at, e.state, e.note, e.rule_set, e.request_fields,
                     e.payload, e.context), strict=True):
                 column.append(value)
-        drops, self._drops = self._drops, Counter()
-        try:
-            async with self._pool.transaction() as conn:
-                await conn.execute(_INSERT, *columns, self._clock())
-                await _count_drops(conn, drops)
-                await conn.execute(NOTIFY, sorted({e.destination for e in entries}))
-        except Exception as exc:  # server down, bad row: refuse, never half-write
-            self._drops.update(drops)  # the next commit takes them
-            if not self._commits_failing:  # once, not per request
-                log.error("outbox commit failed: %s; ingest answers 503 until commits work",
-                          unavailable(exc) or type(exc).__name__)
-            self._commits_failing = True
-            return exc
-        if self._commits_failing:
-            log.info("outbox commits work again")
-        self._commits_failing = False
-        self.commits += 1
-        return None
+        async with self._pool.transaction() as conn:
+            await conn.execute(_INSERT, *columns, self._clock())
+            await _count_drops(conn, drops)
+            await conn.execute(NOTIFY, sorted({e.destination for e in entries}))
 
-    def _settle(
-        self, batch: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]],
-        error: BaseException | None,
-    ) -> None:
-        for _, done in batch:
-            if done.done():
-                continue
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(OutboxUnavailable("the outbox could not commit"))
-        if error is None:  # the NOTIFY reaches this node too; this is sooner
-            for name in {e.destination for entries, _ in batch for e in entries}:
-                self._wakeups[name].set()
+    async def _insert_drops(self, drops: Drops) -> None:
+        async with self._pool.transaction() as conn:
+            await _count_drops(conn, drops)
 
-    # -- drops --------------------------------------------------------------------------------
-    def count_drop(self, rule: str, source: str, event_name: str) -> None:
-        """Count one dropped event in memory; the next commit (or `_commit_drops`) stores it."""
-        self._drops[(drop_hour(self._clock()), rule, source, event_name)] += 1
-        if self._drop_flusher is None and not self._closed:
-            self._drop_flusher = asyncio.create_task(self._commit_drops())
-
-    async def _commit_drops(self) -> None:
-        """Commit the drops no event commit took within `drops_interval` (or at close)."""
-        try:
-            while self._drops:  # also those counted while the last ones were being written
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._drops_due.wait(), self._drops_interval)
-                drops, self._drops = self._drops, Counter()
-                if not drops:  # an event commit took them
-                    continue
-                try:
-                    async with self._pool.transaction() as conn:
-                        await _count_drops(conn, drops)
-                except Exception as exc:
-                    if not self._commits_failing:  # once per outage, as event commits
-                        log.warning("could not store %d drop counts (trying again): %s",
-                                    sum(drops.values()), unavailable(exc) or type(exc).__name__)
-                    self._commits_failing = True
-                    self._drops.update(drops)
-                    if self._closed:
-                        return
-        finally:
-            self._drop_flusher = None
+    def _wake(self, destinations: set[str]) -> None:
+        """The NOTIFY reaches this node too; this is sooner."""
+        for name in destinations:
+            self._wakeups[name].set()
 
     # -- wake-ups ------------------------------------------------------------------------------
     def wakeup(self, destination: str) -> asyncio.Event:
@@ -445,7 +367,7 @@ class PostgresOutbox(PostgresQueries):
         return None
 
 
-async def _count_drops(conn: Any, drops: Counter[tuple[int, str, str, str]]) -> None:
+async def _count_drops(conn: Any, drops: Drops) -> None:
     if not drops:
         return
     # Sorted: two nodes upserting the same hours lock the rows in one order (no deadlock).

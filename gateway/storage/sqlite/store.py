@@ -15,7 +15,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from itertools import groupby
@@ -26,7 +26,8 @@ import aiosqlite
 import orjson
 
 from ...errors import OutboxUnavailable
-from ..types import Claim, ClaimedRow, OutboxEntry, drop_hour
+from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit
+from ..types import Claim, ClaimedRow, OutboxEntry
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
 from .schema import PROBE, QUEUED, SCHEMA_VERSION, migrate, user_version
@@ -48,7 +49,6 @@ INSERT INTO drops (hour, rule, source, event_name, count) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (hour, rule, source, event_name) DO UPDATE SET count = count + excluded.count
 """
 # Drops counted while no event comes are committed on their own after this long.
-DROPS_INTERVAL = 1.0
 _LAST_ID = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
 _CLAIM = f"""
 UPDATE outbox SET state = 'inflight', available_at = ?, updated_at = ?
@@ -95,7 +95,7 @@ def _ids(rows: Sequence[ClaimedRow] | Sequence[int]) -> str:
     return orjson.dumps([row if isinstance(row, int) else row.id for row in rows]).decode()
 
 
-def _count_drops(conn: sqlite3.Connection, drops: Counter[tuple[int, str, str, str]]) -> None:
+def _count_drops(conn: sqlite3.Connection, drops: Drops) -> None:
     if drops:
         conn.executemany(_COUNT_DROPS, [(*key, count) for key, count in drops.items()])
 
@@ -121,25 +121,21 @@ class SqliteOutbox(OutboxQueries):
         # reader never blocks a writer, so a COUNT over a million rows cannot stall ingest.
         self._read_db = read_db
         self._read_lock = asyncio.Lock()
-        self._commit_interval = commit_interval
         self._lease = lease_seconds
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._pending: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
-        self.commits = 0  # transactions that stored ingested rows (group commit at work)
         # Older than SCHEMA_VERSION only for a file opened for inspection (never migrated)
         self._version = version
-        # Drops counted in memory, by (hour, rule, source, event name), until a commit takes
-        # them; the task commits them alone when no event comes within `drops_interval`.
-        self._drops: Counter[tuple[int, str, str, str]] = Counter()
-        self._drops_interval = drops_interval
-        self._drops_due = asyncio.Event()  # set at close: commit them now
-        self._drop_flusher: asyncio.Task[None] | None = None
-        self._commits_failing = False  # logged once when commits start failing, once when not
+        self._group = GroupCommit(
+            interval=commit_interval, clock=clock, insert=self._insert,
+            # Relaxed: a count lost to a power cut is only a count.
+            insert_drops=lambda drops: self.write(partial(_count_drops, drops=drops),
+                                                  relaxed=True),
+            committed=self._wake, drops_interval=drops_interval,
+        )
         self._probe: asyncio.Future[str | None] | None = None  # the readiness probe running
 
     @classmethod
@@ -185,13 +181,7 @@ class SqliteOutbox(OutboxQueries):
 
     async def _close(self) -> None:
         self._closed = True
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
-        self._drops_due.set()
-        if self._drop_flusher is None and self._drops:  # given back by a failed commit
-            self._drop_flusher = asyncio.ensure_future(self._commit_drops())
-        if self._drop_flusher is not None:
-            await asyncio.shield(self._drop_flusher)
+        await self._group.close()
         async with self._read_lock:
             await self._read_db.close()
         async with self._lock:
@@ -231,41 +221,20 @@ class SqliteOutbox(OutboxQueries):
                 raise OutboxUnavailable(str(exc)) from exc
 
     # -- ingest side --------------------------------------------------------------------------
+    @property
+    def commits(self) -> int:
+        return self._group.commits
+
     async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
         """Return once `entries` are committed; OutboxUnavailable if they could not be."""
-        if self._closed:
-            raise OutboxUnavailable("the outbox is closing")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((entries, done))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        await done
+        await self._group.enqueue(entries)
 
-    async def _flush(self) -> None:
-        try:
-            if self._commit_interval > 0 and not self._closed:
-                await asyncio.sleep(self._commit_interval)
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._write(batch)
-        finally:
-            self._flusher = None
+    def count_drop(self, rule: str, source: str, event_name: str) -> None:
+        self._group.count_drop(rule, source, event_name)
 
-    async def _write(self, batch: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]]) -> None:
-        error = await self._insert([entries for entries, _ in batch])
-        if error is not None and len(batch) > 1:
-            # One bad request must not sink the others that shared its transaction.
-            for entries, done in batch:
-                self._settle([(entries, done)], await self._insert([entries]))
-            return
-        self._settle(batch, error)
-
-    async def _insert(self, groups: list[Sequence[OutboxEntry]]) -> BaseException | None:
-        """Insert all rows, and the drops counted so far, in one transaction; return the error
-        instead of raising."""
+    async def _insert(self, entries: list[OutboxEntry], drops: Drops) -> None:
+        """Insert the rows and the drops in one transaction (the group commit's)."""
         now = self._clock()
-        entries = [e for group in groups for e in group]
-        drops, self._drops = self._drops, Counter()
 
         def insert(conn: sqlite3.Connection) -> None:
             # Ids are assigned here so the payloads table can share them; the write lock
@@ -282,66 +251,11 @@ class SqliteOutbox(OutboxQueries):
                              [(first + n, e.payload, e.context) for n, e in enumerate(entries)])
             _count_drops(conn, drops)
 
-        try:
-            await self.write(insert)
-        except Exception as exc:  # disk full, I/O error, bad row: refuse, never half-write
-            self._drops.update(drops)  # the next commit takes them
-            # Once, not per request: on a full disk every hit fails until space returns.
-            if not self._commits_failing:
-                log.error("outbox commit failed: %s; ingest answers 503 until commits work",
-                          exc)
-            self._commits_failing = True
-            return exc
-        if self._commits_failing:
-            log.info("outbox commits work again")
-        self._commits_failing = False
-        self.commits += 1
-        return None
+        await self.write(insert)
 
-    # -- drops --------------------------------------------------------------------------------
-    def count_drop(self, rule: str, source: str, event_name: str) -> None:
-        """Count one dropped event in memory; the next commit (or `_commit_drops`) stores it."""
-        self._drops[(drop_hour(self._clock()), rule, source, event_name)] += 1
-        if self._drop_flusher is None and not self._closed:
-            self._drop_flusher = asyncio.create_task(self._commit_drops())
-
-    async def _commit_drops(self) -> None:
-        """Commit the drops no event commit took within `drops_interval` (or at close)."""
-        try:
-            while self._drops:  # also those counted while the last ones were being written
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._drops_due.wait(), self._drops_interval)
-                drops, self._drops = self._drops, Counter()
-                if not drops:  # an event commit took them
-                    continue
-                try:
-                    # Relaxed: a count lost to a power cut is only a count.
-                    await self.write(partial(_count_drops, drops=drops), relaxed=True)
-                except Exception as exc:
-                    if not self._commits_failing:  # once per outage, as event commits
-                        log.warning("could not store %d drop counts (trying again): %s",
-                                    sum(drops.values()), exc)
-                    self._commits_failing = True
-                    self._drops.update(drops)
-                    if self._closed:
-                        return
-        finally:
-            self._drop_flusher = None
-
-    def _settle(
-        self, batch: list[tuple[Sequence[OutboxEntry], asyncio.Future[None]]],
-        error: BaseException | None,
-    ) -> None:
-        for _, done in batch:
-            if done.done():
-                continue
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(OutboxUnavailable("the outbox could not commit"))
-        if error is None:
-            for name in {e.destination for entries, _ in batch for e in entries}:
-                self._wakeups[name].set()
+    def _wake(self, destinations: set[str]) -> None:
+        for name in destinations:
+            self._wakeups[name].set()
 
     # -- relay side ---------------------------------------------------------------------------
     def wakeup(self, destination: str) -> asyncio.Event:

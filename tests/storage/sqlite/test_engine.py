@@ -259,7 +259,7 @@ async def test_drops_alone_are_committed_after_the_interval_in_one_write(
     tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     outbox = await SqliteOutbox.open(tmp_path / "o.db", clock=clock)
-    monkeypatch.setattr(outbox, "_drops_interval", 0.05)
+    monkeypatch.setattr(outbox._group, "drops_interval", 0.05)
     writes: list[bool] = []
     real_write = outbox.write
 
