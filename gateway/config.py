@@ -232,11 +232,14 @@ def _storage(r: Reader, base: Path) -> StorageSettings:
 
 
 def _readable_url(url: str) -> bool:
+    """A URL whose parts parse; a `/` or `@` in the database name means an unencoded `/` in
+    the password split it there (the password would then show wherever the DSN is described)."""
     try:
-        urlsplit(url).port  # noqa: B018 - parsing the port is the check
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
     except ValueError:
         return False
-    return True
+    return not any(mark in parts.path.lstrip("/") for mark in "/@")
 
 
 def _geo(r: Reader, base: Path) -> GeoSettings:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import hdrs, web
 
 from .. import appkeys
+from ..accesskeys import bearer_token
 from ..admin import has_admin_key
 from .sessions import ABSOLUTE_SECONDS, COOKIE, Session, Sessions
 
@@ -47,7 +48,7 @@ def console_api(handler: Handler, *, write: bool = False) -> Handler:
         app = request.app
         if SESSIONS not in app:
             return refuse(403, TURN_ON)
-        if hdrs.AUTHORIZATION in request.headers:
+        if bearer_token(request.headers):  # other schemes (a proxy's Basic auth): the cookie
             if not has_admin_key(request):
                 return web.json_response({"error": "that is not the admin key"}, status=401,
                                          headers={**API_HEADERS, hdrs.WWW_AUTHENTICATE: "Bearer"})

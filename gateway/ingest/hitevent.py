@@ -20,7 +20,7 @@ from ..model import MAX_EVENT_NAME, PIXEL_ID, Context, Event
 
 __all__ = ["USER_DATA_KEYS", "build_hit_event"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no store or platform takes these in names and ids
 MAX_EVENT_ID = 256
 # `a`: the integration that tagged the page (fbq('set', 'agent', ...)), Meta's partner_agent.
 MAX_AGENT = 128
@@ -54,13 +54,13 @@ def build_hit_event(
     if not PIXEL_ID.fullmatch(pixel_id):
         raise HitError("parameter 'id' must be a numeric pixel id")
     event_name = _required(params, "ev", "the event name")
-    if len(event_name) > MAX_EVENT_NAME or _CONTROL.search(event_name):
+    if len(event_name) > MAX_EVENT_NAME or CONTROL.search(event_name):
         raise HitError(
             f"parameter 'ev' must be at most {MAX_EVENT_NAME} printable characters"
         )
     event_id = params.get("eid", "").strip()
-    if len(event_id) > MAX_EVENT_ID:
-        raise HitError(f"parameter 'eid' must be at most {MAX_EVENT_ID} characters")
+    if len(event_id) > MAX_EVENT_ID or CONTROL.search(event_id):
+        raise HitError(f"parameter 'eid' must be at most {MAX_EVENT_ID} printable characters")
 
     custom_data, user_data = _split_data(params)
     if ip:
@@ -119,7 +119,7 @@ def _agent_fields(params: Mapping[str, str]) -> str:
     agent = params.get("a", "").strip()
     if not agent:
         return ""
-    if len(agent) > MAX_AGENT or _CONTROL.search(agent):
+    if len(agent) > MAX_AGENT or CONTROL.search(agent):
         raise HitError(f"parameter 'a' (agent) must be at most {MAX_AGENT} printable characters")
     return orjson.dumps({"partner_agent": agent}).decode()
 

@@ -22,10 +22,10 @@ from typing import Any
 import orjson
 
 from ..identity.trustedproxies import parse_ip, truncate_ip
-from ..model import Context, Event
+from ..model import MAX_EVENT_NAME, Context, Event
 from ..pipeline import Route
 from .fieldtypes import check_fields
-from .hitevent import MAX_EVENT_ID, MAX_SAFE_INTEGER, new_event_id
+from .hitevent import CONTROL, MAX_EVENT_ID, MAX_SAFE_INTEGER, new_event_id
 
 __all__ = ["build_server_event", "keep_invalid", "request_fields"]
 
@@ -105,6 +105,8 @@ def _shape_problems(data: dict[str, Any]) -> list[str]:
     name = data.get("event_name")
     if not isinstance(name, str) or not name.strip():
         reasons.append("event_name is required (text)")
+    elif len(name) > MAX_EVENT_NAME or CONTROL.search(name):
+        reasons.append(f"event_name must be at most {MAX_EVENT_NAME} printable characters")
     event_time = data.get("event_time")
     if (isinstance(event_time, bool) or not isinstance(event_time, int | float)
             or not math.isfinite(event_time) or abs(event_time) > MAX_SAFE_INTEGER):
@@ -112,8 +114,8 @@ def _shape_problems(data: dict[str, Any]) -> list[str]:
     event_id = data.get("event_id")
     if isinstance(event_id, bool) or not isinstance(event_id, str | int | None):
         reasons.append("event_id must be text")
-    elif isinstance(event_id, str) and len(event_id) > MAX_EVENT_ID:
-        reasons.append(f"event_id must be at most {MAX_EVENT_ID} characters")
+    elif isinstance(event_id, str) and (len(event_id) > MAX_EVENT_ID or CONTROL.search(event_id)):
+        reasons.append(f"event_id must be at most {MAX_EVENT_ID} printable characters")
     source = data.get("action_source")
     if source is not None and not isinstance(source, str):
         reasons.append("action_source must be text")

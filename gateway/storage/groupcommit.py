@@ -45,9 +45,10 @@ class GroupCommit:
         one_by_one: Callable[[BaseException], bool] = lambda exc: True,
         drops_interval: float = DROPS_INTERVAL,
     ) -> None:
-        """`describe`: an error as the log may say it (no secrets); `one_by_one`: whether a
-        failed window is worth committing again request by request (not when the store is
-        down: all would fail alike)."""
+        """`describe`: an error as the log may say it (no secrets); `one_by_one`: whether the
+        store refused what was written (worth committing again request by request, and without
+        the drop counts), rather than being unreachable (a full disk, a database that is down:
+        all would fail alike, and the counts are kept for later)."""
         self._interval = interval
         self._clock = clock
         self._insert = insert
@@ -99,7 +100,16 @@ class GroupCommit:
         instead of raising."""
         drops, self._drops = self._drops, Counter()
         try:
-            await self._insert(entries, drops)
+            try:
+                await self._insert(entries, drops)
+            except Exception as exc:
+                if not (drops and self._one_by_one(exc)):
+                    raise
+                # The store refused something, the rows or the counts: counts carried on to
+                # every later commit would sink them all, so try the rows alone.
+                await self._insert(entries, Counter())
+                log.warning("%d drop counts the outbox refused are not kept: %s",
+                            sum(drops.values()), self._describe(exc))
         except Exception as exc:  # disk full, database down, bad row: refuse, never half-write
             self._drops.update(drops)  # the next commit takes them
             if not self._failing:  # once, not per request: every hit fails until it works
@@ -143,6 +153,10 @@ class GroupCommit:
                 try:
                     await self._insert_drops(drops)
                 except Exception as exc:
+                    if self._one_by_one(exc):  # refused, not unreachable: trying again won't do
+                        log.warning("%d drop counts the outbox refused are not kept: %s",
+                                    sum(drops.values()), self._describe(exc))
+                        continue
                     if not self._failing:  # once per outage, as event commits
                         log.warning("could not store %d drop counts (trying again): %s",
                                     sum(drops.values()), self._describe(exc))

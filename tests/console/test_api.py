@@ -180,6 +180,10 @@ async def test_the_api_wants_a_session_or_the_admin_key(console: TestClient[Any,
     assert main["token_set"] is True and main["queued"] == 0 and main["dead"] == 0
     assert main["last_error"] is None and "last_delivery" in main
     assert by_cookie.headers["Cache-Control"] == "no-store"
+    # Behind a proxy that adds its own Basic auth, the session cookie still counts.
+    behind = await console.get("/admin/api/destinations", headers={
+        **session_of(await sign_in(console)), "Authorization": "Basic dXNlcjpwYXNz"})
+    assert behind.status == 200
 
 
 async def test_a_change_without_the_csrf_token_is_refused(console: TestClient[Any, Any]) -> None:

@@ -770,3 +770,21 @@ async def test_bytes_read_without_a_proved_key_are_limited_per_second(
     clock.offset += 1
     response = await post_raw(client, path, body, "application/json")
     assert response.status == 401
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"event_name": "Lead\u0000"}, "event_name must be at most 100 printable characters"),
+    ({"event_name": "x" * 101}, "event_name must be at most 100 printable characters"),
+    ({"event_id": "id\u0000"}, "event_id must be at most 256 printable characters"),
+])
+async def test_names_and_ids_no_store_could_keep_are_refused(
+    fields: dict[str, Any], reason: str, start_server: ServerFactory, settings: Settings
+) -> None:
+    """A NUL or an endless name would fail every commit (or claim) of a database that keeps
+    them: refused at the door, with the others of the batch accepted."""
+    client = await start_server(settings)
+    response = await post_raw(client, f"/capi/{PIXEL_A}/events",
+                              capi_body(event(**fields), event(), key=KEY))
+    assert response.status == 202
+    answer = await response.json()
+    assert reason in str(answer)

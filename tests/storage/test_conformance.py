@@ -424,6 +424,28 @@ async def test_drops_without_events_are_committed_by_close(
         ("staging hosts", 2)]
 
 
+async def test_a_drop_count_the_store_refuses_never_sinks_event_commits(
+    outbox: Outbox
+) -> None:
+    """Names no store can keep (a NUL, 10,000 characters): the events still go in, every time."""
+    outbox.count_drop("drop bots", "server", "a\x00b")
+    outbox.count_drop("drop bots", "server", "x" * 10_000)
+    for n in range(3):
+        await outbox.enqueue([entry(n)])
+    assert await event_ids(outbox) == ["e0", "e1", "e2"]
+
+
+async def test_texts_with_nul_are_kept_by_acknowledgements(outbox: Outbox) -> None:
+    """A platform's error message may carry a NUL: the acknowledgement must still land (a
+    failed one would leave the rows leased, to be sent again and again)."""
+    await outbox.enqueue([entry(1), entry(2)])
+    first, second = (await outbox.claim("main", 10)).rows
+    assert await outbox.retry_later([first], 0, "bad\x00answer") == 1
+    assert await outbox.dead_letter([second], "invalid", "refused\x00", "trace\x00") == 1
+    [row] = [r for r in await outbox.rows(limit=10) if r.event_id == "e1"]
+    assert row.state == "pending" and row.last_error and row.last_error.startswith("bad")
+
+
 async def test_drop_counts_are_pruned_with_the_finished_rows(outbox: Outbox, clock: Clock) -> None:
     outbox.count_drop("drop bots", "browser", "PageView")
     await outbox.enqueue([entry(1)])

@@ -43,6 +43,8 @@ def describe_dsn(dsn: str) -> str:
         return "postgresql (an unreadable storage.dsn)"
     host = f"[{host}]" if ":" in host else host
     database = parts.path.lstrip("/") or "(the user's database)"
+    if "/" in database or "@" in database:  # a password's unencoded `/` split the URL there
+        return "postgresql (an unreadable storage.dsn)"
     return f"postgresql://{host}:{port}/{database}"
 
 

@@ -126,6 +126,13 @@ def _lease(row: ClaimedRow) -> float:
     return row.lease
 
 
+def _text(value: str) -> str:
+    """Text PostgreSQL can hold: it refuses NUL, which a platform's error message or a
+    reason quoting one may carry (SQLite takes it); an acknowledgement that failed on it would
+    leave its rows leased and sent again, for ever."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def _count(status: str) -> int:
     """Rows a statement touched, from its status ("UPDATE 3")."""
     return int(status.rsplit(" ", 1)[-1])
@@ -200,7 +207,8 @@ class PostgresOutbox(PostgresQueries):
         for e in entries:
             for column, value in zip(columns, (
                     e.destination, e.pixel_id, e.test_event_code, e.event_name, e.event_id,
-                    e.event_time, e.expires_at, e.state, e.note, e.rule_set, e.request_fields,
+                    e.event_time, e.expires_at, e.state, e.note and _text(e.note), e.rule_set,
+                    e.request_fields,
                     e.payload, e.context), strict=True):
                 column.append(value)
         async with self._pool.transaction() as conn:
@@ -295,7 +303,7 @@ class PostgresOutbox(PostgresQueries):
     async def retry_later(self, rows: Sequence[ClaimedRow], delay: float, error: str) -> int:
         return await self._acknowledge(
             rows, "state = 'pending', available_at = $3::float8 + $4::float8, updated_at = $3, "
-            "attempts = attempts + 1, last_error = $5", float(delay), error)
+            "attempts = attempts + 1, last_error = $5", float(delay), _text(error))
 
     async def release(self, rows: Sequence[ClaimedRow]) -> int:
         return await self._acknowledge(
@@ -306,7 +314,8 @@ class PostgresOutbox(PostgresQueries):
     ) -> int:
         return await self._acknowledge(
             rows, "state = 'dead', reason = $4, updated_at = $3, last_error = $5, "
-            "fbtrace_id = $6, attempts = attempts + 1", reason, error, fbtrace_id)
+            "fbtrace_id = $6, attempts = attempts + 1", reason, _text(error),
+            fbtrace_id and _text(fbtrace_id))
 
     async def _acknowledge(self, rows: Sequence[ClaimedRow], assignments: str,
                            *values: object) -> int:

@@ -135,6 +135,7 @@ class SqliteOutbox(OutboxQueries):
             insert_drops=lambda drops: self.write(partial(_count_drops, drops=drops),
                                                   relaxed=True),
             committed=self._wake, drops_interval=drops_interval,
+            one_by_one=lambda exc: not isinstance(exc, OutboxUnavailable),
         )
         self._probe: asyncio.Future[str | None] | None = None  # the readiness probe running
 
