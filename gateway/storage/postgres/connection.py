@@ -88,7 +88,10 @@ class Pool:
                 command_timeout=COMMAND_TIMEOUT,
                 # A JIT compile costs more than these small statements (PostgreSQL's default
                 # turns it on for any plan its estimates call expensive).
-                server_settings={"jit": "off", "application_name": "tag-gateway"})
+                # Read committed whatever the server's default: migrations re-read the version
+                # after taking their lock, and claims rely on SKIP LOCKED, not on snapshots.
+                server_settings={"jit": "off", "application_name": "tag-gateway",
+                                 "default_transaction_isolation": "read committed"})
         except Exception as exc:
             raise _curable(exc) from exc
         return cls(pool)

@@ -107,6 +107,19 @@ async def test_nodes_starting_together_migrate_the_database_once(
     assert [r.event_id for r in (await nodes[5].claim("main", 10)).rows] == ["e1"]
 
 
+async def test_a_serializable_default_does_not_reach_the_gateway(
+    open_node: Opener, storage: StorageSettings, pg_database: str
+) -> None:
+    """Under repeatable read or serializable, a migration would re-read the version in a
+    snapshot taken before its lock, and claims would fail with serialization errors."""
+    await sql(storage, f"ALTER DATABASE {pg_database} SET default_transaction_isolation "
+                       "= 'serializable'")
+    nodes = await asyncio.gather(*(open_node() for _ in range(4)))
+    await nodes[0].enqueue([entry(1)])
+    claims = await asyncio.gather(*(node.claim("main", 10) for node in nodes))
+    assert sorted(r.event_id for claim in claims for r in claim.rows) == ["e1"]
+
+
 async def test_a_database_from_a_newer_gateway_is_refused(
     open_node: Opener, storage: StorageSettings, clock: Clock
 ) -> None:
