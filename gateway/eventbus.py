@@ -27,6 +27,7 @@ __all__ = ["QUEUE_SIZE", "EventBus", "Subscription"]
 
 QUEUE_SIZE = 1000  # events held for one subscriber that reads too slowly
 _TEXT = 200  # a sender's text (event name, id, reason) is cut to this length
+_ITEMS = 50  # items of a list shown per event
 
 
 class Subscription:
@@ -142,12 +143,12 @@ class EventBus:
             "event_id": _text(data.get("event_id")),
             "test_event_code": _text(context.test_event_code) or None,
             # which identifiers came (names only: their values are personal data)
-            "user_data": sorted(user_data) if isinstance(user_data, dict) else [],
+            "user_data": _texts(sorted(user_data)) if isinstance(user_data, dict) else [],
             "rule_set": context.rule_set or None,
             "rules": rules,
             "outcome": outcome,
             "destinations": submission.destinations,
-            "refused_by": refused,
+            "refused_by": {name: _texts(reasons) for name, reasons in refused.items()},
             "withheld_from": submission.withheld_from,
             "dropped_by": submission.dropped_by,
             "reasons": [_text(r) for r in submission.invalid]
@@ -168,7 +169,7 @@ class EventBus:
             "destination": destination,
             "outcome": outcome,
             "events": len(rows),
-            "event_names": sorted({row.event_name for row in rows}),
+            "event_names": _texts(sorted({row.event_name for row in rows})),
             "event_ids": [_text(row.event_id) for row in rows[:20]],
             "request": request,
             "answer": answer,
@@ -177,3 +178,8 @@ class EventBus:
 
 def _text(value: object) -> str:
     return value[:_TEXT] if isinstance(value, str) else ""
+
+
+def _texts(values: Sequence[object]) -> list[str]:
+    """At most _ITEMS texts, each cut to _TEXT characters (names and reasons a sender chose)."""
+    return [_text(value) for value in values[:_ITEMS]]
