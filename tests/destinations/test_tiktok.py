@@ -522,3 +522,13 @@ def test_metas_hashes_fill_in_where_tiktok_normalizes_alike() -> None:
     # e-mail from Meta (appendix dropped); the type's own external_id wins; Meta's phone hash
     # (digits without '+') is not TikTok's, so it is never sent as TikTok's phone
     assert event["user"] == {"email": [digest], "external_id": "own"}
+
+
+@pytest.mark.parametrize("source", [["app"], {"a": 1}, 5, None])
+def test_an_action_source_that_is_no_text_never_breaks_validation(source: Any) -> None:
+    """A rule may set action_source to anything; TikTok's check must not raise on it."""
+    from gateway.destinations.tiktok.validate import validate_event
+
+    now = time.time()
+    assert validate_event({"event_name": "Lead", "event_time": now, "action_source": source},
+                          now) == []

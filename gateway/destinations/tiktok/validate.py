@@ -30,7 +30,8 @@ def validate_event(data: dict[str, Any], now: float) -> list[str]:
         reasons.append(f"event_time is more than {MAX_AGE_DAYS} days old for TikTok")
     elif event_time > now + FUTURE_SKEW_SECONDS:
         reasons.append("event_time is in the future")
-    if data.get("action_source") in NOT_WEB:
+    source = data.get("action_source")
+    if isinstance(source, str) and source in NOT_WEB:  # a rule may have set anything
         reasons.append("TikTok web events cannot have action_source app or physical_store")
     custom = data.get("custom_data")
     if isinstance(custom, dict):
