@@ -114,7 +114,9 @@ async def readyz(request: web.Request) -> web.Response:
     problems = []
     problem = await request.app[appkeys.OUTBOX].write_problem()
     if problem is not None:
-        problems.append(f"outbox is not writable: {problem}")
+        # The kind of problem only: this probe is public, and a database server's own words
+        # after it may name its user or database (/status and the log have them whole).
+        problems.append(f"outbox is not writable: {problem.split(': ', 1)[0]}")
     problems += [
         f"relay worker for destination {w.name} is not running"
         for w in request.app[appkeys.RELAYS] if not w.running

@@ -286,8 +286,8 @@ async def test_the_gateway_starts_on_a_full_disk_and_recovers_without_a_restart(
     status, body = await readiness(client)
     assert status == 503
     [problem] = body["problems"]
-    assert problem.startswith("outbox is not writable: the outbox cannot be opened: ")
-    assert str(disk.path) not in problem  # a public probe names no path
+    # The kind of problem only: a public probe names no path (and no database's own words).
+    assert problem == "outbox is not writable: the outbox cannot be opened"
     await assert_ingest_refused(client)
     report = await (await client.get("/status")).json()
     assert report["outbox_unavailable"].startswith("the outbox cannot be opened")

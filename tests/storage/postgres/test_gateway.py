@@ -111,6 +111,9 @@ async def test_while_the_database_is_down_ingest_answers_503_and_everything_reco
         assert refused.status == 503 and int(refused.headers["Retry-After"]) > 0
         ready = await client.get("/readyz")
         assert ready.status == 503 and PASSWORD not in await ready.text()
+        [problem] = (await ready.json())["problems"]
+        assert problem in ("outbox is not writable: the outbox database is unavailable",
+                           "outbox is not writable: the outbox database cannot be reached")
     finally:
         await asyncio.to_thread(pg_cluster.start)
     async with asyncio.timeout(20):  # the same gateway, reconnecting by itself
