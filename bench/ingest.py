@@ -857,6 +857,7 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             cluster = (stack.enter_context(pgserver.running()) if args.engine == "postgres"
                        else None)
+            stack.callback(processes.stop_all)  # the gateway stops before its database
             bench(args, folder, processes, cluster)
     except KeyboardInterrupt:
         raise SystemExit("interrupted: stopping every process this bench started") from None

@@ -75,7 +75,7 @@ class Counters:
 
     def per_event(self, later: Counters, events: int, unit: str = "event") -> str:
         n = max(events, 1)
-        return (f"{(later.statements - self.statements) / n:.2f} statements, "
+        return (f"{(later.statements - self.statements) / n:.3f} statements, "
                 f"{(later.commits - self.commits) / n:.3f} commits, "
                 f"{(later.inserted - self.inserted) / n:.2f} rows inserted, "
                 f"{(later.wal_lsn - self.wal_lsn) / n:,.0f} WAL bytes per {unit} "

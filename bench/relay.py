@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -201,6 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    signal.signal(signal.SIGTERM, ingest._terminate)  # a SystemExit: the server is stopped
     with contextlib.ExitStack() as stack:
         cluster = stack.enter_context(pgserver.running()) if args.engine == "postgres" else None
         bench(args, cluster)
