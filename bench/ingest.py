@@ -1,6 +1,7 @@
 """Ingest throughput and latency: the gateway vs a bare aiohttp app, same core, same load.
 
     python bench/ingest.py [--connections 64] [--duration 10] [--workers 1]
+                           [--engine sqlite|postgres]
 
 Starts, on loopback only, each in its own process:
 - baseline: a bare aiohttp app (uvloop) whose handler only parses the query (`request.query`)
@@ -32,7 +33,10 @@ error or Ctrl-C (and gets SIGTERM if this script is killed). `--synchronous norm
 fsync costs; `--destinations 0|1` what fewer destinations cost (fewer rows written, less
 relayed, no routing rules); `--floor` the least the gateway does per hit (nothing relayed, no
 rules, no geo: each hit still read, identified, hashed, validated, committed durably and
-answered with its cookies); `--python-load` forces the fallback client. Besides the ratio of
+answered with its cookies); `--python-load` forces the fallback client. `--engine postgres`
+stores into a throwaway PostgreSQL server started for the run (bench/pgserver.py: durable,
+a fresh database) instead of the SQLite file, and prints what each hit cost the database
+(statements, commits, rows, WAL bytes). Besides the ratio of
 the medians it prints each round's ratio (both servers back to back) and their median.
 """
 
@@ -66,6 +70,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import orjson
+import pgserver  # bench/pgserver.py, next to this script: the PostgreSQL server
 from aiohttp import ClientError, ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 from yarl import URL
 
@@ -410,10 +415,11 @@ def write_config(
     destinations: str,
     skip_rules: tuple[str, ...] = (),
     geo: bool = True,
+    dsn: str = "",
 ) -> Path:
     """The bench's config and rules in `folder`; `destinations` are YAML list items (see
     live_destinations), `skip_rules` leaves rule files out (e.g. routes to a missing
-    destination), `geo=False` leaves the geo database out."""
+    destination), `geo=False` leaves the geo database out, a `dsn` stores into PostgreSQL."""
     rules = folder / "rules"
     rules.mkdir(parents=True, exist_ok=True)
     for name, text in RULES.items():
@@ -427,8 +433,8 @@ server:
   trusted_proxies: [private]
   shutdown_timeout: 4
 storage:
-  path: {folder / "outbox.db"}
-  synchronous: {synchronous}
+{f"  engine: postgres{chr(10)}  dsn: {dsn}" if dsn else
+ f"  path: {folder / 'outbox.db'}{chr(10)}  synchronous: {synchronous}"}
 {f"geo:{chr(10)}  database: {GEO}" if geo else "# no geo database"}
 rules:
   path: rules
@@ -782,7 +788,7 @@ def max_rps(base: str, hits: list[Hit], script: Path | None, args: argparse.Name
 
 
 def print_header(args: argparse.Namespace, folder: Path, servers: list[int], load: list[int],
-                 note: str, tool: str, skip: tuple[str, ...]) -> None:
+                 note: str, tool: str, skip: tuple[str, ...], engine: str) -> None:
     geo = "no geo database" if args.floor else f"geo {GEO.name}"
     targets = {0: "no destination takes the hits' pixel (stored as unrouted, nothing relayed)",
                1: "1 destination (main) with a token -> local fake Graph",
@@ -790,9 +796,11 @@ def print_header(args: argparse.Namespace, folder: Path, servers: list[int], loa
     print(machine_info())
     print(f"cores: servers on {servers}, load generator + fake Graph + this script on {load}"
           f"{note}")
+    outbox = (f"outbox synchronous={args.synchronous}" if args.engine == "sqlite" else
+              f"outbox on {engine}")
     print(f"config: {geo}; trusted_proxies [private]; {rule_count(skip)} rules in "
           f"{len(RULES) - len(skip)} files; {targets}; "
-          f"outbox synchronous={args.synchronous}, commit_interval_ms=0 (default), on "
+          f"{outbox}, commit_interval_ms=0 (default), on "
           f"{filesystem_of(folder)}; logging WARNING; workers {args.workers}")
     print(f"load: {tool}, {args.connections} connections, {args.warm_up:g} s warm-up + "
           f"{args.duration:g} s; {args.hits} distinct hits (GET /tr), unique event ids")
@@ -808,6 +816,8 @@ def main() -> None:
     parser.add_argument("--hits", type=int, default=10000, help="distinct hits to cycle through")
     parser.add_argument("--synchronous", choices=("full", "normal"), default="full",
                         help="the outbox's durability (the target is for full)")
+    parser.add_argument("--engine", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the gateway's storage (postgres: a throwaway durable server)")
     parser.add_argument("--python-load", action="store_true",
                         help="use the Python load client even when wrk is installed")
     parser.add_argument("--destinations", type=int, choices=(0, 1, 2), default=None,
@@ -825,6 +835,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.engine == "postgres" and args.synchronous != "full":
+        parser.error("--synchronous is SQLite's (PostgreSQL runs durable: bench/pgserver.py)")
     if args.floor:
         if args.destinations not in (None, 0) or args.synchronous != "full":
             parser.error("--floor runs no destination on the durable outbox: leave out "
@@ -842,7 +854,11 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     processes = Processes(folder)
     try:
-        bench(args, folder, processes)
+        with contextlib.ExitStack() as stack:
+            cluster = (stack.enter_context(pgserver.running()) if args.engine == "postgres"
+                       else None)
+            stack.callback(processes.stop_all)  # the gateway stops before its database
+            bench(args, folder, processes, cluster)
     except KeyboardInterrupt:
         raise SystemExit("interrupted: stopping every process this bench started") from None
     finally:
@@ -851,7 +867,8 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def bench(args: argparse.Namespace, folder: Path, processes: Processes) -> None:
+def bench(args: argparse.Namespace, folder: Path, processes: Processes,
+          cluster: pgserver.DurableCluster | None) -> None:
     servers, load, note = cpu_plan(args.workers)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, load)  # this script (and the latency client) off the servers
@@ -865,16 +882,19 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes) -> None:
     bare, gateway = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{gateway_port}"
     graph = f"http://127.0.0.1:{graph_port}"
     skip = tuple(RULES) if args.floor else (ROUTE_RULES,) if args.destinations < 2 else ()
+    database = cluster.fresh_database() if cluster else ""
     config = write_config(folder, gateway_port, graph_port, args.synchronous,
                           destinations=live_destinations(args.destinations, graph_port),
-                          skip_rules=skip, geo=not args.floor)
+                          skip_rules=skip, geo=not args.floor,
+                          dsn=cluster.dsn(database) if cluster else "")
     me = [sys.executable, str(Path(__file__).resolve())]
     check = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(config)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     if check.returncode:
         raise SystemExit(f"the bench config does not validate:\n{check.stdout}{check.stderr}")
+    engine = cluster.describe() if cluster else "SQLite"
     print_header(args, folder, servers, load, note, "wrk" if use_wrk else "python aiohttp",
-                 skip)
+                 skip, engine)
 
     processes.start("graph", [*me, "--role", "graph", "--port", str(graph_port)], load)
     for k in range(args.workers):
@@ -893,9 +913,14 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes) -> None:
             print(f"  WARNING: the relay had {expected - events:,} events left after "
                   f"{DRAIN_TIMEOUT:g} s; the next measurement shares the core with it")
 
+    before = pgserver.counters(cluster, database) if cluster else None
     m = measure(args, hits, script, load, {"bare": bare, "gw": gateway}, quiet, processes)
     rows = outbox_rows(config)
     events, waited = drain(graph, deliverable(rows))
+    if cluster and before:
+        processes.stop_all()  # the gateway's connections end: their statistics are counted
+        time.sleep(1.0)
+        after = pgserver.counters(cluster, database)
     target_config = (args.destinations == 2 and args.synchronous == "full" and not args.floor)
     label = ("floor" if args.floor else
              f"{args.destinations} destination{'s' * (args.destinations != 1)}")
@@ -914,6 +939,9 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes) -> None:
           f"{', '.join(f'{k} {n:,}' for k, n in sorted(by_state.items()))}; the fake Graph "
           f"received {events:,} events (of {deliverable(rows):,} routed) after a "
           f"{waited:.1f} s drain")
+    if cluster and before:
+        print(f"database cost per hit answered 2xx, ingest and relay (from the first "
+              f"measurement to the end of the drain): {before.per_event(after, m.hits_ok, 'hit')}")
 
 
 @dataclass

@@ -1,13 +1,15 @@
 """Relay throughput: drain a backlog from the outbox vs Meta's SDK BatchProcessor.
 
-    python bench/relay.py [--events 100000] [--rounds 3]
+    python bench/relay.py [--events 100000] [--rounds 3] [--engine sqlite|postgres]
 
 Both send the same events to the same local fake Graph API (a separate process that parses
 each body and answers 200), batch 1000, 4 concurrent:
 - baseline: facebook-business's BatchProcessor sending Event objects built in memory
   (its serialization, normalization and hashing included, as a backend using it would pay);
 - gateway: relay workers draining the same events from a SQLite outbox (claim, dedup, send,
-  acknowledge), the way the gateway delivers after a backlog.
+  acknowledge), the way the gateway delivers after a backlog; with `--engine postgres`, from a
+  fresh database per round on a throwaway PostgreSQL server (bench/pgserver.py: durable),
+  printing what each relayed event cost the database (statements, commits, WAL bytes).
 Each is measured `--rounds` times, alternating which goes first, and the medians are compared
 (this machine's speed drifts by tens of percent within minutes). Prints events/s of both and
 the ratio. Target: gateway >= 3x the SDK.
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import ingest  # bench/ingest.py, next to this script: ports, machine info
 import orjson
+import pgserver  # bench/pgserver.py: the PostgreSQL server
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,14 +78,14 @@ async def wait_for(received: Synchronized, target: int) -> None:  # type: ignore
 
 
 def run_sdk(port: int, count: int, received: Synchronized) -> float:  # type: ignore[type-arg]
-    from facebook_business.adobjects.serverside.action_source import ActionSource
-    from facebook_business.adobjects.serverside.batch_processor import BatchProcessor
-    from facebook_business.adobjects.serverside.custom_data import CustomData
-    from facebook_business.adobjects.serverside.event import Event
-    from facebook_business.adobjects.serverside.event_request_async import EventRequestAsync
-    from facebook_business.adobjects.serverside.user_data import UserData
-    from facebook_business.api import FacebookAdsApi
-    from facebook_business.session import FacebookSession
+    from facebook_business.adobjects.serverside.action_source import ActionSource  # type: ignore[import-untyped]
+    from facebook_business.adobjects.serverside.batch_processor import BatchProcessor  # type: ignore[import-untyped]
+    from facebook_business.adobjects.serverside.custom_data import CustomData  # type: ignore[import-untyped]
+    from facebook_business.adobjects.serverside.event import Event  # type: ignore[import-untyped]
+    from facebook_business.adobjects.serverside.event_request_async import EventRequestAsync  # type: ignore[import-untyped]
+    from facebook_business.adobjects.serverside.user_data import UserData  # type: ignore[import-untyped]
+    from facebook_business.api import FacebookAdsApi  # type: ignore[import-untyped]
+    from facebook_business.session import FacebookSession  # type: ignore[import-untyped]
 
     FacebookAdsApi.init(access_token="BENCH-TOKEN", crash_log=False)
     FacebookSession.GRAPH = f"http://127.0.0.1:{port}"
@@ -105,7 +110,9 @@ def run_sdk(port: int, count: int, received: Synchronized) -> float:  # type: ig
     return count / elapsed
 
 
-def run_gateway(port: int, count: int, received: Synchronized) -> float:  # type: ignore[type-arg]
+def run_gateway(port: int, count: int, received: Synchronized,  # type: ignore[type-arg]
+                cluster: pgserver.DurableCluster | None = None) -> tuple[float, str]:
+    """Events/s of the drain, and (PostgreSQL) what each event cost the database."""
     from gateway.app import create_app
     from gateway.config import parse_settings
     from gateway.hashing import hash_user_data
@@ -113,9 +120,12 @@ def run_gateway(port: int, count: int, received: Synchronized) -> float:  # type
     from gateway.storage import OutboxEntry, open_outbox
 
     folder = Path(tempfile.mkdtemp(prefix="bench-relay-"))
+    database = cluster.fresh_database() if cluster else ""
+    storage = (f"{{engine: postgres, dsn: '{cluster.dsn(database)}'}}" if cluster else
+               f"{{path: {folder / 'outbox.db'}}}")
     settings = parse_settings(f"""
 version: 1
-storage: {{path: {folder / "outbox.db"}}}
+storage: {storage}
 logging: {{level: WARNING}}
 destinations:
   - name: main
@@ -144,19 +154,24 @@ destinations:
                     "user_data": user_data,
                     "custom_data": {"value": f["value"], "currency": "USD"},
                 }
-                entries.append(OutboxEntry("main", PIXEL, "", "Purchase", f["event_id"], now,
+                entries.append(OutboxEntry("main", PIXEL, "", "Purchase", str(f["event_id"]), now,
                                            orjson.dumps(data), expires_at=now + 86400))
             await outbox.enqueue(entries)
         await outbox.close()
 
-    async def drain() -> float:
+    async def drain() -> tuple[float, str]:
         try:
             return await timed_drain()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+            if cluster:
+                cluster.drop_database(database)
 
-    async def timed_drain() -> float:
+    async def timed_drain() -> tuple[float, str]:
         await fill()
+        if cluster:
+            await asyncio.sleep(1.0)  # the filling connection's statistics are counted
+        before = pgserver.counters(cluster, database) if cluster else None
         received.value = 0
         shared_parser()  # load the user-agent rules now: start-up is not part of the drain
         runner = web.AppRunner(create_app(settings))
@@ -165,7 +180,10 @@ destinations:
         await wait_for(received, count)
         elapsed = time.perf_counter() - start
         await runner.cleanup()
-        return count / elapsed
+        if not (cluster and before):
+            return count / elapsed, ""
+        await asyncio.sleep(1.0)  # the pool's connections end: their statistics are counted
+        return count / elapsed, before.per_event(pgserver.counters(cluster, database), count)
 
     try:
         import uvloop
@@ -179,9 +197,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--engine", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the outbox's storage (postgres: a throwaway durable server)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    signal.signal(signal.SIGTERM, ingest._terminate)  # a SystemExit: the server is stopped
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(pgserver.running()) if args.engine == "postgres" else None
+        bench(args, cluster)
+
+
+def bench(args: argparse.Namespace, cluster: pgserver.DurableCluster | None) -> None:
 
     port = ingest.free_port()
     received: Synchronized = multiprocessing.Value("q", 0)  # type: ignore[type-arg]
@@ -189,12 +216,17 @@ def main() -> None:
     server.start()
     time.sleep(1.0)
     runs: dict[str, list[float]] = {"sdk": [], "gateway": []}
+    costs = []
     try:
         for r in range(args.rounds):
             for name in ("sdk", "gateway") if r % 2 == 0 else ("gateway", "sdk"):
                 received.value = 0
-                run = run_sdk if name == "sdk" else run_gateway
-                runs[name].append(run(port, args.events, received))
+                if name == "sdk":
+                    runs[name].append(run_sdk(port, args.events, received))
+                    continue
+                rate, cost = run_gateway(port, args.events, received, cluster)
+                runs[name].append(rate)
+                costs.append(cost)
     finally:
         server.terminate()
     sdk, gateway = statistics.median(runs["sdk"]), statistics.median(runs["gateway"])
@@ -202,7 +234,8 @@ def main() -> None:
     per_round = [g / s for g, s in zip(runs["gateway"], runs["sdk"], strict=True)]
     print(f"{ingest.machine_info()}; fake Graph in its own process")
     print(f"events: {args.events}, batch {BATCH}, {CONCURRENCY} concurrent; medians of "
-          f"{args.rounds} rounds, alternating")
+          f"{args.rounds} rounds, alternating; outbox on "
+          f"{cluster.describe() if cluster else 'SQLite'}")
     for label, name in (("baseline: facebook-business BatchProcessor", "sdk"),
                         ("gateway: outbox drain                     ", "gateway")):
         print(f"{label}  {statistics.median(runs[name]):10,.0f} events/s  (rounds: "
@@ -211,6 +244,9 @@ def main() -> None:
           f"{', '.join(f'{r:.2f}x' for r in per_round)}, median "
           f"{statistics.median(per_round):.2f}x   target >= 3x: "
           f"{'met' if gateway / sdk >= 3 else 'NOT met'}")
+    for r, cost in enumerate(costs):
+        if cost:
+            print(f"database cost of the drain, gateway round {r + 1}: {cost}")
 
 
 if __name__ == "__main__":
