@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from ..errors import OutboxUnavailable
 from .types import OutboxEntry, drop_hour
 
-__all__ = ["DROPS_INTERVAL", "Drops", "GroupCommit"]
+__all__ = ["DROPS_INTERVAL", "Drops", "GroupCommit", "GroupCommitted"]
 
 log = logging.getLogger(__name__)
 
@@ -178,3 +178,20 @@ class GroupCommit:
             self._drop_flusher = asyncio.ensure_future(self._commit_drops())
         if self._drop_flusher is not None:
             await asyncio.shield(self._drop_flusher)
+
+
+class GroupCommitted:
+    """The Outbox protocol's ingest side for an engine that keeps its GroupCommit in `_group`."""
+
+    _group: GroupCommit
+
+    @property
+    def commits(self) -> int:
+        return self._group.commits
+
+    async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
+        """Return once `entries` are committed; OutboxUnavailable if they could not be."""
+        await self._group.enqueue(entries)
+
+    def count_drop(self, rule: str, source: str, event_name: str) -> None:
+        self._group.count_drop(rule, source, event_name)

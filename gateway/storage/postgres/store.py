@@ -26,7 +26,8 @@ from typing import Any
 
 import asyncpg
 
-from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit
+from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit, GroupCommitted
+from ..readiness import SharedProbe
 from ..types import Claim, ClaimedRow, OutboxEntry
 from .connection import CONNECT_TIMEOUT, Pool, unavailable
 from .queries import PostgresQueries
@@ -126,6 +127,11 @@ def _lease(row: ClaimedRow) -> float:
     return row.lease
 
 
+def _describe(exc: BaseException) -> str:
+    """An error for people: the server's reason when waiting may cure it, else its kind."""
+    return str(unavailable(exc) or type(exc).__name__)
+
+
 def _text(value: str) -> str:
     """Text PostgreSQL can hold: it refuses NUL, which a platform's error message or a
     reason quoting one may carry (SQLite takes it); an acknowledgement that failed on it would
@@ -138,7 +144,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresOutbox(PostgresQueries):
+class PostgresOutbox(GroupCommitted, PostgresQueries):
     """Durable queue of events per destination in one PostgreSQL database, shared by nodes."""
 
     def __init__(
@@ -162,12 +168,12 @@ class PostgresOutbox(PostgresQueries):
         self._group = GroupCommit(
             interval=commit_interval, clock=clock, insert=self._insert,
             insert_drops=self._insert_drops, committed=self._wake,
-            describe=lambda exc: str(unavailable(exc) or type(exc).__name__),
+            describe=_describe,
             # A server that is down fails every request alike: no point asking one by one.
             one_by_one=lambda exc: unavailable(exc) is None,
             drops_interval=drops_interval,
         )
-        self._probe: asyncio.Future[str | None] | None = None
+        self._readiness = SharedProbe(self._write_probe, describe=_describe)
         self._listener: asyncio.Task[None] | None = None
         if listen:
             self._listener = asyncio.create_task(self._listen(), name="outbox:listen")
@@ -189,17 +195,6 @@ class PostgresOutbox(PostgresQueries):
         await self._pool.close()
 
     # -- ingest side --------------------------------------------------------------------------
-    @property
-    def commits(self) -> int:
-        return self._group.commits
-
-    async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
-        """Return once `entries` are committed; OutboxUnavailable if they could not be."""
-        await self._group.enqueue(entries)
-
-    def count_drop(self, rule: str, source: str, event_name: str) -> None:
-        self._group.count_drop(rule, source, event_name)
-
     async def _insert(self, entries: list[OutboxEntry], drops: Drops) -> None:
         """Insert the rows and the drops in one transaction (the group commit's), and tell
         every node's relays."""
@@ -358,22 +353,11 @@ class PostgresOutbox(PostgresQueries):
         share it."""
         if self._closed:
             return "the outbox is closing"
-        if self._probe is None:
-            self._probe = asyncio.ensure_future(self._run_probe())
-            self._probe.add_done_callback(self._probe_done)
-        return await asyncio.shield(self._probe)
+        return await self._readiness.problem()
 
-    def _probe_done(self, _probe: asyncio.Future[str | None]) -> None:
-        self._probe = None
-
-    async def _run_probe(self) -> str | None:
-        try:
-            async with self._pool.transaction() as conn:
-                await conn.execute(PROBE)
-        except Exception as exc:  # answered, not logged: polled every few seconds
-            problem = unavailable(exc)
-            return str(problem) if problem is not None else type(exc).__name__
-        return None
+    async def _write_probe(self) -> None:
+        async with self._pool.transaction() as conn:
+            await conn.execute(PROBE)
 
 
 async def _count_drops(conn: Any, drops: Drops) -> None:

@@ -26,7 +26,8 @@ import aiosqlite
 import orjson
 
 from ...errors import OutboxUnavailable
-from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit
+from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit, GroupCommitted
+from ..readiness import SharedProbe
 from ..types import Claim, ClaimedRow, OutboxEntry
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
@@ -100,7 +101,7 @@ def _count_drops(conn: sqlite3.Connection, drops: Drops) -> None:
         conn.executemany(_COUNT_DROPS, [(*key, count) for key, count in drops.items()])
 
 
-class SqliteOutbox(OutboxQueries):
+class SqliteOutbox(GroupCommitted, OutboxQueries):
     """Durable queue of events per destination on one SQLite file (WAL)."""
 
     def __init__(
@@ -137,7 +138,7 @@ class SqliteOutbox(OutboxQueries):
             committed=self._wake, drops_interval=drops_interval,
             one_by_one=lambda exc: not isinstance(exc, OutboxUnavailable),
         )
-        self._probe: asyncio.Future[str | None] | None = None  # the readiness probe running
+        self._readiness = SharedProbe(lambda: self.write(_write_probe))
 
     @classmethod
     async def open(
@@ -222,17 +223,6 @@ class SqliteOutbox(OutboxQueries):
                 raise OutboxUnavailable(str(exc)) from exc
 
     # -- ingest side --------------------------------------------------------------------------
-    @property
-    def commits(self) -> int:
-        return self._group.commits
-
-    async def enqueue(self, entries: Sequence[OutboxEntry]) -> None:
-        """Return once `entries` are committed; OutboxUnavailable if they could not be."""
-        await self._group.enqueue(entries)
-
-    def count_drop(self, rule: str, source: str, event_name: str) -> None:
-        self._group.count_drop(rule, source, event_name)
-
     async def _insert(self, entries: list[OutboxEntry], drops: Drops) -> None:
         """Insert the rows and the drops in one transaction (the group commit's)."""
         now = self._clock()
@@ -393,20 +383,7 @@ class SqliteOutbox(OutboxQueries):
         asked for while one runs share it: a burst of readiness checks is one write."""
         if self._closed:
             return "the outbox is closing"
-        if self._probe is None:
-            self._probe = asyncio.ensure_future(self._run_probe())
-            self._probe.add_done_callback(self._probe_done)
-        return await asyncio.shield(self._probe)
-
-    def _probe_done(self, _probe: asyncio.Future[str | None]) -> None:
-        self._probe = None
-
-    async def _run_probe(self) -> str | None:
-        try:
-            await self.write(_write_probe)
-        except Exception as exc:  # answered, not logged: polled every few seconds
-            return str(exc)
-        return None
+        return await self._readiness.problem()
 
 
 def _write_probe(conn: sqlite3.Connection) -> None:
