@@ -13,9 +13,10 @@ Adding a storage engine (e.g. `postgres`):
    dedup at claim time; `wakeup` events for rows other processes or machines commit where the
    engine can notice them, the relay's idle poll of `next_due` covering the rest) and an
    `ENGINE = Engine(open=..., open_existing=..., describe=...)`; `enqueue` and `count_drop`
-   go through a `GroupCommit` (groupcommit.py) given the engine's two transactions; `open` raises
-   OutboxUnavailable for what waiting may cure (database down, disk full), and the serving
-   gateway then retries it in the background.
+   go through a `GroupCommit` (groupcommit.py: `GroupCommitted` supplies those methods) given
+   the engine's two transactions, and `write_problem` through a `readiness.SharedProbe`;
+   `open` raises OutboxUnavailable for what waiting may cure (database down, disk full), and
+   the serving gateway then retries it in the background.
 2. One entry in `ENGINES` below (`storage.engine` accepts its name), and settings of its
    own in StorageSettings / config.py `_storage` if it needs any.
 3. One more param of the `storage` fixture in tests/storage/conftest.py (settings pointing at
