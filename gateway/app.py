@@ -39,6 +39,7 @@ from .live import Live
 from .liverules import LiveRules
 from .observe import Metrics
 from .pipeline import Pipeline
+from .recordwatch import RecordWatch
 from .relay.relays import Relays
 from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker
 from .reload import Reloader, file_stamp
@@ -162,6 +163,7 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     # answers 503 until it opens in the background.
     outbox = await start_outbox(storage, clock=app[appkeys.CLOCK], shared=app[appkeys.SHARED])
     app[appkeys.OUTBOX] = outbox
+    app[appkeys.RECORDS] = RecordWatch(outbox)
     backpressure = Backpressure(outbox, app[appkeys.METRICS], max_rows=storage.max_queue_rows,
                                 max_bytes=storage.max_queue_mb * 2**20)
     await backpressure.check()
@@ -210,7 +212,8 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Background chores: prune finished rows and stale dedup keys; watch the queue's size."""
+    """Background chores: prune finished rows and stale dedup keys; watch the queue's size and
+    the console's records."""
     storage = app[appkeys.SETTINGS].storage
     outbox, clock = app[appkeys.OUTBOX], app[appkeys.CLOCK]
 
@@ -228,8 +231,9 @@ async def upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(PRUNE_EVERY_SECONDS)
 
     _, relays = app[appkeys.WORKER]
-    jobs = [prune_forever(), app[appkeys.BACKPRESSURE].run()] if relays else [
-        app[appkeys.BACKPRESSURE].run()]
+    jobs = [app[appkeys.BACKPRESSURE].run(), app[appkeys.RECORDS].watch()]
+    if relays:
+        jobs.append(prune_forever())
     async with _background(*jobs):
         yield
 

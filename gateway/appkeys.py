@@ -17,6 +17,7 @@ from .live import Live
 from .liverules import LiveRules
 from .observe import Metrics
 from .pipeline import Pipeline
+from .recordwatch import RecordWatch
 from .relay.relays import Relays
 from .reload import Reloader
 from .settings import Settings
@@ -35,6 +36,7 @@ __all__ = [
     "OUTBOX",
     "PIPELINE",
     "PROXIES",
+    "RECORDS",
     "RELAYS",
     "RELOADER",
     "RULES",
@@ -60,4 +62,6 @@ RELOADER: web.AppKey[Reloader[Settings]] = web.AppKey("reloader")  # config.yaml
 RULES = web.AppKey("rules", LiveRules)
 WORKER: web.AppKey[tuple[int, bool]] = web.AppKey("worker")  # (index, relays here)
 EVENTS = web.AppKey("events", EventBus)  # what happens now, for the console's live view
+# The console's records (destinations, access keys, sessions) as this process last read them.
+RECORDS = web.AppKey("records", RecordWatch)
 SHARED = web.AppKey("shared", bool)  # other processes share the outbox (serve --workers N)

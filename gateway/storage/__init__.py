@@ -40,6 +40,7 @@ from .types import (
     STATES,
     Claim,
     ClaimedRow,
+    ConsoleRecord,
     DeadLetter,
     DeadLetterFilter,
     DropCount,
@@ -50,9 +51,9 @@ from .types import (
 
 __all__ = [
     "DEAD_REASONS", "DEFAULT_ENGINE", "ENGINES", "FINISHED_STATES", "OPEN_STATES",
-    "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "DeadLetter", "DeadLetterFilter",
-    "DropCount", "Engine", "Outbox", "OutboxEntry", "OutboxRow", "QueueDepth", "describe",
-    "open_existing", "open_outbox", "start_outbox",
+    "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "ConsoleRecord", "DeadLetter",
+    "DeadLetterFilter", "DropCount", "Engine", "Outbox", "OutboxEntry", "OutboxRow",
+    "QueueDepth", "describe", "open_existing", "open_outbox", "start_outbox",
 ]
 
 Clock = Callable[[], float]

@@ -24,6 +24,7 @@ from .outbox import Outbox
 from .types import (
     Claim,
     ClaimedRow,
+    ConsoleRecord,
     DeadLetter,
     DeadLetterFilter,
     DropCount,
@@ -182,6 +183,32 @@ class DeferredOutbox:
         self, *, state: str | None = None, limit: int | None = None, newest_first: bool = False
     ) -> list[OutboxRow]:
         return await self._store().rows(state=state, limit=limit, newest_first=newest_first)
+
+    # -- console records -----------------------------------------------------------------------
+    async def console_versions(self) -> dict[str, int]:
+        return await self._store().console_versions()
+
+    async def console_records(self, kind: str) -> list[ConsoleRecord]:
+        return await self._store().console_records(kind)
+
+    async def console_record(self, kind: str, name: str) -> ConsoleRecord | None:
+        return await self._store().console_record(kind, name)
+
+    async def add_console_record(self, kind: str, name: str, body: str,
+                                 secret: bytes | None = None) -> bool:
+        return await self._store().add_console_record(kind, name, body, secret)
+
+    async def update_console_record(self, kind: str, name: str, body: str) -> bool:
+        return await self._store().update_console_record(kind, name, body)
+
+    async def set_console_secret(self, kind: str, name: str, secret: bytes | None) -> bool:
+        return await self._store().set_console_secret(kind, name, secret)
+
+    async def delete_console_record(self, kind: str, name: str) -> bool:
+        return await self._store().delete_console_record(kind, name)
+
+    async def prune_console_records(self, kind: str, older_than: float) -> int:
+        return await self._store().prune_console_records(kind, older_than)
 
     # -- upkeep and life cycle -----------------------------------------------------------------
     async def prune(self, older_than: float, dedup_older_than: float | None = None,

@@ -24,6 +24,7 @@ from typing import Protocol
 from .types import (
     Claim,
     ClaimedRow,
+    ConsoleRecord,
     DeadLetter,
     DeadLetterFilter,
     DropCount,
@@ -145,6 +146,46 @@ class Outbox(Protocol):
     async def drops(self, since: float = 0.0) -> list[DropCount]:
         """Committed drop counts of the hours that end after `since`, by hour, rule, source,
         event name."""
+        ...
+
+    # -- console records -----------------------------------------------------------------------
+    # What the console creates (destinations, access keys, sessions) lives in the store, so
+    # that every worker and node sees it: each process polls `console_versions` and reads a
+    # kind's records again when its number moves. Every change is durable when it returns.
+    async def console_versions(self) -> dict[str, int]:
+        """Per kind, a number that every change of its records increases (absent: none yet).
+        Cheap: processes poll it every second or so."""
+        ...
+
+    async def console_records(self, kind: str) -> list[ConsoleRecord]:
+        """Every record of `kind`, by name."""
+        ...
+
+    async def console_record(self, kind: str, name: str) -> ConsoleRecord | None:
+        """The record of `kind` called `name`, if any."""
+        ...
+
+    async def add_console_record(self, kind: str, name: str, body: str,
+                                 secret: bytes | None = None) -> bool:
+        """Store a new record; False, changing nothing, when `kind` already has `name`."""
+        ...
+
+    async def update_console_record(self, kind: str, name: str, body: str) -> bool:
+        """Replace a record's body (its secret stays); False when there is no such record."""
+        ...
+
+    async def set_console_secret(self, kind: str, name: str, secret: bytes | None) -> bool:
+        """Replace (None: clear) a record's secret, already encrypted by the caller; False
+        when there is no such record."""
+        ...
+
+    async def delete_console_record(self, kind: str, name: str) -> bool:
+        """Delete a record; False when there was none."""
+        ...
+
+    async def prune_console_records(self, kind: str, older_than: float) -> int:
+        """Delete the records of `kind` last updated before `older_than` (ended sessions);
+        return how many."""
         ...
 
     # -- upkeep and life cycle -----------------------------------------------------------------

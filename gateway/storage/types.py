@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "DEAD_REASONS", "FINISHED_STATES", "OPEN_STATES", "QUEUED_STATES", "STATES", "Claim",
-    "ClaimedRow", "DeadLetter", "DeadLetterFilter", "DropCount", "OutboxEntry", "OutboxRow",
-    "QueueDepth", "drop_hour",
+    "ClaimedRow", "ConsoleRecord", "DeadLetter", "DeadLetterFilter", "DropCount", "OutboxEntry",
+    "OutboxRow", "QueueDepth", "drop_hour",
 ]
 
 QUEUED_STATES = ("pending", "inflight")
@@ -162,3 +162,17 @@ class OutboxRow:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ConsoleRecord:
+    """Something the console created and the whole gateway shares through the store (a
+    destination, an access key, a session): its kind, a name unique within the kind, its
+    settings as JSON, and its secret as the caller encrypted it (never plaintext here)."""
+
+    kind: str
+    name: str
+    body: str
+    secret: bytes | None
+    created_at: float
+    updated_at: float

@@ -18,7 +18,7 @@ import asyncpg
 
 from ...errors import OutboxUnavailable
 
-__all__ = ["CONNECT_TIMEOUT", "Pool", "describe_dsn", "unavailable"]
+__all__ = ["CONNECT_TIMEOUT", "Pool", "describe_dsn", "touched", "unavailable"]
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the server before a call gives up (and retries later)
 # A statement taking longer is abandoned: a server behind a broken network answers nothing,
@@ -66,6 +66,11 @@ def unavailable(exc: BaseException) -> OutboxUnavailable | None:
     if isinstance(exc, asyncpg.InterfaceError):  # e.g. the connection was closed under us
         return OutboxUnavailable(f"the outbox database connection failed: {_first_line(exc)}")
     return None
+
+
+def touched(status: str) -> int:
+    """Rows a statement touched, from its status ("UPDATE 3")."""
+    return int(status.rsplit(" ", 1)[-1])
 
 
 def _first_line(exc: BaseException) -> str:

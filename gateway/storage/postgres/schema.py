@@ -96,6 +96,20 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE VIEW outbox_events AS SELECT outbox.*, payloads.payload, payloads.context"
         " FROM outbox JOIN payloads USING (id)",
     ),
+    # What the console creates (destinations, access keys, sessions), shared by every node;
+    # a version per kind that each change increases, for cheap polling.
+    2: (
+        """CREATE TABLE console_records (
+    kind text NOT NULL,
+    name text NOT NULL,
+    body text NOT NULL,                       -- JSON, never a secret
+    secret bytea,                             -- encrypted by the gateway before it gets here
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    PRIMARY KEY (kind, name)
+)""",
+        "CREATE TABLE console_versions (kind text PRIMARY KEY, version bigint NOT NULL)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

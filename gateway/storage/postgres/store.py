@@ -29,7 +29,8 @@ import asyncpg
 from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit, GroupCommitted
 from ..readiness import SharedProbe
 from ..types import Claim, ClaimedRow, OutboxEntry
-from .connection import CONNECT_TIMEOUT, Pool, unavailable
+from .connection import CONNECT_TIMEOUT, Pool, touched, unavailable
+from .consolerecords import PostgresConsoleRecords
 from .queries import PostgresQueries
 from .schema import CHANNEL, NOTIFY, PROBE, QUEUED
 
@@ -139,12 +140,7 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
-def _count(status: str) -> int:
-    """Rows a statement touched, from its status ("UPDATE 3")."""
-    return int(status.rsplit(" ", 1)[-1])
-
-
-class PostgresOutbox(GroupCommitted, PostgresQueries):
+class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
     """Durable queue of events per destination in one PostgreSQL database, shared by nodes."""
 
     def __init__(
@@ -320,19 +316,19 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
             return 0
         now = self._clock()
         sql = f"UPDATE outbox SET {assignments}{_FENCE}"
-        touched = 0
+        ours = 0
         async with self._pool.transaction() as conn:
             for lease, group in groupby(sorted(rows, key=_lease), key=_lease):
                 ids = [row.id for row in group]
-                touched += _count(await conn.execute(sql, lease, ids, now, *values))
-        return touched
+                ours += touched(await conn.execute(sql, lease, ids, now, *values))
+        return ours
 
     async def retry_now(self, destination: str) -> int:
         """Make the rows of `destination` waiting out a retry's backoff due now (its platform
         answers again after an outage); wake its relays on every node. Leased rows are left
         alone."""
         async with self._pool.transaction() as conn:
-            changed = _count(await conn.execute(_RETRY_NOW, self._clock(), destination))
+            changed = touched(await conn.execute(_RETRY_NOW, self._clock(), destination))
             if changed:
                 await conn.execute(NOTIFY, [destination])
         if changed:
@@ -342,7 +338,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
     async def expire(self, destination: str, reason: str = "expired") -> int:
         """Dead-letter queued rows of `destination` past their expiry."""
         async with self._pool.connection() as conn:
-            return _count(await conn.execute(_EXPIRE, reason, self._clock(), _EXPIRED_ERROR,
+            return touched(await conn.execute(_EXPIRE, reason, self._clock(), _EXPIRED_ERROR,
                                              destination))
 
     # -- readiness -----------------------------------------------------------------------------
@@ -387,7 +383,7 @@ async def _set_aside_duplicates(
     status = await conn.execute(
         _KEEP_OWNER, destination, now, [k[0] for k, _ in owners], [k[1] for k, _ in owners],
         [k[2] for k, _ in owners], [row_id for _, row_id in owners], now - window)
-    if _count(status) == len(keys):
+    if touched(status) == len(keys):
         return set()  # every row now owns its key: no earlier owner to lose to
     found = await conn.fetch(_LOSERS, destination, [k[0] for k in keys], [k[1] for k in keys],
                              [k[2] for k in keys], [k[3] for k in keys])

@@ -87,6 +87,19 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: ("CREATE TABLE readiness_probe (id INTEGER PRIMARY KEY CHECK (id = 1),"
         " probes INTEGER NOT NULL)",
         "INSERT INTO readiness_probe (id, probes) VALUES (1, 0)"),
+    # What the console creates (destinations, access keys, sessions), shared by every process
+    # on the file; a version per kind that each change increases, for cheap polling.
+    5: ("""CREATE TABLE console_records (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,          -- JSON, never a secret
+    secret BLOB,                 -- encrypted by the gateway before it gets here
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID""",
+        "CREATE TABLE console_versions (kind TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        " WITHOUT ROWID"),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

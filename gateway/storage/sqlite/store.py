@@ -29,6 +29,7 @@ from ...errors import OutboxUnavailable
 from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit, GroupCommitted
 from ..readiness import SharedProbe
 from ..types import Claim, ClaimedRow, OutboxEntry
+from .consolerecords import SqliteConsoleRecords
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
 from .schema import PROBE, QUEUED, SCHEMA_VERSION, migrate, user_version
@@ -101,7 +102,7 @@ def _count_drops(conn: sqlite3.Connection, drops: Drops) -> None:
         conn.executemany(_COUNT_DROPS, [(*key, count) for key, count in drops.items()])
 
 
-class SqliteOutbox(GroupCommitted, OutboxQueries):
+class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords):
     """Durable queue of events per destination on one SQLite file (WAL)."""
 
     def __init__(

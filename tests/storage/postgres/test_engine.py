@@ -27,6 +27,7 @@ from gateway.storage import (
     open_outbox,
     start_outbox,
 )
+from gateway.storage.postgres.schema import SCHEMA_VERSION
 
 from ...conftest import FakeClock as Clock
 from ...pgcluster import PASSWORD, PgCluster
@@ -102,7 +103,8 @@ async def test_nodes_starting_together_migrate_the_database_once(
     open_node: Opener, storage: StorageSettings
 ) -> None:
     nodes = await asyncio.gather(*(open_node() for _ in range(6)))
-    assert await sql(storage, "SELECT string_agg(version::text, ',') FROM outbox_schema") == "1"
+    assert await sql(storage, "SELECT string_agg(version::text, ',') FROM outbox_schema") == str(
+        SCHEMA_VERSION)
     await nodes[0].enqueue([entry(1)])
     assert [r.event_id for r in (await nodes[5].claim("main", 10)).rows] == ["e1"]
 
