@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import hdrs, web
 
 from . import admin, appkeys, logsafety
+from .accesskeys import KeysInForce
 from .alerts import Alerts
 from .backpressure import Backpressure
 from .config import load_settings
@@ -71,7 +72,7 @@ def create_app(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
     app[appkeys.SETTINGS] = settings
-    app[appkeys.LIVE] = Live(settings)
+    app[appkeys.LIVE] = live = Live(settings)
     app[appkeys.CLOCK] = clock
     app[appkeys.WORKER] = (worker or 0, not worker)
     app[appkeys.SHARED] = worker is not None
@@ -81,6 +82,7 @@ def create_app(
         settings.server.trusted_proxies, settings.server.client_ip_headers,
         chain=settings.server.forwarding_header, truncate=settings.identity.truncate_ip,
     )
+    app[appkeys.ACCESS_KEYS] = KeysInForce(lambda: live.current.settings.access_keys)
     app[appkeys.COOKIES] = FirstPartyCookies(
         enabled=settings.cookies.enabled, domain=settings.cookies.domain
     )
@@ -291,7 +293,8 @@ def apply_settings(app: web.Application, new: Settings) -> None:
     Destinations apply whole (added, removed, retyped or changed: the relay follows the live
     snapshot), except that a live destination never turns into a dry run without a restart (an
     emptied token, an unset variable or a typo, would mark its whole queue as sent); so do
-    `access_keys` and `server.allowed_origins`. The other sections are compared with what is
+    `access_keys` (those made in the console stay: they are not config) and
+    `server.allowed_origins`. The other sections are compared with what is
     running, and those that differ are logged and listed on /status until a restart.
     """
     live = app[appkeys.LIVE]

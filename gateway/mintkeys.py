@@ -8,10 +8,9 @@ holds only the key's SHA-256. Needs no config file.
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 
-from .accesskeys import key_sha256
+from .accesskeys import key_sha256, new_key
 from .model import ACCESS_KEY_NAME, PIXEL_ID
 
 __all__ = ["add_keys_parser", "run_keys"]
@@ -60,7 +59,7 @@ def add_keys_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
 
 def run_keys(args: argparse.Namespace) -> int:
     """Run `keys new` or `keys admin`; exit code 0."""
-    key = secrets.token_urlsafe(32)
+    key = new_key()
     if args.keys_action == "admin":
         sys.stdout.write(
             "New admin key. It is shown only this once: keep it in a password manager now.\n\n"

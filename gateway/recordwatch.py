@@ -45,7 +45,7 @@ class RecordWatch:
         OutboxUnavailable when the store cannot be read."""
         async with self._lock:  # a poll and a change's refresh never interleave
             versions = await self._outbox.console_versions()
-            for kind, listener in self._listeners.items():
+            for kind, listener in list(self._listeners.items()):  # `on` may add one meanwhile
                 version = versions.get(kind, 0)
                 if self._seen.get(kind) == version:
                     continue

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import admin, appkeys
-from .guard import SESSION, SESSIONS
+from .guard import SESSION
 from .sessions import Session
 
 __all__ = ["dead_letters", "destinations", "replay", "rules", "session", "status"]
@@ -32,7 +32,7 @@ async def session(request: web.Request) -> web.Response:
     session ends, and which worker answered."""
     current = request.get(SESSION)
     if isinstance(current, Session):
-        answer = {"via": "session", "csrf_token": request.app[SESSIONS].csrf(current),
+        answer = {"via": "session", "csrf_token": current.csrf,
                   "expires_at": admin.iso(current.expires_at)}
     else:
         answer = {"via": "admin key", "csrf_token": None, "expires_at": None}
