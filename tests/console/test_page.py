@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -205,3 +206,61 @@ async def test_at_375_px_by_keyboard_with_every_control_labelled(
             await context.close()
 
     assert await chromium.run(narrow()) == []
+
+
+async def send_event(gateway: Gateway, key: str) -> int:
+    """The server ingress's answer to one event sent with `key`."""
+    event = {"event_name": "Lead", "event_time": int(time.time()) - 60, "event_id": "k-1",
+             "action_source": "website", "event_source_url": "https://shop.example.com/p",
+             "user_data": {"em": "buyer@example.com", "client_ip_address": "203.0.113.9",
+                           "client_user_agent": "Mozilla/5.0"}}
+    async with aiohttp.ClientSession() as session, session.post(
+            gateway.url(f"/capi/{PIXEL_A}/events"),
+            data=orjson.dumps({"data": [event], "accessKey": key})) as answer:
+        return answer.status
+
+
+async def test_make_an_access_key_shown_once_and_revoke_it_from_the_page(
+    chromium: BrowserThread, gateway: Gateway
+) -> None:
+    async def make() -> tuple[Page, BrowserContext, str, list[str]]:
+        context = await chromium.new_context(width=375, height=740)
+        page = await signed_in(context, gateway)
+        await page.focus("nav a[data-page=access-keys]")
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("#keys-state:has-text('0 access keys')")
+        problems = await page.evaluate(UNLABELLED)
+        await page.fill("#key-name", "page-backend")
+        await page.fill("#key-pixels", PIXEL_A)
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("#key-made:not([hidden])")
+        assert await page.evaluate("document.activeElement.id") == "key-made-value"
+        assert "shown only this once" in await page.inner_text("#key-made")
+        key = await page.input_value("#key-made-value")
+        await page.wait_for_selector("#keys tbody tr:has-text('page-backend')")
+        row = await page.inner_text("#keys tbody tr")
+        assert "console" in row and PIXEL_A in row and key not in row
+        problems += await page.evaluate(UNLABELLED)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        if width > 375:
+            problems.append(f"access keys: {width} px wide")
+        await page.click("#key-copy")
+        await page.wait_for_selector("#key-copied:has-text('Copied')")
+        await page.click("#key-done")
+        assert key not in await page.content()  # gone from the page once stored
+        return page, context, key, problems
+
+    page, context, key, problems = await chromium.run(make())
+    assert problems == []
+    assert len(key) >= 43 and await send_event(gateway, key) == 202
+
+    async def revoke() -> str:
+        page.once("dialog", lambda dialog: dialog.accept())
+        await page.click("button[aria-label='Revoke access key page-backend']")
+        await page.wait_for_selector("#keys-state:has-text('Revoked page-backend')")
+        text = await page.inner_text("#keys")
+        await context.close()
+        return text
+
+    assert "page-backend" not in await chromium.run(revoke())
+    assert await send_event(gateway, key) == 401

@@ -43,6 +43,7 @@
     if (options.method && options.method !== "GET") options.headers["X-CSRF-Token"] = csrf || "";
     return fetch(API + path, options).then(function (response) {
       if (response.status === 401) { signedOut(true); throw new Error("signed out"); }
+      if (response.status === 204) return null;
       return response.json().then(function (body) {
         if (!response.ok) throw new Error(body.error || ("HTTP " + response.status));
         return body;
@@ -102,6 +103,7 @@
     });
     if (page === "dead-letters") loadDead("");
     if (page === "rules") api("rules").then(renderRules).catch(function () {});
+    if (page === "access-keys") loadKeys("");
   }
   window.addEventListener("hashchange", show);
 
@@ -326,6 +328,80 @@
         (t.message ? " — " + t.message : ""), {"class": t.passed ? "ok" : "error"}));
     });
   }
+
+  // -- access keys ----------------------------------------------------------------------------
+  function loadKeys(note) {
+    api("access-keys").then(function (list) {
+      var body = $("keys").tBodies[0];
+      clear(body);
+      list.forEach(function (k) {
+        var action = k.source === "console" ? revokeButton(k.name) : "in config.yaml";
+        body.appendChild(row([k.name, k.source, k.pixels === "*" ? "every pixel" : k.pixels.join(", "),
+          k.created_at || "", action]));
+      });
+      $("keys-state").textContent = note + list.length + " access keys.";
+    }).catch(function (e) { $("keys-state").textContent = "Could not load: " + e.message; });
+  }
+
+  function revokeButton(name) {
+    var button = el("button", "Revoke", {type: "button", "aria-label": "Revoke access key " + name});
+    button.addEventListener("click", function () {
+      if (!window.confirm("Revoke the access key " + name + "? Backends sending with it are " +
+                          "refused within a second.")) return;
+      api("access-keys/" + encodeURIComponent(name), {method: "DELETE"}).then(function () {
+        loadKeys("Revoked " + name + ". ");
+      }).catch(function (e) { $("keys-state").textContent = "Revoke refused: " + e.message; });
+    });
+    return button;
+  }
+
+  function forgetKey() {  // the new key leaves the page
+    $("key-made-value").value = "";
+    $("key-made").hidden = true;
+    $("key-copied").textContent = "";
+  }
+
+  function scopeChanged() {
+    $("key-pixels").disabled = document.querySelector("input[name=key-scope]:checked").value === "all";
+  }
+  document.querySelectorAll("input[name=key-scope]").forEach(function (radio) {
+    radio.addEventListener("change", scopeChanged);
+  });
+
+  $("key-new").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var all = document.querySelector("input[name=key-scope]:checked").value === "all";
+    var pixels = all ? "*" : $("key-pixels").value.split(",").map(function (p) { return p.trim(); })
+      .filter(function (p) { return p; });
+    forgetKey();
+    api("access-keys", {method: "POST", headers: {"Content-Type": "application/json"},
+                        body: JSON.stringify({name: $("key-name").value.trim(), pixels: pixels})})
+      .then(function (made) {
+        $("key-made-name").textContent = made.name + " (" +
+          (made.pixels === "*" ? "every pixel" : made.pixels.join(", ")) + ")";
+        $("key-made-value").value = made.key;
+        $("key-made").hidden = false;
+        $("key-new").reset();
+        scopeChanged();
+        $("key-made-value").focus();
+        $("key-made-value").select();
+        loadKeys("Made " + made.name + ". ");
+      }).catch(function (e) { $("keys-state").textContent = "Not made: " + e.message; });
+  });
+
+  $("key-copy").addEventListener("click", function () {
+    var value = $("key-made-value").value;
+    function copied() { $("key-copied").textContent = "Copied."; }
+    function byHand() {
+      $("key-made-value").select();
+      $("key-copied").textContent = document.execCommand("copy") ? "Copied." :
+        "Could not copy: select the key and copy it yourself.";
+    }
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(value).then(copied, byHand);
+    else byHand();
+  });
+  $("key-done").addEventListener("click", function () { forgetKey(); $("key-name").focus(); });
+  window.addEventListener("hashchange", function () { if (location.hash !== "#access-keys") forgetKey(); });
 
   start();
 })();
