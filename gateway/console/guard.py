@@ -61,8 +61,7 @@ def console_api(handler: Handler, *, write: bool = False) -> Handler:
         if write and not sessions.csrf_ok(session, request.headers.get(CSRF_HEADER)):
             return refuse(403, f"the {CSRF_HEADER} header is missing or wrong: send the "
                                "csrf_token of GET admin/api/session with every change")
-        await sessions.seen(session)
-        request[SESSION] = session
+        request[SESSION] = await sessions.seen(session)
         return _no_store(await handler(request))
 
     return guarded

@@ -97,14 +97,16 @@ class Sessions:
             return None
         return session
 
-    async def seen(self, session: Session) -> None:
-        """Note a request of `session`, when its `seen` is getting old (at most a write a
-        minute per session)."""
+    async def seen(self, session: Session) -> Session:
+        """Note a request of `session` (written when its `seen` is getting old: at most a write
+        a minute per session); the session as it is now."""
         now = int(self._clock())
-        if now - session.seen >= SEEN_EVERY_SECONDS:
-            # Changes nothing when the session ended meanwhile.
-            renewed = Session(session.name, session.issued, now, session.csrf)
-            await self._outbox.update_console_record(KIND, session.name, self._body(renewed))
+        if now - session.seen < SEEN_EVERY_SECONDS:
+            return session
+        renewed = Session(session.name, session.issued, now, session.csrf)
+        # Changes nothing when the session ended meanwhile.
+        await self._outbox.update_console_record(KIND, session.name, self._body(renewed))
+        return renewed
 
     async def end(self, session: Session) -> None:
         """Sign-out: the session ends on every worker and node at once."""

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import appkeys
 from gateway.accesskeys import FAILURE_LIMIT, key_sha256
+from gateway.admin import iso
 from gateway.app import create_app
 from gateway.console.guard import SESSIONS
 from gateway.console.sessions import COOKIE, IDLE_SECONDS, KIND, SEEN_EVERY_SECONDS
@@ -113,6 +114,8 @@ async def test_the_store_keeps_only_the_token_digest_and_seen_at_most_once_a_min
     record = await outbox.console_record(KIND, key_sha256(token))
     assert record is not None and orjson.loads(record.body)["seen"] == int(clock.now)
     assert (await outbox.console_versions())[KIND] == versions[KIND] + 1  # one write
+    answer = await (await there.get("/admin/api/session", headers=cookie)).json()
+    assert answer["expires_at"] == iso(int(clock.now) + IDLE_SECONDS)
 
 
 async def test_ended_sessions_are_pruned(two: tuple[Client, Client], clock: FakeClock) -> None:
