@@ -63,3 +63,22 @@ async def test_the_last_records_stay_while_the_store_cannot_be_read() -> None:
     assert not task.done()
     task.cancel()
     assert heard == []
+
+
+async def test_a_listener_added_while_a_refresh_runs_is_heard_at_the_next(
+    two_processes: tuple[Outbox, Outbox],
+) -> None:
+    # As when a part of the app registers its kind while the watch's first refresh awaits
+    # the store: the refresh goes on with the listeners it started with.
+    here, _ = two_processes
+    watch = RecordWatch(here, interval=0.01)
+    heard: list[str] = []
+
+    def first(_records: list[ConsoleRecord]) -> None:
+        heard.append("destination")
+        watch.on("access_key", lambda _records: heard.append("access_key"))
+
+    watch.on("destination", first)
+    await watch.refresh()
+    await watch.refresh()
+    assert heard == ["destination", "access_key"]
