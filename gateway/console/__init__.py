@@ -4,7 +4,9 @@
 - routes.py: the page, sign-in and sign-out, and the API's routes;
 - guard.py: who may use the API (session cookie + CSRF header on writes, or the admin key as
   a bearer token);
-- sessions.py: signed session tokens and their CSRF tokens;
+- sessions.py: sessions kept in the store, and their CSRF tokens; signins.py: wrong sign-ins
+  throttled per address and logged a few at a time;
+- accesskeys.py: the server ingress's access keys made, listed and revoked in the console;
 - api.py: the JSON answers; stream.py: the live events (server-sent events).
 """
 
