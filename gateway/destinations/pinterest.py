@@ -111,6 +111,7 @@ class PinterestType:
     name = "pinterest"
     vendor = "Pinterest"
     credentials_name = "conversion access token"
+    secret_option = "access_token"
     default_consent = "ads"
     takes_test_events = True
     max_batch_size = MAX_BATCH_SIZE

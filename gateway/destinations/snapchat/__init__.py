@@ -61,6 +61,7 @@ class SnapchatType:
     name = "snapchat"
     vendor = "Snap"
     credentials_name = "access token"
+    secret_option = "access_token"
     default_consent = "ads"
     takes_test_events = False
     max_batch_size = MAX_BATCH_SIZE
