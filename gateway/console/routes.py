@@ -13,7 +13,7 @@ from aiohttp import hdrs, web
 
 from .. import appkeys
 from ..accesskeys import key_sha256
-from . import api, stream
+from . import api, destinations, stream
 from .guard import (
     API_HEADERS,
     SESSION,
@@ -62,11 +62,22 @@ def add_console_routes(app: web.Application, prefix: str) -> None:
     app.router.add_get(f"{base}/api/session", console_api(api.session))
     app.router.add_get(f"{base}/api/status", console_api(api.status))
     app.router.add_get(f"{base}/api/destinations", console_api(api.destinations))
+    add_destination_routes(app, f"{base}/api/destinations")
     app.router.add_get(f"{base}/api/dead-letters", console_api(api.dead_letters))
     app.router.add_post(f"{base}/api/dead-letters/replay", console_api(api.replay, write=True))
     app.router.add_get(f"{base}/api/rules", console_api(api.rules))
     app.router.add_get(f"{base}/api/events/stream", console_api(stream.events))
     app.on_shutdown.append(stream.end_streams)
+
+
+def add_destination_routes(app: web.Application, base: str) -> None:
+    """Console destinations and their write-only tokens (destinations.py)."""
+    one = f"{base}/{{name}}"
+    app.router.add_post(base, console_api(destinations.add, write=True))
+    app.router.add_delete(one, console_api(destinations.remove, write=True))
+    app.router.add_put(f"{one}/token", console_api(destinations.set_token, write=True))
+    app.router.add_delete(f"{one}/token", console_api(destinations.clear_token, write=True))
+    app.router.add_post(f"{one}/test-event", console_api(destinations.test_event, write=True))
 
 
 def _static(path: Path, content_type: str) -> Handler:
