@@ -17,14 +17,16 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import appkeys
+from gateway.accesskeys import key_sha256
 from gateway.app import create_app
+from gateway.config import load_settings
 from gateway.console.destinations import KIND
 from gateway.mintkeys import add_keys_parser, run_keys
 from gateway.secretbox import KEY_ENV, SecretBox, Unreadable, new_key
 
-from ..conftest import PIXEL_B, outbox_rows, wait_until
+from ..conftest import PIXEL_A, PIXEL_B, destination_yaml, outbox_rows, settings_yaml, wait_until
 from ..fake_graph import FakeGraph
-from .conftest import BEARER, console_settings
+from .conftest import ADMIN_KEY, BEARER, console_settings
 
 TOKEN = "EAAConsoleToken0123456789"
 Client = TestClient[Any, Any]
@@ -358,3 +360,42 @@ def test_keys_secret_prints_a_key_the_gateway_takes(capsys: pytest.CaptureFixtur
     [line] = [line.strip() for line in out.splitlines() if line.strip().startswith(KEY_ENV)]
     box = SecretBox.from_env({KEY_ENV: line.split("=", 1)[1]})
     assert box.can_seal and box.open(box.seal("x", KIND, "a"), KIND, "a") == "x"
+
+
+async def test_rules_may_name_console_destinations_and_a_config_reload_keeps_them(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
+) -> None:
+    folder, config = tmp_path / "rules", tmp_path / "config.yaml"
+    folder.mkdir()
+    admin = f"admin: {{key_sha256: {key_sha256(ADMIN_KEY)}, listen: ''}}\n"
+    main = destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)
+    config.write_text(settings_yaml(tmp_path, main, extra=admin + "rules: {path: rules}\n"))
+    first = await aiohttp_client(create_app(load_settings(config, env={})))
+    await add(first, shop(fake_graph, access_token=TOKEN))
+    (folder / "10-route.yaml").write_text(
+        "version: 1\nrules:\n  - name: leads to shop\n    when: {event_name: Lead}\n"
+        "    send_to_destination_only: [shop]\n")
+    assert await first.app[appkeys.RULES].reload()
+    await first.close()
+
+    # After a restart the console's destinations are there before the rules load.
+    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    rules = client.app[appkeys.RULES]
+    assert rules.last_error is None and len(rules.current.rules) == 1
+    await hit(client, "lead-1")
+    [request] = await fake_graph.wait_for_requests(1)
+    assert request.pixel_id == PIXEL_B and request.query["access_token"] == TOKEN
+
+    # A config reload keeps the console's destinations; a console change keeps config's.
+    extra = destination_yaml("extra", fake_graph.url, pixel_id=PIXEL_A)
+    config.write_text(settings_yaml(tmp_path, main, extra,
+                                    extra=admin + "rules: {path: rules}\n"))
+    assert await client.app[appkeys.RELOADER].reload()
+    assert set(client.app[appkeys.LIVE].current.by_name) == {"main", "extra", "shop"}
+    await add(client, shop(fake_graph, name="more"))
+    assert set(client.app[appkeys.LIVE].current.by_name) == {"main", "extra", "shop", "more"}
+    # Removing it: the rules that name it are refused (the last good set keeps serving).
+    answer = await client.delete("/admin/api/destinations/shop", headers=BEARER)
+    assert answer.status == 204
+    await wait_until(lambda: rules.last_error is not None)
+    assert "no destination named 'shop'" in (rules.last_error or "")
