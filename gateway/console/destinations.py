@@ -12,7 +12,8 @@ A secret that no longer opens (another `GATEWAY_SECRET_KEY`, or none) holds its 
 its events stay queued and nothing is sent until the key is back or the token is set again. A
 removed token makes the destination a dry run, as a config destination without one.
 
-Routes (under `{prefix}/admin/api/`, through the guard): `POST destinations`,
+Routes (under `{prefix}/admin/api/`, through the guard): `GET destination-types` (what the add
+form offers), `POST destinations`,
 `DELETE destinations/{name}`, `PUT|DELETE destinations/{name}/token`,
 `POST destinations/{name}/test-event`. Nothing here answers or logs a secret.
 """
@@ -40,7 +41,7 @@ from .guard import refuse
 
 __all__ = ["CONSOLE_DESTINATIONS", "KIND", "ConsoleDestination", "ConsoleDestinations",
            "add", "clear_token", "follow_console_destinations", "listing", "remove",
-           "set_token", "test_event"]
+           "set_token", "test_event", "types"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,14 @@ def listing(app: web.Application, rows: list[dict[str, Any]]) -> list[dict[str, 
 
 
 # -- routes -----------------------------------------------------------------------------------
+async def types(_request: web.Request) -> web.Response:
+    """The destination types, with the options the add form asks for by name."""
+    return web.json_response([
+        {"type": kind.name, "vendor": kind.vendor, "account_option": kind.account_option,
+         "secret_option": kind.secret_option, "credentials_name": kind.credentials_name}
+        for kind in TYPES.values()])
+
+
 async def add(request: web.Request) -> web.Response:
     """Create a console destination from its entry as JSON (a secret in it is sealed)."""
     app = request.app

@@ -133,6 +133,11 @@ class DestinationType(Protocol):
         """What its credentials are called in messages (`access token`)."""
 
     @property
+    def account_option(self) -> str:
+        """The option naming the pixel, account or address that receives the events
+        (`pixel_id`), for the console's add form."""
+
+    @property
     def secret_option(self) -> str:
         """The option holding its secret (`access_token`): write-only in the console, sealed
         at rest there, never shown."""

@@ -58,6 +58,7 @@ class MetaCapiType:
     name = "meta_capi"
     vendor = "Meta"
     credentials_name = "access token"
+    account_option = "pixel_id"
     secret_option = "access_token"
     default_consent = "ads"
     takes_test_events = True
