@@ -21,6 +21,7 @@ form offers), `POST destinations`,
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -125,7 +126,11 @@ def follow_console_destinations(app: web.Application) -> None:
     """Make the console's destinations live in this process, now and whenever they change
     (whether or not the console itself is on)."""
     box = SecretBox.from_env()
-    if not box.can_seal:
+    if not box.can_seal and os.environ.get(KEY_ENV):
+        log.warning("%s is not a key (32 bytes in URL-safe base64; `tag-gateway keys secret` "
+                    "makes one): tokens cannot be set in the console, and those set there "
+                    "before cannot be read", KEY_ENV)
+    elif not box.can_seal:
         log.info("%s is not set (or invalid): tokens cannot be set in the console, and "
                  "those set there before cannot be read", KEY_ENV)
     destinations = ConsoleDestinations(app[appkeys.LIVE], box,
@@ -216,9 +221,10 @@ async def remove(request: web.Request) -> web.Response:
     config.yaml."""
     app = request.app
     name = request.match_info["name"]
-    if _from_config(app, name):
-        return refuse(409, f"{name!r} comes from config.yaml: remove it there")
+    # The console's record first: one that config.yaml's took the name of can still go.
     if not await app[appkeys.OUTBOX].delete_console_record(KIND, name):
+        if _from_config(app, name):
+            return refuse(409, f"{name!r} comes from config.yaml: remove it there")
         return refuse(404, f"the console has no destination named {name!r}")
     log.info("console: destination %s removed; its queued events stay", name)
     await app[appkeys.RECORDS].refresh()

@@ -318,6 +318,10 @@ async def test_a_token_sealed_with_another_key_holds_the_destination_and_loses_n
     assert worker is not None and worker.state == "paused"
     [kept] = [r for r in outbox_rows(settings) if r["event_id"] == "kept"]
     assert kept["state"] == "pending" and fake_graph.requests == []
+    status = await (await client.get("/status", headers=BEARER)).json()
+    [shown] = [d for d in status["destinations"] if d["name"] == "shop"]
+    assert (shown["state"], shown["token_set"], shown["dry_run"]) == ("paused", True, False)
+    assert "cannot be read" in shown["paused_reason"]
     answer = await client.post("/admin/api/destinations/shop/test-event", headers=BEARER)
     assert answer.status == 409 and "cannot be read" in (await answer.json())["error"]
 
@@ -399,3 +403,25 @@ async def test_rules_may_name_console_destinations_and_a_config_reload_keeps_the
     assert answer.status == 204
     await wait_until(lambda: rules.last_error is not None)
     assert "no destination named 'shop'" in (rules.last_error or "")
+
+
+async def test_a_name_config_yaml_takes_later_is_config_yamls_and_the_console_entry_can_go(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
+) -> None:
+    config = tmp_path / "config.yaml"
+    admin = f"admin: {{key_sha256: {key_sha256(ADMIN_KEY)}, listen: ''}}\n"
+    main = destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)
+    config.write_text(settings_yaml(tmp_path, main, extra=admin))
+    client = await aiohttp_client(create_app(load_settings(config, env={})))
+    await add(client, shop(fake_graph))
+    taken = destination_yaml("shop", fake_graph.url, pixel_id=PIXEL_A)
+    config.write_text(settings_yaml(tmp_path, main, taken, extra=admin))
+    assert await client.app[appkeys.RELOADER].reload()
+    live = client.app[appkeys.LIVE].current.by_name["shop"]
+    assert live.settings.accepts == frozenset({PIXEL_A})  # config.yaml's
+    rows = await (await client.get("/admin/api/destinations", headers=BEARER)).json()
+    assert sorted((r["name"], r["source"], r["state"]) for r in rows if r["name"] == "shop") == [
+        ("shop", "config", "active"), ("shop", "console", "not_used")]
+    assert (await client.delete("/admin/api/destinations/shop", headers=BEARER)).status == 204
+    assert (await client.delete("/admin/api/destinations/shop", headers=BEARER)).status == 409
+    assert "shop" in client.app[appkeys.LIVE].current.by_name
