@@ -94,7 +94,8 @@ async def test_a_destination_added_on_one_worker_relays_on_another_with_its_cons
     tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="gateway")
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
     relaying = await start(tmp_path, fake_graph, aiohttp_client, worker=0)
     answering = await start(tmp_path, fake_graph, aiohttp_client, worker=1)
     added = await add(answering, shop(fake_graph, access_token=TOKEN))

@@ -55,7 +55,7 @@ async def test_add_a_destination_and_set_its_token_in_the_page_and_find_it_nowhe
         assert await main.locator("input, button:has-text('Delete')").count() == 0
 
         await page.select_option("#add-type", "meta_capi")
-        assert await page.inner_text("#add-account-label") == "pixel_id"
+        assert await page.inner_text("#add-account-label") == "Pixel or account id (pixel_id)"
         await page.fill("#add-name", "shop")
         await page.fill("#add-account", PIXEL_B)
         await page.fill("#add-options", orjson.dumps(
@@ -66,7 +66,7 @@ async def test_add_a_destination_and_set_its_token_in_the_page_and_find_it_nowhe
         await shop.locator("text=no token").wait_for()
 
         # The token by keyboard into a password field, never filled in by the page.
-        field = shop.get_by_label("Set the token of shop")
+        field = shop.get_by_label("Set the access token of shop")
         assert await field.get_attribute("type") == "password"
         await field.focus()
         await page.keyboard.type(TOKEN)
@@ -75,7 +75,7 @@ async def test_add_a_destination_and_set_its_token_in_the_page_and_find_it_nowhe
         await shop.locator("text=Token check").wait_for()
         check = await shop.inner_text()
         assert "token set" in check and "works: the token reads pixel" in check
-        assert await shop.get_by_label("Replace the token of shop").input_value() == ""
+        assert await shop.get_by_label("Replace the access token of shop").input_value() == ""
 
         await shop.get_by_role("button", name="Send a test event to shop").click()
         await shop.locator("text=Test event accepted").wait_for()

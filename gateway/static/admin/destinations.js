@@ -59,7 +59,8 @@
 
   function accountLabel() {
     var t = types[$("add-type").value];
-    $("add-account-label").textContent = t ? t.account_option : "Pixel or account id";
+    $("add-account-label").textContent = "Pixel or account id" +
+      (t ? " (" + t.account_option + ")" : "");
     $("add-token").previousElementSibling.textContent =
       (t ? t.credentials_name : "Token") + " (optional, write-only)";
   }
@@ -136,7 +137,8 @@
   function tokenForm(d, result) {
     var form = el("form");
     var id = "token-" + (++counter);
-    var label = el("label", (d.token_set ? "Replace the token of " : "Set the token of ") + d.name,
+    var secret = types[d.type] ? types[d.type].credentials_name : "token";
+    var label = el("label", (d.token_set ? "Replace the " : "Set the ") + secret + " of " + d.name,
                    {"for": id});
     var input = el("input", null, {id: id, type: "password", autocomplete: "new-password",
                                    required: "required"});
