@@ -311,12 +311,12 @@ def apply_settings(app: web.Application, new: Settings) -> None:
     if live_server != new.server:
         restart.insert(0, "server (other than allowed_origins)")
     applied = []
+    previous = {d.name: d for d in running.destinations}  # config.yaml's, never the console's
     for destination in new.destinations:
-        current = live.current.by_name.get(destination.name)
-        if (current is not None and destination.is_dry_run
-                and not current.settings.is_dry_run):
+        current = previous.get(destination.name)
+        if current is not None and destination.is_dry_run and not current.is_dry_run:
             restart.append(f"destinations[{destination.name}] (live to dry run)")
-            destination = current.settings
+            destination = current
         applied.append(destination)
     live.swap(replace(running, destinations=tuple(applied), access_keys=new.access_keys,
                       server=live_server))

@@ -414,15 +414,16 @@ async def test_a_name_config_yaml_takes_later_is_config_yamls_and_the_console_en
     main = destination_yaml("main", fake_graph.url, pixel_id=PIXEL_A)
     config.write_text(settings_yaml(tmp_path, main, extra=admin))
     client = await aiohttp_client(create_app(load_settings(config, env={})))
-    await add(client, shop(fake_graph))
-    taken = destination_yaml("shop", fake_graph.url, pixel_id=PIXEL_A)
+    await add(client, shop(fake_graph, access_token=TOKEN))
+    # config.yaml's, without a token: a dry run (the console's token stays the console's).
+    taken = destination_yaml("shop", fake_graph.url, pixel_id=PIXEL_A, access_token="")
     config.write_text(settings_yaml(tmp_path, main, taken, extra=admin))
     assert await client.app[appkeys.RELOADER].reload()
     live = client.app[appkeys.LIVE].current.by_name["shop"]
-    assert live.settings.accepts == frozenset({PIXEL_A})  # config.yaml's
+    assert live.settings.accepts == frozenset({PIXEL_A}) and live.settings.is_dry_run
     rows = await (await client.get("/admin/api/destinations", headers=BEARER)).json()
     assert sorted((r["name"], r["source"], r["state"]) for r in rows if r["name"] == "shop") == [
-        ("shop", "config", "active"), ("shop", "console", "not_used")]
+        ("shop", "config", "dry_run"), ("shop", "console", "not_used")]
     assert (await client.delete("/admin/api/destinations/shop", headers=BEARER)).status == 204
     assert (await client.delete("/admin/api/destinations/shop", headers=BEARER)).status == 409
     assert "shop" in client.app[appkeys.LIVE].current.by_name
