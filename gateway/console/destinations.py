@@ -131,7 +131,7 @@ def follow_console_destinations(app: web.Application) -> None:
                     "makes one): tokens cannot be set in the console, and those set there "
                     "before cannot be read", KEY_ENV)
     elif not box.can_seal:
-        log.info("%s is not set (or invalid): tokens cannot be set in the console, and "
+        log.info("%s is not set: tokens cannot be set in the console, and "
                  "those set there before cannot be read", KEY_ENV)
     destinations = ConsoleDestinations(app[appkeys.LIVE], box,
                                        app[appkeys.SETTINGS].storage.lease_seconds)
