@@ -27,6 +27,7 @@ from gateway.secretbox import KEY_ENV, SecretBox, Unreadable, new_key
 from ..conftest import PIXEL_A, PIXEL_B, destination_yaml, outbox_rows, settings_yaml, wait_until
 from ..fake_graph import FakeGraph
 from .conftest import ADMIN_KEY, BEARER, console_settings
+from .test_api import csrf_of, session_of, sign_in
 
 TOKEN = "EAAConsoleToken0123456789"
 Client = TestClient[Any, Any]
@@ -427,3 +428,26 @@ async def test_a_name_config_yaml_takes_later_is_config_yamls_and_the_console_en
     assert (await client.delete("/admin/api/destinations/shop", headers=BEARER)).status == 204
     assert (await client.delete("/admin/api/destinations/shop", headers=BEARER)).status == 409
     assert "shop" in client.app[appkeys.LIVE].current.by_name
+
+
+async def test_a_signed_in_browser_needs_the_csrf_token_for_every_destination_change(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
+) -> None:
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    await add(client, shop(fake_graph))
+    cookie = session_of(await sign_in(client))
+    csrf = await csrf_of(client, cookie)
+    changes = (("POST", "/admin/api/destinations", shop(fake_graph, name="other")),
+               ("PUT", "/admin/api/destinations/shop/token", {"token": TOKEN}),
+               ("DELETE", "/admin/api/destinations/shop/token", None),
+               ("POST", "/admin/api/destinations/shop/test-event", None),
+               ("DELETE", "/admin/api/destinations/shop", None))
+    for method, path, body in changes:
+        answer = await client.request(method, path, json=body, headers=cookie)
+        assert answer.status == 403, (method, path)
+    assert (await listed(client))["shop"]["token_set"] is False
+    assert "other" not in await listed(client)
+    answer = await client.put("/admin/api/destinations/shop/token", json={"token": TOKEN},
+                              headers={**cookie, "X-CSRF-Token": csrf})
+    assert answer.status == 204
+    assert (await listed(client))["shop"]["token_set"] is True
