@@ -214,7 +214,9 @@ def destination_states(app: web.Application, counts: dict[tuple[str, str], int],
             "circuit": worker.circuit.status() if worker else None,
             "dry_run": destination.settings.is_dry_run,
             "dry_run_reason": destination.settings.dry_run_reason or None,
-            "token_set": not destination.settings.options.missing_credentials,
+            # Held: a token exists but cannot be read (console tokens under another key).
+            "token_set": bool(destination.settings.held
+                              or not destination.settings.options.missing_credentials),
             "token_invalid": worker is not None and worker.token_invalid,
             "queued": counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0),
             "oldest_queued_age_seconds": round(now - created, 3) if created else None,

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import admin, appkeys
+from .destinations import listing
 from .guard import SESSION
 from .sessions import Session
 
@@ -40,7 +41,8 @@ async def session(request: web.Request) -> web.Response:
 
 
 async def destinations(request: web.Request) -> web.Response:
-    """The live destinations (all from config.yaml in this version), never a token."""
+    """The live destinations, config.yaml's and the console's (and the console's not in use),
+    never a token."""
     app = request.app
     counts, oldest, _ = await admin.outbox_report(app[appkeys.OUTBOX])
     rows = admin.destination_states(app, counts, oldest, app[appkeys.CLOCK]())
@@ -50,7 +52,7 @@ async def destinations(request: web.Request) -> web.Response:
         if row["dry_run"]:
             state = "dry_run"
         answer.append({**row, "source": "config", "state": state, "dead": row["dead_letters"]})
-    return web.json_response(answer)
+    return web.json_response(listing(app, answer))
 
 
 async def rules(request: web.Request) -> web.Response:

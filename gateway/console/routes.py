@@ -16,7 +16,7 @@ from aiohttp import hdrs, web
 from .. import appkeys
 from ..accesskeys import key_sha256
 from ..errors import OutboxUnavailable
-from . import api, stream
+from . import api, destinations, stream
 from .accesskeys import add_access_key_routes
 from .guard import (
     API_HEADERS,
@@ -40,7 +40,8 @@ PRUNE_SESSIONS_SECONDS = 600.0
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "admin"
 _FILES = {"": ("index.html", "text/html"), "console.js": ("console.js", "text/javascript"),
-          "console.css": ("console.css", "text/css")}
+          "console.css": ("console.css", "text/css"),
+          "destinations.js": ("destinations.js", "text/javascript")}
 _PAGE_HEADERS = {
     hdrs.CACHE_CONTROL: "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -71,6 +72,7 @@ def add_console_routes(app: web.Application, prefix: str) -> None:
     app.router.add_get(f"{base}/api/session", console_api(api.session))
     app.router.add_get(f"{base}/api/status", console_api(api.status))
     app.router.add_get(f"{base}/api/destinations", console_api(api.destinations))
+    add_destination_routes(app, f"{base}/api")
     app.router.add_get(f"{base}/api/dead-letters", console_api(api.dead_letters))
     app.router.add_post(f"{base}/api/dead-letters/replay", console_api(api.replay, write=True))
     app.router.add_get(f"{base}/api/rules", console_api(api.rules))
@@ -103,6 +105,17 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     app[SIGN_INS].close()
+
+
+def add_destination_routes(app: web.Application, api_base: str) -> None:
+    """Console destinations and their write-only tokens (destinations.py)."""
+    base, one = f"{api_base}/destinations", f"{api_base}/destinations/{{name}}"
+    app.router.add_get(f"{api_base}/destination-types", console_api(destinations.types))
+    app.router.add_post(base, console_api(destinations.add, write=True))
+    app.router.add_delete(one, console_api(destinations.remove, write=True))
+    app.router.add_put(f"{one}/token", console_api(destinations.set_token, write=True))
+    app.router.add_delete(f"{one}/token", console_api(destinations.clear_token, write=True))
+    app.router.add_post(f"{one}/test-event", console_api(destinations.test_event, write=True))
 
 
 def _static(path: Path, content_type: str) -> Handler:

@@ -111,6 +111,8 @@ class PinterestType:
     name = "pinterest"
     vendor = "Pinterest"
     credentials_name = "conversion access token"
+    account_option = "ad_account_id"
+    secret_option = "access_token"
     default_consent = "ads"
     takes_test_events = True
     max_batch_size = MAX_BATCH_SIZE

@@ -193,7 +193,7 @@ async def test_at_375_px_by_keyboard_with_every_control_labelled(
             await page.keyboard.type(ADMIN_KEY)
             await page.keyboard.press("Enter")
             await page.wait_for_selector("#destinations tbody tr")
-            for name in ("overview", "live", "dead-letters", "rules"):
+            for name in ("overview", "live", "manage", "dead-letters", "rules"):
                 await page.focus(f"nav a[data-page={name}]")
                 await page.keyboard.press("Enter")
                 await page.wait_for_selector(f"#{name}:not([hidden])")

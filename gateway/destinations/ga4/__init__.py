@@ -61,6 +61,8 @@ class Ga4Type:
     name = "ga4"
     vendor = "Google"
     credentials_name = "API secret"
+    account_option = "measurement_id"
+    secret_option = "api_secret"
     default_consent = "analytics"
     takes_test_events = False
     max_batch_size = MAX_BATCH_SIZE

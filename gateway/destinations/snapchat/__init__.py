@@ -61,6 +61,8 @@ class SnapchatType:
     name = "snapchat"
     vendor = "Snap"
     credentials_name = "access token"
+    account_option = "pixel_id"
+    secret_option = "access_token"
     default_consent = "ads"
     takes_test_events = False
     max_batch_size = MAX_BATCH_SIZE

@@ -58,6 +58,8 @@ class TikTokType:
     name = "tiktok"
     vendor = "TikTok"
     credentials_name = "access token"
+    account_option = "pixel_code"
+    secret_option = "access_token"
     # An advertising platform: its events need the visitor's ads consent (main's consent
     # protocol, added after this branch started, asks every type for this).
     default_consent = "ads"

@@ -81,6 +81,8 @@ class WebhookType:
     name = "webhook"
     vendor = "the webhook receiver"
     credentials_name = "secret"
+    account_option = "url"
+    secret_option = "secret"
     # The receiver may be the site's own backend: by default every event goes, and each
     # carries the visitor's consent signals (`_gateway.consent`) for the receiver to honour.
     default_consent = "none"
