@@ -27,8 +27,10 @@ from .types import (
     DeadLetter,
     DeadLetterFilter,
     DropCount,
+    LiveEvent,
     OutboxEntry,
     OutboxRow,
+    ProcessReport,
     QueueDepth,
 )
 
@@ -57,6 +59,7 @@ class DeferredOutbox:
         self._early_wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         # Drops counted before the store opened (rules drop without storing), handed over then.
         self._early_drops: list[tuple[str, str, str]] = []
+        self._early_live = asyncio.Event()  # live_wakeup before the store opened
 
     async def start(self) -> None:
         """Open the store now if possible; otherwise say why once and keep trying in the
@@ -99,6 +102,7 @@ class DeferredOutbox:
         self._early_drops.clear()
         for event in self._early_wakeups.values():
             event.set()
+        self._early_live.set()
 
     def _store(self) -> Outbox:
         if self._outbox is None:
@@ -182,6 +186,37 @@ class DeferredOutbox:
         self, *, state: str | None = None, limit: int | None = None, newest_first: bool = False
     ) -> list[OutboxRow]:
         return await self._store().rows(state=state, limit=limit, newest_first=newest_first)
+
+    # -- the whole gateway ---------------------------------------------------------------------
+    async def put_report(self, process: str, started_at: float, report: bytes, *,
+                         forget_before: float) -> None:
+        await self._store().put_report(process, started_at, report,
+                                       forget_before=forget_before)
+
+    async def reports(self) -> list[ProcessReport]:
+        return await self._store().reports()
+
+    async def watch(self, process: str, until: float) -> None:
+        await self._store().watch(process, until)
+
+    async def watchers(self) -> dict[str, float]:
+        return await self._store().watchers()
+
+    async def add_live_events(self, process: str, events: Sequence[bytes], *, keep_rows: int,
+                              keep_seconds: float) -> None:
+        await self._store().add_live_events(process, events, keep_rows=keep_rows,
+                                            keep_seconds=keep_seconds)
+
+    async def live_events(self, after_id: int, limit: int) -> list[LiveEvent]:
+        return await self._store().live_events(after_id, limit)
+
+    async def last_live_event(self) -> int:
+        return await self._store().last_live_event()
+
+    def live_wakeup(self) -> asyncio.Event:
+        if self._outbox is None:
+            return self._early_live
+        return self._outbox.live_wakeup()
 
     # -- upkeep and life cycle -----------------------------------------------------------------
     async def prune(self, older_than: float, dedup_older_than: float | None = None,

@@ -31,7 +31,8 @@ from ..readiness import SharedProbe
 from ..types import Claim, ClaimedRow, OutboxEntry
 from .connection import CONNECT_TIMEOUT, Pool, unavailable
 from .queries import PostgresQueries
-from .schema import CHANNEL, NOTIFY, PROBE, QUEUED
+from .schema import CHANNEL, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED
+from .whole import WholeQueries
 
 __all__ = ["PostgresOutbox"]
 
@@ -144,7 +145,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresOutbox(GroupCommitted, PostgresQueries):
+class PostgresOutbox(GroupCommitted, PostgresQueries, WholeQueries):
     """Durable queue of events per destination in one PostgreSQL database, shared by nodes."""
 
     def __init__(
@@ -163,6 +164,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
         self._lease = lease_seconds
         self._clock = clock
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._live = asyncio.Event()  # live events added, here or on any node (whole.py)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
         self._group = GroupCommit(
@@ -246,6 +248,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
                 conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
                 conn.add_termination_listener(partial(_set_on_loss, lost))
                 await conn.add_listener(CHANNEL, self._notified)
+                await conn.add_listener(LIVE_CHANNEL, self._live_notified)
                 delay = LISTEN_RETRY_SECONDS[0]
                 if missed:  # commits may have come meanwhile: look
                     for event in self._wakeups.values():

@@ -27,6 +27,7 @@ from gateway.storage import (
     open_outbox,
     start_outbox,
 )
+from gateway.storage.postgres.schema import SCHEMA_VERSION
 
 from ...conftest import FakeClock as Clock
 from ...pgcluster import PASSWORD, PgCluster
@@ -102,7 +103,8 @@ async def test_nodes_starting_together_migrate_the_database_once(
     open_node: Opener, storage: StorageSettings
 ) -> None:
     nodes = await asyncio.gather(*(open_node() for _ in range(6)))
-    assert await sql(storage, "SELECT string_agg(version::text, ',') FROM outbox_schema") == "1"
+    assert await sql(storage, "SELECT string_agg(version::text, ',') FROM outbox_schema") == str(
+        SCHEMA_VERSION)
     await nodes[0].enqueue([entry(1)])
     assert [r.event_id for r in (await nodes[5].claim("main", 10)).rows] == ["e1"]
 
@@ -168,6 +170,21 @@ async def test_a_commit_on_one_node_wakes_the_relay_of_another(open_node: Opener
     assert await operator.replay(DeadLetterFilter(destination="main")) == len(rows)
     async with asyncio.timeout(10):
         await woken.wait()  # the replay on the operator's node woke this one
+
+
+async def test_live_events_added_on_one_node_wake_the_readers_of_another(
+    open_node: Opener
+) -> None:
+    reader, writer = await open_node(), await open_node()
+    await until_listening(reader, writer)  # its listening connection is open
+    woken = reader.live_wakeup()
+    woken.clear()
+    await writer.add_live_events("b:2", [b'{"kind":"incoming"}'], keep_rows=100,
+                                 keep_seconds=60)
+    async with asyncio.timeout(10):
+        await woken.wait()
+    [event] = await reader.live_events(0, 10)
+    assert event.process == "b:2"
 
 
 async def test_retry_now_makes_waiting_retries_due_and_wakes_other_nodes(
