@@ -1,8 +1,8 @@
 """The console page in Debian's Chromium: sign in, watch a hit arrive live, replay a dead letter,
 a cross-site form refused for want of the CSRF token, and the page at 375 px by keyboard.
 
-`UPDATE_CONSOLE_SCREENSHOT=1` writes the live page's screenshot to docs/console.png (otherwise
-to the test's temporary folder)."""
+`UPDATE_CONSOLE_SCREENSHOT=1` writes the live page's screenshot to docs/console.png and the
+overview's to docs/console-overview.png (otherwise to the test's temporary folder)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from ..snippet.browser import BrowserThread
 from .conftest import ADMIN_KEY, console_settings
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+OVERVIEW = SCREENSHOT.with_name("console-overview.png")
 
 
 @dataclass
@@ -116,7 +117,7 @@ async def test_sign_in_and_watch_a_hit_arrive_live(
 
 
 async def test_the_overview_charts_received_and_delivered_per_minute_at_375_px(
-    chromium: BrowserThread, gateway: Gateway
+    chromium: BrowserThread, context: BrowserContext, gateway: Gateway, tmp_path: Path
 ) -> None:
     for n in range(3):
         await gateway.hit(f"chart-{n}")
@@ -135,6 +136,8 @@ async def test_the_overview_charts_received_and_delivered_per_minute_at_375_px(
             await context.close()
 
     chart = await chromium.run(look())
+    shot = OVERVIEW if os.environ.get("UPDATE_CONSOLE_SCREENSHOT") else tmp_path / "o.png"
+    await chromium.run(overview_screenshot(context, gateway, shot))
     assert chart["role"] == "img" and "over the last hour" in chart["label"]
     # One line each, a point per minute, drawn within the 375 px page.
     assert chart["lines"] == [["received", 60], ["delivered", 60]]
@@ -143,6 +146,13 @@ async def test_the_overview_charts_received_and_delivered_per_minute_at_375_px(
     assert sum(int(cells[2]) for cells in chart["rows"]) == 3
     assert "3 received, 3 delivered, from 1 process" in chart["caption"]
     assert chart["processes"] == 1
+
+
+async def overview_screenshot(context: BrowserContext, gateway: Gateway, path: Path) -> None:
+    page = await signed_in(context, gateway)
+    await page.wait_for_selector("#traffic-chart svg")
+    await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
 
 
 CHART = """() => {
