@@ -120,8 +120,25 @@ async def whole_view(app: web.Application) -> WholeView:
         except orjson.JSONDecodeError:
             log.warning("the store holds an unreadable report of process %s", row.process)
             continue
-        if isinstance(report, dict):
-            gone = bool(report.get("stopped")) or now - row.seen_at > GONE_SECONDS
-            processes.append(Process(row.process, row.seen_at, report, gone))
+        if not _readable(report):
+            log.warning("the store holds a report of process %s in an unknown shape",
+                        row.process)
+            continue
+        gone = bool(report.get("stopped")) or now - row.seen_at > GONE_SECONDS
+        processes.append(Process(row.process, row.seen_at, report, gone))
     return WholeView(now, processes)
+
+
+def _readable(report: object) -> bool:
+    """A report in the shape this version writes (another version's may differ: it is then
+    left out rather than break every answer)."""
+    if not isinstance(report, dict):
+        return False
+    destinations, minutes = report.get("destinations"), report.get("minutes")
+    return (isinstance(destinations, dict)
+            and all(isinstance(state, dict) and isinstance(state.get("state"), str)
+                    for state in destinations.values())
+            and isinstance(minutes, list)
+            and all(isinstance(row, list) and len(row) == 3
+                    and all(isinstance(n, int) for n in row) for row in minutes))
 

@@ -232,3 +232,18 @@ def test_a_reader_waits_for_an_id_committed_late_then_counts_it_lost() -> None:
     assert cursor.take([event(16)], now=2.0 + LATE_SECONDS / 2) == ([], 0)
     assert cursor.take([event(16)], now=2.0 + LATE_SECONDS) == ([], 1)
     assert cursor.floor == 16 and not cursor.seen
+
+
+async def test_a_report_in_an_unknown_shape_is_left_out(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any
+) -> None:
+    settings = console_settings(tmp_path, fake_graph.url)  # type: ignore[attr-defined]
+    client = await aiohttp_client(TestServer(create_app(settings)))
+    outbox = client.app[appkeys.OUTBOX]
+    for process, body in (("other:1", b'{"destinations": {"main": {}}, "minutes": []}'),
+                          ("other:2", b'{"destinations": {}, "minutes": [["x", 1, 2]]}'),
+                          ("other:3", b"not json")):
+        await outbox.put_report(process, 0.0, body, forget_before=0)
+    status = await api(client, "status")
+    assert [p["id"] for p in status["processes"]] == [process_id(client)]
+    assert (await api(client, "traffic"))["processes"] == 1
