@@ -141,4 +141,3 @@ def _readable(report: object) -> bool:
             and isinstance(minutes, list)
             and all(isinstance(row, list) and len(row) == 3
                     and all(isinstance(n, int) for n in row) for row in minutes))
-
