@@ -230,7 +230,7 @@ async def test_a_file_of_version_2_gains_drop_counts_and_keeps_its_rows(
     version_2_file(path)
     outbox = await open_outbox(StorageSettings(path=path), clock=clock)
     try:
-        assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(4,)]
+        assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
         outbox.count_drop("drop bots", "browser", "PageView")
         await outbox.enqueue([entry(1)])
         rows = (await outbox.claim("main", 10)).rows
