@@ -187,6 +187,27 @@ class DeferredOutbox:
     ) -> list[OutboxRow]:
         return await self._store().rows(state=state, limit=limit, newest_first=newest_first)
 
+    # -- upkeep and life cycle -----------------------------------------------------------------
+    async def prune(self, older_than: float, dedup_older_than: float | None = None,
+                    chunk: int = 5000) -> int:
+        if self._outbox is None:
+            return 0  # nothing to prune yet (upkeep runs again later); no error to log
+        return await self._outbox.prune(older_than, dedup_older_than, chunk)
+
+    async def write_problem(self) -> str | None:
+        if self._outbox is None:
+            return self._problem
+        return await self._outbox.write_problem()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
+        if self._outbox is not None:
+            await self._outbox.close()
+
     # -- the whole gateway ---------------------------------------------------------------------
     async def put_report(self, process: str, started_at: float, report: bytes, *,
                          forget_before: float) -> None:
@@ -217,24 +238,3 @@ class DeferredOutbox:
         if self._outbox is None:
             return self._early_live
         return self._outbox.live_wakeup()
-
-    # -- upkeep and life cycle -----------------------------------------------------------------
-    async def prune(self, older_than: float, dedup_older_than: float | None = None,
-                    chunk: int = 5000) -> int:
-        if self._outbox is None:
-            return 0  # nothing to prune yet (upkeep runs again later); no error to log
-        return await self._outbox.prune(older_than, dedup_older_than, chunk)
-
-    async def write_problem(self) -> str | None:
-        if self._outbox is None:
-            return self._problem
-        return await self._outbox.write_problem()
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._retrying is not None:
-            self._retrying.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retrying
-        if self._outbox is not None:
-            await self._outbox.close()

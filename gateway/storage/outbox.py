@@ -153,6 +153,25 @@ class Outbox(Protocol):
         event name."""
         ...
 
+    # -- upkeep and life cycle -----------------------------------------------------------------
+    async def prune(self, older_than: float, dedup_older_than: float | None = None,
+                    chunk: int = 5000) -> int:
+        """Delete finished rows last touched before `older_than`, drop counts of the hours
+        ended by then (and dedup keys older than `dedup_older_than`); return how many rows.
+        Dead letters are kept."""
+        ...
+
+    async def write_problem(self) -> str | None:
+        """None when a transaction that writes can commit now, else why not, for people and
+        free of secrets (readiness). It must really write (an empty transaction commits on a
+        full disk), and stay cheap: readiness is polled every few seconds."""
+        ...
+
+    async def close(self) -> None:
+        """Commit whatever is waiting, let running writes end, then let go of the store.
+        Closing again is harmless (it waits for the first close)."""
+        ...
+
     # -- the whole gateway (the console's view of every process and node) --------------------
     async def put_report(self, process: str, started_at: float, report: bytes, *,
                          forget_before: float) -> None:
@@ -195,23 +214,4 @@ class Outbox(Protocol):
     def live_wakeup(self) -> asyncio.Event:
         """An event set when live events are added: by this process always, by others where
         the engine can notice them (SQLite cannot: readers poll)."""
-        ...
-
-    # -- upkeep and life cycle -----------------------------------------------------------------
-    async def prune(self, older_than: float, dedup_older_than: float | None = None,
-                    chunk: int = 5000) -> int:
-        """Delete finished rows last touched before `older_than`, drop counts of the hours
-        ended by then (and dedup keys older than `dedup_older_than`); return how many rows.
-        Dead letters are kept."""
-        ...
-
-    async def write_problem(self) -> str | None:
-        """None when a transaction that writes can commit now, else why not, for people and
-        free of secrets (readiness). It must really write (an empty transaction commits on a
-        full disk), and stay cheap: readiness is polled every few seconds."""
-        ...
-
-    async def close(self) -> None:
-        """Commit whatever is waiting, let running writes end, then let go of the store.
-        Closing again is harmless (it waits for the first close)."""
         ...

@@ -85,6 +85,26 @@ class Claim:
     broken: int = 0  # rows without their event JSON, made dead letters
 
 
+# -- the whole gateway, for the console (every serving process of every node on one store) ---
+class ProcessReport(NamedTuple):
+    """What one serving process last said of itself (its relay state, its counts per minute):
+    `report` is its JSON, which the store keeps as it is; `seen_at` the store's clock when it
+    was written."""
+
+    process: str  # e.g. `host:pid`
+    started_at: float
+    seen_at: float
+    report: bytes
+
+
+class LiveEvent(NamedTuple):
+    """One live event a process forwarded for the console's watchers elsewhere."""
+
+    id: int  # ascending in the order of adding (a gap: a rolled-back or trimmed event)
+    process: str  # the process that saw it
+    event: bytes  # its JSON, as the event bus told it
+
+
 class QueueDepth(NamedTuple):
     """How much the outbox holds, for backpressure."""
 
@@ -163,22 +183,3 @@ class OutboxRow:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-# -- the whole gateway, for the console (every serving process of every node on one store) ---
-class ProcessReport(NamedTuple):
-    """What one serving process last said of itself (its relay state, its counts per minute):
-    `report` is its JSON, which the store keeps as it is; `seen_at` the store's clock when it
-    was written."""
-
-    process: str  # e.g. `host:pid`
-    started_at: float
-    seen_at: float
-    report: bytes
-
-
-class LiveEvent(NamedTuple):
-    """One live event a process forwarded for the console's watchers elsewhere."""
-
-    id: int  # ascending in the order of adding (a gap: a rolled-back or trimmed event)
-    process: str  # the process that saw it
-    event: bytes  # its JSON, as the event bus told it
