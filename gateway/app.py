@@ -46,6 +46,7 @@ from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWork
 from .reload import Reloader, file_stamp
 from .settings import Settings
 from .storage import start_outbox
+from .whole.service import add_whole
 
 __all__ = ["create_app"]
 
@@ -97,6 +98,7 @@ def create_app(
     add_demo_routes(app, settings)
     admin.add_routes(app, prefix)
     add_console_routes(app, prefix)
+    add_whole(app, worker or 0)  # this process's report, live events across processes
     add_server_routes(app, prefix)
     return app
 

@@ -257,6 +257,7 @@ async def test_several_workers_share_the_port_and_relay_each_event_once(
     )
     base = f"http://127.0.0.1:{port}"
     workers_seen: set[int] = set()
+    whole_seen_by: set[int] = set()  # workers whose /status showed both, and the relay state
     try:
         await wait_for_ready(f"{base}/readyz", process)
         # A new connection per request, so the kernel spreads them over both workers.
@@ -266,8 +267,16 @@ async def test_several_workers_share_the_port_and_relay_each_event_once(
             async def both_workers_answer() -> bool:
                 # Both workers answer on the admin listener too (SO_REUSEPORT).
                 async with session.get(f"http://127.0.0.1:{admin}/status") as response:
-                    workers_seen.add((await response.json())["worker"]["index"])
-                return workers_seen == {0, 1}
+                    status = await response.json()
+                index = status["worker"]["index"]
+                workers_seen.add(index)
+                # Each shows the whole gateway: both processes (from their reports) and the
+                # relay state of worker 0, the one that relays.
+                if (sorted((p["worker"], p["gone"]) for p in status["processes"])
+                        == [(0, False), (1, False)]
+                        and status["destinations"][0]["state"] == "active"):
+                    whole_seen_by.add(index)
+                return workers_seen == whole_seen_by == {0, 1}
 
             async with asyncio.timeout(30):  # the second worker may still be starting
                 while not await both_workers_answer():
@@ -281,7 +290,7 @@ async def test_several_workers_share_the_port_and_relay_each_event_once(
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 30)
-    assert workers_seen == {0, 1}
+    assert workers_seen == whole_seen_by == {0, 1}
     assert sorted(e["event_id"] for e in events) == sorted(f"w{n}" for n in range(40))
     assert process.returncode == 0
 

@@ -77,6 +77,7 @@ def add_console_routes(app: web.Application, prefix: str) -> None:
     app.router.add_post(f"{base}/api/dead-letters/replay", console_api(api.replay, write=True))
     app.router.add_get(f"{base}/api/rules", console_api(api.rules))
     app.router.add_get(f"{base}/api/events/stream", console_api(stream.events))
+    app.router.add_get(f"{base}/api/traffic", console_api(api.traffic))
     app.on_shutdown.append(stream.end_streams)
     add_access_key_routes(app, base)
 

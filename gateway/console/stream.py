@@ -1,4 +1,6 @@
-"""`GET admin/api/events/stream`: this process's live events as server-sent events.
+"""`GET admin/api/events/stream`: the live events of every process and node (this process's
+from its event bus, the others' through the store: gateway/whole/feed.py) as server-sent
+events.
 
 Each event is one `event: <kind>` (incoming, outgoing, lost) with its JSON as `data`;
 a comment every `HEARTBEAT_SECONDS` keeps proxies from closing an idle stream. A cookie
@@ -39,8 +41,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     subscription = bus.subscribe()
     try:
         await response.prepare(request)
-        await response.write(b"retry: 2000\n: live events of worker %d\n\n"
-                             % app[appkeys.WORKER][0])
+        await response.write(b"retry: 2000\n: live events of every worker and node\n\n")
         quiet = 0.0  # seconds since the last write
         checked = clock()
         while not subscription.closed and (until is None or clock() < until):

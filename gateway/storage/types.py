@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "DEAD_REASONS", "FINISHED_STATES", "OPEN_STATES", "QUEUED_STATES", "STATES", "Claim",
-    "ClaimedRow", "ConsoleRecord", "DeadLetter", "DeadLetterFilter", "DropCount", "OutboxEntry",
-    "OutboxRow", "QueueDepth", "drop_hour",
+    "ClaimedRow", "ConsoleRecord", "DeadLetter", "DeadLetterFilter", "DropCount", "LiveEvent",
+    "OutboxEntry", "OutboxRow", "ProcessReport", "QueueDepth", "drop_hour",
 ]
 
 QUEUED_STATES = ("pending", "inflight")
@@ -83,6 +83,26 @@ class Claim:
     expired: int = 0
     duplicates: int = 0
     broken: int = 0  # rows without their event JSON, made dead letters
+
+
+# -- the whole gateway, for the console (every serving process of every node on one store) ---
+class ProcessReport(NamedTuple):
+    """What one serving process last said of itself (its relay state, its counts per minute):
+    `report` is its JSON, which the store keeps as it is; `seen_at` the store's clock when it
+    was written."""
+
+    process: str  # e.g. `host:pid`
+    started_at: float
+    seen_at: float
+    report: bytes
+
+
+class LiveEvent(NamedTuple):
+    """One live event a process forwarded for the console's watchers elsewhere."""
+
+    id: int  # ascending in the order of adding (a gap: a rolled-back or trimmed event)
+    process: str  # the process that saw it
+    event: bytes  # its JSON, as the event bus told it
 
 
 class QueueDepth(NamedTuple):

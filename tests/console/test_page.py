@@ -1,8 +1,8 @@
 """The console page in Debian's Chromium: sign in, watch a hit arrive live, replay a dead letter,
 a cross-site form refused for want of the CSRF token, and the page at 375 px by keyboard.
 
-`UPDATE_CONSOLE_SCREENSHOT=1` writes the live page's screenshot to docs/console.png (otherwise
-to the test's temporary folder)."""
+`UPDATE_CONSOLE_SCREENSHOT=1` writes the live page's screenshot to docs/console.png and the
+overview's to docs/console-overview.png (otherwise to the test's temporary folder)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import BrowserContext, Page
 
+from gateway import appkeys
 from gateway.app import create_app
 from gateway.settings import Settings
+from gateway.whole.report import delivered_total
 
 from ..conftest import PIXEL_A, outbox_rows, wait_until
 from ..fake_graph import FakeGraph
@@ -28,6 +30,7 @@ from ..snippet.browser import BrowserThread
 from .conftest import ADMIN_KEY, console_settings
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+OVERVIEW = SCREENSHOT.with_name("console-overview.png")
 
 
 @dataclass
@@ -112,6 +115,62 @@ async def test_sign_in_and_watch_a_hit_arrive_live(
     shot = SCREENSHOT if os.environ.get("UPDATE_CONSOLE_SCREENSHOT") else tmp_path / "c.png"
     await chromium.run(page.screenshot(path=str(shot), full_page=True))
     assert shot.stat().st_size > 0
+
+
+async def test_the_overview_charts_received_and_delivered_per_minute_at_375_px(
+    chromium: BrowserThread, context: BrowserContext, gateway: Gateway, tmp_path: Path
+) -> None:
+    for n in range(3):
+        await gateway.hit(f"chart-{n}")
+    metrics = gateway.server.app[appkeys.METRICS]
+    await wait_until(lambda: delivered_total(metrics) == 3)
+
+    async def look() -> dict[str, Any]:
+        context = await chromium.new_context(width=375, height=740)
+        try:
+            page = await signed_in(context, gateway)
+            await page.wait_for_selector(
+                "#traffic-chart svg[aria-label*='3 received, 3 delivered']")
+            await page.click("#traffic summary")  # the table, the chart's text alternative
+            return await page.evaluate(CHART)  # type: ignore[no-any-return]
+        finally:
+            await context.close()
+
+    chart = await chromium.run(look())
+    shot = OVERVIEW if os.environ.get("UPDATE_CONSOLE_SCREENSHOT") else tmp_path / "o.png"
+    await chromium.run(overview_screenshot(context, gateway, shot))
+    assert chart["role"] == "img" and "over the last hour" in chart["label"]
+    # One line each, a point per minute, drawn within the 375 px page.
+    assert chart["lines"] == [["received", 60], ["delivered", 60]]
+    assert 0 < chart["width"] and chart["right"] <= 375 and chart["page_width"] <= 375
+    assert sum(int(cells[1]) for cells in chart["rows"]) == 3
+    assert sum(int(cells[2]) for cells in chart["rows"]) == 3
+    assert "3 received, 3 delivered, from 1 process" in chart["caption"]
+    assert chart["processes"] == 1
+
+
+async def overview_screenshot(context: BrowserContext, gateway: Gateway, path: Path) -> None:
+    page = await signed_in(context, gateway)
+    await page.wait_for_selector("#traffic-chart svg")
+    await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+
+
+CHART = """() => {
+    const svg = document.querySelector('#traffic-chart svg');
+    const box = svg.getBoundingClientRect();
+    return {
+        role: svg.getAttribute('role'), label: svg.getAttribute('aria-label'),
+        lines: Array.from(svg.querySelectorAll('polyline')).map(
+            line => [line.getAttribute('class'), line.getAttribute('points').split(' ').length]),
+        width: box.width, right: box.right,
+        page_width: document.documentElement.scrollWidth,
+        rows: Array.from(document.querySelectorAll('#traffic-table tbody tr')).map(
+            tr => Array.from(tr.cells).map(td => td.textContent)),
+        caption: document.querySelector('#traffic figcaption').textContent,
+        processes: document.querySelectorAll('#processes tbody tr').length,
+    };
+}"""
 
 
 async def test_replay_a_dead_letter_from_the_page(

@@ -16,8 +16,8 @@ from typing import Any
 from ...errors import OutboxIncompatible
 from ..types import FINISHED_STATES, QUEUED_STATES
 
-__all__ = ["CHANNEL", "FINISHED", "MIGRATIONS", "NOTIFY", "PROBE", "QUEUED", "SCHEMA_VERSION",
-           "TABLES", "current", "migrate"]
+__all__ = ["CHANNEL", "FINISHED", "LIVE_CHANNEL", "MIGRATIONS", "NOTIFY", "PROBE", "QUEUED",
+           "SCHEMA_VERSION", "TABLES", "current", "migrate"]
 
 # The conditions of the partial indexes, written the same wherever a query must match them
 # for the planner to use the index.
@@ -110,6 +110,27 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 )""",
         "CREATE TABLE console_versions (kind text PRIMARY KEY, version bigint NOT NULL)",
     ),
+    # The whole gateway's view for the console (postgres/whole.py): each serving process's
+    # last report, the processes whose live events someone watches, and a ring of live events.
+    3: (
+        """CREATE UNLOGGED TABLE process_reports (
+    process text PRIMARY KEY,                 -- host:pid (or host:pid.n)
+    started_at double precision NOT NULL,
+    seen_at double precision NOT NULL,
+    report bytea NOT NULL                     -- JSON, read by gateway/whole
+)""",
+        """CREATE UNLOGGED TABLE live_watchers (
+    process text PRIMARY KEY,
+    until double precision NOT NULL
+)""",
+        "CREATE SEQUENCE live_events_id_seq AS bigint",
+        """CREATE UNLOGGED TABLE live_events (
+    id bigint PRIMARY KEY DEFAULT nextval('live_events_id_seq'),
+    added_at double precision NOT NULL,
+    process text NOT NULL,
+    event bytea NOT NULL                      -- JSON, as the event bus told it
+)""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -117,6 +138,8 @@ SCHEMA_VERSION = max(MIGRATIONS)
 # (delivered at the commit, to every node LISTENing, this one included).
 CHANNEL = "tag_gateway_outbox"
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', name) FROM unnest($1::text[]) AS name"
+# Live events were added (postgres/whole.py): readers on every node look at once.
+LIVE_CHANNEL = "tag_gateway_live"
 
 # The tables whose size backpressure counts (queue_depth).
 TABLES = ("outbox", "payloads", "dedup", "drops")

@@ -32,7 +32,8 @@ from ..types import Claim, ClaimedRow, OutboxEntry
 from .connection import CONNECT_TIMEOUT, Pool, touched, unavailable
 from .consolerecords import PostgresConsoleRecords
 from .queries import PostgresQueries
-from .schema import CHANNEL, NOTIFY, PROBE, QUEUED
+from .schema import CHANNEL, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED
+from .whole import WholeQueries
 
 __all__ = ["PostgresOutbox"]
 
@@ -140,7 +141,8 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
-class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
+class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords,
+                     WholeQueries):
     """Durable queue of events per destination in one PostgreSQL database, shared by nodes."""
 
     def __init__(
@@ -159,6 +161,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
         self._lease = lease_seconds
         self._clock = clock
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._live = asyncio.Event()  # live events added, here or on any node (whole.py)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
         self._group = GroupCommit(
@@ -242,6 +245,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
                 conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
                 conn.add_termination_listener(partial(_set_on_loss, lost))
                 await conn.add_listener(CHANNEL, self._notified)
+                await conn.add_listener(LIVE_CHANNEL, self._live_notified)
                 delay = LISTEN_RETRY_SECONDS[0]
                 if missed:  # commits may have come meanwhile: look
                     for event in self._wakeups.values():

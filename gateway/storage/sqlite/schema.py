@@ -100,6 +100,25 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 ) WITHOUT ROWID""",
         "CREATE TABLE console_versions (kind TEXT PRIMARY KEY, version INTEGER NOT NULL)"
         " WITHOUT ROWID"),
+    # The whole gateway's view for the console (sqlite/whole.py): each serving process's last
+    # report, the processes whose live events someone watches, and a ring of live events.
+    6: ("""CREATE TABLE process_reports (
+    process TEXT PRIMARY KEY,    -- host:pid (or host:pid.n)
+    started_at REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    report BLOB NOT NULL         -- JSON, read by gateway/whole
+) WITHOUT ROWID""",
+        """CREATE TABLE live_watchers (
+    process TEXT PRIMARY KEY,
+    until REAL NOT NULL
+) WITHOUT ROWID""",
+        # AUTOINCREMENT: ids are never reused once the ring is trimmed (readers follow them).
+        """CREATE TABLE live_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    added_at REAL NOT NULL,
+    process TEXT NOT NULL,
+    event BLOB NOT NULL          -- JSON, as the event bus told it
+)"""),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

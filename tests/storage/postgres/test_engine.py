@@ -172,6 +172,21 @@ async def test_a_commit_on_one_node_wakes_the_relay_of_another(open_node: Opener
         await woken.wait()  # the replay on the operator's node woke this one
 
 
+async def test_live_events_added_on_one_node_wake_the_readers_of_another(
+    open_node: Opener
+) -> None:
+    reader, writer = await open_node(), await open_node()
+    await until_listening(reader, writer)  # its listening connection is open
+    woken = reader.live_wakeup()
+    woken.clear()
+    await writer.add_live_events("b:2", [b'{"kind":"incoming"}'], keep_rows=100,
+                                 keep_seconds=60)
+    async with asyncio.timeout(10):
+        await woken.wait()
+    [event] = await reader.live_events(0, 10)
+    assert event.process == "b:2"
+
+
 async def test_retry_now_makes_waiting_retries_due_and_wakes_other_nodes(
     open_node: Opener, clock: Clock
 ) -> None:
