@@ -65,11 +65,11 @@ def unavailable(exc: BaseException) -> OutboxUnavailable | None:
         if code[:2] in _CURABLE_CLASSES or code in _CURABLE_CODES:
             return OutboxUnavailable(f"the outbox database is unavailable: {_first_line(exc)}")
         return None
+    if isinstance(exc, TimeoutError):  # before OSError: it is one
+        return OutboxUnavailable("the outbox database did not answer in time")
     if isinstance(exc, OSError):
         reason = os.strerror(exc.errno) if exc.errno else "cannot connect"
         return OutboxUnavailable(f"the outbox database cannot be reached: {reason}")
-    if isinstance(exc, TimeoutError):
-        return OutboxUnavailable("the outbox database did not answer in time")
     if isinstance(exc, asyncpg.InterfaceError):  # e.g. the connection was closed under us
         return OutboxUnavailable(f"the outbox database connection failed: {_first_line(exc)}")
     return None

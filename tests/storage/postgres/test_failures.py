@@ -17,13 +17,19 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.errors import OutboxUnavailable
+from gateway.storage import open_outbox
+from gateway.storage.postgres.connection import COMMAND_TIMEOUT, IDLE_IN_TRANSACTION, Pool
+
 from ...pgcluster import PgCluster
+from ..conftest import postgres_store
 from .link import Link
 from .test_nodes import (
     NODE_LEASE,
     Answer,
     Load,
     SlowGraph,
+    entries,
     graph_for_nodes,
     nothing_left_open,
     serve,
@@ -179,3 +185,33 @@ async def test_nodes_claiming_concurrently_send_nothing_twice(
     assert len(load.accepted) == 600
     assert graph.sent_twice() == {}
     assert {node for senders in graph.senders.values() for node in senders} == {"a", "b", "c"}
+
+
+async def test_rows_a_node_locked_when_it_was_cut_off_mid_transaction_are_freed(
+    pg_cluster: PgCluster, pg_database: str
+) -> None:
+    """The server never hears the COMMIT or ROLLBACK of a node cut off in the middle of a
+    transaction; it ends the transaction itself, so the rows it locked do not stay skipped by
+    every other node's claims."""
+    storage = postgres_store(pg_cluster, pg_database)
+    other = await open_outbox(storage, clock=time.time)
+    link = await Link(pg_cluster.port).start()
+    pool = await Pool.open(link.dsn(storage.dsn), 1)
+    try:
+        await other.enqueue(entries(0, 3))
+        started = time.monotonic()
+        with pytest.raises(OutboxUnavailable, match="did not answer in time"):
+            async with pool.transaction() as conn:
+                await conn.execute("SELECT id FROM outbox FOR UPDATE")  # as a claim locks
+                link.cut()
+                await conn.execute("SELECT 1")  # lost, as the COMMIT would be
+        assert time.monotonic() - started < COMMAND_TIMEOUT + 2  # no rollback waited for
+        assert (await other.claim("main", 10)).rows == []  # still locked by the lost node
+        async with asyncio.timeout(int(IDLE_IN_TRANSACTION.rstrip("s")) + 5):
+            while not (claimed := (await other.claim("main", 10)).rows):
+                await asyncio.sleep(0.2)
+        assert len(claimed) == 3
+    finally:
+        await pool.close()
+        await link.close()
+        await other.close()
