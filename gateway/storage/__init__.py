@@ -46,13 +46,14 @@ from .types import (
     OutboxEntry,
     OutboxRow,
     QueueDepth,
+    StoreSize,
 )
 
 __all__ = [
     "DEAD_REASONS", "DEFAULT_ENGINE", "ENGINES", "FINISHED_STATES", "OPEN_STATES",
     "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "DeadLetter", "DeadLetterFilter",
-    "DropCount", "Engine", "Outbox", "OutboxEntry", "OutboxRow", "QueueDepth", "describe",
-    "open_existing", "open_outbox", "start_outbox",
+    "DropCount", "Engine", "Outbox", "OutboxEntry", "OutboxRow", "QueueDepth", "StoreSize",
+    "describe", "open_existing", "open_outbox", "start_outbox",
 ]
 
 Clock = Callable[[], float]

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "DEAD_REASONS", "FINISHED_STATES", "OPEN_STATES", "QUEUED_STATES", "STATES", "Claim",
     "ClaimedRow", "DeadLetter", "DeadLetterFilter", "DropCount", "OutboxEntry", "OutboxRow",
-    "QueueDepth", "drop_hour",
+    "QueueDepth", "StoreSize", "drop_hour",
 ]
 
 QUEUED_STATES = ("pending", "inflight")
@@ -85,11 +85,21 @@ class Claim:
     broken: int = 0  # rows without their event JSON, made dead letters
 
 
+class StoreSize(NamedTuple):
+    """How much the outbox holds, read without counting its queue (cheap at any size)."""
+
+    bytes: int  # the engine's size on disk
+    # The highest row id handed out yet. Ids are never reused, so a later last_id minus this
+    # one bounds the rows written in between (PostgreSQL: but for commits still running).
+    last_id: int
+
+
 class QueueDepth(NamedTuple):
     """How much the outbox holds, for backpressure."""
 
-    rows: int  # rows waiting to be sent (pending or inflight)
+    rows: int  # rows waiting to be sent (pending or inflight), counted up to the caller's bound
     bytes: int  # the engine's size on disk
+    last_id: int  # as StoreSize's, read before the count: the count is as of then or later
 
 
 class DropCount(NamedTuple):
