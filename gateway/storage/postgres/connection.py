@@ -18,15 +18,17 @@ import asyncpg
 
 from ...errors import OutboxUnavailable
 
-__all__ = ["CONNECT_TIMEOUT", "INSPECT_TIMEOUT", "Pool", "describe_dsn", "unavailable"]
+__all__ = ["CONNECT_TIMEOUT", "SCAN_TIMEOUT", "Pool", "describe_dsn", "unavailable"]
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the server before a call gives up (and retries later)
 # A statement unanswered this long is abandoned and its connection closed: a node cut off from
 # the database (a partition) hears nothing back, and ingest must answer 503 rather than hang.
-# Every statement of the serving path is short (bounded batches, chunks, counts).
+# Every statement of the serving path is short (bounded batches and chunks).
 COMMAND_TIMEOUT = 5.0
-# The same for a person at the CLI, whose reports may read the whole table.
-INSPECT_TIMEOUT = 120.0
+# The same for reads that may scan the whole queue or table (reports for /status, /metrics and
+# the CLI, backpressure's count: millions of rows take seconds) and for everything the CLI runs:
+# a person or a background check waits for them, not a sender.
+SCAN_TIMEOUT = 120.0
 # The server ends a transaction its client left open this long: a node cut off in the middle of
 # one (its COMMIT lost on the way) would otherwise hold the rows it locked, which every other
 # node's claim skips, until the server's TCP keepalive gave up on it (hours).

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..types import DeadLetter, DeadLetterFilter, DropCount, OutboxRow, QueueDepth, StoreSize
-from .connection import Pool
+from .connection import SCAN_TIMEOUT, Pool
 from .schema import FINISHED, NOTIFY, QUEUED, TABLES
 
 __all__ = ["PostgresQueries"]
@@ -97,8 +97,9 @@ class PostgresQueries:
         raise NotImplementedError
 
     async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        """Reports: they may scan the queue (SCAN_TIMEOUT)."""
         async with self._pool.connection() as conn:
-            return list(await conn.fetch(sql, *params))
+            return list(await conn.fetch(sql, *params, timeout=SCAN_TIMEOUT))
 
     async def _value(self, sql: str, *params: Any) -> Any:
         async with self._pool.connection() as conn:
@@ -144,7 +145,7 @@ class PostgresQueries:
             size = await _store_size(conn)  # first: rows written meanwhile are counted
             rows = await conn.fetchval(
                 f"SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE {QUEUED} LIMIT $1) AS q",
-                at_most)
+                at_most, timeout=SCAN_TIMEOUT)
         return QueueDepth(int(rows), size.bytes, size.last_id)
 
     async def store_size(self) -> StoreSize:

@@ -25,7 +25,6 @@ from ...pgcluster import PgCluster
 from ..conftest import postgres_store
 from .link import Link
 from .test_nodes import (
-    NODE_LEASE,
     Answer,
     Load,
     SlowGraph,
@@ -37,6 +36,11 @@ from .test_nodes import (
 
 Starter = Callable[..., Awaitable[dict[str, str]]]
 
+# The nodes' lease, and their destination's timeout: a send that outlives its timeout on a busy
+# machine is retried, and would count as a duplicate that no lease explains.
+LEASE = 6.0
+TIMEOUT = 2.5
+
 
 @pytest.fixture
 async def start_nodes(tmp_path: Path) -> AsyncIterator[Starter]:
@@ -47,6 +51,7 @@ async def start_nodes(tmp_path: Path) -> AsyncIterator[Starter]:
     async def start(graph_url: str, dsns: dict[str, str], **options: Any) -> dict[str, str]:
         for name in dsns:
             (tmp_path / name).mkdir()
+        options = {"lease": LEASE, "timeout": TIMEOUT, **options}
         started = await asyncio.gather(*(serve(tmp_path / name, f"{graph_url}/{name}", dsn,
                                                **options) for name, dsn in dsns.items()))
         processes.extend(process for _, process in started)
@@ -64,9 +69,10 @@ async def ready(session: aiohttp.ClientSession, base: str) -> int:
         return response.status
 
 
-def refused_for_now(answers: list[Answer]) -> bool:
-    """Every answer a 503 telling the sender when to come back."""
-    return all(a.status == 503 and a.retry_after and int(a.retry_after) > 0 for a in answers)
+def not_refused_for_now(answers: list[Answer]) -> list[Answer]:
+    """The answers that are not a 503 telling the sender when to come back."""
+    return [a for a in answers
+            if not (a.status == 503 and a.retry_after and int(a.retry_after) > 0)]
 
 
 async def all_delivered(load: Load, graph: SlowGraph, cluster: PgCluster, database: str) -> None:
@@ -91,7 +97,7 @@ async def test_postgres_restarted_under_load_costs_503s_and_no_2xx_event(
     graph_url = await graph_for_nodes(aiohttp_server, graph)
     dsn = pg_cluster.dsn(pg_database)
     bases = list((await start_nodes(graph_url, {"a": dsn, "b": dsn, "c": dsn})).values())
-    async with aiohttp.ClientSession() as session, asyncio.timeout(40):
+    async with aiohttp.ClientSession() as session, asyncio.timeout(60):
         load = Load(session)
         running = asyncio.ensure_future(load.run(*bases))
         while len(graph.received) < 60:
@@ -104,8 +110,8 @@ async def test_postgres_restarted_under_load_costs_503s_and_no_2xx_event(
                 await asyncio.sleep(0.05)
             readiness = [await ready(session, base) for base in bases]
         finally:
+            up = time.monotonic()  # the server may answer from here on
             await asyncio.to_thread(pg_cluster.start)
-        up = time.monotonic()
         # The same processes reconnect by themselves: each takes hits again.
         while not all(any(a.status == 200 for a in load.between(base, up)) for base in bases):
             await asyncio.sleep(0.05)
@@ -113,10 +119,10 @@ async def test_postgres_restarted_under_load_costs_503s_and_no_2xx_event(
         await asyncio.gather(running, return_exceptions=True)
         await all_delivered(load, graph, pg_cluster, pg_database)
     while_down = [a for base in bases for a in load.between(base, down, up)]
-    assert while_down and refused_for_now(while_down), while_down
+    assert while_down and not not_refused_for_now(while_down)
     assert readiness == [503, 503, 503]
     assert set(load.accepted) <= graph.delivered()
-    assert_sent_again_only_after_a_lease(graph, NODE_LEASE)
+    assert_sent_again_only_after_a_lease(graph, LEASE)
 
 
 async def test_a_node_cut_off_from_the_database_refuses_while_the_others_serve(
@@ -129,7 +135,7 @@ async def test_a_node_cut_off_from_the_database_refuses_while_the_others_serve(
     try:
         nodes = await start_nodes(graph_url, {"a": link.dsn(dsn), "b": dsn, "c": dsn})
         cut_off, others = nodes["a"], [nodes["b"], nodes["c"]]
-        async with aiohttp.ClientSession() as session, asyncio.timeout(40):
+        async with aiohttp.ClientSession() as session, asyncio.timeout(60):
             load = Load(session)
             running = asyncio.ensure_future(load.run(*nodes.values()))
             # Cut while node a has a request in flight: it cannot record the outcome.
@@ -157,14 +163,15 @@ async def test_a_node_cut_off_from_the_database_refuses_while_the_others_serve(
     finally:
         await link.close()
     while_cut = load.between(cut_off, cut, restored)
-    assert while_cut and refused_for_now(while_cut), while_cut
+    assert while_cut and not not_refused_for_now(while_cut)
     assert readiness == 503
     others_while_cut = [a for base in others for a in load.between(base, cut, restored)]
     assert others_while_cut and all(a.status == 200 for a in others_while_cut)
     assert held and all(set(graph.senders[event]) - {"a"} for event in held)
     assert set(load.accepted) <= graph.delivered()
-    assert_sent_again_only_after_a_lease(graph, NODE_LEASE)
-    assert set(graph.sent_twice()) <= held
+    assert_sent_again_only_after_a_lease(graph, LEASE)
+    # ... and only what the cut-off node had sent first (in flight, or claimed, at the cut).
+    assert all(graph.senders[event][0] == "a" for event in graph.sent_twice())
 
 
 async def test_nodes_claiming_concurrently_send_nothing_twice(
@@ -175,9 +182,9 @@ async def test_nodes_claiming_concurrently_send_nothing_twice(
     dsn = pg_cluster.dsn(pg_database)
     # Small batches, several in flight per node, and a lease no batch outlives here: every
     # claim races the other nodes' for the same rows, and no lease runs out.
-    nodes = await start_nodes(graph_url, {"a": dsn, "b": dsn, "c": dsn}, lease=60,
-                              destination="    batch_size: 5\n    max_in_flight: 4\n")
-    async with aiohttp.ClientSession() as session, asyncio.timeout(40):
+    nodes = await start_nodes(graph_url, {"a": dsn, "b": dsn, "c": dsn}, lease=120,
+                              timeout=30, destination="    batch_size: 5\n    max_in_flight: 4\n")
+    async with aiohttp.ClientSession() as session, asyncio.timeout(60):
         load = Load(session)
         for _ in range(8):
             await load.round(*nodes.values(), each=25)

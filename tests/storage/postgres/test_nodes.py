@@ -244,9 +244,9 @@ async def nothing_left_open(cluster: PgCluster, database: str) -> bool:
 
 
 async def serve(tmp_path: Path, graph_url: str, dsn: str, *, lease: float = NODE_LEASE,
-                destination: str = "") -> tuple[str, Any]:
-    """A `tag-gateway serve` node on the database; its base URL and process. `destination`:
-    more lines of the destination's settings."""
+                timeout: float = 1.0, destination: str = "") -> tuple[str, Any]:
+    """A `tag-gateway serve` node on the database; its base URL and process. `timeout`: the
+    destination's (keep the lease above twice it); `destination`: more lines of its settings."""
     port = free_port()
     config = postgres_config(tmp_path, graph_url, dsn)
     text = config.read_text().replace("destinations:\n", f"server: {{port: {port}}}\n"
@@ -254,13 +254,14 @@ async def serve(tmp_path: Path, graph_url: str, dsn: str, *, lease: float = NODE
     text = text.replace("commit_interval_ms: 1,",
                         f"commit_interval_ms: 1, lease_seconds: {lease},")
     config.write_text(text.replace("    linger_ms: 0",
-                                   f"    timeout: 1\n{destination}    linger_ms: 0"))
+                                   f"    timeout: {timeout}\n{destination}    linger_ms: 0"))
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", "--config", str(config),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(REPO), "GATEWAY_DATABASE_URL": dsn})
     base = f"http://127.0.0.1:{port}"
-    await wait_for_ready(f"{base}/readyz", process)
+    # Several nodes start at once on a machine that may be busy: more than one's 10 s.
+    await wait_for_ready(f"{base}/readyz", process, seconds=30)
     return base, process
 
 
