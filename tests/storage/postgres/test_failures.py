@@ -19,7 +19,12 @@ import pytest
 
 from gateway.errors import OutboxUnavailable
 from gateway.storage import open_outbox
-from gateway.storage.postgres.connection import COMMAND_TIMEOUT, IDLE_IN_TRANSACTION, Pool
+from gateway.storage.postgres.connection import (
+    COMMAND_TIMEOUT,
+    CONNECT_TIMEOUT,
+    IDLE_IN_TRANSACTION,
+    Pool,
+)
 
 from ...pgcluster import PgCluster
 from ..conftest import postgres_store
@@ -164,6 +169,8 @@ async def test_a_node_cut_off_from_the_database_refuses_while_the_others_serve(
         await link.close()
     while_cut = load.between(cut_off, cut, restored)
     assert while_cut and not not_refused_for_now(while_cut)
+    # ... within seconds (a statement's timeout, or a connection's), not after a hang.
+    assert max(a.answered - a.sent for a in while_cut) < COMMAND_TIMEOUT + CONNECT_TIMEOUT
     assert readiness == 503
     others_while_cut = [a for base in others for a in load.between(base, cut, restored)]
     assert others_while_cut and all(a.status == 200 for a in others_while_cut)
