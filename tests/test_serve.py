@@ -30,9 +30,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_for_ready(url: str, process: asyncio.subprocess.Process) -> None:
+async def wait_for_ready(url: str, process: asyncio.subprocess.Process,
+                         seconds: float = 10.0) -> None:
     async with aiohttp.ClientSession() as session:
-        for _ in range(200):
+        for _ in range(int(seconds / 0.05)):
             if process.returncode is not None:
                 raise AssertionError(f"gateway exited early with {process.returncode}")
             try:
@@ -42,7 +43,7 @@ async def wait_for_ready(url: str, process: asyncio.subprocess.Process) -> None:
             except aiohttp.ClientConnectionError:
                 pass
             await asyncio.sleep(0.05)
-    raise AssertionError("gateway did not become ready in 10 s")
+    raise AssertionError(f"gateway did not become ready in {seconds:g} s")
 
 
 async def test_serve_relays_and_stops_cleanly_on_sigterm(

@@ -49,13 +49,15 @@ from .types import (
     OutboxRow,
     ProcessReport,
     QueueDepth,
+    StoreSize,
 )
 
 __all__ = [
     "DEAD_REASONS", "DEFAULT_ENGINE", "ENGINES", "FINISHED_STATES", "OPEN_STATES",
     "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "ConsoleRecord", "DeadLetter",
     "DeadLetterFilter", "DropCount", "Engine", "LiveEvent", "Outbox", "OutboxEntry", "OutboxRow",
-    "ProcessReport", "QueueDepth", "describe", "open_existing", "open_outbox", "start_outbox",
+    "ProcessReport", "QueueDepth", "StoreSize", "describe", "open_existing", "open_outbox",
+    "start_outbox",
 ]
 
 Clock = Callable[[], float]

@@ -33,6 +33,7 @@ from .types import (
     OutboxRow,
     ProcessReport,
     QueueDepth,
+    StoreSize,
 )
 
 __all__ = ["DeferredOutbox"]
@@ -177,8 +178,11 @@ class DeferredOutbox:
     async def open_counts(self) -> dict[tuple[str, str], int]:
         return await self._store().open_counts()
 
-    async def queue_depth(self) -> QueueDepth:
-        return await self._store().queue_depth()
+    async def queue_depth(self, at_most: int | None = None) -> QueueDepth:
+        return await self._store().queue_depth(at_most)
+
+    async def store_size(self) -> StoreSize:
+        return await self._store().store_size()
 
     async def oldest_pending(self) -> dict[str, float]:
         return await self._store().oldest_pending()

@@ -37,6 +37,7 @@ from .types import (
     OutboxRow,
     ProcessReport,
     QueueDepth,
+    StoreSize,
 )
 
 __all__ = ["Outbox"]
@@ -129,8 +130,15 @@ class Outbox(Protocol):
         rows kept for inspection."""
         ...
 
-    async def queue_depth(self) -> QueueDepth:
-        """Rows waiting to be sent and the engine's size in bytes, for backpressure."""
+    async def queue_depth(self, at_most: int | None = None) -> QueueDepth:
+        """Rows waiting to be sent, counted up to `at_most` (a count of `at_most` means that
+        many or more: the count's cost stays bounded however long the queue), the engine's size
+        in bytes and the last row id, for backpressure."""
+        ...
+
+    async def store_size(self) -> StoreSize:
+        """The engine's size in bytes and the last row id, without counting the queue: what
+        backpressure reads between counts."""
         ...
 
     async def oldest_pending(self) -> dict[str, float]:

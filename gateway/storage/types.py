@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "DEAD_REASONS", "FINISHED_STATES", "OPEN_STATES", "QUEUED_STATES", "STATES", "Claim",
     "ClaimedRow", "ConsoleRecord", "DeadLetter", "DeadLetterFilter", "DropCount", "LiveEvent",
-    "OutboxEntry", "OutboxRow", "ProcessReport", "QueueDepth", "drop_hour",
+    "OutboxEntry", "OutboxRow", "ProcessReport", "QueueDepth", "StoreSize", "drop_hour",
 ]
 
 QUEUED_STATES = ("pending", "inflight")
@@ -85,6 +85,15 @@ class Claim:
     broken: int = 0  # rows without their event JSON, made dead letters
 
 
+class StoreSize(NamedTuple):
+    """How much the outbox holds, read without counting its queue (cheap at any size)."""
+
+    bytes: int  # the engine's size on disk
+    # The highest row id handed out yet. Ids are never reused, so a later last_id minus this
+    # one bounds the rows written in between (PostgreSQL: but for commits still running).
+    last_id: int
+
+
 # -- the whole gateway, for the console (every serving process of every node on one store) ---
 class ProcessReport(NamedTuple):
     """What one serving process last said of itself (its relay state, its counts per minute):
@@ -108,8 +117,9 @@ class LiveEvent(NamedTuple):
 class QueueDepth(NamedTuple):
     """How much the outbox holds, for backpressure."""
 
-    rows: int  # rows waiting to be sent (pending or inflight)
+    rows: int  # rows waiting to be sent (pending or inflight), counted up to the caller's bound
     bytes: int  # the engine's size on disk
+    last_id: int  # as StoreSize's, read before the count: the count is as of then or later
 
 
 class DropCount(NamedTuple):

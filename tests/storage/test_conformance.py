@@ -367,12 +367,35 @@ async def test_queue_depth_grows_and_shrinks(outbox: Outbox) -> None:
     empty = await outbox.queue_depth()
     assert empty.rows == 0
     await outbox.enqueue([entry(n, payload=b'{"x":"%s"}' % (b"y" * 10_000)) for n in range(50)])
-    rows, size = await outbox.queue_depth()
+    rows, size, _ = await outbox.queue_depth()
     assert rows == 50 and size >= empty.bytes + 50 * 10_000
     claimed = (await outbox.claim("main", 20)).rows
     assert (await outbox.queue_depth()).rows == 50  # leased rows still wait to be sent
     await outbox.finish(claimed)
     assert (await outbox.queue_depth()).rows == 30
+
+
+async def test_queue_depth_counts_up_to_a_bound_and_the_last_id_follows_rows_written(
+    outbox: Outbox,
+) -> None:
+    """What bounded backpressure relies on: a count stops at its bound, and the last row id
+    grows by the rows written (whatever their state), never by anything else."""
+    before = await outbox.store_size()
+    await outbox.enqueue([entry(n) for n in range(5)] + [entry(5, state="invalid", note="x")])
+    assert (await outbox.queue_depth(at_most=3)).rows == 3  # three or more
+    assert (await outbox.queue_depth(at_most=5)).rows == 5
+    assert (await outbox.queue_depth(at_most=100)).rows == 5
+    assert (await outbox.queue_depth(at_most=0)).rows == 0
+    after = await outbox.store_size()
+    assert after.last_id - before.last_id == 6
+    depth = await outbox.queue_depth(at_most=3)
+    assert (depth.bytes, depth.last_id) == after
+    claimed = (await outbox.claim("main", 5)).rows
+    await outbox.finish(claimed[:2])
+    await outbox.dead_letter(claimed[2:], "invalid", "refused", None)
+    await outbox.replay(DeadLetterFilter())
+    assert (await outbox.store_size()).last_id == after.last_id  # no row written
+    assert (await outbox.queue_depth(at_most=100)).rows == 3
 
 
 async def test_rows_lists_the_store_for_people(outbox: Outbox, clock: Clock) -> None:

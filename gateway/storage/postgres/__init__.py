@@ -27,7 +27,7 @@ from ...errors import OutboxIncompatible
 from ...settings import StorageSettings
 from .. import Engine
 from ..outbox import Outbox
-from .connection import Pool, describe_dsn
+from .connection import SCAN_TIMEOUT, Pool, describe_dsn
 from .schema import SCHEMA_VERSION, current, migrate
 from .store import PostgresOutbox
 
@@ -49,7 +49,7 @@ async def _open(storage: StorageSettings, clock: Callable[[], float], shared: bo
 
 async def _open_existing(storage: StorageSettings, clock: Callable[[], float]) -> Outbox | None:
     # For inspection (the CLI): a small pool, no listening, no migration.
-    pool = await Pool.open(storage.dsn, 2)
+    pool = await Pool.open(storage.dsn, 2, command_timeout=SCAN_TIMEOUT)
     try:
         async with pool.connection() as conn:
             version = await current(conn)

@@ -10,8 +10,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ..types import DeadLetter, DeadLetterFilter, DropCount, OutboxRow, QueueDepth
-from .connection import Pool
+from ..types import DeadLetter, DeadLetterFilter, DropCount, OutboxRow, QueueDepth, StoreSize
+from .connection import SCAN_TIMEOUT, Pool
 from .schema import FINISHED, NOTIFY, QUEUED, TABLES
 
 __all__ = ["PostgresQueries"]
@@ -37,6 +37,8 @@ UNION ALL
 SELECT destination, 'dead', COUNT(*) FROM outbox WHERE state = 'dead' GROUP BY destination
 """
 _SIZE = " + ".join(f"pg_total_relation_size('{table}')" for table in TABLES)
+# The sequence's last value counts ids of commits still running too (0 before the first row).
+_LAST_ID = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM outbox_id_seq"
 
 # Prune in chunks: each a short transaction, so neither ingest nor claims wait behind one
 # long delete, and autovacuum (tuned per table in schema.py) reclaims the space as it goes.
@@ -95,8 +97,9 @@ class PostgresQueries:
         raise NotImplementedError
 
     async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        """Reports: they may scan the queue (SCAN_TIMEOUT)."""
         async with self._pool.connection() as conn:
-            return list(await conn.fetch(sql, *params))
+            return list(await conn.fetch(sql, *params, timeout=SCAN_TIMEOUT))
 
     async def _value(self, sql: str, *params: Any) -> Any:
         async with self._pool.connection() as conn:
@@ -135,12 +138,19 @@ class PostgresQueries:
         return {(dest, state): int(count)
                 for dest, state, count in await self._fetch(_OPEN_COUNTS)}
 
-    async def queue_depth(self) -> QueueDepth:
-        """(rows waiting to be sent, bytes of the outbox's tables with their indexes)."""
+    async def queue_depth(self, at_most: int | None = None) -> QueueDepth:
+        """(rows waiting to be sent, counted up to `at_most`; bytes of the outbox's tables
+        with their indexes; the last row id), for backpressure."""
         async with self._pool.connection() as conn:
-            rows = await conn.fetchval(f"SELECT COUNT(*) FROM outbox WHERE {QUEUED}")
-            size = await conn.fetchval(f"SELECT {_SIZE}")
-        return QueueDepth(int(rows), int(size))
+            size = await _store_size(conn)  # first: rows written meanwhile are counted
+            rows = await conn.fetchval(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE {QUEUED} LIMIT $1) AS q",
+                at_most, timeout=SCAN_TIMEOUT)
+        return QueueDepth(int(rows), size.bytes, size.last_id)
+
+    async def store_size(self) -> StoreSize:
+        async with self._pool.connection() as conn:
+            return await _store_size(conn)
 
     async def oldest_pending(self) -> dict[str, float]:
         found = await self._fetch("SELECT destination, MIN(created_at) FROM outbox "
@@ -198,3 +208,8 @@ class PostgresQueries:
         for name in set(replayed):
             self.wakeup(name).set()
         return len(replayed)
+
+
+async def _store_size(conn: Any) -> StoreSize:
+    size, last_id = await conn.fetchrow(f"SELECT {_SIZE}, ({_LAST_ID})")
+    return StoreSize(int(size), int(last_id))
