@@ -1,5 +1,6 @@
 """The console page in Debian's Chromium: sign in, watch a hit arrive live, replay a dead letter,
-a cross-site form refused for want of the CSRF token, and the page at 375 px by keyboard.
+a cross-site form refused for want of the CSRF token, an ended session, and the page at 375 px
+by keyboard.
 
 `UPDATE_CONSOLE_SCREENSHOT=1` writes the live page's screenshot to docs/console.png and the
 overview's to docs/console-overview.png (otherwise to the test's temporary folder)."""
@@ -21,10 +22,11 @@ from playwright.async_api import BrowserContext, Page
 
 from gateway import appkeys
 from gateway.app import create_app
+from gateway.console.sessions import IDLE_SECONDS
 from gateway.settings import Settings
 from gateway.whole.report import delivered_total
 
-from ..conftest import PIXEL_A, outbox_rows, wait_until
+from ..conftest import PIXEL_A, FakeClock, outbox_rows, wait_until
 from ..fake_graph import FakeGraph
 from ..snippet.browser import BrowserThread
 from .conftest import ADMIN_KEY, console_settings
@@ -171,6 +173,30 @@ CHART = """() => {
         processes: document.querySelectorAll('#processes tbody tr').length,
     };
 }"""
+
+
+async def test_an_ended_session_brings_the_sign_in_form_back(
+    chromium: BrowserThread, context: BrowserContext, tmp_path: Path, fake_graph: FakeGraph,
+    aiohttp_server: Any,
+) -> None:
+    clock = FakeClock(time.time())  # moved past the idle end below; otherwise wall time
+    settings = console_settings(tmp_path, fake_graph.url)  # type: ignore[attr-defined]
+    gateway = Gateway(await aiohttp_server(create_app(settings, clock=clock)), settings,
+                      fake_graph)
+    page = await chromium.run(signed_in(context, gateway))
+
+    clock.now += IDLE_SECONDS + 1  # an hour without a request
+
+    async def next_click() -> str:
+        await page.click("nav a[data-page=rules]")
+        await page.wait_for_selector("#signed-out", state="visible")
+        assert await page.is_hidden("#console")
+        return await page.inner_text("#signed-out")
+
+    assert "sign in again" in await chromium.run(next_click())
+    # Signing in again works, and opens a new session.
+    page = await chromium.run(signed_in(context, gateway))
+    assert await chromium.run(page.is_visible("#console"))
 
 
 async def test_replay_a_dead_letter_from_the_page(
