@@ -96,6 +96,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE VIEW outbox_events AS SELECT outbox.*, payloads.payload, payloads.context"
         " FROM outbox JOIN payloads USING (id)",
     ),
+    # Claims take the oldest due rows by (available_at, id). Without the id in the index, a
+    # claim sorted every row sharing the first due time (a group commit's: thousands after a
+    # burst) to lock the first `limit` of them. The build locks out writes to the table for
+    # its duration (seconds on a backlog of millions), once, at the upgrade.
+    2: (
+        f"CREATE INDEX outbox_due_ordered ON outbox (destination, available_at, id)"
+        f" WHERE {QUEUED}",
+        "DROP INDEX outbox_due",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -62,19 +62,24 @@ INSERT INTO drops (hour, rule, source, event_name, count)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
 ON CONFLICT (hour, rule, source, event_name) DO UPDATE SET count = drops.count + excluded.count
 """
+# The rows are locked (SKIP LOCKED), then leased by id through the primary key, then joined to
+# their events: written as one UPDATE ... FROM with the join, the planner hashed the whole
+# outbox table for every claim (a sequential scan, ~40% of a claim's time on a 50,000-row
+# backlog).
 _CLAIM = f"""
 WITH due AS (
     SELECT id FROM outbox
     WHERE destination = $1 AND {QUEUED} AND available_at <= $2
     ORDER BY available_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE outbox SET state = 'inflight', available_at = $4, updated_at = $2
+    WHERE id = ANY(ARRAY(SELECT id FROM due))
+    RETURNING id, pixel_id, test_event_code, event_name, event_id, attempts, available_at,
+              expires_at, request_fields
 )
-UPDATE outbox SET state = 'inflight', available_at = $4, updated_at = $2
-FROM due LEFT JOIN payloads ON payloads.id = due.id
-WHERE outbox.id = due.id
-RETURNING outbox.id, outbox.pixel_id, outbox.test_event_code, outbox.event_name,
-          outbox.event_id, outbox.attempts, outbox.available_at, outbox.expires_at,
-          outbox.request_fields, payloads.payload, payloads.context
+SELECT leased.*, payloads.payload, payloads.context
+FROM leased LEFT JOIN payloads USING (id)
 """
 _DEAD = ("UPDATE outbox SET state = 'dead', reason = $1, updated_at = $2, last_error = $3"
          " WHERE id = ANY($4::bigint[])")

@@ -29,6 +29,8 @@ from gateway.storage import (
 )
 
 from ...conftest import FakeClock as Clock
+from gateway.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
+
 from ...pgcluster import PASSWORD, PgCluster
 from ..conftest import postgres_store
 from ..test_conformance import entry
@@ -102,9 +104,29 @@ async def test_nodes_starting_together_migrate_the_database_once(
     open_node: Opener, storage: StorageSettings
 ) -> None:
     nodes = await asyncio.gather(*(open_node() for _ in range(6)))
-    assert await sql(storage, "SELECT string_agg(version::text, ',') FROM outbox_schema") == "1"
+    assert await sql(storage, "SELECT string_agg(version::text, ',') FROM outbox_schema") == (
+        str(SCHEMA_VERSION))
     await nodes[0].enqueue([entry(1)])
     assert [r.event_id for r in (await nodes[5].claim("main", 10)).rows] == ["e1"]
+
+
+async def test_a_database_of_the_first_version_is_migrated(
+    open_node: Opener, storage: StorageSettings
+) -> None:
+    conn = await asyncpg.connect(storage.dsn)
+    try:
+        for statement in MIGRATIONS[1]:
+            await conn.execute(statement)
+        await conn.execute("UPDATE outbox_schema SET version = 1")
+    finally:
+        await conn.close()
+    old = await open_node()  # migrates
+    assert await sql(storage, "SELECT version FROM outbox_schema") == SCHEMA_VERSION
+    assert await sql(storage, "SELECT string_agg(indexname, ',' ORDER BY indexname)"
+                              " FROM pg_indexes WHERE indexname LIKE 'outbox_due%'") == (
+        "outbox_due_ordered")
+    await old.enqueue([entry(n) for n in range(3)])
+    assert [r.event_id for r in (await old.claim("main", 2)).rows] == ["e0", "e1"]
 
 
 async def test_a_serializable_default_does_not_reach_the_gateway(
