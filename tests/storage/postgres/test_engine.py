@@ -27,10 +27,9 @@ from gateway.storage import (
     open_outbox,
     start_outbox,
 )
-
-from ...conftest import FakeClock as Clock
 from gateway.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 
+from ...conftest import FakeClock as Clock
 from ...pgcluster import PASSWORD, PgCluster
 from ..conftest import postgres_store
 from ..test_conformance import entry
