@@ -27,6 +27,7 @@ from ...errors import OutboxIncompatible
 from ...settings import StorageSettings
 from .. import Engine
 from ..outbox import Outbox
+from .clock import measure_offset
 from .connection import Pool, describe_dsn
 from .schema import SCHEMA_VERSION, current, migrate
 from .store import PostgresOutbox
@@ -40,11 +41,13 @@ async def _open(storage: StorageSettings, clock: Callable[[], float], shared: bo
     try:
         async with pool.connection() as conn:
             await migrate(conn)
+            offset = await measure_offset(conn, clock)
     except BaseException:
         await pool.close()
         raise
     return PostgresOutbox(pool, storage.dsn, commit_interval=storage.commit_interval_ms / 1000,
-                          lease_seconds=storage.lease_seconds, clock=clock)
+                          lease_seconds=storage.lease_seconds, clock=clock,
+                          clock_offset=offset)
 
 
 async def _open_existing(storage: StorageSettings, clock: Callable[[], float]) -> Outbox | None:
@@ -53,6 +56,7 @@ async def _open_existing(storage: StorageSettings, clock: Callable[[], float]) -
     try:
         async with pool.connection() as conn:
             version = await current(conn)
+            offset = await measure_offset(conn, clock)
         if version > SCHEMA_VERSION:
             raise OutboxIncompatible(f"the outbox database has schema version {version}, newer "
                                      f"than this gateway's {SCHEMA_VERSION}: upgrade it")
@@ -63,7 +67,8 @@ async def _open_existing(storage: StorageSettings, clock: Callable[[], float]) -
         await pool.close()
         return None
     return PostgresOutbox(pool, storage.dsn, commit_interval=0,
-                          lease_seconds=storage.lease_seconds, clock=clock, listen=False)
+                          lease_seconds=storage.lease_seconds, clock=clock, clock_offset=offset,
+                          listen=False)
 
 
 def _describe(storage: StorageSettings) -> str:

@@ -5,8 +5,9 @@ database runs them all, an older one the versions it lacks, in one transaction u
 transaction-scoped advisory lock, so that nodes starting together migrate once (the others wait
 for the lock, then find the schema current). The table `outbox_schema` records the version.
 
-Times are Unix seconds (double precision) from the gateway's clock, as in the SQLite engine:
-leases fence acknowledgements by exact equality, and tests move the clock by hand.
+Times are Unix seconds (double precision) in the database server's clock (clock.py: each node
+adds its measured offset to its own clock), so that nodes whose clocks disagree still agree on
+leases and due times; leases fence acknowledgements by exact equality.
 """
 
 from __future__ import annotations

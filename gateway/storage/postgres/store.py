@@ -29,6 +29,7 @@ import asyncpg
 from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit, GroupCommitted
 from ..readiness import SharedProbe
 from ..types import Claim, ClaimedRow, OutboxEntry
+from .clock import ServerClock
 from .connection import CONNECT_TIMEOUT, Pool, unavailable
 from .queries import PostgresQueries
 from .schema import CHANNEL, NOTIFY, PROBE, QUEUED
@@ -117,11 +118,13 @@ FROM unnest($2::bigint[], $3::bigint[]) AS l(row_id, owner) WHERE outbox.id = l.
 """
 
 
-def _claimed(row: tuple[Any, ...]) -> ClaimedRow:
+def _claimed(row: tuple[Any, ...], time: ServerClock) -> ClaimedRow:
+    """A claimed row with its times in the caller's clock."""
     (row_id, pixel_id, test_event_code, event_name, event_id, attempts, lease, expires_at,
      request_fields, payload, context) = row
-    return ClaimedRow(row_id, pixel_id, test_event_code, event_name, event_id, attempts, lease,
-                      expires_at, request_fields, payload, context or b"")
+    return ClaimedRow(row_id, pixel_id, test_event_code, event_name, event_id, attempts,
+                      time.to_local(lease), time.to_local(expires_at), request_fields, payload,
+                      context or b"")
 
 
 def _set_on_loss(lost: asyncio.Event, _conn: Any) -> None:
@@ -160,13 +163,16 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
         commit_interval: float,
         lease_seconds: float,
         clock: Callable[[], float],
+        clock_offset: float = 0.0,
         listen: bool = True,
         drops_interval: float = DROPS_INTERVAL,
     ) -> None:
+        """`clock_offset`: the server's clock minus `clock` (clock.py), measured at open;
+        a listening (serving) store measures it again as it runs."""
         self._pool = pool
         self._dsn = dsn  # for the listening connection; never logged
         self._lease = lease_seconds
-        self._clock = clock
+        self._time = ServerClock(clock, clock_offset)
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
@@ -179,9 +185,11 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
             drops_interval=drops_interval,
         )
         self._readiness = SharedProbe(self._write_probe, describe=_describe)
-        self._listener: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         if listen:
-            self._listener = asyncio.create_task(self._listen(), name="outbox:listen")
+            self._background = [
+                asyncio.create_task(self._listen(), name="outbox:listen"),
+                asyncio.create_task(self._time.follow(pool), name="outbox:clock")]
 
     async def close(self) -> None:
         """Commit whatever is waiting, let running writes end, then close the connections.
@@ -193,10 +201,10 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
     async def _close(self) -> None:
         self._closed = True
         await self._group.close()
-        if self._listener is not None:
-            self._listener.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+                await task
         await self._pool.close()
 
     # -- ingest side --------------------------------------------------------------------------
@@ -207,12 +215,12 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
         for e in entries:
             for column, value in zip(columns, (
                     e.destination, e.pixel_id, e.test_event_code, e.event_name, e.event_id,
-                    e.event_time, e.expires_at, e.state, e.note and _text(e.note), e.rule_set,
-                    e.request_fields,
-                    e.payload, e.context), strict=True):
+                    e.event_time, self._time.to_server(e.expires_at), e.state,
+                    e.note and _text(e.note), e.rule_set, e.request_fields, e.payload,
+                    e.context), strict=True):
                 column.append(value)
         async with self._pool.transaction() as conn:
-            await conn.execute(_INSERT, *columns, self._clock())
+            await conn.execute(_INSERT, *columns, self._time.now())
             await _count_drops(conn, drops)
             await conn.execute(NOTIFY, sorted({e.destination for e in entries}))
 
@@ -273,7 +281,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
     async def claim(self, destination: str, limit: int, *, dedup_seconds: float = 0.0) -> Claim:
         """Lease up to `limit` due rows of `destination`, oldest first; in the same transaction
         set aside expired rows, rows without their event and repeats (see Outbox.claim)."""
-        now = self._clock()
+        now = self._time.now()
         async with self._pool.transaction() as conn:
             found = await conn.fetch(_CLAIM, destination, now, limit, now + self._lease)
             rows = sorted((tuple(row) for row in found), key=lambda row: row[0])
@@ -291,7 +299,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
             duplicates = await _set_aside_duplicates(conn, destination, live, now,
                                                      dedup_seconds)
         return Claim(
-            rows=[_claimed(row) for row in live if row[0] not in duplicates],
+            rows=[_claimed(row, self._time) for row in live if row[0] not in duplicates],
             expired=len(expired), duplicates=len(duplicates), broken=len(broken),
         )
 
@@ -323,13 +331,14 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
         In `assignments`, $3 is now and `values` are $4 onwards."""
         if not rows:
             return 0
-        now = self._clock()
+        now = self._time.now()
         sql = f"UPDATE outbox SET {assignments}{_FENCE}"
         touched = 0
         async with self._pool.transaction() as conn:
             for lease, group in groupby(sorted(rows, key=_lease), key=_lease):
                 ids = [row.id for row in group]
-                touched += _count(await conn.execute(sql, lease, ids, now, *values))
+                touched += _count(await conn.execute(sql, self._time.to_server(lease), ids, now,
+                                                     *values))
         return touched
 
     async def retry_now(self, destination: str) -> int:
@@ -337,7 +346,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
         answers again after an outage); wake its relays on every node. Leased rows are left
         alone."""
         async with self._pool.transaction() as conn:
-            changed = _count(await conn.execute(_RETRY_NOW, self._clock(), destination))
+            changed = _count(await conn.execute(_RETRY_NOW, self._time.now(), destination))
             if changed:
                 await conn.execute(NOTIFY, [destination])
         if changed:
@@ -347,7 +356,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
     async def expire(self, destination: str, reason: str = "expired") -> int:
         """Dead-letter queued rows of `destination` past their expiry."""
         async with self._pool.connection() as conn:
-            return _count(await conn.execute(_EXPIRE, reason, self._clock(), _EXPIRED_ERROR,
+            return _count(await conn.execute(_EXPIRE, reason, self._time.now(), _EXPIRED_ERROR,
                                              destination))
 
     # -- readiness -----------------------------------------------------------------------------

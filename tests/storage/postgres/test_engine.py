@@ -9,6 +9,7 @@ import itertools
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from gateway.errors import OutboxIncompatible, OutboxUnavailable
 from gateway.settings import StorageSettings
 from gateway.storage import (
+    ClaimedRow,
     DeadLetterFilter,
     Outbox,
     describe,
@@ -177,6 +179,36 @@ async def test_concurrent_claimers_never_get_the_same_row(open_node: Opener) -> 
     assert {name for name, _ in claims} == {"a", "b"}  # both nodes had a share
     assert all(len(rows) == 40 for _, rows in claims[:-4])  # whole batches, not stragglers
     assert await first.counts() == {("main", "delivered"): 1500}
+
+
+async def test_a_node_whose_clock_is_ahead_by_more_than_the_lease_takes_no_leased_rows(
+    storage: StorageSettings
+) -> None:
+    """Leases are in the database's clock: a node whose clock runs ahead (running clocks here:
+    a test's clock held still is taken as it is) sees another node's lease as the database
+    does, and takes its rows only once that lease has really run out."""
+    lease, skew = 1.0, 5.0
+    storage = replace(storage, lease_seconds=lease)
+    behind = await open_outbox(storage, clock=time.time)
+    ahead = await open_outbox(storage, clock=lambda: time.time() + skew)
+    try:
+        await behind.enqueue([entry(n) for n in range(5)])
+        held = (await behind.claim("main", 10)).rows
+        assert len(held) == 5
+        assert (await ahead.claim("main", 10)).rows == []
+        # When they fall due, in the ahead node's own clock (what its relay waits for).
+        assert await ahead.next_due("main") == pytest.approx(held[0].lease + skew, abs=0.5)
+        taken: list[ClaimedRow] = []
+        async with asyncio.timeout(10):
+            while not taken:  # the lease runs out in real time
+                await asyncio.sleep(0.05)
+                taken = (await ahead.claim("main", 10)).rows
+        assert sorted(r.event_id for r in taken) == [f"e{n}" for n in range(5)]
+        assert await behind.finish(held) == 0  # fenced: its lease had run out
+        assert await ahead.finish(taken) == 5
+    finally:
+        await ahead.close()
+        await behind.close()
 
 
 async def test_a_commit_on_one_node_wakes_the_relay_of_another(open_node: Opener) -> None:
