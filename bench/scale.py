@@ -41,33 +41,14 @@ import ingest  # bench/ingest.py, next to this script: config, load, processes
 import pgserver  # bench/pgserver.py: the PostgreSQL server
 
 
-@dataclass
-class Cpu:
-    """CPU seconds of a set of processes, read from /proc."""
-
-    seconds: float
-
-    @classmethod
-    def of(cls, pids: list[int]) -> Cpu:
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return cls(total / tick)
-
-
-def server_pids() -> list[int]:
-    """The PostgreSQL server's processes (postmaster, backends, writers): only the bench's
-    server runs on this machine while it measures."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-    return pids
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes, from /proc."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -125,11 +106,12 @@ def run_nodes(args: Namespace, cluster: pgserver.DurableCluster, nodes: int, rou
                     range(nodes)))
 
         warm = load(args.warm_up, "w")
-        pg_cpu, gw_cpu, start = Cpu.of(server_pids()), Cpu.of(node_pids), time.perf_counter()
+        pg_cpu, gw_cpu = cluster.cpu_seconds(), cpu_seconds(node_pids)
+        start = time.perf_counter()
         measured = load(args.duration, "m")
         elapsed = time.perf_counter() - start
-        run.pg_cores = (Cpu.of(server_pids()).seconds - pg_cpu.seconds) / elapsed
-        run.gw_cores = (Cpu.of(node_pids).seconds - gw_cpu.seconds) / elapsed
+        run.pg_cores = (cluster.cpu_seconds() - pg_cpu) / elapsed
+        run.gw_cores = (cpu_seconds(node_pids) - gw_cpu) / elapsed
         run.rps = sum(t.rps for t in measured)
         run.hits_ok = sum(t.requests - t.non_2xx for t in [*warm, *measured])
         if any(t.non_2xx for t in measured):
