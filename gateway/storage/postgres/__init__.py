@@ -14,8 +14,8 @@ only the last part of that churn, and a partition can hold rows that must stay (
 the queue of a paused destination). So prune deletes finished rows in short chunks (never one
 long transaction that holds back vacuum and ingest) and each table's autovacuum is tuned to run
 after 2% of it changed, without cost pauses, so that the space of removed rows is reused by new
-ones and the files stop growing once the retention window is full (not measured yet under
-sustained load: docs/scale-out.md). Payloads live in a table of their own, so the rewrites copy
+ones and the files stop growing once the retention window is full (measured under sustained
+load over four retention periods: bench/bloat.py, docs/benchmarks.md). Payloads live in a table of their own, so the rewrites copy
 only the small row.
 """
 
