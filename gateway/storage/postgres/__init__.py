@@ -15,8 +15,8 @@ the queue of a paused destination). So prune deletes finished rows in short chun
 long transaction that holds back vacuum and ingest) and each table's autovacuum is tuned to run
 after 2% of it changed, without cost pauses, so that the space of removed rows is reused by new
 ones and the files stop growing once the retention window is full (measured under sustained
-load over four retention periods: bench/bloat.py, docs/benchmarks.md). Payloads live in a table of their own, so the rewrites copy
-only the small row.
+load over four retention periods: bench/bloat.py, docs/benchmarks.md). Payloads live in a
+table of their own, so the rewrites copy only the small row.
 """
 
 from __future__ import annotations
