@@ -67,7 +67,7 @@ ON CONFLICT (hour, rule, source, event_name) DO UPDATE SET count = drops.count +
 # their events: written as one UPDATE ... FROM with the join, the planner hashed the whole
 # outbox table for every claim (a sequential scan, ~40% of a claim's time on a 50,000-row
 # backlog).
-_CLAIM = f"""
+_LEASE = f"""
 WITH due AS (
     SELECT id FROM outbox
     WHERE destination = $1 AND {QUEUED} AND available_at <= $2
@@ -78,12 +78,39 @@ WITH due AS (
     WHERE id = ANY(ARRAY(SELECT id FROM due))
     RETURNING id, pixel_id, test_event_code, event_name, event_id, attempts, available_at,
               expires_at, request_fields
+), claimed AS (
+    SELECT leased.*, payloads.payload, payloads.context
+    FROM leased LEFT JOIN payloads USING (id)
+)"""
+_CLAIM = f"{_LEASE} SELECT claimed.*, true FROM claimed"
+# The claim with dedup in the same statement (one round trip, committed on its own): each live
+# claimed row proposes itself as the owner of its key (the first row of a key in this claim
+# only, keys in one order so that concurrent claims lock them alike), and takes it unless
+# another row of the destination owns it within the window and that owner is not waiting or
+# refused; rows of this claim count as leased, as they are. The last column says whether the
+# row now owns its key; only when one does not are the losers looked up (_LOSERS).
+_CLAIM_DEDUP = f"""{_LEASE}, proposed AS (
+    SELECT DISTINCT ON (pixel, name, event) pixel, name, event, id FROM (
+        SELECT (CASE WHEN test_event_code <> '' THEN pixel_id || '|' || test_event_code
+                     ELSE pixel_id END) COLLATE "C" AS pixel,
+               event_name COLLATE "C" AS name, event_id COLLATE "C" AS event, id
+        FROM claimed WHERE expires_at >= $2 AND payload IS NOT NULL) AS keys
+    ORDER BY pixel, name, event, id
+), owners AS (
+    INSERT INTO dedup (destination, pixel_id, event_name, event_id, row_id, seen_at)
+    SELECT $1, pixel, name, event, id, $2 FROM proposed ORDER BY pixel, name, event
+    ON CONFLICT (destination, pixel_id, event_name, event_id) DO UPDATE
+    SET row_id = excluded.row_id, seen_at = excluded.seen_at
+    WHERE dedup.seen_at < $5
+       OR (dedup.row_id NOT IN (SELECT id FROM leased)
+           AND (SELECT state FROM outbox WHERE id = dedup.row_id) IN ('dead', 'pending'))
+    RETURNING row_id
 )
-SELECT leased.*, payloads.payload, payloads.context
-FROM leased LEFT JOIN payloads USING (id)
+SELECT claimed.*, claimed.id IN (SELECT row_id FROM owners) FROM claimed
 """
 _DEAD = ("UPDATE outbox SET state = 'dead', reason = $1, updated_at = $2, last_error = $3"
          " WHERE id = ANY($4::bigint[])")
+_LEASED = " AND state = 'inflight' AND available_at = $5"  # rows of the claim just made
 _EXPIRE = (f"UPDATE outbox SET state = 'dead', reason = $1, updated_at = $2, last_error = $3"
            f" WHERE destination = $4 AND {QUEUED} AND expires_at < $2")
 _RETRY_NOW = (f"UPDATE outbox SET available_at = $1 WHERE destination = $2 AND {QUEUED}"
@@ -93,18 +120,7 @@ _EXPIRED_ERROR = "past the platform's time window for this event"
 # have been re-claimed by another node) cannot overwrite a newer outcome.
 _FENCE = " WHERE state = 'inflight' AND available_at = $1 AND id = ANY($2::bigint[])"
 
-# Dedup at claim time (see the SQLite engine's dedup.py for the rules): each claimed row
-# becomes the owner of its key unless another row of the destination owns it within the window
-# and that owner is not waiting or refused.
-_KEEP_OWNER = """
-INSERT INTO dedup (destination, pixel_id, event_name, event_id, row_id, seen_at)
-SELECT $1, k.pixel, k.name, k.event, k.row_id, $2
-FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[]) AS k(pixel, name, event, row_id)
-ON CONFLICT (destination, pixel_id, event_name, event_id) DO UPDATE
-SET row_id = excluded.row_id, seen_at = excluded.seen_at
-WHERE dedup.seen_at < $7
-   OR (SELECT state FROM outbox WHERE id = dedup.row_id) IN ('dead', 'pending')
-"""
+# Dedup at claim time (see the SQLite engine's dedup.py for the rules): in _CLAIM_DEDUP.
 _LOSERS = """
 SELECT k.row_id, d.row_id
 FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) AS k(pixel, name, event, row_id)
@@ -114,7 +130,8 @@ WHERE d.row_id <> k.row_id
 """
 _DUPLICATES = """
 UPDATE outbox SET state = 'duplicate', updated_at = $1, last_error = 'duplicate of row ' || l.owner
-FROM unnest($2::bigint[], $3::bigint[]) AS l(row_id, owner) WHERE outbox.id = l.row_id
+FROM unnest($2::bigint[], $3::bigint[]) AS l(row_id, owner)
+WHERE outbox.id = l.row_id AND state = 'inflight' AND available_at = $4
 """
 
 
@@ -279,27 +296,40 @@ class PostgresOutbox(GroupCommitted, PostgresQueries):
 
     # -- relay side ---------------------------------------------------------------------------
     async def claim(self, destination: str, limit: int, *, dedup_seconds: float = 0.0) -> Claim:
-        """Lease up to `limit` due rows of `destination`, oldest first; in the same transaction
-        set aside expired rows, rows without their event and repeats (see Outbox.claim)."""
+        """Lease up to `limit` due rows of `destination`, oldest first, and set aside expired
+        rows, rows without their event and repeats (see Outbox.claim). The lease and the dedup
+        keys are one statement; the rows set aside (rarely any) are marked right after, fenced
+        by the lease (a node dying between leaves them leased: the next claim after the lease
+        sets them aside again)."""
         now = self._time.now()
-        async with self._pool.transaction() as conn:
-            found = await conn.fetch(_CLAIM, destination, now, limit, now + self._lease)
-            rows = sorted((tuple(row) for row in found), key=lambda row: row[0])
-            expired = [row[0] for row in rows if row[7] < now]
-            if expired:
-                await conn.execute(_DEAD, "expired", now, _EXPIRED_ERROR, expired)
-            live = [row for row in rows if row[7] >= now]
-            # Only a damaged database lacks an event's JSON; such a row must not hold back
-            # every batch it lands in.
-            broken = [row[0] for row in live if row[9] is None]
-            if broken:
-                await conn.execute(_DEAD, "invalid", now, "the event JSON is missing from the "
-                                   "payloads table", broken)
-                live = [row for row in live if row[9] is not None]
-            duplicates = await _set_aside_duplicates(conn, destination, live, now,
-                                                     dedup_seconds)
+        lease = now + self._lease
+        async with self._pool.connection() as conn:
+            if dedup_seconds > 0:
+                found = await conn.fetch(_CLAIM_DEDUP, destination, now, limit, lease,
+                                         now - dedup_seconds)
+            else:
+                found = await conn.fetch(_CLAIM, destination, now, limit, lease)
+        rows = sorted((tuple(row) for row in found), key=lambda row: row[0])
+        expired = [row[0] for row in rows if row[7] < now]
+        live = [row for row in rows if row[7] >= now]
+        # Only a damaged database lacks an event's JSON; such a row must not hold back
+        # every batch it lands in.
+        broken = [row[0] for row in live if row[9] is None]
+        live = [row for row in live if row[9] is not None]
+        duplicates: dict[int, int] = {}
+        if expired or broken or not all(row[11] for row in live):
+            async with self._pool.transaction() as conn:
+                if expired:
+                    await conn.execute(_DEAD + _LEASED, "expired", now, _EXPIRED_ERROR, expired,
+                                       lease)
+                if broken:
+                    await conn.execute(_DEAD + _LEASED, "invalid", now, "the event JSON is "
+                                       "missing from the payloads table", broken, lease)
+                if not all(row[11] for row in live):
+                    duplicates = await _set_aside_duplicates(conn, destination, live, now,
+                                                             lease)
         return Claim(
-            rows=[_claimed(row, self._time) for row in live if row[0] not in duplicates],
+            rows=[_claimed(row[:11], self._time) for row in live if row[0] not in duplicates],
             expired=len(expired), duplicates=len(duplicates), broken=len(broken),
         )
 
@@ -389,28 +419,15 @@ async def _count_drops(conn: Any, drops: Drops) -> None:
 
 
 async def _set_aside_duplicates(
-    conn: Any, destination: str, rows: list[Any], now: float, window: float
-) -> set[int]:
-    """Claim ownership of each row's key; mark the rows that lost as duplicates and return
-    their ids (inside the claim's transaction)."""
-    if window <= 0 or not rows:
-        return set()
+    conn: Any, destination: str, rows: list[Any], now: float, lease: float
+) -> dict[int, int]:
+    """Mark the claimed rows that do not own their key (the claim's statement proposed them)
+    as duplicates of the row that does; return {row id: owner}."""
     # A test send has a key of its own: it never suppresses the real event.
     keys = [(f"{r[1]}|{r[2]}" if r[2] else r[1], r[3], r[4], r[0]) for r in rows]
-    # One proposal per key (an upsert may not touch a row twice; later copies of a key in this
-    # claim lose to the first), in key order, so that concurrent claims lock keys alike.
-    first: dict[tuple[str, str, str], int] = {}
-    for pixel, name, event, row_id in keys:
-        first.setdefault((pixel, name, event), row_id)
-    owners = sorted(first.items())
-    status = await conn.execute(
-        _KEEP_OWNER, destination, now, [k[0] for k, _ in owners], [k[1] for k, _ in owners],
-        [k[2] for k, _ in owners], [row_id for _, row_id in owners], now - window)
-    if _count(status) == len(keys):
-        return set()  # every row now owns its key: no earlier owner to lose to
     found = await conn.fetch(_LOSERS, destination, [k[0] for k in keys], [k[1] for k in keys],
                              [k[2] for k in keys], [k[3] for k in keys])
     losers: dict[int, int] = {int(row_id): int(owner) for row_id, owner in found}
     if losers:
-        await conn.execute(_DUPLICATES, now, list(losers), list(losers.values()))
-    return set(losers)
+        await conn.execute(_DUPLICATES, now, list(losers), list(losers.values()), lease)
+    return losers
