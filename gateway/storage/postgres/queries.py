@@ -2,15 +2,17 @@
 following, dead letters, pruning.
 
 Counts read the shared database: with several nodes they are the cluster's, not one node's.
+Times are stored in the server's clock (clock.py) and handed in and out in the caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..types import DeadLetter, DeadLetterFilter, DropCount, OutboxRow, QueueDepth, StoreSize
+from .clock import ServerClock
 from .connection import SCAN_TIMEOUT, Pool
 from .schema import FINISHED, NOTIFY, QUEUED, TABLES
 
@@ -65,8 +67,12 @@ _DEAD_COLUMNS = ("id, destination, pixel_id, event_name, event_id, reason, last_
                  "fbtrace_id, attempts, created_at, updated_at")
 
 
-def _row(fields: Any) -> OutboxRow:
-    return OutboxRow(*fields)
+def _row(fields: Any, time: ServerClock) -> OutboxRow:
+    row = OutboxRow(*fields)
+    return replace(row, expires_at=time.to_local(row.expires_at),
+                   created_at=time.to_local(row.created_at),
+                   updated_at=time.to_local(row.updated_at),
+                   available_at=time.to_local(row.available_at))
 
 
 def _dead_where(selection: DeadLetterFilter) -> tuple[str, list[Any]]:
@@ -88,7 +94,7 @@ class PostgresQueries:
     """Queries the store shares; the store provides the pool, the clock and the wake-ups."""
 
     _pool: Pool
-    _clock: Callable[[], float]
+    _time: ServerClock
 
     def wakeup(self, destination: str) -> asyncio.Event:
         raise NotImplementedError
@@ -109,18 +115,20 @@ class PostgresQueries:
         value = await self._value(
             f"SELECT MIN(available_at) FROM outbox WHERE destination = $1 AND {QUEUED}",
             destination)
-        return None if value is None else float(value)
+        return None if value is None else self._time.to_local(float(value))
 
     # -- upkeep -------------------------------------------------------------------------------
     async def prune(self, older_than: float, dedup_older_than: float | None = None,
                     chunk: int = 5000) -> int:
         """Delete finished rows last touched before `older_than`, drop counts of the hours
         ended by then, and stale dedup keys; return how many rows."""
-        total = await self._delete_in_chunks(_PRUNE_FINISHED, older_than, chunk)
+        total = await self._delete_in_chunks(
+            _PRUNE_FINISHED, self._time.to_server(older_than), chunk)
         async with self._pool.connection() as conn:
-            await conn.execute(_OLD_DROPS, older_than)
+            await conn.execute(_OLD_DROPS, older_than)  # hours of the gateway's clock
         if dedup_older_than is not None:
-            await self._delete_in_chunks(_STALE_KEYS, dedup_older_than, chunk)
+            await self._delete_in_chunks(
+                _STALE_KEYS, self._time.to_server(dedup_older_than), chunk)
         return total
 
     async def _delete_in_chunks(self, sql: str, older_than: float, chunk: int) -> int:
@@ -155,7 +163,7 @@ class PostgresQueries:
     async def oldest_pending(self) -> dict[str, float]:
         found = await self._fetch("SELECT destination, MIN(created_at) FROM outbox "
                                   f"WHERE {QUEUED} GROUP BY destination")
-        return {dest: float(created) for dest, created in found}
+        return {dest: self._time.to_local(float(created)) for dest, created in found}
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """Rows per (destination, state), every state (a full scan: for a person, not polls)."""
@@ -172,13 +180,13 @@ class PostgresQueries:
             found = await self._fetch(_ROWS + order, limit)
         else:
             found = await self._fetch(_ROWS + " WHERE state = $2" + order, limit, state)
-        return [_row(raw) for raw in found]
+        return [_row(raw, self._time) for raw in found]
 
     async def changes(self, *, after_id: int, since: float, limit: int) -> list[OutboxRow]:
         found = await self._fetch(
             f"{_ROWS} WHERE id IN ({_CHANGED}) ORDER BY outbox.updated_at, id LIMIT $3",
-            after_id, since, limit)
-        return [_row(raw) for raw in found]
+            after_id, self._time.to_server(since), limit)
+        return [_row(raw, self._time) for raw in found]
 
     async def drops(self, since: float = 0.0) -> list[DropCount]:
         found = await self._fetch(
@@ -194,7 +202,9 @@ class PostgresQueries:
         found = await self._fetch(
             f"SELECT {_DEAD_COLUMNS} FROM outbox WHERE {where} ORDER BY id DESC"
             f" LIMIT ${len(params) + 1}", *params, limit)
-        return [DeadLetter(*row) for row in found]
+        return [replace(letter, created_at=self._time.to_local(letter.created_at),
+                        updated_at=self._time.to_local(letter.updated_at))
+                for letter in (DeadLetter(*row) for row in found)]
 
     async def replay(self, selection: DeadLetterFilter) -> int:
         """Re-queue matching dead letters as if new; wake their destinations on every node."""
@@ -203,7 +213,7 @@ class PostgresQueries:
         sql = (f"UPDATE outbox SET state = 'pending', reason = NULL, attempts = 0, "
                f"available_at = ${now}, updated_at = ${now} WHERE {where} RETURNING destination")
         async with self._pool.transaction() as conn:
-            replayed = [dest for (dest,) in await conn.fetch(sql, *params, self._clock())]
+            replayed = [dest for (dest,) in await conn.fetch(sql, *params, self._time.now())]
             await conn.execute(NOTIFY, sorted(set(replayed)))
         for name in set(replayed):
             self.wakeup(name).set()

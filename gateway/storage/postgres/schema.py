@@ -5,8 +5,9 @@ database runs them all, an older one the versions it lacks, in one transaction u
 transaction-scoped advisory lock, so that nodes starting together migrate once (the others wait
 for the lock, then find the schema current). The table `outbox_schema` records the version.
 
-Times are Unix seconds (double precision) from the gateway's clock, as in the SQLite engine:
-leases fence acknowledgements by exact equality, and tests move the clock by hand.
+Times are Unix seconds (double precision) in the database server's clock (clock.py: each node
+adds its measured offset to its own clock), so that nodes whose clocks disagree still agree on
+leases and due times; leases fence acknowledgements by exact equality.
 """
 
 from __future__ import annotations
@@ -130,6 +131,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     process text NOT NULL,
     event bytea NOT NULL                      -- JSON, as the event bus told it
 )""",
+    ),
+    # Claims take the oldest due rows by (available_at, id). Without the id in the index, a
+    # claim sorted every row sharing the first due time (a group commit's: thousands after a
+    # burst) to lock the first `limit` of them. The build locks out writes to the table for
+    # its duration (seconds on a backlog of millions), once, at the upgrade.
+    4: (
+        f"CREATE INDEX outbox_due_ordered ON outbox (destination, available_at, id)"
+        f" WHERE {QUEUED}",
+        "DROP INDEX outbox_due",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
