@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from gateway.config import load_settings
+from gateway.secretbox import KEY_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -52,6 +53,12 @@ def test_compose_nginx_and_the_gateway_config_agree() -> None:
     site = (DEPLOY / "nginx.conf").read_text()
     assert re.findall(r"server (\S+):(\d+)", site) == [(node, str(server.port)) for node in NODES]
     assert set(re.findall(r"location ~ \^(/[^/(]+)/", site)) == {server.path_prefix}
+    # nginx takes every body the gateway takes on each route (a larger one gets nginx's own
+    # 413 page instead of the gateway's JSON answer).
+    limits = {route: int(size) * {"k": 1024, "m": 2**20}[unit] for route, size, unit in re.findall(
+        r"location ~ \^/[^/(]+/\(([^)]*)\)\$ \{\s*client_max_body_size (\d+)([km]);", site)}
+    assert limits == {"tr|gw\\.js": server.max_body_bytes,
+                      "capi/[^/]+/events|v[0-9.]+/[^/]+/events": server.max_server_body_bytes}
     assert services["nginx"]["ports"] == ["80:80"]
     assert "./nginx.conf:/etc/nginx/conf.d/default.conf:ro" in services["nginx"]["volumes"]
     assert [name for name, service in services.items() if "ports" in service] == ["nginx"]
@@ -82,7 +89,9 @@ def test_compose_nginx_and_the_gateway_config_agree() -> None:
                 '@postgres:5432/{db}"'.format(user=postgres["POSTGRES_USER"],
                                               db=postgres["POSTGRES_DB"])) in entrypoint
         read = set(re.findall(r"\$\{(\w+)", config_text))
-        assert set(node["environment"]) - {"GATEWAY_CONFIG"} <= read
+        # The config reads the rest; the gateway reads the key that seals console tokens itself.
+        assert KEY_ENV in node["environment"]
+        assert set(node["environment"]) - {"GATEWAY_CONFIG", KEY_ENV} <= read
         assert node["secrets"] == ["db_password"]
     assert postgres["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
     assert spec["secrets"]["db_password"]["file"] == "./secrets/db_password"

@@ -178,14 +178,20 @@ async def migrate(conn: Any) -> None:
     if _current(await current(conn)):
         return
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK,
+                           timeout=MIGRATION_TIMEOUT)
         version = await current(conn)
         if _current(version):  # another node migrated it while we waited
             return
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[target]:
-                await conn.execute(statement)
+                await conn.execute(statement, timeout=MIGRATION_TIMEOUT)
         await conn.execute("UPDATE outbox_schema SET version = $1", SCHEMA_VERSION)
+
+
+# Not the serving path's statement timeout: a migration may build an index over millions of
+# rows, and the nodes starting beside the one migrating wait for it on the lock.
+MIGRATION_TIMEOUT = 600.0
 
 
 def _current(version: int) -> bool:
