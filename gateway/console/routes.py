@@ -16,6 +16,7 @@ from aiohttp import hdrs, web
 from .. import appkeys
 from ..accesskeys import key_sha256
 from ..errors import OutboxUnavailable
+from ..ingest.body import UNREADABLE_FORM
 from . import api, destinations, stream
 from .accesskeys import add_access_key_routes
 from .guard import (
@@ -145,7 +146,12 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
                       f"in {wait} s"},
             status=429, headers={**API_HEADERS, hdrs.RETRY_AFTER: str(wait)})
     base = f"{app[appkeys.SETTINGS].server.path_prefix}/admin/"
-    form = await request.post()
+    try:
+        form = await request.post()
+    except UNREADABLE_FORM:
+        sign_ins.failed(client)
+        return refuse(400, "the sign-in form cannot be read: send the admin key as the form "
+                           "field `key`")
     key = form.get("key")
     expected = app[appkeys.SETTINGS].admin_key_sha256
     if not isinstance(key, str) or not hmac.compare_digest(key_sha256(key.strip()), expected):

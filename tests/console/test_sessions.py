@@ -194,3 +194,22 @@ async def test_refused_sign_ins_after_the_first_are_told_as_one_count(
     sign_ins.failed("192.0.2.3")  # after a quiet while, told at once again
     assert len(lines()) == 3 and "192.0.2.3" in lines()[2]
     sign_ins.close()
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data", b"key=x"),  # no boundary
+    ("multipart/form-data; boundary=b", b"--b\r\nnot a part header\r\n\r\nx\r\n--b--\r\n"),
+    ("application/x-www-form-urlencoded; charset=bogus", b"key=x"),
+])
+async def test_a_sign_in_form_that_cannot_be_read_is_a_400_that_counts_as_a_failure(
+    two: tuple[Client, Client], content_type: str, body: bytes,
+) -> None:
+    here, _ = two
+    for _ in range(FAILURE_LIMIT):
+        answer = await here.post("/admin/sign-in", data=body,
+                                 headers={"Content-Type": content_type}, allow_redirects=False)
+        assert answer.status == 400 and "form field `key`" in (await answer.json())["error"]
+        assert "Set-Cookie" not in answer.headers
+    # Each counted as a wrong sign-in: the address is throttled now, even with the right key.
+    answer = await here.post("/admin/sign-in", data={"key": ADMIN_KEY}, allow_redirects=False)
+    assert answer.status == 429
