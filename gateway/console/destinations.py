@@ -92,6 +92,12 @@ class ConsoleDestinations:
             elif destination.unreadable or destination.token_needed:
                 log.warning("console destination %s holds its events: %s", destination.name,
                             destination.unreadable or destination.token_needed)
+            if destination.type in TYPES and _refused_options(TYPES[destination.type]):
+                # Added before the console refused them: its credentials may be in plaintext.
+                log.warning("console destination %s: a %s is no longer taken by the console, "
+                            "as its %s may carry credentials stored unsealed: move it to "
+                            "config.yaml and delete it here", destination.name, destination.type,
+                            " and ".join(_refused_options(TYPES[destination.type])))
         self.live.set_console(tuple(d.settings for d in self.by_name.values()
                                     if d.settings is not None))
 

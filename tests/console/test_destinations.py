@@ -535,3 +535,19 @@ async def test_a_slow_check_of_a_replaced_token_leaves_the_newer_tokens_verdict(
     record = await client.server.app[appkeys.OUTBOX].console_record(KIND, "shop")
     assert record is not None
     assert orjson.loads(record.body)["token_check"]["ok"] is True  # the slow verdict: dropped
+
+
+async def test_a_webhook_added_in_the_console_before_is_used_and_named_in_a_warning(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    app = client.server.app
+    entry = {"name": "hook", "type": "webhook", "url": "https://receiver.example.com/in"}
+    body = orjson.dumps({"destination": entry, "token_check": None}).decode()
+    assert await app[appkeys.OUTBOX].add_console_record(KIND, "hook", body, None)
+    with caplog.at_level(logging.WARNING, logger="gateway.console.destinations"):
+        await app[appkeys.RECORDS].refresh()
+    assert "hook" in app[appkeys.LIVE].current.by_name  # nothing it had stops
+    assert "console destination hook: a webhook is no longer taken" in gateway_log(caplog)
+    assert "move it to config.yaml" in gateway_log(caplog)
