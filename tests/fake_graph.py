@@ -34,6 +34,8 @@ class FakeGraph:
         self.accepted: list[Recorded] = []  # requests answered 2xx
         self.reads: list[tuple[str, dict[str, str]]] = []  # node reads: (node, query)
         self.valid_tokens: set[str] | None = None  # None: every token is good
+        # A node read with one of these tokens waits until its event is set (a slow check).
+        self.read_gates: dict[str, asyncio.Event] = {}
         self._script: deque[tuple[int, dict[str, Any]]] = deque()
         self._changed = asyncio.Condition()
         self.app = web.Application()
@@ -106,6 +108,9 @@ class FakeGraph:
         """A node read: only the `fields` asked for (id, name), as the Graph API answers."""
         node, query = request.match_info["node"], dict(request.query)
         self.reads.append((node, query))
+        gate = self.read_gates.get(query.get("access_token", ""))
+        if gate is not None:
+            await gate.wait()
         if not self._token_good(query):
             status, body = self._invalid_token()
             return web.json_response(body, status=status)

@@ -6,6 +6,7 @@ read-only, bad input refused with where, no key or another key handled without l
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sqlite3
 import time
@@ -278,11 +279,10 @@ async def test_values_typed_in_the_console_never_read_the_gateways_environment(
     tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
 ) -> None:
     client = await start(tmp_path, fake_graph, aiohttp_client)
-    await add(client, {"name": "hook", "type": "webhook",
-                       "url": f"https://receiver.example.com/in?k=${{{KEY_ENV}}}"})
-    hook = client.server.app[appkeys.LIVE].current.by_name["hook"]
-    assert hook.settings.options.url.endswith(f"k=${{{KEY_ENV}}}")  # type: ignore[attr-defined]
-    assert secret_key not in hook.settings.options.url  # type: ignore[attr-defined]
+    await add(client, shop(fake_graph, graph_url=f"https://graph.example.com/${{{KEY_ENV}}}"))
+    live = client.server.app[appkeys.LIVE].current.by_name["shop"]
+    url = live.settings.options.graph_url  # type: ignore[attr-defined]
+    assert url.endswith(f"/${{{KEY_ENV}}}") and secret_key not in url
 
 
 async def test_without_a_secret_key_no_token_is_stored_and_the_answer_says_how_to_make_one(
@@ -451,3 +451,103 @@ async def test_a_signed_in_browser_needs_the_csrf_token_for_every_destination_ch
                               headers={**cookie, "X-CSRF-Token": csrf})
     assert answer.status == 204
     assert (await listed(client))["shop"]["token_set"] is True
+
+
+async def test_a_webhook_whose_url_and_headers_may_carry_credentials_is_refused_unstored(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
+) -> None:
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    secrets = ("SlackSecretPath", "QuerySecret1", "HeaderSecret999", "SigningSecret7")
+    body = await add(client, {
+        "name": "hook", "type": "webhook",
+        "url": "https://hooks.example/services/T0/B0/SlackSecretPath?token=QuerySecret1",
+        "secret": "SigningSecret7", "headers": {"Authorization": "Bearer HeaderSecret999"}},
+        status=400)
+    assert "url and headers" in body["error"] and "config.yaml" in body["error"]
+    assert not any(secret in str(body) for secret in secrets)
+    assert "hook" not in await listed(client)
+    answer = await client.get("/admin/api/destination-types", headers=BEARER)
+    assert "webhook" not in {t["type"] for t in await answer.json()}  # not offered either
+    await client.close()
+    for path in tmp_path.glob("gateway.db*"):  # the database and its WAL, as bytes
+        stored = path.read_bytes()
+        assert not any(secret.encode() in stored for secret in secrets), path
+
+
+async def test_a_cleared_token_holds_the_queued_events_until_a_token_is_set_again(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
+) -> None:
+    fake_graph.fail_with(500, 2, "Service temporarily unavailable", times=100_000)
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    app = client.server.app
+    settings = app[appkeys.SETTINGS]
+    await add(client, shop(fake_graph, access_token=TOKEN))
+    for event_id in ("one", "two", "three"):
+        await hit(client, event_id)
+    await fake_graph.wait_for_requests(2)  # answered 2xx, and now retried
+
+    def held() -> bool:
+        worker = app[appkeys.RELAYS].get("shop")
+        return worker is not None and worker.state == "paused"
+
+    async def queued_and_held() -> None:
+        await wait_until(held)
+        rows = [r for r in outbox_rows(settings) if r["destination"] == "shop"]
+        assert sorted(r["event_id"] for r in rows) == ["one", "three", "two"]
+        assert {r["state"] for r in rows} == {"pending"}, rows
+        row = (await listed(client))["shop"]
+        assert row["state"] == "token_needed" and row["token_set"] is False
+        assert "until one is set" in row["token_problem"] and row["dry_run"] is False
+
+    answer = await client.delete("/admin/api/destinations/shop/token", headers=BEARER)
+    assert answer.status == 204
+    await queued_and_held()
+    # Removed and added again without a token while its events wait: it holds them too.
+    answer = await client.delete("/admin/api/destinations/shop", headers=BEARER)
+    assert answer.status == 204
+    await add(client, shop(fake_graph))
+    await queued_and_held()
+
+    fake_graph.recover()
+    await put_token(client, "shop", TOKEN)
+    delivered = await fake_graph.wait_for_events(3)
+    assert sorted(e["event_id"] for e in delivered) == ["one", "three", "two"]
+    assert (await listed(client))["shop"]["state"] != "token_needed"
+
+
+async def test_a_slow_check_of_a_replaced_token_leaves_the_newer_tokens_verdict(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
+) -> None:
+    fake_graph.valid_tokens = {TOKEN}
+    slow = fake_graph.read_gates["EAAWrongToken"] = asyncio.Event()
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    await add(client, shop(fake_graph))
+    first = asyncio.create_task(put_token(client, "shop", "EAAWrongToken"))
+    await wait_until(lambda: any(q.get("access_token") == "EAAWrongToken"
+                                 for _, q in fake_graph.reads))
+    await put_token(client, "shop", TOKEN)  # saved and checked while the first check waits
+    assert (await listed(client))["shop"]["token_check"]["ok"] is True
+    slow.set()
+    await first
+    check = (await listed(client))["shop"]["token_check"]
+    assert check is not None and check["ok"] is True  # not lost, nor the slow one's
+    assert set(check) == {"ok", "message", "checked_at"}
+    record = await client.server.app[appkeys.OUTBOX].console_record(KIND, "shop")
+    assert record is not None
+    assert orjson.loads(record.body)["token_check"]["ok"] is True  # the slow verdict: dropped
+
+
+async def test_a_webhook_added_in_the_console_before_is_used_and_named_in_a_warning(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, secret_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    app = client.server.app
+    entry = {"name": "hook", "type": "webhook", "url": "https://receiver.example.com/in"}
+    body = orjson.dumps({"destination": entry, "token_check": None}).decode()
+    assert await app[appkeys.OUTBOX].add_console_record(KIND, "hook", body, None)
+    with caplog.at_level(logging.WARNING, logger="gateway.console.destinations"):
+        await app[appkeys.RECORDS].refresh()
+    assert "hook" in app[appkeys.LIVE].current.by_name  # nothing it had stops
+    assert "console destination hook: a webhook is no longer taken" in gateway_log(caplog)
+    assert "move it to config.yaml" in gateway_log(caplog)
