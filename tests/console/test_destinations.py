@@ -150,13 +150,16 @@ async def test_the_token_is_replaced_and_cleared_and_never_shown(
     await hit(client, "second")
     requests = await fake_graph.wait_for_requests(2)
     assert requests[1].query["access_token"] == "EAAReplacedToken"
+    # Both recorded as delivered: with one still in flight, clearing would hold it instead.
+    settings = client.server.app[appkeys.SETTINGS]
+    await wait_until(lambda: sorted(r["state"] for r in outbox_rows(settings))
+                     == ["delivered", "delivered"])
 
     answer = await client.delete("/admin/api/destinations/shop/token", headers=BEARER)
     assert answer.status == 204
     row = (await listed(client))["shop"]
     assert row["token_set"] is False and row["state"] == "dry_run"
     await hit(client, "third")
-    settings = client.server.app[appkeys.SETTINGS]
     await wait_until(lambda: any(r["event_id"] == "third" and r["state"] == "dry_run"
                                  for r in outbox_rows(settings)))
     assert len(fake_graph.requests) == 2  # a dry run sends nothing
@@ -492,9 +495,13 @@ async def test_a_cleared_token_holds_the_queued_events_until_a_token_is_set_agai
 
     async def queued_and_held() -> None:
         await wait_until(held)
-        rows = [r for r in outbox_rows(settings) if r["destination"] == "shop"]
-        assert sorted(r["event_id"] for r in rows) == ["one", "three", "two"]
-        assert {r["state"] for r in rows} == {"pending"}, rows
+
+        def rows() -> list[dict[str, Any]]:
+            return [r for r in outbox_rows(settings) if r["destination"] == "shop"]
+
+        # A send under way when the token went is given back once it ends.
+        await wait_until(lambda: {r["state"] for r in rows()} == {"pending"})
+        assert sorted(r["event_id"] for r in rows()) == ["one", "three", "two"]
         row = (await listed(client))["shop"]
         assert row["state"] == "token_needed" and row["token_set"] is False
         assert "until one is set" in row["token_problem"] and row["dry_run"] is False
