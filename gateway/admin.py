@@ -221,9 +221,9 @@ def destination_states(app: web.Application, counts: dict[tuple[str, str], int],
             "circuit": relay.get("circuit"),
             "dry_run": destination.settings.is_dry_run,
             "dry_run_reason": destination.settings.dry_run_reason or None,
-            # Held: a token exists but cannot be read (console tokens under another key).
-            "token_set": bool(destination.settings.held
-                              or not destination.settings.options.missing_credentials),
+            # A console token counts as set even when this key cannot open it.
+            "token_set": (destination.settings.sealed_token
+                          or not destination.settings.options.missing_credentials),
             "token_invalid": bool(relay.get("token_invalid")),
             "queued": counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0),
             "oldest_queued_age_seconds": round(now - created, 3) if created else None,

@@ -116,8 +116,11 @@ class DestinationSettings:
     dry_run: bool = False
     consent: str = "ads"  # what the visitor must have granted: ads | analytics | none
     # Why delivery must wait with the events kept queued (a console token that cannot be
-    # read), or "": its relay worker stays paused while this is set.
+    # read, or was cleared while events waited), or "": its relay worker stays paused while
+    # this is set.
     held: str = ""
+    # A token is stored for it in the console (sealed; perhaps one this key cannot open).
+    sealed_token: bool = False
 
     @property
     def is_dry_run(self) -> bool:

@@ -128,6 +128,8 @@ class ConsoleDestinations:
         except ConfigError as exc:
             return replace(base, problem="; ".join(f"{p.subject}: {p.message}"
                                                    for p in exc.problems))
+        if record.secret is not None:
+            settings = replace(settings, sealed_token=True)
         if unreadable:
             settings = replace(settings, held=unreadable)
         elif (record.secret is None and body.get("hold_for_token") is True

@@ -71,6 +71,14 @@ async def listed(client: Client) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in orjson.loads(text)}
 
 
+async def status_of(client: Client, name: str) -> dict[str, Any]:
+    """The destination's entry in /status."""
+    answer = await client.get("/status", headers=BEARER)
+    assert answer.status == 200
+    [entry] = [d for d in (await answer.json())["destinations"] if d["name"] == name]
+    return entry  # type: ignore[no-any-return]
+
+
 async def put_token(client: Client, name: str, token: str, status: int = 204) -> None:
     answer = await client.put(f"/admin/api/destinations/{name}/token", json={"token": token},
                               headers=BEARER)
@@ -315,6 +323,7 @@ async def test_a_token_sealed_with_another_key_holds_the_destination_and_loses_n
     client = await start(tmp_path, fake_graph, aiohttp_client)
     row = (await listed(client))["shop"]
     assert row["token_set"] is True and row["state"] == "token_unreadable"
+    assert (await status_of(client, "shop"))["token_set"] is True  # /status agrees
     assert "cannot be read" in row["token_problem"] and row["dry_run"] is False
     await hit(client, "kept")
     settings = client.server.app[appkeys.SETTINGS]
@@ -505,6 +514,7 @@ async def test_a_cleared_token_holds_the_queued_events_until_a_token_is_set_agai
         row = (await listed(client))["shop"]
         assert row["state"] == "token_needed" and row["token_set"] is False
         assert "until one is set" in row["token_problem"] and row["dry_run"] is False
+        assert (await status_of(client, "shop"))["token_set"] is False  # /status agrees
 
     answer = await client.delete("/admin/api/destinations/shop/token", headers=BEARER)
     assert answer.status == 204
