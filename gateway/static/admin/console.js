@@ -28,6 +28,8 @@
     return tr;
   }
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  // For the other pages' scripts (destinations.js), loaded after this one.
+  window.gwConsole = {$: $, el: el, clear: clear};
   function age(seconds) {
     if (seconds === null || seconds === undefined) return "";
     if (seconds < 120) return Math.round(seconds) + " s";

@@ -9,14 +9,7 @@
   var types = {};  // type -> {vendor, account_option, credentials_name}
   var counter = 0;  // unique ids for the labels of each card's fields
 
-  function $(id) { return document.getElementById(id); }
-  function el(tag, text, attrs) {
-    var node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    if (attrs) Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
-    return node;
-  }
-  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  var $ = window.gwConsole.$, el = window.gwConsole.el, clear = window.gwConsole.clear;
   function visible() { return !$("console").hidden && !$("manage").hidden; }
 
   function call(method, path, body) {
