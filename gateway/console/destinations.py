@@ -151,7 +151,7 @@ def follow_console_destinations(app: web.Application) -> None:
         log.warning("%s is not a key (32 bytes in URL-safe base64; `tag-gateway keys secret` "
                     "makes one): tokens cannot be set in the console, and those set there "
                     "before cannot be read", KEY_ENV)
-    elif not box.can_seal:
+    elif not box.can_seal and app[appkeys.SETTINGS].admin_key_sha256:  # the console is on
         log.info("%s is not set: tokens cannot be set in the console, and "
                  "those set there before cannot be read", KEY_ENV)
     destinations = ConsoleDestinations(app[appkeys.LIVE], box,
