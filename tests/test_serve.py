@@ -31,7 +31,9 @@ def free_port() -> int:
 
 
 async def wait_for_ready(url: str, process: asyncio.subprocess.Process,
-                         seconds: float = 10.0) -> None:
+                         seconds: float = 30.0) -> None:
+    # Generous: a ready gateway answers at once, but `serve --workers 2` on a busy 2-core
+    # machine took 10-21 s to start (each worker imports, opens the store, loads the rules).
     async with aiohttp.ClientSession() as session:
         for _ in range(int(seconds / 0.05)):
             if process.returncode is not None:
