@@ -1,0 +1,56 @@
+"""The console's token check on save and "Send test event" for the types other than Meta, each
+against its fake platform: the documented request that records nothing, and the verdict for a
+good and a refused token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..destinations.fake_pinterest import FakePinterest
+from ..fake_graph import FakeGraph
+from .conftest import BEARER
+from .test_destinations import Client, add, listed, put_token, secret_key, start
+
+__all__ = ["secret_key"]  # the fixture, used by name
+
+ACCOUNT = "549755885175"
+PINTEREST_TOKEN = "pina_CONSOLE-TOKEN"
+
+
+async def send_test(client: Client, name: str) -> dict[str, Any]:
+    answer = await client.post(f"/admin/api/destinations/{name}/test-event", headers=BEARER)
+    assert answer.status == 200, await answer.text()
+    verdict = await answer.json()
+    assert isinstance(verdict, dict)
+    return verdict
+
+
+async def test_pinterest_checks_the_token_and_sends_a_test_event_with_test_true(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, aiohttp_server: Any,
+    secret_key: str,
+) -> None:
+    fake = FakePinterest(PINTEREST_TOKEN)
+    fake.url = str((await aiohttp_server(fake.app)).make_url("")).rstrip("/")
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    await add(client, {"name": "pins", "type": "pinterest", "ad_account_id": ACCOUNT,
+                       "api_url": fake.url, "access_token": PINTEREST_TOKEN})
+    check = (await listed(client))["pins"]["token_check"]
+    assert check["ok"] is True and f"ad account {ACCOUNT}" in check["message"]
+    assert "num_events_processed 1" in check["message"]
+    verdict = await send_test(client, "pins")
+    assert verdict["ok"] is True and "num_events_received 1" in verdict["message"]
+    # Both went as Pinterest's test requests: validated, nothing recorded.
+    assert len(fake.requests) == 2
+    for request in fake.requests:
+        assert request["query"] == {"test": "true"} and request["account"] == ACCOUNT
+        assert request["authorization"] == f"Bearer {PINTEREST_TOKEN}"
+        assert [e["event_name"] for e in request["body"]["data"]] == ["page_visit"]
+
+    await put_token(client, "pins", "pina_WRONG")
+    check = (await listed(client))["pins"]["token_check"]
+    assert check["ok"] is False and "HTTP 401, code 2" in check["message"]
+    assert "pina_WRONG" not in check["message"]
+    verdict = await send_test(client, "pins")
+    assert verdict["ok"] is False and "HTTP 401, code 2" in verdict["message"]
+    assert all(r["query"] == {"test": "true"} for r in fake.requests)
