@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..destinations.fake_pinterest import FakePinterest
+from ..destinations.fake_snapchat import FakeSnap
 from ..fake_graph import FakeGraph
 from .conftest import BEARER
 from .test_destinations import Client, add, listed, put_token, secret_key, start
@@ -16,6 +17,8 @@ __all__ = ["secret_key"]  # the fixture, used by name
 
 ACCOUNT = "549755885175"
 PINTEREST_TOKEN = "pina_CONSOLE-TOKEN"
+SNAP_PIXEL = "0b3e6e5c-1f2a-4c3d-9e8f-0123456789ab"
+SNAP_TOKEN = "SNAP-CONSOLE-TOKEN"
 
 
 async def send_test(client: Client, name: str) -> dict[str, Any]:
@@ -54,3 +57,33 @@ async def test_pinterest_checks_the_token_and_sends_a_test_event_with_test_true(
     verdict = await send_test(client, "pins")
     assert verdict["ok"] is False and "HTTP 401, code 2" in verdict["message"]
     assert all(r["query"] == {"test": "true"} for r in fake.requests)
+
+
+async def test_snapchat_checks_the_token_and_sends_a_test_event_to_the_validate_endpoint(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, aiohttp_server: Any,
+    secret_key: str,
+) -> None:
+    fake = FakeSnap(SNAP_TOKEN)
+    fake.url = str((await aiohttp_server(fake.app)).make_url("")).rstrip("/")
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    await add(client, {"name": "snap", "type": "snapchat", "pixel_id": SNAP_PIXEL,
+                       "api_url": fake.url, "access_token": SNAP_TOKEN})
+    check = (await listed(client))["snap"]["token_check"]
+    assert check["ok"] is True and f"Snap Pixel {SNAP_PIXEL}" in check["message"]
+    assert "VALID" in check["message"]
+    verdict = await send_test(client, "snap")
+    assert verdict["ok"] is True and verdict["message"].startswith("VALID")
+    # Both went to the validate endpoint only: checked, never counted.
+    assert len(fake.requests) == 2
+    for request in fake.requests:
+        assert request.validate and request.pixel_id == SNAP_PIXEL
+        assert request.query == {"access_token": SNAP_TOKEN}
+        assert [e["event_name"] for e in request.events] == ["PAGE_VIEW"]
+
+    await put_token(client, "snap", "SNAP-WRONG")
+    check = (await listed(client))["snap"]["token_check"]
+    assert check["ok"] is False and "HTTP 401" in check["message"]
+    assert "SNAP-WRONG" not in check["message"]
+    verdict = await send_test(client, "snap")
+    assert verdict["ok"] is False and "HTTP 401, INVALID: Unauthorized" == verdict["message"]
+    assert all(r.validate for r in fake.requests)
