@@ -9,6 +9,7 @@ from typing import Any
 
 from ..destinations.fake_pinterest import FakePinterest
 from ..destinations.fake_snapchat import FakeSnap
+from ..destinations.fake_tiktok import FakeTikTok
 from ..fake_graph import FakeGraph
 from .conftest import BEARER
 from .test_destinations import Client, add, listed, put_token, secret_key, start
@@ -19,6 +20,8 @@ ACCOUNT = "549755885175"
 PINTEREST_TOKEN = "pina_CONSOLE-TOKEN"
 SNAP_PIXEL = "0b3e6e5c-1f2a-4c3d-9e8f-0123456789ab"
 SNAP_TOKEN = "SNAP-CONSOLE-TOKEN"
+TIKTOK_PIXEL = "C4TIKTOKPIXEL0CODE"
+TIKTOK_TOKEN = "TT-CONSOLE-TOKEN"
 
 
 async def send_test(client: Client, name: str) -> dict[str, Any]:
@@ -87,3 +90,38 @@ async def test_snapchat_checks_the_token_and_sends_a_test_event_to_the_validate_
     verdict = await send_test(client, "snap")
     assert verdict["ok"] is False and "HTTP 401, INVALID: Unauthorized" == verdict["message"]
     assert all(r.validate for r in fake.requests)
+
+
+async def test_tiktok_sends_a_test_event_only_with_its_test_event_code_and_checks_no_token(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, aiohttp_server: Any,
+    secret_key: str,
+) -> None:
+    fake = FakeTikTok(TIKTOK_TOKEN)
+    fake.url = str((await aiohttp_server(fake.app)).make_url("")).rstrip("/")
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    await add(client, {"name": "tt", "type": "tiktok", "pixel_code": TIKTOK_PIXEL,
+                       "api_url": fake.url, "access_token": TIKTOK_TOKEN,
+                       "test_event_code": "TEST12345"})
+    # TikTok documents no read a destination's ids allow: the check says so, sends nothing.
+    check = (await listed(client))["tt"]["token_check"]
+    assert check["ok"] is None and "no check" in check["message"]
+    assert fake.requests == []
+    verdict = await send_test(client, "tt")
+    assert verdict["ok"] is True and "code 0: OK" in verdict["message"]
+    [request] = fake.requests
+    assert request.headers["Access-Token"] == TIKTOK_TOKEN
+    assert request.body["test_event_code"] == "TEST12345"
+    assert request.body["event_source_id"] == TIKTOK_PIXEL
+    assert [e["event"] for e in request.events] == ["Pageview"]
+
+    await put_token(client, "tt", "TT-WRONG")
+    verdict = await send_test(client, "tt")
+    assert verdict["ok"] is False and "code 40105" in verdict["message"]
+    assert "TT-WRONG" not in verdict["message"]
+
+    # Without a test_event_code nothing is sent: it would count as a real event.
+    await add(client, {"name": "real", "type": "tiktok", "pixel_code": TIKTOK_PIXEL,
+                       "api_url": fake.url, "access_token": TIKTOK_TOKEN})
+    answer = await client.post("/admin/api/destinations/real/test-event", headers=BEARER)
+    assert answer.status == 409 and "test_event_code" in (await answer.json())["error"]
+    assert len(fake.requests) == 2
