@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..destinations.fake_ga4 import FakeGa4
 from ..destinations.fake_pinterest import FakePinterest
 from ..destinations.fake_snapchat import FakeSnap
 from ..destinations.fake_tiktok import FakeTikTok
@@ -125,3 +126,36 @@ async def test_tiktok_sends_a_test_event_only_with_its_test_event_code_and_check
     answer = await client.post("/admin/api/destinations/real/test-event", headers=BEARER)
     assert answer.status == 409 and "test_event_code" in (await answer.json())["error"]
     assert len(fake.requests) == 2
+
+
+async def test_ga4_sends_a_test_event_to_the_validation_server_and_says_it_cannot_check_the_secret(
+    tmp_path: Path, fake_graph: FakeGraph, aiohttp_client: Any, aiohttp_server: Any,
+    secret_key: str,
+) -> None:
+    fake = FakeGa4()
+    fake.url = str((await aiohttp_server(fake.app)).make_url("")).rstrip("/")
+    client = await start(tmp_path, fake_graph, aiohttp_client)
+    await add(client, {"name": "ga", "type": "ga4", "measurement_id": "G-ABC123",
+                       "api_url": fake.url, "api_secret": "ga4Secret"})
+    check = (await listed(client))["ga"]["token_check"]
+    assert check["ok"] is None and "no check of its api_secret" in check["message"]
+    verdict = await send_test(client, "ga")
+    assert verdict["ok"] is True and "does not check the api_secret" in verdict["message"]
+    [request] = fake.validations
+    assert request.query == {"measurement_id": "G-ABC123", "api_secret": "ga4Secret"}
+    assert request.body["validation_behavior"] == "ENFORCE_RECOMMENDATIONS"
+    assert [e["name"] for e in request.events] == ["page_view"] and request.problems == []
+
+    # A wrong secret gets the same verdict: GA4 documents that the validation server does not
+    # check it, and the answer says so rather than claim the secret works.
+    await put_token(client, "ga", "ga4Wrong")
+    assert (await listed(client))["ga"]["token_check"]["ok"] is None
+    verdict = await send_test(client, "ga")
+    assert verdict["ok"] is True and "does not check the api_secret" in verdict["message"]
+    fake.messages.append({"fieldPath": "events", "validationCode": "VALUE_INVALID",
+                          "description": "Event at index: [0] has an invalid value."})
+    verdict = await send_test(client, "ga")
+    assert verdict["ok"] is False
+    assert verdict["message"] == ("the validation server refuses the event: VALUE_INVALID at "
+                                  "events: Event at index: [0] has an invalid value.")
+    assert len(fake.validations) == 3 and fake.requests == []  # nothing went to /mp/collect
