@@ -4,9 +4,9 @@ GA4's Measurement Protocol answers 2xx to anything; Google documents a validatio
 (`/debug/mp/collect`) that records nothing (its events show in no report) and answers
 `validationMessages` for what it would refuse. The test event is one `page_view` of a made-up
 client sent there with strict validation. Google also documents that the validation server
-does not check the `api_secret`, and no other call does: so there is no token check, and the
-test event's verdict is about the payload, never the secret (the Measurement Protocol itself
-answers 2xx whatever it receives).
+does not check the `api_secret`, and the Measurement Protocol itself answers 2xx whatever it
+receives: so there is no token check, and the test event's verdict is about the payload, never
+the secret.
 """
 
 from __future__ import annotations
