@@ -296,10 +296,18 @@ class RelayWorker:
             wait = self._idle_poll if due is None else due - self._clock()
             if wait <= 0:
                 return  # a retry fell due, or another process committed rows
+            # Woken by new rows, or by a stop: the wake-up event is shared with the worker that
+            # replaces this one on a reload, whose claims clear it, so a stop could be missed.
+            woke = asyncio.ensure_future(wakeup.wait())
+            stop = asyncio.ensure_future(self._stopping.wait())
             try:
-                await asyncio.wait_for(wakeup.wait(), min(wait, self._idle_poll))
-            except TimeoutError:
-                continue
+                await asyncio.wait((woke, stop), timeout=min(wait, self._idle_poll),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woke.cancel()
+                stop.cancel()
+            if not woke.done() or woke.cancelled() or self._stopping.is_set():
+                continue  # the next turn of the loop stops, or reads the due time again
             await self._linger()
             return
 
