@@ -169,8 +169,9 @@ async def test_a_node_cut_off_from_the_database_refuses_while_the_others_serve(
         await link.close()
     while_cut = load.between(cut_off, cut, restored)
     assert while_cut and not not_refused_for_now(while_cut)
-    # ... within seconds (a statement's timeout, or a connection's), not after a hang.
-    assert max(a.answered - a.sent for a in while_cut) < COMMAND_TIMEOUT + CONNECT_TIMEOUT
+    # ... within seconds (a statement's timeout, then at most a connection attempt's; plus
+    # the scheduling of a busy machine), not after a hang.
+    assert max(a.answered - a.sent for a in while_cut) < COMMAND_TIMEOUT + CONNECT_TIMEOUT + 2
     assert readiness == 503
     others_while_cut = [a for base in others for a in load.between(base, cut, restored)]
     assert others_while_cut and all(a.status == 200 for a in others_while_cut)
