@@ -81,7 +81,6 @@ class EventBus:
         self._sink: Callable[[dict[str, Any]], None] | None = None
         self.listening = False  # read by publishers before they build anything
         self.origin: dict[str, Any] = {"worker": worker}  # added to every event told here
-        self.received = 0  # events that reached the pipeline (the console's chart)
         self.watched = asyncio.Event()  # set while this process has subscribers
 
     def subscribe(self, size: int | None = None) -> Subscription:

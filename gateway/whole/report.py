@@ -15,7 +15,6 @@ from aiohttp import web
 
 from .. import __version__, appkeys
 from ..errors import OutboxUnavailable
-from ..observe import Metrics
 from .identity import ProcessId
 
 __all__ = ["FORGET_SECONDS", "GONE_SECONDS", "REPORT_SECONDS", "Minutes", "Reporter"]
@@ -53,13 +52,6 @@ class Minutes:
         return [[minute, *counts] for minute, counts in sorted(self._minutes.items())]
 
 
-def delivered_total(metrics: Metrics) -> int:
-    """Events platforms took, every destination, since this process started."""
-    return int(sum(sample.value for family in metrics.events.collect()
-                   for sample in family.samples
-                   if sample.name.endswith("_total") and sample.labels["outcome"] == "delivered"))
-
-
 class Reporter:
     def __init__(self, app: web.Application, process: ProcessId) -> None:
         self._app = app
@@ -73,8 +65,8 @@ class Reporter:
         """The report as of now (the answering process shows itself from this, not from the
         store)."""
         app = self._app
-        self._minutes.sample(now, app[appkeys.EVENTS].received,
-                             delivered_total(app[appkeys.METRICS]))
+        metrics = app[appkeys.METRICS]
+        self._minutes.sample(now, metrics.received, metrics.delivered_total())
         destinations = {}
         for worker in app.get(appkeys.RELAYS, ()):
             error = worker.last_error

@@ -24,7 +24,6 @@ from gateway import appkeys
 from gateway.app import create_app
 from gateway.console.sessions import IDLE_SECONDS
 from gateway.settings import Settings
-from gateway.whole.report import delivered_total
 
 from ..conftest import PIXEL_A, FakeClock, outbox_rows, wait_until
 from ..fake_graph import FakeGraph
@@ -125,7 +124,7 @@ async def test_the_overview_charts_received_and_delivered_per_minute_at_375_px(
     for n in range(3):
         await gateway.hit(f"chart-{n}")
     metrics = gateway.server.app[appkeys.METRICS]
-    await wait_until(lambda: delivered_total(metrics) == 3)
+    await wait_until(lambda: metrics.delivered_total() == 3)
 
     async def look() -> dict[str, Any]:
         context = await chromium.new_context(width=375, height=740)
