@@ -10,7 +10,6 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,9 @@ from gateway.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 
 from ...conftest import FakeClock as Clock
 from ...pgcluster import PASSWORD, PgCluster
-from ..conftest import postgres_store
+from ..conftest import Opener, postgres_store
 from ..test_conformance import entry
 
-Opener = Callable[..., Awaitable[Outbox]]
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -51,19 +49,10 @@ def storage(pg_cluster: PgCluster, pg_database: str) -> StorageSettings:
 
 
 @pytest.fixture
-async def open_node(storage: StorageSettings, clock: Clock) -> AsyncIterator[Opener]:
-    """Open the database as one more gateway node would (a pool of its own); closed at the
-    end."""
-    opened: list[Outbox] = []
-
-    async def open_(**changes: Any) -> Outbox:
-        outbox = await open_outbox(replace(storage, **changes), clock=clock)
-        opened.append(outbox)
-        return outbox
-
-    yield open_
-    for outbox in opened:
-        await outbox.close()
+def open_node(open_store: Opener) -> Opener:
+    """Open the database as one more gateway node would: each opening has a pool of its own
+    (closed at the end)."""
+    return open_store
 
 
 async def sql(storage: StorageSettings, statement: str) -> Any:
