@@ -15,7 +15,6 @@ import sys
 from .accesskeys import key_sha256, new_key
 from .model import ACCESS_KEY_NAME, PIXEL_ID
 from .secretbox import KEY_ENV
-from .secretbox import new_key as new_secret_key
 
 __all__ = ["add_keys_parser", "run_keys"]
 
@@ -70,7 +69,7 @@ def run_keys(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"New {KEY_ENV}. It is shown only this once: keep it in a password manager "
             "now. Without it the tokens set in the console cannot be read (set them again).\n\n"
-            f"    {KEY_ENV}={new_secret_key()}\n\n"
+            f"    {KEY_ENV}={new_key()}\n\n"
             "Set it in the environment of every gateway process (all workers and nodes share "
             "one key), then restart them.\n"
         )

@@ -22,6 +22,9 @@ from collections.abc import Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+# A key as `GATEWAY_SECRET_KEY` takes it is any new random key (32 bytes, URL-safe base64).
+from .accesskeys import new_key
+
 __all__ = ["KEY_ENV", "MAKE_A_KEY", "SecretBox", "Unreadable", "new_key"]
 
 KEY_ENV = "GATEWAY_SECRET_KEY"
@@ -35,11 +38,6 @@ _NONCE_BYTES = 12
 
 class Unreadable(Exception):
     """A sealed secret that this key cannot open (another key, or damaged)."""
-
-
-def new_key() -> str:
-    """A new random key, as `GATEWAY_SECRET_KEY` takes it (URL-safe base64 of 32 bytes)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
 
 
 def _decode(text: str) -> bytes | None:
