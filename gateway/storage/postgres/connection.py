@@ -18,7 +18,8 @@ import asyncpg
 
 from ...errors import OutboxUnavailable
 
-__all__ = ["CONNECT_TIMEOUT", "SCAN_TIMEOUT", "Pool", "describe_dsn", "touched", "unavailable"]
+__all__ = ["COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "SCAN_TIMEOUT", "Pool", "describe_dsn", "touched",
+           "unavailable"]
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the server before a call gives up (and retries later)
 # A statement unanswered this long is abandoned and its connection closed: a node cut off from

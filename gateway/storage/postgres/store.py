@@ -30,7 +30,7 @@ from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit, GroupCommitted
 from ..readiness import SharedProbe
 from ..types import Claim, ClaimedRow, OutboxEntry
 from .clock import ServerClock
-from .connection import CONNECT_TIMEOUT, Pool, touched, unavailable
+from .connection import COMMAND_TIMEOUT, CONNECT_TIMEOUT, Pool, touched, unavailable
 from .consolerecords import PostgresConsoleRecords
 from .queries import PostgresQueries
 from .schema import CHANNEL, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED
@@ -41,6 +41,10 @@ __all__ = ["PostgresOutbox"]
 log = logging.getLogger(__name__)
 
 LISTEN_RETRY_SECONDS = (0.5, 10.0)  # first and longest wait before listening again
+# A network partition closes nothing: a listening connection cut off from the server, then
+# left dead by the time the network heals, would wait for notifications for ever. Asked this
+# often whether it still answers (within COMMAND_TIMEOUT), it is opened again when it does not.
+LISTEN_PING_SECONDS = 15.0
 
 _INSERT = """
 WITH batch AS MATERIALIZED (
@@ -148,6 +152,17 @@ def _claimed(row: tuple[Any, ...], time: ServerClock) -> ClaimedRow:
 
 def _set_on_loss(lost: asyncio.Event, _conn: Any) -> None:
     lost.set()
+
+
+async def _hold(conn: Any, lost: asyncio.Event) -> None:
+    """Return when the listening connection is lost, or raise when it stops answering."""
+    while not lost.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lost.wait(), LISTEN_PING_SECONDS)
+            return
+        # Bounded by wait_for, not asyncpg's timeout: asyncpg would ask the server to cancel
+        # over a link that may be dead, and wait as long again.
+        await asyncio.wait_for(conn.execute("SELECT 1"), COMMAND_TIMEOUT)
 
 
 def _lease(row: ClaimedRow) -> float:
@@ -283,7 +298,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords,
                 if missed:  # commits may have come meanwhile: look
                     for event in self._wakeups.values():
                         event.set()
-                await lost.wait()
+                await _hold(conn, lost)
             except asyncio.CancelledError:
                 if conn is not None:
                     conn.terminate()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from gateway.errors import OutboxUnavailable
 from gateway.storage import open_outbox
+from gateway.storage.postgres import store
 from gateway.storage.postgres.connection import (
     COMMAND_TIMEOUT,
     CONNECT_TIMEOUT,
@@ -29,6 +31,7 @@ from gateway.storage.postgres.connection import (
 from ...pgcluster import PgCluster
 from ..conftest import postgres_store
 from .link import Link
+from .test_engine import until_listening
 from .test_nodes import (
     Answer,
     Load,
@@ -230,3 +233,27 @@ async def test_rows_a_node_locked_when_it_was_cut_off_mid_transaction_are_freed(
         await pool.close()
         await link.close()
         await other.close()
+
+
+async def test_a_node_hears_other_nodes_commits_again_after_a_partition_heals(
+    pg_cluster: PgCluster, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition closes nothing: the listening connection it left dead would wait for
+    notifications for ever. Its ping finds it out and it listens again, so commits on other
+    nodes wake this node's relays again (not only their idle poll)."""
+    monkeypatch.setattr(store, "LISTEN_PING_SECONDS", 0.2)
+    monkeypatch.setattr(store, "COMMAND_TIMEOUT", 1.0)  # for the ping's answer
+    storage = postgres_store(pg_cluster, pg_database)
+    link = await Link(pg_cluster.port).start()
+    node = await open_outbox(replace(storage, dsn=link.dsn(storage.dsn)), clock=time.time)
+    other = await open_outbox(storage, clock=time.time)
+    try:
+        await until_listening(node, other)
+        link.cut()
+        link.restore()  # new connections get through; the ones open at the cut stay dead
+        node.wakeup("main").clear()
+        await until_listening(node, other)  # within its 10 s
+    finally:
+        await other.close()
+        await node.close()
+        await link.close()
