@@ -21,6 +21,6 @@ USER gateway
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"GATEWAY_PORT\"]}/readyz', timeout=2)" || exit 1
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"GATEWAY_PORT\"]}{os.environ.get(\"GATEWAY_PATH_PREFIX\", \"\")}/readyz', timeout=2)" || exit 1
 ENTRYPOINT ["tag-gateway"]
 CMD ["serve"]

@@ -1,10 +1,12 @@
 """The shipped multi-node deployment (deploy/): its gateway config passes `tag-gateway check`;
 compose.yaml, gateway.yaml and nginx.conf agree (services, ports, the probe's path, the
 trusted network, the environment the config reads, the database's names); nginx accepts its
-site where nginx is installed. Docker itself is not run here."""
+site where nginx is installed; the image's health check finds readiness under the path prefix.
+Docker itself is not run here."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -17,6 +19,8 @@ import yaml
 
 from gateway.config import load_settings
 from gateway.secretbox import KEY_ENV
+
+from .test_serve import free_port, wait_for_ready
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -111,3 +115,36 @@ def test_nginx_accepts_the_shipped_site(tmp_path: Path) -> None:
         ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
         capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def health_check_code() -> str:
+    """The Python the Docker image's HEALTHCHECK runs."""
+    dockerfile = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    found = re.search(r'HEALTHCHECK .*?CMD python -c "(.*?)" \|\| exit 1', dockerfile)
+    assert found, "no HEALTHCHECK running python -c in the Dockerfile"
+    return found.group(1).replace('\\"', '"')
+
+
+async def test_the_images_health_check_probes_readiness_under_the_path_prefix(
+    tmp_path: Path,
+) -> None:
+    """The shipped config.yaml served as the image serves it (its environment), with the routes
+    under GATEWAY_PATH_PREFIX: the image's health check passes, and fails for a wrong prefix."""
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "GATEWAY_PORT": str(port),
+           "GATEWAY_PATH_PREFIX": "/gw", "GATEWAY_DB": str(tmp_path / "gateway.db")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", "--config", str(REPO / "config.yaml"),
+        env=env, cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await wait_for_ready(f"http://127.0.0.1:{port}/gw/readyz", process)
+        code = health_check_code()
+        for prefix, passes in (("/gw", True), ("", False)):
+            probe = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-c", code], timeout=30, check=False,
+                capture_output=True, env={**env, "GATEWAY_PATH_PREFIX": prefix})
+            assert (probe.returncode == 0) is passes, (prefix, probe.stderr)
+    finally:
+        process.terminate()
+        await process.wait()
