@@ -1,0 +1,135 @@
+"""Batches and cursors: what a claim handed out of the log, and how far each destination is.
+
+A claim of new rows takes the destination's rows among the events after its `claimed` cursor
+and records them as one batch (events first..last, so a destination's batches tile the log up
+to `claimed`), leased as a whole. Acknowledgements settle rows of a batch (`settled`, or an
+`exceptions` row for anything but a delivery); a batch whose rows are all settled is done, and
+the destination's `acked` cursor moves up over the done batches that follow it: with several
+batches in flight, it stops at the lowest one still open. A batch whose lease ran out (its
+holder died) or that was given back whole is claimed again as it is, or split when the claim
+wants fewer rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from .routes import EVENT_COLUMNS, Event, events, needle
+
+__all__ = ["Batch", "advance", "covering", "due", "excepted", "members", "open_batches"]
+
+_COLUMNS = "destination, last, first, size, state, lease, claimed_at, updated_at, settled"
+
+
+@dataclass
+class Batch:
+    destination: str
+    last: int
+    first: int
+    size: int  # rows handed out
+    state: str  # inflight | pending (given back whole, due since `lease`) | done
+    lease: float
+    claimed_at: float
+    updated_at: float
+    settled: dict[int, float] = field(default_factory=dict)  # event id -> when
+
+    @classmethod
+    def from_row(cls, fields: tuple[object, ...]) -> Batch:
+        *head, settled = fields
+        batch = cls(*head)  # type: ignore[arg-type]
+        batch.settled = {int(event): float(at)
+                         for event, at in orjson.loads(str(settled)).items()}
+        return batch
+
+    @property
+    def unsettled(self) -> int:
+        return self.size - len(self.settled)
+
+    def settle(self, event: int, now: float) -> None:
+        """One more of its rows has its outcome; the batch is done once all have."""
+        self.settled[event] = now
+        self.updated_at = now
+        if len(self.settled) >= self.size:
+            self.state = "done"
+            # Rows settled now take the batch's time: only earlier ones need their own.
+            self.settled = {e: at for e, at in self.settled.items() if at != now}
+
+    def insert(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"INSERT INTO batches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     self._values())
+
+    def save(self, conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE batches SET first = ?, size = ?, state = ?, lease = ?, "
+                     "claimed_at = ?, updated_at = ?, settled = ? "
+                     "WHERE destination = ? AND last = ?",
+                     (*self._values()[2:], self.destination, self.last))
+
+    def _values(self) -> tuple[object, ...]:
+        settled = orjson.dumps({str(e): at for e, at in self.settled.items()}).decode()
+        return (self.destination, self.last, self.first, self.size, self.state, self.lease,
+                self.claimed_at, self.updated_at, settled)
+
+
+def due(conn: sqlite3.Connection, destination: str, now: float) -> list[Batch]:
+    """Open batches of `destination` that may be claimed again (lease run out, given back)."""
+    return [Batch.from_row(row) for row in conn.execute(
+        f"SELECT {_COLUMNS} FROM batches WHERE destination = ? AND state <> 'done' "
+        "AND lease <= ? ORDER BY last", (destination, now))]
+
+
+def open_batches(conn: sqlite3.Connection, destination: str | None = None) -> list[Batch]:
+    """Batches not done yet (of one destination, or all)."""
+    where, params = ("AND destination = ?", (destination,)) if destination else ("", ())
+    return [Batch.from_row(row) for row in conn.execute(
+        f"SELECT {_COLUMNS} FROM batches WHERE state <> 'done' {where} ORDER BY destination, last",
+        params)]
+
+
+def covering(conn: sqlite3.Connection, destination: str, event: int) -> Batch | None:
+    """The batch of `destination` whose events include `event`, if any."""
+    row = conn.execute(f"SELECT {_COLUMNS} FROM batches WHERE destination = ? AND last >= ? "
+                       "ORDER BY last LIMIT 1", (destination, event)).fetchone()
+    if row is None or row[2] > event:
+        return None
+    return Batch.from_row(row)
+
+
+def all_batches(conn: sqlite3.Connection) -> Iterator[Batch]:
+    for row in conn.execute(f"SELECT {_COLUMNS} FROM batches ORDER BY destination, last"):
+        yield Batch.from_row(row)
+
+
+def excepted(conn: sqlite3.Connection, destination: str, first: int, last: int) -> set[int]:
+    """Events first..last whose row of `destination` has an exception row."""
+    return {int(event) for (event,) in conn.execute(
+        "SELECT event FROM exceptions WHERE destination = ? AND event BETWEEN ? AND ?",
+        (destination, first, last))}
+
+
+def members(conn: sqlite3.Connection, batch: Batch) -> list[Event]:
+    """The events whose rows of the batch still wait for an outcome, oldest first."""
+    found = list(events(conn, f"SELECT {EVENT_COLUMNS} FROM events WHERE id BETWEEN ? AND ? "
+                        "AND instr(waiting, ?) ORDER BY id",
+                        (batch.first, batch.last, needle(batch.destination))))
+    if not found:
+        return []
+    skip = excepted(conn, batch.destination, batch.first, batch.last)
+    return [e for e in found if e.id not in skip and e.id not in batch.settled]
+
+
+def advance(conn: sqlite3.Connection, destination: str) -> None:
+    """Move the destination's `acked` cursor over the done batches that follow it."""
+    [(acked,)] = conn.execute("SELECT acked FROM cursors WHERE destination = ?",
+                              (destination,)).fetchall()
+    moved = acked
+    for last, state in conn.execute("SELECT last, state FROM batches WHERE destination = ? "
+                                    "AND last > ? ORDER BY last", (destination, acked)):
+        if state != "done":
+            break
+        moved = last
+    if moved != acked:
+        conn.execute("UPDATE cursors SET acked = ? WHERE destination = ?", (moved, destination))

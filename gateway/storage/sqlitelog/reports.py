@@ -1,0 +1,178 @@
+"""Reads for the relay's idle loop, backpressure, /status, /metrics and the CLI, each a function
+of a connection inside one read transaction (a snapshot; never blocks a writer).
+
+Queued rows of a destination are its exception rows that are pending or inflight, the unsettled
+rows of its open batches, and its rows after its cursor: counting the last reads the events
+after the cursor (the backlog), never the rows kept for inspection."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from typing import Any
+
+from ..sqlite.deadletters import where
+from ..types import OPEN_STATES, DeadLetter, DeadLetterFilter, OutboxRow
+from .batches import excepted, open_batches
+from .routes import EVENT_COLUMNS, by_id, events, needle, routes_of
+from .schema import QUEUED
+from .view import RowView
+
+__all__ = ["changes", "counts", "dead_letters", "next_due", "oldest_pending", "open_counts",
+           "queue_depth", "rows"]
+
+_CHUNK = 500
+
+
+def _cursors(conn: sqlite3.Connection) -> dict[str, int]:
+    return {name: int(claimed) for name, claimed in conn.execute(
+        "SELECT destination, claimed FROM cursors")}
+
+
+def _fresh(conn: sqlite3.Connection, destination: str, claimed: int) -> int:
+    """Rows of `destination` after its cursor that no claim set aside yet."""
+    [(waiting,)] = conn.execute("SELECT COUNT(*) FROM events WHERE id > ? AND instr(waiting, ?)",
+                                (claimed, needle(destination))).fetchall()
+    [(aside,)] = conn.execute("SELECT COUNT(*) FROM exceptions WHERE destination = ? "
+                              "AND event > ?", (destination, claimed)).fetchall()
+    return int(waiting) - int(aside)
+
+
+def _first_fresh(conn: sqlite3.Connection, destination: str, claimed: int) -> float | None:
+    """When the oldest row of `destination` after its cursor was stored."""
+    after = claimed
+    while True:
+        found = conn.execute("SELECT id, created_at FROM events WHERE id > ? "
+                             "AND instr(waiting, ?) ORDER BY id LIMIT ?",
+                             (after, needle(destination), _CHUNK)).fetchall()
+        if not found:
+            return None
+        skip = excepted(conn, destination, found[0][0], found[-1][0])
+        for event, created in found:
+            if event not in skip:
+                return float(created)
+        after = found[-1][0]
+
+
+def open_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    counts: Counter[tuple[str, str]] = Counter()
+    for destination, claimed in _cursors(conn).items():
+        counts[(destination, "pending")] += _fresh(conn, destination, claimed)
+    for batch in open_batches(conn):
+        counts[(batch.destination, batch.state)] += batch.unsettled
+    for destination, state, count in conn.execute(
+            f"SELECT destination, state, COUNT(*) FROM exceptions WHERE {QUEUED} "
+            "GROUP BY destination, state UNION ALL SELECT destination, 'dead', COUNT(*) "
+            "FROM exceptions WHERE state = 'dead' GROUP BY destination"):
+        counts[(destination, state)] += int(count)
+    return {key: n for key, n in sorted(counts.items()) if n and key[1] in OPEN_STATES}
+
+
+def queue_depth(conn: sqlite3.Connection) -> int:
+    return sum(n for (_, state), n in open_counts(conn).items() if state != "dead")
+
+
+def oldest_pending(conn: sqlite3.Connection) -> dict[str, float]:
+    oldest: dict[str, float] = {}
+
+    def seen(destination: str, created: float | None) -> None:
+        if created is not None:
+            oldest[destination] = min(created, oldest.get(destination, created))
+
+    for destination, claimed in _cursors(conn).items():
+        seen(destination, _first_fresh(conn, destination, claimed))
+    for batch in open_batches(conn):
+        [(created,)] = conn.execute(
+            "SELECT MIN(created_at) FROM events WHERE id BETWEEN ? AND ? AND instr(waiting, ?)",
+            (batch.first, batch.last, needle(batch.destination))).fetchall()
+        seen(batch.destination, created)
+    for destination, created in conn.execute(
+            "SELECT x.destination, MIN(e.created_at) FROM exceptions AS x "
+            f"JOIN events AS e ON e.id = x.event WHERE x.{QUEUED} GROUP BY x.destination"):
+        seen(destination, float(created))
+    return oldest
+
+
+def next_due(conn: sqlite3.Connection, destination: str) -> float | None:
+    due: list[float] = []
+    [(retry,)] = conn.execute("SELECT MIN(available_at) FROM exceptions WHERE destination = ? "
+                              f"AND {QUEUED}", (destination,)).fetchall()
+    [(lease,)] = conn.execute("SELECT MIN(lease) FROM batches WHERE destination = ? "
+                              "AND state <> 'done'", (destination,)).fetchall()
+    due += [float(at) for at in (retry, lease) if at is not None]
+    cursor = conn.execute("SELECT claimed FROM cursors WHERE destination = ?",
+                          (destination,)).fetchone()
+    if cursor is not None and (fresh := _first_fresh(conn, destination, cursor[0])) is not None:
+        due.append(fresh)
+    return min(due) if due else None
+
+
+def rows(conn: sqlite3.Connection, state: str | None, limit: int | None,
+         newest_first: bool) -> list[OutboxRow]:
+    view = RowView(conn)
+    found: list[OutboxRow] = []
+    order, compare = ("DESC", "<") if newest_first else ("ASC", ">")
+    after = None
+    while limit is None or len(found) < limit:
+        chunk = list(events(conn, f"SELECT {EVENT_COLUMNS} FROM events "
+                            f"WHERE ? IS NULL OR id {compare} ? ORDER BY id {order} LIMIT ?",
+                            (after, after, _CHUNK)))
+        if not chunk:
+            break
+        made = sorted(view.rows(chunk), key=_row_id, reverse=newest_first)
+        found += [row for row in made if state is None or row.state == state]
+        after = chunk[-1].id
+    return found if limit is None else found[:limit]
+
+
+def counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """Rows per destination and state: every row, for a person (not for polls)."""
+    totals = Counter((row.destination, row.state) for row in rows(conn, None, None, False))
+    return dict(sorted(totals.items()))
+
+
+def changes(conn: sqlite3.Connection, after_id: int, since: float, limit: int
+            ) -> list[OutboxRow]:
+    """Rows stored after `after_id`, and rows changed at or after `since`: the new events, the
+    exception rows changed since, and the events of the batches changed since."""
+    [(start,)] = conn.execute("SELECT MAX(id) FROM events WHERE id <= ?", (after_id,)).fetchall()
+    wanted = {int(e) for (e,) in conn.execute("SELECT id FROM events WHERE id >= ?",
+                                              (start if start is not None else after_id,))}
+    wanted |= {int(e) for (e,) in conn.execute("SELECT event FROM exceptions "
+                                               "WHERE updated_at >= ?", (since,))}
+    changed = conn.execute("SELECT destination, first, last FROM batches WHERE updated_at >= ?",
+                           (since,)).fetchall()
+    for destination, first, last in changed:
+        wanted |= {int(e) for (e,) in conn.execute(
+            "SELECT id FROM events WHERE id BETWEEN ? AND ? AND instr(waiting, ?)",
+            (first, last, needle(destination)))}
+    found = RowView(conn).rows(sorted(by_id(conn, sorted(wanted)).values(), key=_event_id))
+    changed = [r for r in found if r.id > after_id or r.updated_at >= since]
+    return sorted(changed, key=lambda r: (r.updated_at, r.id))[:limit]
+
+
+def _row_id(row: OutboxRow) -> int:
+    return row.id
+
+
+def _event_id(event: Any) -> int:
+    return int(event.id)
+
+
+def dead_letters(conn: sqlite3.Connection, selection: DeadLetterFilter, limit: int
+                 ) -> list[DeadLetter]:
+    clause, params = where(selection)
+    found = conn.execute(
+        "SELECT id, destination, reason, last_error, fbtrace_id, attempts, updated_at, event "
+        f"FROM exceptions WHERE {clause} ORDER BY id DESC LIMIT ?", [*params, limit]).fetchall()
+    located = routes_of(conn, [row[0] for row in found])
+    events_ = by_id(conn, [row[7] for row in found])
+    letters = []
+    for row_id, destination, reason, error, trace, attempts, updated, event in found:
+        if row_id not in located or event not in events_:
+            continue
+        route, stored = located[row_id][1], events_[event]
+        letters.append(DeadLetter(row_id, destination, route.pixel_id, stored.event_name,
+                                  stored.event_id, reason, error, trace, attempts,
+                                  stored.created_at, updated))
+    return letters
