@@ -130,6 +130,7 @@ def migrate(conn: sqlite3.Connection) -> None:
 
     A file already up to date is only read: opening it must work on a full disk. Otherwise
     under the write lock, so that processes opening one file together migrate it once."""
+    _ours(conn)
     if _current(user_version(conn)):
         return
     conn.execute("BEGIN IMMEDIATE")
@@ -151,6 +152,15 @@ def migrate(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.rollback()
         raise
+
+
+def _ours(conn: sqlite3.Connection) -> None:
+    """Refuse a file another engine wrote: this engine's files leave `application_id` at 0,
+    others set their own (sqlitelog/schema.py)."""
+    [(application,)] = conn.execute("PRAGMA application_id").fetchall()
+    if application:
+        raise OutboxIncompatible("the outbox file was written by another storage engine "
+                                 "(storage.engine names the one that wrote it)")
 
 
 def _current(version: int) -> bool:

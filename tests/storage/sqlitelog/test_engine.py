@@ -1,0 +1,150 @@
+"""The log-structured SQLite engine's own behaviour: what it writes for an event and a batch,
+its cursors with several batches in flight, batches claimed again, retention by id range, and
+files of the other SQLite engine."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import OutboxIncompatible
+from gateway.storage.sqlite import SqliteOutbox
+from gateway.storage.sqlitelog import SqliteLogOutbox
+
+from ...conftest import FakeClock as Clock
+from ..test_conformance import entry
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteLogOutbox]:
+    box = await SqliteLogOutbox.open(tmp_path / "o.db", commit_interval=0.005, lease_seconds=30,
+                                     clock=clock)
+    yield box
+    await box.close()
+
+
+def query(path: Path, sql: str) -> list[Any]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
+
+
+def cursor(path: Path, destination: str) -> tuple[int, int]:
+    [(claimed, acked)] = query(path, "SELECT claimed, acked FROM cursors "
+                                     f"WHERE destination = '{destination}'")
+    return claimed, acked
+
+
+async def test_an_event_for_two_destinations_is_stored_once(
+    outbox: SqliteLogOutbox, tmp_path: Path
+) -> None:
+    await outbox.enqueue([entry(1, "a"), entry(1, "b", pixel_id="222"), entry(2, "a")])
+    assert query(tmp_path / "o.db", "SELECT id, waiting FROM events") == [
+        (1, " a b "), (3, " a ")]
+    rows = await outbox.rows()
+    assert [(r.id, r.destination, r.pixel_id, r.event_id) for r in rows] == [
+        (1, "a", "111", "e1"), (2, "b", "222", "e1"), (3, "a", "111", "e2")]
+    [b_row] = (await outbox.claim("b", 10)).rows
+    assert (b_row.id, b_row.pixel_id, b_row.payload) == (2, "222", b'{"event_id":"e1"}')
+
+
+async def test_a_batch_delivered_whole_writes_no_row_per_event(
+    outbox: SqliteLogOutbox, tmp_path: Path
+) -> None:
+    await outbox.enqueue([entry(n) for n in range(100)])
+    rows = (await outbox.claim("main", 100)).rows
+    assert await outbox.finish(rows) == 100
+    path = tmp_path / "o.db"
+    assert query(path, "SELECT COUNT(*) FROM exceptions") == [(0,)]
+    assert query(path, "SELECT first, last, size, state FROM batches") == [(1, 100, 100, "done")]
+    assert cursor(path, "main") == (100, 100)
+    assert {r.state for r in await outbox.rows()} == {"delivered"}
+
+
+async def test_the_cursor_stops_at_the_lowest_batch_still_in_flight(
+    outbox: SqliteLogOutbox, tmp_path: Path
+) -> None:
+    path = tmp_path / "o.db"
+    await outbox.enqueue([entry(n) for n in range(6)])
+    first = (await outbox.claim("main", 2)).rows
+    second = (await outbox.claim("main", 2)).rows
+    third = (await outbox.claim("main", 2)).rows
+    await outbox.finish(second)
+    assert cursor(path, "main") == (6, 0)  # the first batch is still out
+    await outbox.finish(third)
+    assert cursor(path, "main") == (6, 0)
+    await outbox.finish(first)
+    assert cursor(path, "main") == (6, 6)  # over all three at once
+
+
+async def test_a_batch_whose_lease_ran_out_is_split_for_a_smaller_claim(
+    outbox: SqliteLogOutbox, clock: Clock, tmp_path: Path
+) -> None:
+    await outbox.enqueue([entry(n) for n in range(5)])
+    stale = (await outbox.claim("main", 5)).rows
+    assert await outbox.finish(stale[:1]) == 1
+    clock.now += 31  # the holder died; a probe claims one row at a time
+    [probe] = (await outbox.claim("main", 1)).rows
+    assert probe.event_id == "e1"
+    rest = (await outbox.claim("main", 10)).rows
+    assert [r.event_id for r in rest] == ["e2", "e3", "e4"]
+    assert await outbox.finish(stale) == 0  # the late holder owns nothing any more
+    assert await outbox.finish([probe, *rest]) == 4
+    assert cursor(tmp_path / "o.db", "main") == (5, 5)
+    assert {r.state for r in await outbox.rows()} == {"delivered"}
+
+
+async def test_a_batch_given_back_whole_is_due_again_without_rows_of_its_own(
+    outbox: SqliteLogOutbox, clock: Clock, tmp_path: Path
+) -> None:
+    await outbox.enqueue([entry(n) for n in range(3)])
+    rows = (await outbox.claim("main", 10)).rows
+    assert await outbox.release(rows) == 3
+    assert query(tmp_path / "o.db", "SELECT COUNT(*) FROM exceptions") == [(0,)]
+    assert await outbox.next_due("main") == clock.now
+    assert await outbox.open_counts() == {("main", "pending"): 3}
+    again = (await outbox.claim("main", 10)).rows
+    assert [r.id for r in again] == [r.id for r in rows]
+    assert await outbox.release(again[:1]) == 1  # one alone: an exception row
+    assert query(tmp_path / "o.db", "SELECT id, state FROM exceptions") == [(1, "pending")]
+
+
+async def test_retention_deletes_finished_events_and_keeps_the_others(
+    outbox: SqliteLogOutbox, clock: Clock, tmp_path: Path
+) -> None:
+    path = tmp_path / "o.db"
+    # e0, e1 go to both destinations; "stuck" never drains, so e0 stays for it.
+    await outbox.enqueue([entry(0, "main"), entry(0, "stuck"), entry(1, "main"), entry(2),
+                          entry(3, state="unrouted", note="no destination")])
+    rows = (await outbox.claim("main", 10)).rows
+    await outbox.dead_letter(rows[1:2], "invalid", "refused", None)
+    await outbox.finish([rows[0], rows[2]])
+    clock.now += 3600
+    assert await outbox.prune(older_than=clock.now - 60) == 2  # e2 and the unrouted e3
+    assert [(r.event_id, r.destination, r.state) for r in await outbox.rows()] == [
+        ("e0", "main", "delivered"), ("e0", "stuck", "pending"), ("e1", "main", "dead")]
+    # Pruned batches leave the cursor to say what was delivered.
+    assert query(path, "SELECT COUNT(*) FROM batches") == [(0,)]
+    # Ids are never reused, even once the newest events are gone.
+    await outbox.enqueue([entry(4)])
+    assert max(r.id for r in await outbox.rows()) == 6
+
+
+async def test_each_sqlite_engine_refuses_the_other_ones_file(tmp_path: Path) -> None:
+    theirs = await SqliteOutbox.open(tmp_path / "sqlite.db")
+    await theirs.close()
+    with pytest.raises(OutboxIncompatible, match="another storage engine"):
+        await SqliteLogOutbox.open(tmp_path / "sqlite.db")
+    ours = await SqliteLogOutbox.open(tmp_path / "log.db")
+    await ours.close()
+    with pytest.raises(OutboxIncompatible):
+        await SqliteOutbox.open(tmp_path / "log.db")
