@@ -157,6 +157,7 @@ def _fresh(conn: sqlite3.Connection, destination: str, room: int
     claimed = after = int(cursor[0])
     taken: list[Event] = []
     reached: int | None = None
+    passed = 0  # its rows the new batch covers, set aside before or not
     while len(taken) < room:
         asked = room - len(taken)
         chunk = list(events(conn, f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? "
@@ -166,6 +167,7 @@ def _fresh(conn: sqlite3.Connection, destination: str, room: int
             skip = excepted(conn, destination, chunk[0].id, chunk[-1].id)
             taken += [e for e in chunk if e.id not in skip]
             after = chunk[-1].id
+            passed += len(chunk)
         if len(chunk) < asked:
             # The end of the log: the batch covers every event up to it, so the next claim
             # (and next_due) starts after events of other destinations.
@@ -176,6 +178,8 @@ def _fresh(conn: sqlite3.Connection, destination: str, room: int
         reached = taken[-1].id
     if reached == claimed:
         return None, []
+    conn.execute("UPDATE cursors SET passed = passed + ? WHERE destination = ?",
+                 (passed, destination))
     result = []
     for event in taken:
         row = event.route(destination)

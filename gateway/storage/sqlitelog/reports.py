@@ -24,18 +24,20 @@ __all__ = ["changes", "counts", "dead_letters", "next_due", "oldest_pending", "o
 _CHUNK = 500
 
 
-def _cursors(conn: sqlite3.Connection) -> dict[str, int]:
-    return {name: int(claimed) for name, claimed in conn.execute(
-        "SELECT destination, claimed FROM cursors")}
+def _cursors(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """Per destination, its cursor and its rows after it (set aside or not)."""
+    return {name: (int(claimed), int(stored) - int(passed))
+            for name, claimed, stored, passed in conn.execute(
+                "SELECT destination, claimed, stored, passed FROM cursors")}
 
 
-def _fresh(conn: sqlite3.Connection, destination: str, claimed: int) -> int:
-    """Rows of `destination` after its cursor that no claim set aside yet."""
-    [(waiting,)] = conn.execute("SELECT COUNT(*) FROM events WHERE id > ? AND instr(waiting, ?)",
-                                (claimed, needle(destination))).fetchall()
+def _fresh(conn: sqlite3.Connection, destination: str, claimed: int, after: int) -> int:
+    """Rows of `destination` after its cursor (`after` of them) that no claim set aside."""
+    if not after:
+        return 0
     [(aside,)] = conn.execute("SELECT COUNT(*) FROM exceptions WHERE destination = ? "
                               "AND event > ?", (destination, claimed)).fetchall()
-    return int(waiting) - int(aside)
+    return after - int(aside)
 
 
 def _first_fresh(conn: sqlite3.Connection, destination: str, claimed: int) -> float | None:
@@ -56,8 +58,8 @@ def _first_fresh(conn: sqlite3.Connection, destination: str, claimed: int) -> fl
 
 def open_counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
     counts: Counter[tuple[str, str]] = Counter()
-    for destination, claimed in _cursors(conn).items():
-        counts[(destination, "pending")] += _fresh(conn, destination, claimed)
+    for destination, (claimed, after) in _cursors(conn).items():
+        counts[(destination, "pending")] += _fresh(conn, destination, claimed, after)
     for batch in open_batches(conn):
         counts[(batch.destination, batch.state)] += batch.unsettled
     for destination, state, count in conn.execute(
@@ -79,8 +81,9 @@ def oldest_pending(conn: sqlite3.Connection) -> dict[str, float]:
         if created is not None:
             oldest[destination] = min(created, oldest.get(destination, created))
 
-    for destination, claimed in _cursors(conn).items():
-        seen(destination, _first_fresh(conn, destination, claimed))
+    for destination, (claimed, after) in _cursors(conn).items():
+        if after:
+            seen(destination, _first_fresh(conn, destination, claimed))
     for batch in open_batches(conn):
         [(created,)] = conn.execute(
             "SELECT MIN(created_at) FROM events WHERE id BETWEEN ? AND ? AND instr(waiting, ?)",
@@ -100,10 +103,11 @@ def next_due(conn: sqlite3.Connection, destination: str) -> float | None:
     [(lease,)] = conn.execute("SELECT MIN(lease) FROM batches WHERE destination = ? "
                               "AND state <> 'done'", (destination,)).fetchall()
     due += [float(at) for at in (retry, lease) if at is not None]
-    cursor = conn.execute("SELECT claimed FROM cursors WHERE destination = ?",
+    cursor = conn.execute("SELECT claimed, stored - passed FROM cursors WHERE destination = ?",
                           (destination,)).fetchone()
-    if cursor is not None and (fresh := _first_fresh(conn, destination, cursor[0])) is not None:
-        due.append(fresh)
+    if cursor is not None and cursor[1]:
+        fresh = _first_fresh(conn, destination, cursor[0])
+        due += [] if fresh is None else [fresh]
     return min(due) if due else None
 
 

@@ -9,6 +9,7 @@ once per event, so (destination, event) names a row.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -26,7 +27,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _NEXT_ID = "SELECT next FROM row_ids WHERE id = 1"
 _SET_NEXT_ID = "UPDATE row_ids SET next = ? WHERE id = 1"
-_REGISTER = "INSERT INTO cursors (destination) VALUES (?) ON CONFLICT (destination) DO NOTHING"
+_STORED = ("INSERT INTO cursors (destination, stored) VALUES (?, ?) "
+           "ON CONFLICT (destination) DO UPDATE SET stored = stored + excluded.stored")
 EVENT_COLUMNS = ("id, routes, event_name, event_id, event_time, rule_set, created_at, context, "
                  "payload")
 
@@ -94,10 +96,12 @@ def insert_events(conn: sqlite3.Connection, entries: Sequence[OutboxEntry], now:
     """Insert the entries as events (inside the group commit's transaction). Row ids come from
     `row_ids` under the write lock, so they stay ours with other processes on the file."""
     [(first,)] = conn.execute(_NEXT_ID).fetchall()
-    rows, next_id, waiting_for = [], int(first), set()
+    rows, next_id, waiting_for = [], int(first), Counter[str]()
     for members in group(entries):
         head = members[0]
         waiting = [e.destination for e in members if e.state == "pending"]
+        if any(" " in name for name in waiting):
+            raise ValueError("destination names hold no spaces")  # see needle()
         waiting_for.update(waiting)
         rows.append((next_id, f" {' '.join(waiting)} " if waiting else "",
                      orjson.dumps([_route(e) for e in members]), head.event_name,
@@ -106,7 +110,7 @@ def insert_events(conn: sqlite3.Connection, entries: Sequence[OutboxEntry], now:
         next_id += len(members)
     conn.executemany(_INSERT, rows)
     conn.execute(_SET_NEXT_ID, (next_id,))
-    conn.executemany(_REGISTER, [(name,) for name in sorted(waiting_for)])
+    conn.executemany(_STORED, sorted(waiting_for.items()))
 
 
 def _routes(raw: bytes | str) -> list[Route]:

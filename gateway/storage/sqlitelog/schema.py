@@ -39,11 +39,14 @@ _TABLES = (
     "CREATE TABLE row_ids (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL)",
     "INSERT INTO row_ids (id, next) VALUES (1, 1)",
     # Per destination: events up to `claimed` are in one of its batches; the batches up to
-    # `acked` are all settled (the lowest contiguous acknowledged event).
+    # `acked` are all settled (the lowest contiguous acknowledged event). Its rows after the
+    # cursor number `stored - passed` (less those set aside): counted without reading them.
     """CREATE TABLE cursors (
     destination TEXT PRIMARY KEY,
     claimed INTEGER NOT NULL DEFAULT 0,
-    acked INTEGER NOT NULL DEFAULT 0
+    acked INTEGER NOT NULL DEFAULT 0,
+    stored INTEGER NOT NULL DEFAULT 0,  -- its rows ever stored
+    passed INTEGER NOT NULL DEFAULT 0   -- of those, the ones up to `claimed`
 ) WITHOUT ROWID""",
     # What a claim handed out: the destination's rows among events first..last (a
     # destination's batches tile 1..claimed). The lease fences acknowledgements.

@@ -148,3 +148,17 @@ async def test_each_sqlite_engine_refuses_the_other_ones_file(tmp_path: Path) ->
     await ours.close()
     with pytest.raises(OutboxIncompatible):
         await SqliteOutbox.open(tmp_path / "log.db")
+
+
+async def test_queue_depth_and_open_counts_do_not_read_the_backlog(
+    outbox: SqliteLogOutbox, tmp_path: Path
+) -> None:
+    # Backpressure asks every second, /status and /metrics as often as they are polled: the
+    # rows after a cursor are counted from the cursor's totals, not read.
+    await outbox.enqueue([entry(n) for n in range(4)] + [entry(9, "other")])
+    await outbox.dead_letter((await outbox.claim("main", 1)).rows, "invalid", "refused", None)
+    with contextlib.closing(sqlite3.connect(tmp_path / "o.db")) as db, db:
+        db.execute("DELETE FROM events WHERE id > 1")  # what a scan would have counted
+    assert (await outbox.queue_depth()).rows == 4
+    assert await outbox.open_counts() == {("main", "dead"): 1, ("main", "pending"): 3,
+                                          ("other", "pending"): 1}
