@@ -1,7 +1,7 @@
 """Ingest throughput and latency: the gateway vs a bare aiohttp app, same core, same load.
 
     python bench/ingest.py [--connections 64] [--duration 10] [--workers 1]
-                           [--engine sqlite|postgres]
+                           [--engine sqlite|sqlite-log|postgres]
 
 Starts, on loopback only, each in its own process:
 - baseline: a bare aiohttp app (uvloop) whose handler only parses the query (`request.query`)
@@ -416,10 +416,12 @@ def write_config(
     skip_rules: tuple[str, ...] = (),
     geo: bool = True,
     dsn: str = "",
+    engine: str = "sqlite",
 ) -> Path:
     """The bench's config and rules in `folder`; `destinations` are YAML list items (see
     live_destinations), `skip_rules` leaves rule files out (e.g. routes to a missing
-    destination), `geo=False` leaves the geo database out, a `dsn` stores into PostgreSQL."""
+    destination), `geo=False` leaves the geo database out, a `dsn` stores into PostgreSQL,
+    `engine` names a SQLite engine (sqlite, sqlite-log)."""
     rules = folder / "rules"
     rules.mkdir(parents=True, exist_ok=True)
     for name, text in RULES.items():
@@ -434,7 +436,8 @@ server:
   shutdown_timeout: 4
 storage:
 {f"  engine: postgres{chr(10)}  dsn: {dsn}" if dsn else
- f"  path: {folder / 'outbox.db'}{chr(10)}  synchronous: {synchronous}"}
+ f"  engine: {engine}{chr(10)}  path: {folder / 'outbox.db'}{chr(10)}"
+ f"  synchronous: {synchronous}"}
 {f"geo:{chr(10)}  database: {GEO}" if geo else "# no geo database"}
 rules:
   path: rules
@@ -796,8 +799,8 @@ def print_header(args: argparse.Namespace, folder: Path, servers: list[int], loa
     print(machine_info())
     print(f"cores: servers on {servers}, load generator + fake Graph + this script on {load}"
           f"{note}")
-    outbox = (f"outbox synchronous={args.synchronous}" if args.engine == "sqlite" else
-              f"outbox on {engine}")
+    outbox = (f"outbox on {engine}" if args.engine == "postgres" else
+              f"outbox {args.engine} synchronous={args.synchronous}")
     print(f"config: {geo}; trusted_proxies [private]; {rule_count(skip)} rules in "
           f"{len(RULES) - len(skip)} files; {targets}; "
           f"{outbox}, commit_interval_ms=0 (default), on "
@@ -816,7 +819,8 @@ def main() -> None:
     parser.add_argument("--hits", type=int, default=10000, help="distinct hits to cycle through")
     parser.add_argument("--synchronous", choices=("full", "normal"), default="full",
                         help="the outbox's durability (the target is for full)")
-    parser.add_argument("--engine", choices=("sqlite", "postgres"), default="sqlite",
+    parser.add_argument("--engine", choices=("sqlite", "sqlite-log", "postgres"),
+                        default="sqlite",
                         help="the gateway's storage (postgres: a throwaway durable server)")
     parser.add_argument("--python-load", action="store_true",
                         help="use the Python load client even when wrk is installed")
@@ -886,7 +890,8 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes,
     config = write_config(folder, gateway_port, graph_port, args.synchronous,
                           destinations=live_destinations(args.destinations, graph_port),
                           skip_rules=skip, geo=not args.floor,
-                          dsn=cluster.dsn(database) if cluster else "")
+                          dsn=cluster.dsn(database) if cluster else "",
+                          engine=args.engine)
     me = [sys.executable, str(Path(__file__).resolve())]
     check = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(config)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -1,6 +1,6 @@
 """Relay throughput: drain a backlog from the outbox vs Meta's SDK BatchProcessor.
 
-    python bench/relay.py [--events 100000] [--rounds 3] [--engine sqlite|postgres]
+    python bench/relay.py [--events 100000] [--rounds 3] [--engine sqlite|sqlite-log|postgres]
 
 Both send the same events to the same local fake Graph API (a separate process that parses
 each body and answers 200), batch 1000, 4 concurrent:
@@ -111,7 +111,8 @@ def run_sdk(port: int, count: int, received: Synchronized) -> float:  # type: ig
 
 
 def run_gateway(port: int, count: int, received: Synchronized,  # type: ignore[type-arg]
-                cluster: pgserver.DurableCluster | None = None) -> tuple[float, str]:
+                cluster: pgserver.DurableCluster | None = None,
+                engine: str = "sqlite") -> tuple[float, str]:
     """Events/s of the drain, and (PostgreSQL) what each event cost the database."""
     from gateway.app import create_app
     from gateway.config import parse_settings
@@ -122,7 +123,7 @@ def run_gateway(port: int, count: int, received: Synchronized,  # type: ignore[t
     folder = Path(tempfile.mkdtemp(prefix="bench-relay-"))
     database = cluster.fresh_database() if cluster else ""
     storage = (f"{{engine: postgres, dsn: '{cluster.dsn(database)}'}}" if cluster else
-               f"{{path: {folder / 'outbox.db'}}}")
+               f"{{engine: {engine}, path: {folder / 'outbox.db'}}}")
     settings = parse_settings(f"""
 version: 1
 storage: {storage}
@@ -197,7 +198,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--engine", choices=("sqlite", "postgres"), default="sqlite",
+    parser.add_argument("--engine", choices=("sqlite", "sqlite-log", "postgres"),
+                        default="sqlite",
                         help="the outbox's storage (postgres: a throwaway durable server)")
     args = parser.parse_args()
     if args.rounds < 1:
@@ -224,7 +226,7 @@ def bench(args: argparse.Namespace, cluster: pgserver.DurableCluster | None) -> 
                 if name == "sdk":
                     runs[name].append(run_sdk(port, args.events, received))
                     continue
-                rate, cost = run_gateway(port, args.events, received, cluster)
+                rate, cost = run_gateway(port, args.events, received, cluster, args.engine)
                 runs[name].append(rate)
                 costs.append(cost)
     finally:
@@ -235,7 +237,7 @@ def bench(args: argparse.Namespace, cluster: pgserver.DurableCluster | None) -> 
     print(f"{ingest.machine_info()}; fake Graph in its own process")
     print(f"events: {args.events}, batch {BATCH}, {CONCURRENCY} concurrent; medians of "
           f"{args.rounds} rounds, alternating; outbox on "
-          f"{cluster.describe() if cluster else 'SQLite'}")
+          f"{cluster.describe() if cluster else 'SQLite (' + args.engine + ')'}")
     for label, name in (("baseline: facebook-business BatchProcessor", "sdk"),
                         ("gateway: outbox drain                     ", "gateway")):
         print(f"{label}  {statistics.median(runs[name]):10,.0f} events/s  (rounds: "
