@@ -7,9 +7,9 @@ concurrent enqueues (as ingest does), then drains every destination with claims 
 each finished whole (the relay's happy path). For each engine (`sqlite`, `sqlite-log`) and
 phase it prints, per event and destination: write statements run, table rows changed (SQLite's
 total_changes: inserts, updates, deletes, triggers included; index entries are not counted),
-and pages written to the WAL (checkpoints held off, so every page a commit writes is counted;
-a page shared by a commit's rows is written once). Deterministic apart from timing: no figure
-depends on the machine.
+pages written to the WAL (checkpoints held off, so every page a commit writes is counted; a
+page shared by a commit's rows is written once), and the process's CPU time (all its threads;
+the only figure that depends on the machine and its load).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def wal_pages(path: Path) -> int:
 
 
 async def measure(engine: str, events: int, destinations: int, dedup_hours: float
-                  ) -> dict[str, tuple[float, float, float]]:
+                  ) -> dict[str, tuple[float, ...]]:
     from gateway.settings import StorageSettings
     from gateway.storage import OutboxEntry, open_outbox
 
@@ -81,15 +81,16 @@ async def measure(engine: str, events: int, destinations: int, dedup_hours: floa
     names = [f"d{n}" for n in range(destinations)]
     now = int(time.time())
     payload = b'{"event_name":"Purchase","user_data":{"em":["' + b"a" * 64 + b'"]}}'
-    results: dict[str, tuple[float, float, float]] = {}
+    results: dict[str, tuple[float, ...]] = {}
     rows = events * destinations
 
-    def mark() -> tuple[int, int, int]:
-        return counted.statements, counted.changes(), wal_pages(path)
+    def mark() -> tuple[float, ...]:
+        return (counted.statements, counted.changes(), wal_pages(path),
+                time.process_time() * 1e6)
 
-    def record(phase: str, before: tuple[int, int, int]) -> None:
+    def record(phase: str, before: tuple[float, ...]) -> None:
         after = mark()
-        results[phase] = tuple((a - b) / rows for a, b in zip(after, before, strict=True))  # type: ignore[assignment]
+        results[phase] = tuple((a - b) / rows for a, b in zip(after, before, strict=True))
 
     start = mark()
     for first in range(0, events, 100):
@@ -116,11 +117,13 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.events} events x {args.destinations} destinations, dedup "
           f"{args.dedup_hours:g} h; per event and destination:")
-    print(f"{'engine':<11} {'phase':<7} {'statements':>10} {'rows changed':>13} {'WAL pages':>10}")
+    print(f"{'engine':<11} {'phase':<7} {'statements':>10} {'rows changed':>13} {'WAL pages':>10}"
+          f" {'CPU us':>8}")
     for engine in ("sqlite", "sqlite-log"):
         found = asyncio.run(measure(engine, args.events, args.destinations, args.dedup_hours))
-        for phase, (statements, changes, pages) in found.items():
-            print(f"{engine:<11} {phase:<7} {statements:>10.3f} {changes:>13.3f} {pages:>10.3f}")
+        for phase, (statements, changes, pages, cpu) in found.items():
+            print(f"{engine:<11} {phase:<7} {statements:>10.3f} {changes:>13.3f} {pages:>10.3f}"
+                  f" {cpu:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import orjson
 from ..types import ClaimedRow
 from .batches import Batch, advance, covering, excepted, members, open_batches
 from .claims import EXCEPTION, EXPIRED_ERROR
-from .routes import needle, routes_of
+from .routes import destinations_of, needle
 from .schema import QUEUED
 
 __all__ = ["Outcome", "acknowledge", "expire", "retry_now"]
@@ -59,30 +59,32 @@ def acknowledge(conn: sqlite3.Connection, rows: Sequence[ClaimedRow], outcome: O
     ours = sum(conn.execute(f"UPDATE exceptions SET {_UPDATES[outcome.state]}{_FENCE}",
                             {**values, "id": row.id, "lease": row.lease}).rowcount
                for row in rows if row.id in exceptions)
-    located = routes_of(conn, [row.id for row in rows if row.id not in exceptions])
+    located = destinations_of(conn, [row.id for row in rows if row.id not in exceptions])
     batches: dict[tuple[str, int], Batch] = {}
-    held: dict[tuple[str, int], list[tuple[ClaimedRow, int]]] = {}
+    held: dict[tuple[str, int], dict[int, ClaimedRow]] = {}
+    batch: Batch | None = None
     for row in rows:
         if row.id not in located:
             continue
-        event, route = located[row.id]
-        found = _batch(conn, batches, route.destination, event)
-        if (found is None or found.state != "inflight" or found.lease != row.lease
-                or event in found.settled):
+        event, destination = located[row.id]
+        if not (batch is not None and batch.destination == destination
+                and batch.first <= event <= batch.last):  # rows of one batch come together
+            batch = _batch(conn, batches, destination, event)
+        if (batch is None or batch.state != "inflight" or batch.lease != row.lease
+                or event in batch.settled):
             continue
-        held.setdefault((found.destination, found.last), []).append((row, event))
+        held.setdefault((batch.destination, batch.last), {})[event] = row
     for key, mine in held.items():
         batch = batches[key]
-        mine = list(dict((event, (row, event)) for row, event in mine).values())
         ours += len(mine)
         if outcome.state == "released" and len(mine) == batch.unsettled:
             # Given back whole: the batch itself is due again.
             batch.state, batch.lease, batch.updated_at = "pending", now, now
         else:
-            for row, event in mine:
-                if outcome.state != "delivered":
+            if outcome.state != "delivered":
+                for event, row in mine.items():
                     _except(conn, row, event, batch.destination, outcome, now)
-                batch.settle(event, now)
+            batch.settle(mine, now)
         batch.save(conn)
     for destination in {batches[key].destination for key in held
                         if batches[key].state == "done"}:
@@ -132,7 +134,7 @@ def expire(conn: sqlite3.Connection, destination: str, reason: str, now: float) 
             found = event.route(destination)
             if found is not None and found[1].expires_at < now:
                 _dead(conn, found[0], event.id, destination, found[1].expires_at, reason, now)
-                batch.settle(event.id, now)
+                batch.settle([event.id], now)
                 count += 1
         batch.save(conn)
         done = done or batch.state == "done"

@@ -13,7 +13,7 @@ wants fewer rows.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -49,9 +49,9 @@ class Batch:
     def unsettled(self) -> int:
         return self.size - len(self.settled)
 
-    def settle(self, event: int, now: float) -> None:
-        """One more of its rows has its outcome; the batch is done once all have."""
-        self.settled[event] = now
+    def settle(self, events: Iterable[int], now: float) -> None:
+        """More of its rows have their outcome; the batch is done once all have."""
+        self.settled.update(dict.fromkeys(events, now))
         self.updated_at = now
         if len(self.settled) >= self.size:
             self.state = "done"

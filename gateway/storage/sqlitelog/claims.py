@@ -209,4 +209,4 @@ def _set_aside(conn: sqlite3.Connection, c: _Candidate, now: float, state: str, 
     conn.execute(EXCEPTION, (c.row_id, c.event.id, c.route.destination, state, c.attempts,
                              c.route.expires_at, now, now, error, reason, None))
     if c.batch is not None:
-        c.batch.settle(c.event.id, now)
+        c.batch.settle([c.event.id], now)

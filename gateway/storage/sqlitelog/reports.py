@@ -14,7 +14,7 @@ from typing import Any
 from ..sqlite.deadletters import where
 from ..types import OPEN_STATES, DeadLetter, DeadLetterFilter, OutboxRow
 from .batches import excepted, open_batches
-from .routes import EVENT_COLUMNS, by_id, events, needle, routes_of
+from .routes import EVENT_COLUMNS, by_id, events, needle
 from .schema import QUEUED
 from .view import RowView
 
@@ -169,13 +169,13 @@ def dead_letters(conn: sqlite3.Connection, selection: DeadLetterFilter, limit: i
     found = conn.execute(
         "SELECT id, destination, reason, last_error, fbtrace_id, attempts, updated_at, event "
         f"FROM exceptions WHERE {clause} ORDER BY id DESC LIMIT ?", [*params, limit]).fetchall()
-    located = routes_of(conn, [row[0] for row in found])
-    events_ = by_id(conn, [row[7] for row in found])
+    stored_events = by_id(conn, [row[7] for row in found])
     letters = []
     for row_id, destination, reason, error, trace, attempts, updated, event in found:
-        if row_id not in located or event not in events_:
+        stored = stored_events.get(event)
+        if stored is None or not 0 <= row_id - event < len(stored.routes):
             continue
-        route, stored = located[row_id][1], events_[event]
+        route = stored.routes[row_id - event]
         letters.append(DeadLetter(row_id, destination, route.pixel_id, stored.event_name,
                                   stored.event_id, reason, error, trace, attempts,
                                   stored.created_at, updated))

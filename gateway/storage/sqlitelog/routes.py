@@ -8,6 +8,7 @@ once per event, so (destination, event) names a row.
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -17,8 +18,18 @@ import orjson
 
 from ..types import OutboxEntry
 
-__all__ = ["EVENT_COLUMNS", "Event", "Route", "by_id", "event", "events", "group", "insert_events",
-           "needle", "routes_of"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "Event",
+    "Route",
+    "by_id",
+    "destinations_of",
+    "event",
+    "events",
+    "group",
+    "insert_events",
+    "needle",
+]
 
 _INSERT = """
 INSERT INTO events (id, waiting, routes, event_name, event_id, event_time, rule_set, created_at,
@@ -29,8 +40,8 @@ _NEXT_ID = "SELECT next FROM row_ids WHERE id = 1"
 _SET_NEXT_ID = "UPDATE row_ids SET next = ? WHERE id = 1"
 _STORED = ("INSERT INTO cursors (destination, stored) VALUES (?, ?) "
            "ON CONFLICT (destination) DO UPDATE SET stored = stored + excluded.stored")
-EVENT_COLUMNS = ("id, routes, event_name, event_id, event_time, rule_set, created_at, context, "
-                 "payload")
+EVENT_COLUMNS = ("id, waiting, routes, event_name, event_id, event_time, rule_set, created_at, "
+                 "context, payload")
 
 
 class Route(NamedTuple):
@@ -42,24 +53,45 @@ class Route(NamedTuple):
     state: str  # pending (relayed), or unrouted | invalid (kept for inspection only)
     note: str | None
 
+    @classmethod
+    def decode(cls, fields: list[Any]) -> Route:
+        d, pixel, test, request_fields, expires, state, note = fields
+        return cls(d, pixel, test, request_fields, _INF if expires is None else expires, state,
+                   note)
 
-class Event(NamedTuple):
-    id: int
-    routes: list[Route]
-    event_name: str
-    event_id: str
-    event_time: int
-    rule_set: str
-    created_at: float
-    context: bytes
-    payload: bytes
+
+_INF = float("inf")
+
+
+class Event:
+    """An `events` row; its routes are decoded when asked for (a claim needs one)."""
+
+    __slots__ = ("_routes", "_waiting", "context", "created_at", "event_id", "event_name",
+                 "event_time", "id", "payload", "raw_routes", "rule_set")
+
+    def __init__(self, fields: Sequence[Any]) -> None:
+        (id_, self._waiting, self.raw_routes, self.event_name, self.event_id, event_time,
+         self.rule_set, created, context, payload) = fields
+        self.id, self.event_time, self.created_at = int(id_), int(event_time), float(created)
+        self.context, self.payload = bytes(context or b""), bytes(payload)
+        self._routes: list[Route] | None = None
+
+    @property
+    def routes(self) -> list[Route]:
+        if self._routes is None:
+            self._routes = [Route.decode(fields) for fields in orjson.loads(self.raw_routes)]
+        return self._routes
 
     def route(self, destination: str) -> tuple[int, Route] | None:
-        """The row id and route of `destination`, if the event waits for it."""
-        for index, route in enumerate(self.routes):
-            if route.destination == destination and route.state == "pending":
-                return self.id + index, route
-        return None
+        """The row id and route of `destination`, if the event waits for it (pending routes
+        come first, in the order of `waiting`)."""
+        waiting = self._waiting.split()
+        if destination not in waiting:
+            return None
+        index = waiting.index(destination)
+        if self._routes is not None:
+            return self.id + index, self._routes[index]
+        return self.id + index, Route.decode(orjson.loads(self.raw_routes)[index])
 
 
 def needle(destination: str) -> str:
@@ -98,6 +130,8 @@ def insert_events(conn: sqlite3.Connection, entries: Sequence[OutboxEntry], now:
     [(first,)] = conn.execute(_NEXT_ID).fetchall()
     rows, next_id, waiting_for = [], int(first), Counter[str]()
     for members in group(entries):
+        # Pending routes first, in the order of `waiting`: a route is found from it alone.
+        members.sort(key=lambda e: e.state != "pending")
         head = members[0]
         waiting = [e.destination for e in members if e.state == "pending"]
         if any(" " in name for name in waiting):
@@ -113,17 +147,9 @@ def insert_events(conn: sqlite3.Connection, entries: Sequence[OutboxEntry], now:
     conn.executemany(_STORED, sorted(waiting_for.items()))
 
 
-def _routes(raw: bytes | str) -> list[Route]:
-    return [Route(d, pixel, test, fields, float("inf") if expires is None else expires,
-                  state, note)
-            for d, pixel, test, fields, expires, state, note in orjson.loads(raw)]
-
-
 def event(fields: Sequence[Any]) -> Event:
     """An Event from a row of EVENT_COLUMNS."""
-    id_, routes, name, event_id, event_time, rule_set, created, context, payload = fields
-    return Event(int(id_), _routes(routes), name, event_id, int(event_time), rule_set,
-                 float(created), bytes(context or b""), bytes(payload))
+    return Event(fields)
 
 
 def events(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()
@@ -133,19 +159,37 @@ def events(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | dict[str,
         yield event(fields)
 
 
-def routes_of(conn: sqlite3.Connection, row_ids: Sequence[int]) -> dict[int, tuple[int, Route]]:
-    """For each row id, its event's id and its route (absent: no such row)."""
+def destinations_of(conn: sqlite3.Connection, row_ids: Sequence[int]
+                    ) -> dict[int, tuple[int, str]]:
+    """For each row id of a pending route, its event's id and its destination (absent: no
+    such row, or one stored finished)."""
     if not row_ids:
         return {}
-    ids = orjson.dumps(sorted(set(row_ids))).decode()
-    found: dict[int, tuple[int, Route]] = {}
-    for row_id, event_id, raw in conn.execute(
-            "SELECT j.value, e.id, e.routes FROM json_each(?) AS j CROSS JOIN events AS e "
-            "ON e.id = (SELECT MAX(id) FROM events WHERE id <= j.value)", (ids,)):
-        routes = _routes(raw)
-        if row_id - event_id < len(routes):
-            found[int(row_id)] = (int(event_id), routes[row_id - event_id])
+    wanted = sorted(set(row_ids))
+    found: dict[int, tuple[int, str]] = {}
+    if wanted[-1] - wanted[0] < 4 * len(wanted):  # one batch's rows: read its events in a row
+        [(start,)] = conn.execute("SELECT MAX(id) FROM events WHERE id <= ?",
+                                  (wanted[0],)).fetchall()
+        stored = conn.execute("SELECT id, waiting FROM events WHERE id BETWEEN ? AND ? "
+                              "ORDER BY id", (start or 0, wanted[-1])).fetchall()
+        starts = [event_id for event_id, _ in stored]
+        for row_id in wanted:
+            at = bisect.bisect_right(starts, row_id) - 1
+            if at >= 0:
+                _found(found, row_id, *stored[at])
+        return found
+    for row_id, event_id, waiting in conn.execute(
+            "SELECT j.value, e.id, e.waiting FROM json_each(?) AS j CROSS JOIN events AS e "
+            "ON e.id = (SELECT MAX(id) FROM events WHERE id <= j.value)",
+            (orjson.dumps(wanted).decode(),)):
+        _found(found, row_id, event_id, waiting)
     return found
+
+
+def _found(found: dict[int, tuple[int, str]], row_id: int, event_id: int, waiting: str) -> None:
+    names = waiting.split()
+    if row_id - event_id < len(names):
+        found[row_id] = (event_id, names[row_id - event_id])
 
 
 def by_id(conn: sqlite3.Connection, event_ids: Sequence[int]) -> dict[int, Event]:

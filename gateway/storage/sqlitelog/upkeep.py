@@ -15,8 +15,6 @@ from .routes import Route, event
 
 __all__ = ["prune_chunk"]
 
-_FINISHED = "(" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
-
 
 def _delivered_up_to(conn: sqlite3.Connection, older_than: float) -> dict[str, int]:
     """Per destination, the event up to which its batches are done before the cut."""
@@ -34,9 +32,10 @@ def prune_chunk(conn: sqlite3.Connection, after: int, older_than: float, chunk: 
     """Delete the finished events among the next `chunk` after event `after` stored before the
     cut; (rows deleted, the last event looked at, whether there may be more)."""
     horizon = _delivered_up_to(conn, older_than)
-    found = conn.execute("SELECT id, routes, event_name, event_id, event_time, rule_set, "
-                         "created_at, context, x'' FROM events WHERE id > ? AND created_at < ? "
-                         "ORDER BY id LIMIT ?", (after, older_than, chunk)).fetchall()
+    found = conn.execute("SELECT id, waiting, routes, event_name, event_id, event_time, "
+                         "rule_set, created_at, context, x'' FROM events WHERE id > ? "
+                         "AND created_at < ? ORDER BY id LIMIT ?",
+                         (after, older_than, chunk)).fetchall()
     if not found:
         return 0, after, False
     first, last = found[0][0], found[-1][0]
