@@ -6,6 +6,7 @@ exception row is finished. Done batches below the cut go with them."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 
 import orjson
@@ -32,10 +33,15 @@ def prune_chunk(conn: sqlite3.Connection, after: int, older_than: float, chunk: 
     """Delete the finished events among the next `chunk` after event `after` stored before the
     cut; (rows deleted, the last event looked at, whether there may be more)."""
     horizon = _delivered_up_to(conn, older_than)
+    # By id, which follows the time of storing: the first event stored since the cut ends the
+    # scan (created_at has no index; reading on would read every newer event).
     found = conn.execute("SELECT id, waiting, routes, event_name, event_id, event_time, "
                          "rule_set, created_at, context, x'' FROM events WHERE id > ? "
-                         "AND created_at < ? ORDER BY id LIMIT ?",
-                         (after, older_than, chunk)).fetchall()
+                         "ORDER BY id LIMIT ?", (after, chunk)).fetchall()
+    more = len(found) == chunk
+    old = list(itertools.takewhile(lambda fields: fields[7] < older_than, found))
+    if len(old) < len(found):
+        found, more = old, False
     if not found:
         return 0, after, False
     first, last = found[0][0], found[-1][0]
@@ -60,7 +66,7 @@ def prune_chunk(conn: sqlite3.Connection, after: int, older_than: float, chunk: 
         conn.execute("DELETE FROM batches WHERE destination = ? AND last <= ? AND last <= ? "
                      "AND state = 'done' AND updated_at < ?",
                      (destination, up_to, last, older_than))
-    return rows, int(last), len(found) == chunk
+    return rows, int(last), more
 
 
 def _finished(row_id: int, route: Route, event_id: int,

@@ -162,3 +162,13 @@ async def test_queue_depth_and_open_counts_do_not_read_the_backlog(
     assert (await outbox.queue_depth()).rows == 4
     assert await outbox.open_counts() == {("main", "dead"): 1, ("main", "pending"): 3,
                                           ("other", "pending"): 1}
+
+
+async def test_retention_goes_on_chunk_by_chunk_up_to_the_cut(
+    outbox: SqliteLogOutbox, clock: Clock
+) -> None:
+    await outbox.enqueue([entry(n, state="unrouted") for n in range(12)])
+    clock.now += 3600
+    await outbox.enqueue([entry(n, state="unrouted") for n in range(12, 15)])  # after the cut
+    assert await outbox.prune(older_than=clock.now - 60, chunk=5) == 12
+    assert [r.event_id for r in await outbox.rows()] == ["e12", "e13", "e14"]
