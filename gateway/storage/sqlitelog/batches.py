@@ -13,7 +13,7 @@ wants fewer rows.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -98,11 +98,6 @@ def covering(conn: sqlite3.Connection, destination: str, event: int) -> Batch | 
     return Batch.from_row(row)
 
 
-def all_batches(conn: sqlite3.Connection) -> Iterator[Batch]:
-    for row in conn.execute(f"SELECT {_COLUMNS} FROM batches ORDER BY destination, last"):
-        yield Batch.from_row(row)
-
-
 def excepted(conn: sqlite3.Connection, destination: str, first: int, last: int) -> set[int]:
     """Events first..last whose row of `destination` has an exception row."""
     return {int(event) for (event,) in conn.execute(
@@ -122,14 +117,48 @@ def members(conn: sqlite3.Connection, batch: Batch) -> list[Event]:
 
 
 def advance(conn: sqlite3.Connection, destination: str) -> None:
-    """Move the destination's `acked` cursor over the done batches that follow it."""
+    """Move the destination's `acked` cursor over the done batches that follow it, merging
+    them with the done batch it leaves (see `_merge`)."""
     [(acked,)] = conn.execute("SELECT acked FROM cursors WHERE destination = ?",
                               (destination,)).fetchall()
-    moved = acked
-    for last, state in conn.execute("SELECT last, state FROM batches WHERE destination = ? "
-                                    "AND last > ? ORDER BY last", (destination, acked)):
-        if state != "done":
+    passed: list[Batch] = []
+    for row in conn.execute(f"SELECT {_COLUMNS} FROM batches WHERE destination = ? "
+                            "AND last >= ? ORDER BY last", (destination, acked)):
+        batch = Batch.from_row(row)
+        if batch.state != "done":
             break
-        moved = last
-    if moved != acked:
-        conn.execute("UPDATE cursors SET acked = ? WHERE destination = ?", (moved, destination))
+        passed.append(batch)
+    if not passed or passed[-1].last == acked:
+        return
+    conn.execute("UPDATE cursors SET acked = ? WHERE destination = ?",
+                 (passed[-1].last, destination))
+    _merge(conn, passed)
+
+
+# Done batches whose claims began within this many seconds of each other are kept as one:
+# with live traffic a destination claims every few hundred milliseconds, and a row per claim
+# kept for the retention period would be millions. A merged batch's rows take its latest time.
+MERGE_SECONDS = 60.0
+
+
+def _merge(conn: sqlite3.Connection, done: list[Batch]) -> None:
+    """Merge runs of consecutive done batches (oldest first) claimed within MERGE_SECONDS."""
+    runs: list[list[Batch]] = []
+    for batch in done:
+        if runs and batch.claimed_at - runs[-1][0].claimed_at <= MERGE_SECONDS:
+            runs[-1].append(batch)
+        else:
+            runs.append([batch])
+    for run in runs:
+        if len(run) == 1:
+            continue
+        last = run[-1]
+        merged = Batch(last.destination, last.last, run[0].first, sum(b.size for b in run),
+                       "done", max(b.lease for b in run), run[0].claimed_at,
+                       max(b.updated_at for b in run))
+        for batch in run:
+            merged.settled.update(batch.settled)
+        merged.settled = {e: at for e, at in merged.settled.items() if at != merged.updated_at}
+        conn.execute("DELETE FROM batches WHERE destination = ? AND last BETWEEN ? AND ?",
+                     (merged.destination, run[0].last, run[-2].last))
+        merged.save(conn)

@@ -4,7 +4,6 @@ destination's cursor. Built inside one read transaction (a consistent snapshot).
 
 from __future__ import annotations
 
-import bisect
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import orjson
 
 from ..types import OutboxRow
-from .batches import Batch, all_batches
+from .batches import Batch, covering
 from .routes import Event
 
 __all__ = ["RowView"]
@@ -26,18 +25,17 @@ class RowView:
         self._conn = conn
         self._claimed = {name: int(claimed) for name, claimed in conn.execute(
             "SELECT destination, claimed FROM cursors")}
-        self._batches: dict[str, list[Batch]] = {}
-        for batch in all_batches(conn):  # one per claim, pruned with the events
-            self._batches.setdefault(batch.destination, []).append(batch)
-        self._lasts = {name: [b.last for b in found] for name, found in self._batches.items()}
+        self._last: dict[str, Batch] = {}  # per destination, the batch found last
 
     def _covering(self, destination: str, event: int) -> Batch | None:
-        lasts = self._lasts.get(destination, [])
-        at = bisect.bisect_left(lasts, event)
-        if at == len(lasts):
-            return None
-        batch = self._batches[destination][at]
-        return batch if batch.first <= event else None
+        """The batch covering `event` (rows are asked for by id: the last one mostly does)."""
+        last = self._last.get(destination)
+        if last is not None and last.first <= event <= last.last:
+            return last
+        found = covering(self._conn, destination, event)
+        if found is not None:
+            self._last[destination] = found
+        return found
 
     def rows(self, events: Iterable[Event]) -> list[OutboxRow]:
         """The rows of these events, by id."""

@@ -172,3 +172,23 @@ async def test_retention_goes_on_chunk_by_chunk_up_to_the_cut(
     await outbox.enqueue([entry(n, state="unrouted") for n in range(12, 15)])  # after the cut
     assert await outbox.prune(older_than=clock.now - 60, chunk=5) == 12
     assert [r.event_id for r in await outbox.rows()] == ["e12", "e13", "e14"]
+
+
+async def test_done_batches_of_live_traffic_are_kept_as_one_per_minute(
+    outbox: SqliteLogOutbox, clock: Clock, tmp_path: Path
+) -> None:
+    # Live traffic claims every few hundred milliseconds: a batch row kept per claim for the
+    # retention period would be millions. Once done, those claimed within a minute merge.
+    for n in range(6):
+        await outbox.enqueue([entry(n)])
+        await outbox.finish((await outbox.claim("main", 10)).rows)
+        clock.now += 20 if n != 2 else 61
+    path = tmp_path / "o.db"
+    assert query(path, "SELECT first, last, state FROM batches ORDER BY last") == [
+        (1, 3, "done"), (4, 6, "done")]
+    assert cursor(path, "main") == (6, 6)
+    delivered = await outbox.rows()
+    assert [r.state for r in delivered] == ["delivered"] * 6
+    start = clock.now - 6 * 20 - 41
+    # Each takes the latest delivery of its merged batch.
+    assert [r.updated_at - start for r in delivered] == [40, 40, 40, 141, 141, 141]
