@@ -10,7 +10,8 @@ NOTES (work in progress, issue 21; not the default engine)
   destination's `claimed` cursor; a batch delivered whole is one batch update and one `acked`
   cursor update; done batches claimed within a minute merge as the cursor passes them (a
   delivered row's time is then its merged batch's latest, up to a minute late). Queue depth
-  and open counts come from the cursors' totals (never a scan of the backlog). bench/writes.py counts what each SQLite engine writes.
+  and open counts come from the cursors' totals (never a scan of the backlog).
+  bench/writes.py counts what each SQLite engine writes.
 - Measured (bench/writes.py, 20,000 events x 2 destinations, per event and destination): the
   sqlite engine changes 2 table rows at ingest and 3 in the relay (claim, finish, dedup key),
   ~11 B-tree writes counting index entries (due index in, out and in again, finished index,
