@@ -15,7 +15,8 @@ from ...errors import OutboxIncompatible
 from ..sqlite.schema import PROBE, user_version
 from ..types import QUEUED_STATES
 
-__all__ = ["MIGRATIONS", "PROBE", "QUEUED", "SCHEMA_VERSION", "migrate", "user_version"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA_VERSION", "checked_version",
+           "migrate", "user_version"]
 
 # The condition of the due index, written the same wherever a query must match it.
 QUEUED = "state IN (" + ", ".join(f"'{state}'" for state in QUEUED_STATES) + ")"
