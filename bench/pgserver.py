@@ -9,6 +9,7 @@ server is not pinned to a core: it shares the machine with the gateway and the l
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,21 @@ class DurableCluster(PgCluster):
         version = self.sql("SHOW server_version").split()[0]
         shown = [s for s in SETTINGS if not s.startswith(("listen_", "shared_preload"))]
         return f"PostgreSQL {version} ({', '.join(shown)}; not pinned to a core)"
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the server's live processes (the postmaster and its
+        children: backends, WAL writer, checkpointer, autovacuum), from /proc. A backend that
+        has exited is no longer counted: read while the connections measured are open."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(entry.name) == postmaster or int(fields[1]) == postmaster:
+                    total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
 
     def fresh_database(self) -> str:
         """A new empty database with pg_stat_statements; its name."""

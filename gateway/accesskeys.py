@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import logging
 import math
+import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
@@ -34,8 +35,10 @@ __all__ = [
     "AccessGuard",
     "FailureThrottle",
     "KeyRing",
+    "KeysInForce",
     "bearer_token",
     "key_sha256",
+    "new_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,11 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     """The token of an `Authorization: Bearer <token>` header, or "" without one."""
     given = headers.get("Authorization", "")
     return given.removeprefix("Bearer ").strip() if given.startswith("Bearer ") else ""
+
+
+def new_key() -> str:
+    """A new random key (256 bits), for the server ingress or the admin."""
+    return secrets.token_urlsafe(32)
 
 
 def key_sha256(key: str) -> str:
@@ -84,6 +92,26 @@ class KeyRing:
             if hmac.compare_digest(digest, key.sha256) and found is None:
                 found = key
         return found
+
+
+class KeysInForce:
+    """The keys the server ingress accepts: config.yaml's (as the live snapshot has them, so a
+    reload changes them) and those made in the console (set by its record listener, so a
+    change on any worker or node arrives within about a second). Called for each request: the
+    same tuple comes back until either part changes, so the ring is rebuilt only then."""
+
+    def __init__(self, configured: Callable[[], Sequence[AccessKey]]) -> None:
+        self._configured = configured
+        self.console: tuple[AccessKey, ...] = ()
+        self._of: tuple[Sequence[AccessKey], tuple[AccessKey, ...]] | None = None
+        self._all: tuple[AccessKey, ...] = ()
+
+    def __call__(self) -> tuple[AccessKey, ...]:
+        configured = self._configured()
+        if self._of is None or configured is not self._of[0] or self.console is not self._of[1]:
+            self._of = (configured, self.console)
+            self._all = (*configured, *self.console)
+        return self._all
 
 
 class FailureThrottle:

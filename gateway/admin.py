@@ -26,6 +26,7 @@ from .accesskeys import bearer_token, key_sha256
 from .errors import OutboxUnavailable
 from .identity.trustedproxies import is_loopback_host
 from .storage import DEAD_REASONS, DeadLetterFilter, Outbox, describe
+from .whole.view import WholeView, whole_view
 
 __all__ = ["ADMIN_LISTENERS", "add_routes", "dead_letters", "destination_states", "has_admin_key",
            "iso", "outbox_report", "replay", "serve_operators_on", "status"]
@@ -165,7 +166,8 @@ async def status(request: web.Request) -> web.Response:
         with contextlib.suppress(OutboxUnavailable):
             for drop in await outbox.drops(since=now - DROPS_SHOWN_HOURS * 3600):
                 dropped[drop.rule] += drop.events
-    destinations = destination_states(app, counts, oldest, now)
+    whole = await whole_view(app)
+    destinations = destination_states(app, counts, oldest, now, whole)
     reloader, rules = app[appkeys.RELOADER], app[appkeys.RULES]
     names = app[appkeys.LIVE].current.by_name
     _, relays = app[appkeys.WORKER]
@@ -176,6 +178,9 @@ async def status(request: web.Request) -> web.Response:
     index, _ = app[appkeys.WORKER]
     return web.json_response({
         "worker": {"index": index, "relays": relays},
+        # Every serving process on the store (live, then recently gone), from their reports.
+        "processes": [{**p, "started_at": iso(p["started_at"]), "seen_at": iso(p["seen_at"])}
+                      for p in whole.listed()],
         "destinations": destinations,
         "queued_for_unconfigured_destinations": orphaned,
         "outbox_unavailable": unavailable,
@@ -193,34 +198,39 @@ async def status(request: web.Request) -> web.Response:
 
 
 def destination_states(app: web.Application, counts: dict[tuple[str, str], int],
-                       oldest: dict[str, float], now: float) -> list[dict[str, Any]]:
+                       oldest: dict[str, float], now: float,
+                       whole: WholeView) -> list[dict[str, Any]]:
     """Each live destination's state, queue and last error (from `outbox_report`), as /status
-    and the console show them; never a credential. The relay state comes from this process's
-    worker: with `serve --workers N` only the relaying process has one (elsewhere `state` is
-    None and `relayed_here` false)."""
+    and the console show them; never a credential. The relay state is merged over the live
+    processes that relay the destination (`whole`: from their reports; this process's own as of
+    now): with none, `state` is None. `relayed_here`: this process relays it."""
     relays = app[appkeys.RELAYS]
     destinations = []
     for destination in app[appkeys.LIVE].current.destinations:
-        name, worker = destination.name, relays.get(destination.name)
+        name = destination.name
+        relay = whole.relay(name) or {}
         created = oldest.get(name)
-        delivered = worker.last_delivered_at if worker else None
         destinations.append({
             "name": name,
             "type": destination.settings.type,
             "sends_to": f"{destination.target} via {destination.endpoint}",
-            "state": worker.state if worker else None,
-            "relayed_here": worker is not None,
-            "paused_reason": worker.paused_reason if worker else None,
-            "circuit": worker.circuit.status() if worker else None,
+            "state": relay.get("state"),
+            "relayed_here": relays.get(name) is not None,
+            "relayed_by": relay.get("relayed_by", []),
+            "paused_reason": relay.get("paused_reason"),
+            "circuit": relay.get("circuit"),
             "dry_run": destination.settings.is_dry_run,
             "dry_run_reason": destination.settings.dry_run_reason or None,
-            "token_set": not destination.settings.options.missing_credentials,
-            "token_invalid": worker is not None and worker.token_invalid,
+            # A console token counts as set even when this key cannot open it.
+            "token_set": (destination.settings.sealed_token
+                          or not destination.settings.options.missing_credentials),
+            "token_invalid": bool(relay.get("token_invalid")),
             "queued": counts.get((name, "pending"), 0) + counts.get((name, "inflight"), 0),
             "oldest_queued_age_seconds": round(now - created, 3) if created else None,
             "dead_letters": counts.get((name, "dead"), 0),
-            "last_delivery": iso(delivered),
-            "last_error": worker.last_error if worker else None,
+            "last_delivery": iso(relay.get("last_delivery")),
+            "last_error": relay.get("last_error"),
+            "last_error_at": iso(relay.get("last_error_at")),
         })
     return destinations
 

@@ -21,10 +21,11 @@ import aiohttp
 from aiohttp import hdrs, web
 
 from . import admin, appkeys, logsafety
+from .accesskeys import KeysInForce
 from .alerts import Alerts
 from .backpressure import Backpressure
 from .config import load_settings
-from .console import add_console_routes
+from .console import add_console_routes, follow_console_destinations
 from .enrich import Enricher
 from .errors import HitError, OutboxFull, OutboxUnavailable
 from .eventbus import EventBus
@@ -35,7 +36,7 @@ from .ingest.cors import add_cors
 from .ingest.demo import add_demo_routes
 from .ingest.serverroutes import add_server_routes
 from .ingest.snippet import add_snippet_routes
-from .live import Live
+from .live import Live, Snapshot
 from .liverules import LiveRules
 from .observe import Metrics
 from .pipeline import Pipeline
@@ -45,6 +46,7 @@ from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWork
 from .reload import Reloader, file_stamp
 from .settings import Settings
 from .storage import start_outbox
+from .whole.service import add_whole
 
 __all__ = ["create_app"]
 
@@ -71,7 +73,7 @@ def create_app(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )
     app[appkeys.SETTINGS] = settings
-    app[appkeys.LIVE] = Live(settings)
+    app[appkeys.LIVE] = live = Live(settings)
     app[appkeys.CLOCK] = clock
     app[appkeys.WORKER] = (worker or 0, not worker)
     app[appkeys.SHARED] = worker is not None
@@ -81,11 +83,12 @@ def create_app(
         settings.server.trusted_proxies, settings.server.client_ip_headers,
         chain=settings.server.forwarding_header, truncate=settings.identity.truncate_ip,
     )
+    app[appkeys.ACCESS_KEYS] = KeysInForce(lambda: live.current.settings.access_keys)
     app[appkeys.COOKIES] = FirstPartyCookies(
         enabled=settings.cookies.enabled, domain=settings.cookies.domain
     )
     app.cleanup_ctx.extend([
-        identity_ctx, rules_ctx, outbox_ctx, http_session_ctx, relay_ctx, upkeep_ctx, reload_ctx,
+        identity_ctx, outbox_ctx, rules_ctx, http_session_ctx, relay_ctx, upkeep_ctx, reload_ctx,
     ])
     prefix = settings.server.path_prefix
     app.router.add_route("GET", f"{prefix}/tr", handle_hit)
@@ -95,6 +98,7 @@ def create_app(
     add_demo_routes(app, settings)
     admin.add_routes(app, prefix)
     add_console_routes(app, prefix)
+    add_whole(app, worker or 0)  # this process's report, live events across processes
     add_server_routes(app, prefix)
     return app
 
@@ -153,6 +157,10 @@ async def rules_ctx(app: web.Application) -> AsyncIterator[None]:
                       clock=app[appkeys.CLOCK])
     await rules.load()
     app[appkeys.RULES] = rules
+    app[appkeys.PIPELINE] = Pipeline(
+        app[appkeys.LIVE], app[appkeys.OUTBOX], app[appkeys.METRICS], app[appkeys.ENRICHER],
+        app[appkeys.CLOCK], app[appkeys.BACKPRESSURE], rules, app[appkeys.EVENTS],
+    )
     yield
 
 
@@ -164,14 +172,14 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
     outbox = await start_outbox(storage, clock=app[appkeys.CLOCK], shared=app[appkeys.SHARED])
     app[appkeys.OUTBOX] = outbox
     app[appkeys.RECORDS] = RecordWatch(outbox)
+    # The console's destinations join config.yaml's before the rules load (rules may name them).
+    follow_console_destinations(app)
+    with contextlib.suppress(OutboxUnavailable):  # not open yet: they come with the watch
+        await app[appkeys.RECORDS].refresh()
     backpressure = Backpressure(outbox, app[appkeys.METRICS], max_rows=storage.max_queue_rows,
                                 max_bytes=storage.max_queue_mb * 2**20)
     await backpressure.check()
     app[appkeys.BACKPRESSURE] = backpressure
-    app[appkeys.PIPELINE] = Pipeline(
-        app[appkeys.LIVE], outbox, app[appkeys.METRICS], app[appkeys.ENRICHER],
-        app[appkeys.CLOCK], backpressure, app[appkeys.RULES], app[appkeys.EVENTS],
-    )
     yield
     await outbox.close()
 
@@ -246,15 +254,19 @@ async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
     checks: set[asyncio.Task[bool]] = set()
 
     def apply(new: Settings) -> None:
-        before = set(live.current.by_name)
         apply_settings(app, new)
         log.info("config reloaded from %s", path)
-        if set(live.current.by_name) != before:
-            # Rules name destinations: test them against the new set now (a rule set that
-            # waited for a new destination goes live; one naming a removed one is reported).
+
+    def destinations_changed(old: Snapshot, new: Snapshot) -> None:
+        if set(old.by_name) != set(new.by_name):
+            # Rules name destinations (config.yaml's or the console's): test them against the
+            # new set now (a rule set that waited for a new destination goes live; one naming
+            # a removed one is reported).
             check = asyncio.get_running_loop().create_task(rules.reload())
             checks.add(check)
             check.add_done_callback(checks.discard)
+
+    unlisten = live.listen(destinations_changed)
 
     reloader = Reloader(
         "config", stamp=lambda: file_stamp(path) if path else None,
@@ -277,6 +289,7 @@ async def reload_ctx(app: web.Application) -> AsyncIterator[None]:
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_all()))
     async with _background(*jobs):
         yield
+    unlisten()
     for check in list(checks):
         check.cancel()
     await asyncio.gather(*checks, return_exceptions=True)
@@ -291,23 +304,24 @@ def apply_settings(app: web.Application, new: Settings) -> None:
     Destinations apply whole (added, removed, retyped or changed: the relay follows the live
     snapshot), except that a live destination never turns into a dry run without a restart (an
     emptied token, an unset variable or a typo, would mark its whole queue as sent); so do
-    `access_keys` and `server.allowed_origins`. The other sections are compared with what is
+    `access_keys` (those made in the console stay: they are not config) and
+    `server.allowed_origins`. The other sections are compared with what is
     running, and those that differ are logged and listed on /status until a restart.
     """
     live = app[appkeys.LIVE]
-    running = live.current.settings
+    running = live.config  # the console's destinations stay: Live adds them
     started = app[appkeys.SETTINGS]  # what the restart-only sections still are
     live_server = replace(started.server, allowed_origins=new.server.allowed_origins)
     restart = [name for name in RESTART_SECTIONS if getattr(started, name) != getattr(new, name)]
     if live_server != new.server:
         restart.insert(0, "server (other than allowed_origins)")
     applied = []
+    previous = {d.name: d for d in running.destinations}  # config.yaml's, never the console's
     for destination in new.destinations:
-        current = live.current.by_name.get(destination.name)
-        if (current is not None and destination.is_dry_run
-                and not current.settings.is_dry_run):
+        current = previous.get(destination.name)
+        if current is not None and destination.is_dry_run and not current.is_dry_run:
             restart.append(f"destinations[{destination.name}] (live to dry run)")
-            destination = current.settings
+            destination = current
         applied.append(destination)
     live.swap(replace(running, destinations=tuple(applied), access_keys=new.access_keys,
                       server=live_server))

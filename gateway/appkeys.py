@@ -7,6 +7,7 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
+from .accesskeys import KeysInForce
 from .alerts import Alerts
 from .backpressure import Backpressure
 from .enrich import Enricher
@@ -24,6 +25,7 @@ from .settings import Settings
 from .storage import Outbox
 
 __all__ = [
+    "ACCESS_KEYS",
     "ALERTS",
     "BACKPRESSURE",
     "CLOCK",
@@ -54,6 +56,7 @@ HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 LIVE = web.AppKey("live", Live)  # the settings and destinations in force (swapped on reload)
 RELAYS = web.AppKey("relays", Relays)  # this process's relay workers (none unless it relays)
 PROXIES = web.AppKey("proxies", TrustedProxies)
+ACCESS_KEYS = web.AppKey("access_keys", KeysInForce)  # the server ingress's: config + console
 COOKIES = web.AppKey("cookies", FirstPartyCookies)
 ENRICHER = web.AppKey("enricher", Enricher)
 ALERTS = web.AppKey("alerts", Alerts)

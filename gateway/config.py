@@ -35,9 +35,9 @@ from .settings import (
     StorageSettings,
 )
 from .storage import ENGINES
-from .yamlsource import KeyPath, YamlProblem, load_located
+from .yamlsource import KeyPath, Marks, YamlProblem, load_located
 
-__all__ = ["load_settings", "parse_settings"]
+__all__ = ["load_settings", "parse_settings", "read_destination"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -97,10 +97,31 @@ def parse_settings(
     return settings
 
 
+def read_destination(data: object, *, source: str, lease_seconds: float
+                     ) -> DestinationSettings:
+    """One `destinations` entry given as plain data (the console's, from JSON), read and
+    checked by the same code as an entry of config.yaml. Its strings are taken as written: no
+    `${VAR}` is expanded, so a value typed in the console never reads the gateway's
+    environment. ConfigError lists every problem, each with its key as `subject`."""
+    problems = Problems(Marks(source))
+    r = Reader(data, (), problems, None)
+    destination = _destination(r, _destination_name(r)) if r.ok else None
+    if destination is not None and not _lease_outlives(lease_seconds, destination.timeout):
+        r.fail("timeout", "must be less than half of storage.lease_seconds "
+               f"({lease_seconds:g}s)", destination.timeout)
+    if problems.found or destination is None:
+        raise ConfigError(problems.found)
+    return destination
+
+
+def _lease_outlives(lease_seconds: float, timeout: float) -> bool:
+    return lease_seconds > 2 * timeout
+
+
 def _check_lease(top: Reader, settings: Settings) -> None:
     """A claim must outlive its request, or a slow answer lets a second attempt start."""
     longest = max((d.timeout for d in settings.destinations), default=0.0)
-    if settings.storage.lease_seconds <= 2 * longest:
+    if not _lease_outlives(settings.storage.lease_seconds, longest):
         top.problems.add(
             ("storage", "lease_seconds"),
             f"must be more than twice the longest destination timeout ({longest:g}s), got "
@@ -329,8 +350,7 @@ def _destinations(top: Reader) -> tuple[DestinationSettings, ...]:
     for r in readers:
         if not r.ok:
             continue
-        name = r.string("name", pattern=r"[a-z0-9][a-z0-9_-]{0,62}",
-                        hint="lowercase letters, digits, '-' or '_' (e.g. main)")
+        name = _destination_name(r)
         if name in seen:
             r.fail("name", "is used by another destination; names must be unique", name)
         seen.add(name)
@@ -338,6 +358,11 @@ def _destinations(top: Reader) -> tuple[DestinationSettings, ...]:
         if destination is not None:
             result.append(destination)
     return tuple(result)
+
+
+def _destination_name(r: Reader) -> str:
+    return r.string("name", pattern=r"[a-z0-9][a-z0-9_-]{0,62}",
+                    hint="lowercase letters, digits, '-' or '_' (e.g. main)")
 
 
 def _destination(r: Reader, name: str) -> DestinationSettings | None:

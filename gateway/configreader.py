@@ -69,11 +69,11 @@ class Reader:
         data: Any,
         path: KeyPath,
         problems: Problems,
-        env: Mapping[str, str],
+        env: Mapping[str, str] | None,
     ) -> None:
         self.path = path
         self.problems = problems
-        self.env = env
+        self.env = env  # None: values are taken as written (no `${VAR}`: data from the console)
         self.ok = isinstance(data, dict)
         if data is None:
             data, self.ok = {}, True
@@ -94,7 +94,7 @@ class Reader:
         return self.expand(self.data[key], (*self.path, key), secret=secret)
 
     def expand(self, value: Any, path: KeyPath, *, secret: bool = False) -> Any:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or self.env is None:
             return value
         expanded, unset = expand_env(value, self.env)
         for name in unset:

@@ -7,14 +7,19 @@ hit path pays one attribute read. Each subscriber has a bounded queue: a slow on
 (and is told how many at its next read), it never makes ingest wait.
 
 What is told is safe to show an operator: names, ids, counts, reasons, rule names; personal
-data never (no user_data values, IPs, URLs or user agents), nor tokens or keys.
+data never (no user_data values, IPs, URLs or user agents), nor tokens or keys. Each event
+names the process that saw it (`worker`, `node`, `process`).
+
+Across processes and nodes (gateway/whole/feed.py): while someone watches in another process,
+this process's events also go to a `forward_to` sink (which counts as listening), and events
+other processes saw come in through `deliver`, to this process's subscribers only.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -72,20 +77,39 @@ class Subscription:
 class EventBus:
     def __init__(self, worker: int = 0, queue_size: int = QUEUE_SIZE) -> None:
         self._subscribers: list[Subscription] = []
-        self._worker = worker
         self._queue_size = queue_size
+        self._sink: Callable[[dict[str, Any]], None] | None = None
         self.listening = False  # read by publishers before they build anything
+        self.origin: dict[str, Any] = {"worker": worker}  # added to every event told here
+        self.watched = asyncio.Event()  # set while this process has subscribers
 
     def subscribe(self, size: int | None = None) -> Subscription:
         subscription = Subscription(size or self._queue_size)
         self._subscribers.append(subscription)
-        self.listening = True
+        self._listening()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         if subscription in self._subscribers:
             self._subscribers.remove(subscription)
-        self.listening = bool(self._subscribers)
+        self._listening()
+
+    def forward_to(self, sink: Callable[[dict[str, Any]], None] | None) -> None:
+        """Also give every event told here to `sink` (None: stop): watchers elsewhere."""
+        self._sink = sink
+        self._listening()
+
+    def _listening(self) -> None:
+        self.listening = bool(self._subscribers) or self._sink is not None
+        if self._subscribers:
+            self.watched.set()
+        else:
+            self.watched.clear()
+
+    def deliver(self, item: dict[str, Any]) -> None:
+        """An event another process saw, for this process's subscribers only."""
+        for subscription in self._subscribers:
+            subscription.put(item)
 
     def close(self) -> None:
         """End every subscription (at shutdown)."""
@@ -93,9 +117,11 @@ class EventBus:
             subscription.close()
 
     def publish(self, item: dict[str, Any]) -> None:
-        item["worker"] = self._worker
+        item.update(self.origin)
         for subscription in self._subscribers:
             subscription.put(item)
+        if self._sink is not None:
+            self._sink(item)
 
     # -- what is told --------------------------------------------------------------------------
     def incoming(self, event: Event, submission: Submission, rule_set: RuleSet | None,

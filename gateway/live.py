@@ -6,16 +6,20 @@ tests, the relay workers, /status and /metrics) reads `Live.current` when it nee
 no copy, so a reload can never leave one part on old settings. A hit reads the snapshot once,
 so it is never split between two configurations. Listeners (the relay) hear of each swap and
 start, stop or update their workers.
+
+The destinations are config.yaml's and the console's (`set_console`): each swap keeps the other
+source's, and a console destination whose name config.yaml now uses too waits unused (config
+wins; the console shows it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from .destinations import Destination, DestinationType, build
-from .settings import Settings
+from .settings import DestinationSettings, Settings
 
 __all__ = ["Live", "Snapshot"]
 
@@ -41,6 +45,8 @@ class Snapshot:
 
 class Live:
     def __init__(self, settings: Settings) -> None:
+        self.config = settings  # config.yaml's, with its own destinations only
+        self.console: tuple[DestinationSettings, ...] = ()  # those added in the console
         self.current = Snapshot.of(settings)
         # Sections of the last config read that differ from what runs and need a restart.
         self.waiting_for_restart: tuple[str, ...] = ()
@@ -52,7 +58,20 @@ class Live:
         return lambda: self._listeners.remove(listener)
 
     def swap(self, settings: Settings) -> Snapshot:
-        """Make `settings` current (built whole first), then tell the listeners."""
+        """Make config.yaml's `settings` current with the console's destinations (built whole
+        first), then tell the listeners."""
+        self.config = settings
+        return self._swap()
+
+    def set_console(self, destinations: tuple[DestinationSettings, ...]) -> Snapshot:
+        """Make the console's destinations current beside config.yaml's."""
+        self.console = destinations
+        return self._swap()
+
+    def _swap(self) -> Snapshot:
+        taken = {d.name for d in self.config.destinations}
+        added = tuple(d for d in self.console if d.name not in taken)
+        settings = replace(self.config, destinations=self.config.destinations + added)
         old, self.current = self.current, Snapshot.of(settings)
         for listener in list(self._listeners):
             listener(old, self.current)

@@ -1,5 +1,7 @@
 """`tag-gateway keys new --name NAME --pixels ID[,ID] | --all-pixels`: mint a server ingress key;
-`tag-gateway keys admin`: mint the admin key (the console's sign-in, operator endpoints).
+`tag-gateway keys admin`: mint the admin key (the console's sign-in, operator endpoints);
+`tag-gateway keys secret`: mint the key that seals the tokens set in the console
+(`GATEWAY_SECRET_KEY`, secretbox.py).
 
 Each prints the key once (it is stored nowhere) and the entry to paste into config.yaml, which
 holds only the key's SHA-256. Needs no config file.
@@ -8,14 +10,13 @@ holds only the key's SHA-256. Needs no config file.
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 
-from .accesskeys import key_sha256
+from .accesskeys import key_sha256, new_key
 from .model import ACCESS_KEY_NAME, PIXEL_ID
+from .secretbox import KEY_ENV
 
 __all__ = ["add_keys_parser", "run_keys"]
-
 
 
 def _name(text: str) -> str:
@@ -56,11 +57,24 @@ def add_keys_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
         description="Print a new random admin key once, and the admin.key_sha256 line to paste "
         "into config.yaml: it turns the console on ({path_prefix}/admin/) and is the bearer "
         "key of the operator endpoints.")
+    actions.add_parser(
+        "secret", help=f"print a new {KEY_ENV} once: the key that seals console tokens",
+        description=f"Print a new random {KEY_ENV} once: the key that seals the tokens set "
+        "in the console (AES-256-GCM). Set it in the environment of every gateway process.")
 
 
 def run_keys(args: argparse.Namespace) -> int:
     """Run `keys new` or `keys admin`; exit code 0."""
-    key = secrets.token_urlsafe(32)
+    if args.keys_action == "secret":
+        sys.stdout.write(
+            f"New {KEY_ENV}. It is shown only this once: keep it in a password manager "
+            "now. Without it the tokens set in the console cannot be read (set them again).\n\n"
+            f"    {KEY_ENV}={new_key()}\n\n"
+            "Set it in the environment of every gateway process (all workers and nodes share "
+            "one key), then restart them.\n"
+        )
+        return 0
+    key = new_key()
     if args.keys_action == "admin":
         sys.stdout.write(
             "New admin key. It is shown only this once: keep it in a password manager now.\n\n"

@@ -19,6 +19,9 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], Counter] = {}
+        # Events that reached the pipeline in this process (the console's received-per-minute
+        # chart); a plain count, not exposed: the outcome counters below split it.
+        self.received = 0
         self.hits = Counter("gateway_hits", "Browser hits, by result (accepted, invalid, "
                             "rejected, busy).", ["result"], registry=r)
         self.enqueued = Counter("gateway_events_enqueued", "Event rows committed to the outbox.",
@@ -82,6 +85,13 @@ class Metrics:
                                  ["destination", "state"], registry=r)
         self.backpressure = Gauge("gateway_backpressure", "1 while ingest refuses events "
                                   "because the outbox is full.", registry=r)
+
+    def delivered_total(self) -> int:
+        """Events platforms took, every destination, since this process started."""
+        return int(sum(sample.value for family in self.events.collect()
+                       for sample in family.samples
+                       if sample.name.endswith("_total")
+                       and sample.labels["outcome"] == "delivered"))
 
     def count(self, counter: Counter, *labels: str) -> None:
         """Add one to a labelled counter. The child is looked up once: `labels()` takes a lock

@@ -173,6 +173,7 @@ class Pipeline:
             await self._outbox.enqueue(entries)
         for submission, event in zip(submissions, events, strict=True):
             self._count(submission, event)
+        self._metrics.received += len(events)
         bus = self._bus
         if bus is not None and bus.listening:  # nothing at all is built when no one watches
             rule_set = self._rules.current if self._rules is not None else None

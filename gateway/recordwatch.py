@@ -31,6 +31,7 @@ class RecordWatch:
         self._interval = interval
         self._listeners: dict[str, Listener] = {}
         self._seen: dict[str, int] = {}
+        self._broken: dict[str, int] = {}  # kind -> the version its listener failed on
         self._lock = asyncio.Lock()
         self._failing = False
 
@@ -45,13 +46,23 @@ class RecordWatch:
         OutboxUnavailable when the store cannot be read."""
         async with self._lock:  # a poll and a change's refresh never interleave
             versions = await self._outbox.console_versions()
-            for kind, listener in self._listeners.items():
+            for kind, listener in list(self._listeners.items()):  # `on` may add one meanwhile
                 version = versions.get(kind, 0)
                 if self._seen.get(kind) == version:
                     continue
                 records = await self._outbox.console_records(kind)
+                try:
+                    listener(records)
+                except Exception:
+                    # Not marked seen: the next poll tries again. Said once per version, and
+                    # never raised: the change is stored, and the other kinds must still apply.
+                    if self._broken.get(kind) != version:
+                        log.exception("console records: applying the %s records failed; "
+                                      "will try again", kind)
+                    self._broken[kind] = version
+                    continue
                 self._seen[kind] = version
-                listener(records)
+                self._broken.pop(kind, None)
 
     async def watch(self) -> None:
         """Refresh every `interval`, for ever (cancel to stop)."""

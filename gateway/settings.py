@@ -115,11 +115,18 @@ class DestinationSettings:
     retry_max_seconds: float = 300.0
     dry_run: bool = False
     consent: str = "ads"  # what the visitor must have granted: ads | analytics | none
+    # Why delivery must wait with the events kept queued (a console token that cannot be
+    # read, or was cleared while events waited), or "": its relay worker stays paused while
+    # this is set.
+    held: str = ""
+    # A token is stored for it in the console (sealed; perhaps one this key cannot open).
+    sealed_token: bool = False
 
     @property
     def is_dry_run(self) -> bool:
-        """No credentials (or dry_run: true): record what would be sent, send nothing."""
-        return self.dry_run or bool(self.options.missing_credentials)
+        """No credentials (or dry_run: true): record what would be sent, send nothing. A held
+        destination is not a dry run: its credentials exist but cannot be read."""
+        return not self.held and (self.dry_run or bool(self.options.missing_credentials))
 
     @property
     def dry_run_reason(self) -> str:

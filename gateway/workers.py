@@ -12,15 +12,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import FrameType
-
-from .console.sessions import SECRET_ENV
 
 __all__ = ["die_with_supervisor", "supervise"]
 
@@ -41,15 +38,12 @@ class _Supervisor:
         self._stopping = False
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._died_at: dict[int, float] = {}
-        # One secret for every worker's console sessions: signed in on one, signed in on all.
-        self._console_secret = secrets.token_hex(32)
 
     def _start(self, index: int) -> None:
         self._procs[index] = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(self._config),
              "--worker", str(index)],
-            env={**os.environ, SUPERVISOR_PID: str(os.getpid()),
-                 SECRET_ENV: self._console_secret},
+            env={**os.environ, SUPERVISOR_PID: str(os.getpid())},
         )
 
     def _forward(self, signum: int, _frame: FrameType | None) -> None:

@@ -63,3 +63,46 @@ async def test_the_last_records_stay_while_the_store_cannot_be_read() -> None:
     assert not task.done()
     task.cancel()
     assert heard == []
+
+
+async def test_a_listener_added_while_a_refresh_runs_is_heard_at_the_next(
+    two_processes: tuple[Outbox, Outbox],
+) -> None:
+    # As when a part of the app registers its kind while the watch's first refresh awaits
+    # the store: the refresh goes on with the listeners it started with.
+    here, _ = two_processes
+    watch = RecordWatch(here, interval=0.01)
+    heard: list[str] = []
+
+    def first(_records: list[ConsoleRecord]) -> None:
+        heard.append("destination")
+        watch.on("access_key", lambda _records: heard.append("access_key"))
+
+    watch.on("destination", first)
+    await watch.refresh()
+    await watch.refresh()
+    assert heard == ["destination", "access_key"]
+
+
+async def test_a_failing_listener_is_tried_again_and_does_not_stop_the_others(
+    two_processes: tuple[Outbox, Outbox], caplog: pytest.LogCaptureFixture,
+) -> None:
+    here, there = two_processes
+    calls: list[list[str]] = []
+    keys: list[list[str]] = []
+
+    def flaky(records: list[ConsoleRecord]) -> None:
+        calls.append([r.name for r in records])
+        if len(calls) <= 2:
+            raise ValueError("not this time")
+
+    watch = RecordWatch(here)
+    watch.on("destination", flaky)
+    watch.on("access_key", lambda records: keys.append([r.name for r in records]))
+    await there.add_console_record("destination", "shop", "{}")
+    await there.add_console_record("access_key", "crm", "{}")
+    for _ in range(4):
+        await watch.refresh()  # never raises for a listener's failure
+    assert calls == [["shop"], ["shop"], ["shop"]]  # tried until it took, then left alone
+    assert keys == [["crm"]]  # the other kind applied at once
+    assert caplog.text.count("applying the destination records failed") == 1

@@ -11,10 +11,12 @@ from typing import Any
 from aiohttp import web
 
 from .. import admin, appkeys
-from .guard import SESSION, SESSIONS
+from ..whole.view import whole_view
+from .destinations import listing
+from .guard import SESSION
 from .sessions import Session
 
-__all__ = ["dead_letters", "destinations", "replay", "rules", "session", "status"]
+__all__ = ["dead_letters", "destinations", "replay", "rules", "session", "status", "traffic"]
 
 # The same answers as /status, /dead-letters and /dead-letters/replay.
 status = admin.status
@@ -32,7 +34,7 @@ async def session(request: web.Request) -> web.Response:
     session ends, and which worker answered."""
     current = request.get(SESSION)
     if isinstance(current, Session):
-        answer = {"via": "session", "csrf_token": request.app[SESSIONS].csrf(current),
+        answer = {"via": "session", "csrf_token": current.csrf,
                   "expires_at": admin.iso(current.expires_at)}
     else:
         answer = {"via": "admin key", "csrf_token": None, "expires_at": None}
@@ -40,17 +42,22 @@ async def session(request: web.Request) -> web.Response:
 
 
 async def destinations(request: web.Request) -> web.Response:
-    """The live destinations (all from config.yaml in this version), never a token."""
+    """The live destinations, config.yaml's and the console's (and the console's not in use),
+    never a token; the relay state merged over every live process (gateway/whole)."""
     app = request.app
     counts, oldest, _ = await admin.outbox_report(app[appkeys.OUTBOX])
-    rows = admin.destination_states(app, counts, oldest, app[appkeys.CLOCK]())
+    whole = await whole_view(app)
+    rows = admin.destination_states(app, counts, oldest, app[appkeys.CLOCK](), whole)
+    # No live process relays it: its relaying process is gone (or, with the store unavailable,
+    # unknown: it may relay elsewhere).
+    nobody = "relayed_elsewhere" if whole.unavailable else "not_relayed"
     answer = []
     for row in rows:
-        state = row["state"] if row["relayed_here"] else "relayed_elsewhere"
+        state = row["state"] or nobody
         if row["dry_run"]:
             state = "dry_run"
         answer.append({**row, "source": "config", "state": state, "dead": row["dead_letters"]})
-    return web.json_response(answer)
+    return web.json_response(listing(app, answer))
 
 
 async def rules(request: web.Request) -> web.Response:
@@ -72,3 +79,8 @@ async def rules(request: web.Request) -> web.Response:
         "failed_reloads": live.failed_reloads,
         "worker": _worker(app),
     })
+
+
+async def traffic(request: web.Request) -> web.Response:
+    """Events received and delivered per minute over the last hour, every process summed."""
+    return web.json_response((await whole_view(request.app)).traffic())

@@ -41,8 +41,8 @@ def refuse(status: int, error: str) -> web.Response:
 
 
 def console_api(handler: Handler, *, write: bool = False) -> Handler:
-    """Let a request through with the admin key as a bearer token, or with a valid session
-    cookie (and, when `write`, its CSRF token); renew the cookie of an active session."""
+    """Let a request through with the admin key as a bearer token, or with the cookie of a
+    stored session (and, when `write`, its CSRF token); note that the session was seen."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         app = request.app
@@ -54,19 +54,15 @@ def console_api(handler: Handler, *, write: bool = False) -> Handler:
                                          headers={**API_HEADERS, hdrs.WWW_AUTHENTICATE: "Bearer"})
             return _no_store(await handler(request))
         sessions = app[SESSIONS]
-        session = sessions.check(request.cookies.get(COOKIE))
+        session = await sessions.check(request.cookies.get(COOKIE))
         if session is None:
             return refuse(401, "sign in at the console first (or send Authorization: Bearer "
                                "<admin key>); sessions end after a while")
         if write and not sessions.csrf_ok(session, request.headers.get(CSRF_HEADER)):
             return refuse(403, f"the {CSRF_HEADER} header is missing or wrong: send the "
                                "csrf_token of GET admin/api/session with every change")
-        request[SESSION] = session
-        response = await handler(request)
-        renewed = sessions.renewed(session)
-        if renewed is not None and not response.prepared and request[SESSION] is session:
-            set_session_cookie(request, response, *renewed)
-        return _no_store(response)
+        request[SESSION] = await sessions.seen(session)
+        return _no_store(await handler(request))
 
     return guarded
 
@@ -79,9 +75,9 @@ def _no_store(response: web.StreamResponse) -> web.StreamResponse:
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse,
                        session: Session | None, token: str) -> None:
-    """Set (or, with no session, clear) the session cookie: HttpOnly, SameSite=Strict, on the
-    console's path only, Secure when the browser came over https (directly or, per a trusted
-    proxy, X-Forwarded-Proto / Forwarded)."""
+    """Set (or, with no session, clear) the session cookie until the session's absolute end:
+    HttpOnly, SameSite=Strict, on the console's path only, Secure when the browser came over
+    https (directly or, per a trusted proxy, X-Forwarded-Proto / Forwarded)."""
     prefix = request.app[appkeys.SETTINGS].server.path_prefix
     if session is None:
         max_age = 0

@@ -1,17 +1,16 @@
-"""Console sessions: signed tokens in an `HttpOnly`, `SameSite=Strict` cookie, and the CSRF
-token bound to each.
+"""Console sessions, kept in the store: every worker and node sharing it knows every session.
 
-A session token is `v1.<id>.<issued>.<seen>.<signature>`, signed with HMAC-SHA256. The signing
-key is derived from a random secret and the admin key's digest: the admin key itself is never
-in a cookie, changing it ends every session, and reading config.yaml (which holds only the
-digest) is not enough to forge one. `serve --workers N` hands its workers one secret
-(`SECRET_ENV`), so a session opened on one worker is good on the others; a single process makes
-its own. Sessions end after `IDLE_SECONDS` without a request and `ABSOLUTE_SECONDS` after
-sign-in, and with the process that made the secret (a restart asks everyone to sign in again).
-Sign-out clears the cookie and refuses the token in this process for the rest of its life.
+The cookie holds a random token; the store keeps only its SHA-256 (kind `session`, named by that
+digest), with when it was opened and last seen, and a fingerprint of the admin key it was opened
+with: a new admin key ends every session. Each request reads its session by that name (one
+primary-key read) and writes `seen` at most once every `SEEN_EVERY_SECONDS`, so a session opened
+on one worker is good on all of them, and sign-out (deleting the record) ends it everywhere at
+once. Sessions end after `IDLE_SECONDS` without a request and `ABSOLUTE_SECONDS` after sign-in;
+ended ones are pruned (`prune`).
 
-The CSRF token is an HMAC of the session id: a page can only learn it from an authenticated
-answer (`GET admin/api/session`), and a cross-site form cannot send the header it goes in.
+The CSRF token is an HMAC of the session's token: nothing more to store, a page can only learn
+it from an authenticated answer (`GET admin/api/session`), and a cross-site form cannot send the
+header it goes in.
 """
 
 from __future__ import annotations
@@ -19,38 +18,32 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ABSOLUTE_SECONDS", "COOKIE", "IDLE_SECONDS", "REFRESH_SECONDS", "SECRET_ENV",
-           "Session", "Sessions", "process_secret"]
+import orjson
+
+from ..accesskeys import key_sha256
+from ..storage import Outbox
+
+__all__ = ["ABSOLUTE_SECONDS", "COOKIE", "IDLE_SECONDS", "KIND", "SEEN_EVERY_SECONDS",
+           "Session", "Sessions"]
 
 COOKIE = "gw_console"
+KIND = "session"  # the store's record kind
 ABSOLUTE_SECONDS = 12 * 3600  # a session ends this long after sign-in, whatever happens
 IDLE_SECONDS = 3600  # ... and after this long without a request (the open page polls)
-REFRESH_SECONDS = 60  # the cookie's `seen` is renewed at most this often
-SECRET_ENV = "GATEWAY_CONSOLE_SECRET"  # set by the `serve --workers N` supervisor
-_VERSION = "v1"
-
-
-def process_secret() -> bytes:
-    """The supervisor's secret when there is one (shared by its workers), else a new one."""
-    given = os.environ.get(SECRET_ENV, "")
-    if len(given) >= 64:
-        try:
-            return bytes.fromhex(given)
-        except ValueError:
-            pass
-    return secrets.token_bytes(32)
+SEEN_EVERY_SECONDS = 60  # a session's `seen` is written at most this often
+MAX_TOKEN_CHARS = 100  # a cookie longer than any token we make is not looked up
 
 
 @dataclass(frozen=True)
 class Session:
-    id: str
+    name: str  # the SHA-256 of its token: its record's name
     issued: int
     seen: int
+    csrf: str
 
     @property
     def expires_at(self) -> int:
@@ -63,68 +56,77 @@ def _same(expected: str, given: str) -> bool:
                                given.encode("utf-8", "surrogateescape"))
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 class Sessions:
-    def __init__(self, admin_key_sha256: str, secret: bytes,
+    def __init__(self, outbox: Outbox, admin_key_sha256: str,
                  clock: Callable[[], float]) -> None:
-        self._key = hmac.new(secret, b"tag-gateway console session\0"
-                             + admin_key_sha256.encode("ascii"), hashlib.sha256).digest()
+        self._outbox = outbox
+        # Which admin key a session was opened with, without keeping its digest in the store.
+        self._admin = hashlib.sha256(b"tag-gateway console session\0"
+                                     + admin_key_sha256.encode("ascii")).hexdigest()
         self._clock = clock
-        self._revoked: dict[str, int] = {}  # signed-out session id -> when it would expire
 
-    def start(self) -> tuple[Session, str]:
-        """A new session and its token."""
+    async def start(self) -> tuple[Session, str]:
+        """A new session, stored, and its token (for the cookie only)."""
         now = int(self._clock())
-        session = Session(secrets.token_urlsafe(16), now, now)
-        return session, self._token(session)
+        token = secrets.token_urlsafe(32)
+        session = Session(key_sha256(token), now, now, _csrf(token))
+        await self._outbox.add_console_record(KIND, session.name, self._body(session))
+        return session, token
 
-    def check(self, token: str | None) -> Session | None:
-        """The session of a valid, unexpired, not signed-out token; else None."""
-        if not token:
+    async def check(self, token: str | None) -> Session | None:
+        """The session of a token that is stored, unexpired and of this admin key; else None."""
+        if not token or len(token) > MAX_TOKEN_CHARS:
             return None
-        parts = token.split(".")
-        if len(parts) != 5 or parts[0] != _VERSION:
-            return None
-        signed, signature = ".".join(parts[:4]), parts[4]
-        if not _same(self._sign(signed), signature):
+        return await self._load(key_sha256(token), _csrf(token))
+
+    async def active(self, session: Session) -> bool:
+        """Whether `session` is still good (not signed out anywhere, not expired)."""
+        return await self._load(session.name, session.csrf) is not None
+
+    async def _load(self, name: str, csrf: str) -> Session | None:
+        record = await self._outbox.console_record(KIND, name)
+        if record is None:
             return None
         try:
-            session = Session(parts[1], int(parts[2]), int(parts[3]))
-        except ValueError:
+            body = orjson.loads(record.body)
+            issued, seen, admin = int(body["issued"]), int(body["seen"]), str(body["admin"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
-        now = self._clock()
-        if not session.issued <= session.seen <= now + 60 or now >= session.expires_at:
-            return None
-        if session.id in self._revoked:
+        session = Session(name, issued, seen, csrf)
+        if not _same(self._admin, admin) or self._clock() >= session.expires_at:
             return None
         return session
 
-    def renewed(self, session: Session) -> tuple[Session, str] | None:
-        """The session seen now and its new token, when its `seen` is getting old."""
+    async def seen(self, session: Session) -> Session:
+        """Note a request of `session` (written when its `seen` is getting old: at most a write
+        a minute per session); the session as it is now."""
         now = int(self._clock())
-        if now - session.seen < REFRESH_SECONDS:
-            return None
-        renewed = Session(session.id, session.issued, now)
-        return renewed, self._token(renewed)
+        if now - session.seen < SEEN_EVERY_SECONDS:
+            return session
+        renewed = Session(session.name, session.issued, now, session.csrf)
+        # Changes nothing when the session ended meanwhile.
+        await self._outbox.update_console_record(KIND, session.name, self._body(renewed))
+        return renewed
 
-    def revoke(self, session: Session) -> None:
-        now = self._clock()
-        self._revoked = {sid: end for sid, end in self._revoked.items() if end > now}
-        self._revoked[session.id] = session.issued + ABSOLUTE_SECONDS
+    async def end(self, session: Session) -> None:
+        """Sign-out: the session ends on every worker and node at once."""
+        await self._outbox.delete_console_record(KIND, session.name)
 
-    def csrf(self, session: Session) -> str:
-        return self._sign("csrf." + session.id)
+    async def prune(self) -> int:
+        """Delete the sessions idle for longer than they may be (those past their absolute
+        lifetime stop being seen, so they follow within IDLE_SECONDS); return how many."""
+        return await self._outbox.prune_console_records(KIND, self._clock() - IDLE_SECONDS)
 
-    def csrf_ok(self, session: Session, given: str | None) -> bool:
-        return bool(given) and _same(self.csrf(session), given or "")
+    @staticmethod
+    def csrf_ok(session: Session, given: str | None) -> bool:
+        return bool(given) and _same(session.csrf, given or "")
 
-    def _token(self, session: Session) -> str:
-        signed = f"{_VERSION}.{session.id}.{session.issued}.{session.seen}"
-        return f"{signed}.{self._sign(signed)}"
+    def _body(self, session: Session) -> str:
+        return orjson.dumps({"issued": session.issued, "seen": session.seen,
+                             "admin": self._admin}).decode()
 
-    def _sign(self, text: str) -> str:
-        return _b64(hmac.new(self._key, text.encode("utf-8", "surrogateescape"),
-                             hashlib.sha256).digest())
+
+def _csrf(token: str) -> str:
+    digest = hmac.new(token.encode("utf-8", "surrogateescape"), b"tag-gateway console csrf",
+                      hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

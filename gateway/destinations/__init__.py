@@ -1,10 +1,11 @@
 """Destination types, registered by their config `type`.
 
 Adding one (say `tiktok`): a module or package here with its options dataclass, a type object
-(`name`, `vendor`, `credentials_name`, `max_batch_size`, `read_options`, `validate`, `expires`,
-`build`) and its `Destination` (kind, address, batch_key, send, endpoint, target,
-describe_batch), both following the protocols in base.py; one line in `TYPES` below; tests
-against a local fake of the platform's API. docs/architecture.md has the whole checklist.
+(`name`, `vendor`, `credentials_name`, `secret_option`, `account_option`, `max_batch_size`,
+`read_options`, `validate`, `expires`, `build`) and its `Destination` (kind, address,
+batch_key, send, endpoint, target, describe_batch), both following the protocols in base.py;
+one line in `TYPES` below; tests against a local fake of the platform's API.
+docs/architecture.md has the whole checklist.
 """
 
 from __future__ import annotations

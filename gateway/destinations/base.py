@@ -15,7 +15,12 @@ work, nothing else:
   relay worker does everything generic (claims, batching, backoff, bisecting refused batches,
   pauses and alerts, dry run, acknowledgements);
 - for people: its `endpoint` and `target` (where events go) and `describe_batch` (what one
-  request holds), never a secret.
+  request holds), never a secret;
+- optionally, for the console: `async check_token(session) -> str` asks the platform whether
+  the credentials work without recording an event, and `async send_test_event(session) -> str`
+  sends one event the platform keeps apart as a test; each answers the platform's verdict in
+  words, raises a RelayError subclass when the platform refuses, or CannotTest when it cannot
+  be done as configured. A type without them says so in the console.
 """
 
 from __future__ import annotations
@@ -32,8 +37,13 @@ if TYPE_CHECKING:
     from ..settings import DestinationSettings
     from ..storage import ClaimedRow
 
-__all__ = ["Destination", "DestinationBase", "DestinationOptions", "DestinationType",
-           "summarize"]
+__all__ = ["CannotTest", "Destination", "DestinationBase", "DestinationOptions",
+           "DestinationType", "summarize"]
+
+
+class CannotTest(Exception):
+    """A token check or test event that this destination cannot make as configured (the
+    message says what to change)."""
 
 
 class DestinationOptions(Protocol):
@@ -121,6 +131,16 @@ class DestinationType(Protocol):
     @property
     def credentials_name(self) -> str:
         """What its credentials are called in messages (`access token`)."""
+
+    @property
+    def account_option(self) -> str:
+        """The option naming the pixel, account or address that receives the events
+        (`pixel_id`), for the console's add form."""
+
+    @property
+    def secret_option(self) -> str:
+        """The option holding its secret (`access_token`): write-only in the console, sealed
+        at rest there, never shown."""
 
     @property
     def max_batch_size(self) -> int:

@@ -13,7 +13,8 @@ import aiohttp
 
 from ..errors import Retryable
 
-__all__ = ["MAX_RETRY_AFTER", "Answer", "masked", "post_json", "retry_after", "scrubbed"]
+__all__ = ["MAX_RETRY_AFTER", "Answer", "get_json", "masked", "post_json", "retry_after",
+           "scrubbed"]
 
 MAX_RETRY_AFTER = 3600.0  # a platform's Retry-After is honoured up to an hour
 _SECONDS = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit also takes "²"
@@ -70,10 +71,28 @@ async def post_json(
     followed (one would turn the POST into a GET without the events and carry the
     credentials elsewhere); a timeout or a network failure is Retryable, its reason free of
     `secrets`."""
+    return await _request(session, "POST", url, body, timeout=timeout, params=params,
+                          headers={"Content-Type": "application/json", **(headers or {})},
+                          secrets=secrets)
+
+
+async def get_json(
+    session: aiohttp.ClientSession, url: str, *, timeout: float,
+    params: Mapping[str, str] | None = None, secrets: tuple[str, ...] = (),
+) -> Answer:
+    """GET (a read that records nothing, e.g. checking a token) under post_json's rules."""
+    return await _request(session, "GET", url, None, timeout=timeout, params=params,
+                          headers={}, secrets=secrets)
+
+
+async def _request(
+    session: aiohttp.ClientSession, method: str, url: str, body: bytes | None, *,
+    timeout: float, params: Mapping[str, str] | None, headers: Mapping[str, str],
+    secrets: tuple[str, ...],
+) -> Answer:
     try:
-        async with session.post(
-            url, params=params or {}, data=body,
-            headers={"Content-Type": "application/json", **(headers or {})},
+        async with session.request(
+            method, url, params=params or {}, data=body, headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
         ) as response:
             return Answer(response.status, await response.read(),

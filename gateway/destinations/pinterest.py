@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from .base import DestinationBase, summarize
 from .checks import FUTURE_SKEW_SECONDS
 from .http import masked, post_json, scrubbed
 from .http import retry_after as read_retry_after
+from .pinterest_check import test_event_body, verdict
 
 if TYPE_CHECKING:
     from ..configreader import Reader
@@ -111,6 +113,8 @@ class PinterestType:
     name = "pinterest"
     vendor = "Pinterest"
     credentials_name = "conversion access token"
+    account_option = "ad_account_id"
+    secret_option = "access_token"
     default_consent = "ads"
     takes_test_events = True
     max_batch_size = MAX_BATCH_SIZE
@@ -242,12 +246,30 @@ class Pinterest(DestinationBase[PinterestOptions]):
                          for i, message in failed if 0 <= i < len(chunk)]
         return messages
 
+    async def check_token(self, session: aiohttp.ClientSession) -> str:
+        """One test event (pinterest_check.py): Pinterest validates it and records nothing."""
+        answer = await self.send_test_event(session)
+        return f"the token may send to {self.target}: {answer}"
+
+    async def send_test_event(self, session: aiohttp.ClientSession) -> str:
+        """One page_visit with `?test=true` (pinterest_check.py); a refusal raised."""
+        status, raw, retry_after = await self._post_body(session, test_event_body(time.time()),
+                                                         test=True)
+        error = classify(status, raw, retry_after, self.options.access_token)
+        if error is not None:
+            raise error
+        return verdict(raw)
+
     async def _post(self, session: aiohttp.ClientSession, rows: Sequence[ClaimedRow], *,
                     test: bool) -> tuple[int, bytes, str]:
-        """POST rows as one request: (status, body, Retry-After); network trouble raised as
-        Retryable with a reason free of the token."""
         body = orjson.dumps({"data": [wire_event(orjson.loads(row.payload), _context(row))
                                       for row in rows]})
+        return await self._post_body(session, body, test=test)
+
+    async def _post_body(self, session: aiohttp.ClientSession, body: bytes, *,
+                         test: bool) -> tuple[int, bytes, str]:
+        """POST one request: (status, body, Retry-After); network trouble raised as Retryable
+        with a reason free of the token."""
         token = self.options.access_token
         return await post_json(session, self.events_url, body, timeout=self.settings.timeout,
                                params={"test": "true"} if test else {},

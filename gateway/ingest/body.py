@@ -15,6 +15,7 @@ from ..errors import HitError
 
 __all__ = [
     "MAX_FIELDS",
+    "UNREADABLE_FORM",
     "is_utf8",
     "parse_pairs",
     "read_body",
@@ -97,16 +98,19 @@ def unreadable() -> HitError:
                     "connection was lost)")
 
 
+# What aiohttp's `request.post()` raises for a form it cannot read: an unknown charset or
+# transfer encoding, undecodable text, a malformed part or part header, a body cut off.
+UNREADABLE_FORM = (web.RequestPayloadError, web.HTTPException, HttpProcessingError, UnicodeError,
+                   LookupError, ValueError, RuntimeError, AssertionError, ConnectionError)
+
+
 async def read_multipart(request: web.Request, limit: int, advice: str = "") -> dict[str, str]:
     """A multipart/form-data body's text fields."""
     try:
         form = await request.post()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(limit, advice) from None
-    except (web.RequestPayloadError, web.HTTPException, HttpProcessingError, UnicodeError,
-            LookupError, ValueError, RuntimeError, AssertionError, ConnectionError):
-        # Unknown charset or transfer encoding, undecodable text, a malformed part or part
-        # header.
+    except UNREADABLE_FORM:
         raise HitError("the multipart body cannot be read (or is not valid UTF-8)") from None
     fields: dict[str, str] = {}
     for name, value in form.items():

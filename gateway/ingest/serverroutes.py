@@ -142,18 +142,18 @@ def add_server_routes(app: web.Application, prefix: str) -> None:
     """Register both server-event routes (POST only); a second call does nothing."""
     if INGRESS in app:
         return
-    settings, live = app[appkeys.SETTINGS], app[appkeys.LIVE]
+    settings = app[appkeys.SETTINGS]
     # A limit of its own (the body is read through a request clone with this client_max_size):
     # the app-wide one is sized for browser hits.
     app[INGRESS] = ServerIngress(
-        AccessGuard(lambda: live.current.settings.access_keys, app[appkeys.METRICS].registry,
-                    app[appkeys.CLOCK]),
+        AccessGuard(app[appkeys.ACCESS_KEYS], app[appkeys.METRICS].registry, app[appkeys.CLOCK]),
         max_body_bytes=settings.server.max_server_body_bytes,
         truncate_ip=settings.identity.truncate_ip,
         clock=app[appkeys.CLOCK],
     )
     if not settings.access_keys:
-        log.info("no access_keys configured: server events routes refuse every request (401)")
+        log.info("no access_keys configured: server events routes refuse every request (401) "
+                 "until a key is added (config.yaml, or the console's access keys)")
     app.router.add_post(f"{prefix}/capi/{{pixel_id}}/events", handle_capi)
     app.router.add_post(prefix + r"/{api_version:v[0-9]+\.[0-9]+}/{pixel_id}/events",
                         handle_graph)

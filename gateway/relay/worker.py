@@ -20,8 +20,9 @@ answer:
   refused events are alone; they become dead letters with the platform's message, the rest is
   delivered.
 A destination without credentials (or `dry_run: true`) sends nothing: each batch is logged and
-its rows end as `dry_run`. Acknowledgements are shielded from cancellation and a shutdown gives
-unsent rows back.
+its rows end as `dry_run`. A held one (`held`: a console token that cannot be read) is paused,
+its events queued, until it is no longer held. Acknowledgements are shielded from cancellation
+and a shutdown gives unsent rows back.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class RelayWorker:
         self.last_error: str | None = None
         self.last_delivered_at: float | None = None  # when the platform last took a batch
         self._outbox_failing = False  # logged once when the outbox fails, once when it works
+        self._held = False  # paused because the settings say `held`
 
     @property
     def destination(self) -> Destination:
@@ -152,6 +154,7 @@ class RelayWorker:
         return "active"
 
     def start(self) -> None:
+        self._follow_hold()
         self._loop_task = asyncio.create_task(self._run(), name=f"relay:{self.name}")
 
     def notice(self) -> None:
@@ -164,8 +167,20 @@ class RelayWorker:
             log.info("destination %s: %s changed; resuming delivery", self.name,
                      "its options" if self._paused_options is not None else "credentials")
             self.paused_reason = None
+        self._follow_hold()
         self._changed.set()
         self._outbox.wakeup(self.name).set()
+
+    def _follow_hold(self) -> None:
+        """Pause while the settings hold the destination (its events stay queued); resume
+        when they stop."""
+        held = self.destination.settings.held
+        if held:
+            self.paused_reason, self._held = held, True
+            self._paused_credentials, self._paused_options = (), None
+        elif self._held:
+            log.info("destination %s: no longer held; resuming delivery", self.name)
+            self.paused_reason, self._held = None, False
 
     def retire(self) -> None:
         """Stop claiming now, and keep the destination as it is for the batches in flight."""
@@ -281,10 +296,18 @@ class RelayWorker:
             wait = self._idle_poll if due is None else due - self._clock()
             if wait <= 0:
                 return  # a retry fell due, or another process committed rows
+            # Woken by new rows, or by a stop: the wake-up event is shared with the worker that
+            # replaces this one on a reload, whose claims clear it, so a stop could be missed.
+            woke = asyncio.ensure_future(wakeup.wait())
+            stop = asyncio.ensure_future(self._stopping.wait())
             try:
-                await asyncio.wait_for(wakeup.wait(), min(wait, self._idle_poll))
-            except TimeoutError:
-                continue
+                await asyncio.wait((woke, stop), timeout=min(wait, self._idle_poll),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woke.cancel()
+                stop.cancel()
+            if not woke.done() or woke.cancelled() or self._stopping.is_set():
+                continue  # the next turn of the loop stops, or reads the due time again
             await self._linger()
             return
 

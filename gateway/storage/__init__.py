@@ -44,16 +44,20 @@ from .types import (
     DeadLetter,
     DeadLetterFilter,
     DropCount,
+    LiveEvent,
     OutboxEntry,
     OutboxRow,
+    ProcessReport,
     QueueDepth,
+    StoreSize,
 )
 
 __all__ = [
     "DEAD_REASONS", "DEFAULT_ENGINE", "ENGINES", "FINISHED_STATES", "OPEN_STATES",
     "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "ConsoleRecord", "DeadLetter",
-    "DeadLetterFilter", "DropCount", "Engine", "Outbox", "OutboxEntry", "OutboxRow",
-    "QueueDepth", "describe", "open_existing", "open_outbox", "start_outbox",
+    "DeadLetterFilter", "DropCount", "Engine", "LiveEvent", "Outbox", "OutboxEntry", "OutboxRow",
+    "ProcessReport", "QueueDepth", "StoreSize", "describe", "open_existing", "open_outbox",
+    "start_outbox",
 ]
 
 Clock = Callable[[], float]

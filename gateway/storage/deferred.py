@@ -28,9 +28,12 @@ from .types import (
     DeadLetter,
     DeadLetterFilter,
     DropCount,
+    LiveEvent,
     OutboxEntry,
     OutboxRow,
+    ProcessReport,
     QueueDepth,
+    StoreSize,
 )
 
 __all__ = ["DeferredOutbox"]
@@ -58,6 +61,7 @@ class DeferredOutbox:
         self._early_wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         # Drops counted before the store opened (rules drop without storing), handed over then.
         self._early_drops: list[tuple[str, str, str]] = []
+        self._early_live = asyncio.Event()  # live_wakeup before the store opened
 
     async def start(self) -> None:
         """Open the store now if possible; otherwise say why once and keep trying in the
@@ -100,6 +104,7 @@ class DeferredOutbox:
         self._early_drops.clear()
         for event in self._early_wakeups.values():
             event.set()
+        self._early_live.set()
 
     def _store(self) -> Outbox:
         if self._outbox is None:
@@ -173,8 +178,11 @@ class DeferredOutbox:
     async def open_counts(self) -> dict[tuple[str, str], int]:
         return await self._store().open_counts()
 
-    async def queue_depth(self) -> QueueDepth:
-        return await self._store().queue_depth()
+    async def queue_depth(self, at_most: int | None = None) -> QueueDepth:
+        return await self._store().queue_depth(at_most)
+
+    async def store_size(self) -> StoreSize:
+        return await self._store().store_size()
 
     async def oldest_pending(self) -> dict[str, float]:
         return await self._store().oldest_pending()
@@ -230,3 +238,34 @@ class DeferredOutbox:
                 await self._retrying
         if self._outbox is not None:
             await self._outbox.close()
+
+    # -- the whole gateway ---------------------------------------------------------------------
+    async def put_report(self, process: str, started_at: float, report: bytes, *,
+                         forget_before: float) -> None:
+        await self._store().put_report(process, started_at, report,
+                                       forget_before=forget_before)
+
+    async def reports(self) -> list[ProcessReport]:
+        return await self._store().reports()
+
+    async def watch(self, process: str, until: float) -> None:
+        await self._store().watch(process, until)
+
+    async def watchers(self) -> dict[str, float]:
+        return await self._store().watchers()
+
+    async def add_live_events(self, process: str, events: Sequence[bytes], *, keep_rows: int,
+                              keep_seconds: float) -> None:
+        await self._store().add_live_events(process, events, keep_rows=keep_rows,
+                                            keep_seconds=keep_seconds)
+
+    async def live_events(self, after_id: int, limit: int) -> list[LiveEvent]:
+        return await self._store().live_events(after_id, limit)
+
+    async def last_live_event(self) -> int:
+        return await self._store().last_live_event()
+
+    def live_wakeup(self) -> asyncio.Event:
+        if self._outbox is None:
+            return self._early_live
+        return self._outbox.live_wakeup()

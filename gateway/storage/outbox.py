@@ -13,6 +13,10 @@ Guarantees every engine keeps (tests/storage/test_conformance.py checks them):
   its own within about a second when no event comes: never one write per drop.
 - What waiting may cure (a full disk, a database that is down) is raised as OutboxUnavailable,
   by any method: callers treat it as temporary.
+- The whole gateway's view (process reports, watchers, live events) is kept apart from the
+  queue and may be lost to a crash: each of its writes is one short transaction that never
+  waits for the group commit, and its tables stay small (one row per process, a ring of live
+  events trimmed at every add).
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from .types import (
     DeadLetter,
     DeadLetterFilter,
     DropCount,
+    LiveEvent,
     OutboxEntry,
     OutboxRow,
+    ProcessReport,
     QueueDepth,
+    StoreSize,
 )
 
 __all__ = ["Outbox"]
@@ -123,8 +130,15 @@ class Outbox(Protocol):
         rows kept for inspection."""
         ...
 
-    async def queue_depth(self) -> QueueDepth:
-        """Rows waiting to be sent and the engine's size in bytes, for backpressure."""
+    async def queue_depth(self, at_most: int | None = None) -> QueueDepth:
+        """Rows waiting to be sent, counted up to `at_most` (a count of `at_most` means that
+        many or more: the count's cost stays bounded however long the queue), the engine's size
+        in bytes and the last row id, for backpressure."""
+        ...
+
+    async def store_size(self) -> StoreSize:
+        """The engine's size in bytes and the last row id, without counting the queue: what
+        backpressure reads between counts."""
         ...
 
     async def oldest_pending(self) -> dict[str, float]:
@@ -205,4 +219,48 @@ class Outbox(Protocol):
     async def close(self) -> None:
         """Commit whatever is waiting, let running writes end, then let go of the store.
         Closing again is harmless (it waits for the first close)."""
+        ...
+
+    # -- the whole gateway (the console's view of every process and node) --------------------
+    async def put_report(self, process: str, started_at: float, report: bytes, *,
+                         forget_before: float) -> None:
+        """Keep `report` as `process`'s (replacing its last one; seen now, by the store's
+        clock), and forget the reports of processes last seen before `forget_before`."""
+        ...
+
+    async def reports(self) -> list[ProcessReport]:
+        """Every process's last report, by process."""
+        ...
+
+    async def watch(self, process: str, until: float) -> None:
+        """`process` has live-event watchers until `until` (renewed while they stay; a time
+        already past ends it)."""
+        ...
+
+    async def watchers(self) -> dict[str, float]:
+        """The processes with watchers now, and until when. Polled by every process about
+        once a second: it must stay a read of a few rows."""
+        ...
+
+    async def add_live_events(self, process: str, events: Sequence[bytes], *, keep_rows: int,
+                              keep_seconds: float) -> None:
+        """Add `events` (each one's JSON) as seen by `process`, with ids above every earlier
+        one's, in one transaction; then keep only the newest `keep_rows` and those added in
+        the last `keep_seconds`. Sets `live_wakeup` here, and where the engine can (PostgreSQL:
+        NOTIFY) in every other process."""
+        ...
+
+    async def live_events(self, after_id: int, limit: int) -> list[LiveEvent]:
+        """Up to `limit` live events with ids above `after_id`, by id. Ids are given in the
+        order of adding but, with concurrent writers, may become visible slightly out of
+        order: readers look a little back (see gateway/whole/feed.py)."""
+        ...
+
+    async def last_live_event(self) -> int:
+        """The highest live event id given so far (0: none); a new reader starts after it."""
+        ...
+
+    def live_wakeup(self) -> asyncio.Event:
+        """An event set when live events are added: by this process always, by others where
+        the engine can notice them (SQLite cannot: readers poll)."""
         ...

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "DEAD_REASONS", "FINISHED_STATES", "OPEN_STATES", "QUEUED_STATES", "STATES", "Claim",
-    "ClaimedRow", "ConsoleRecord", "DeadLetter", "DeadLetterFilter", "DropCount", "OutboxEntry",
-    "OutboxRow", "QueueDepth", "drop_hour",
+    "ClaimedRow", "ConsoleRecord", "DeadLetter", "DeadLetterFilter", "DropCount", "LiveEvent",
+    "OutboxEntry", "OutboxRow", "ProcessReport", "QueueDepth", "StoreSize", "drop_hour",
 ]
 
 QUEUED_STATES = ("pending", "inflight")
@@ -85,11 +85,41 @@ class Claim:
     broken: int = 0  # rows without their event JSON, made dead letters
 
 
+class StoreSize(NamedTuple):
+    """How much the outbox holds, read without counting its queue (cheap at any size)."""
+
+    bytes: int  # the engine's size on disk
+    # The highest row id handed out yet. Ids are never reused, so a later last_id minus this
+    # one bounds the rows written in between (PostgreSQL: but for commits still running).
+    last_id: int
+
+
+# -- the whole gateway, for the console (every serving process of every node on one store) ---
+class ProcessReport(NamedTuple):
+    """What one serving process last said of itself (its relay state, its counts per minute):
+    `report` is its JSON, which the store keeps as it is; `seen_at` the store's clock when it
+    was written."""
+
+    process: str  # e.g. `host:pid`
+    started_at: float
+    seen_at: float
+    report: bytes
+
+
+class LiveEvent(NamedTuple):
+    """One live event a process forwarded for the console's watchers elsewhere."""
+
+    id: int  # ascending in the order of adding (a gap: a rolled-back or trimmed event)
+    process: str  # the process that saw it
+    event: bytes  # its JSON, as the event bus told it
+
+
 class QueueDepth(NamedTuple):
     """How much the outbox holds, for backpressure."""
 
-    rows: int  # rows waiting to be sent (pending or inflight)
+    rows: int  # rows waiting to be sent (pending or inflight), counted up to the caller's bound
     bytes: int  # the engine's size on disk
+    last_id: int  # as StoreSize's, read before the count: the count is as of then or later
 
 
 class DropCount(NamedTuple):

@@ -1,8 +1,9 @@
 """The console page in Debian's Chromium: sign in, watch a hit arrive live, replay a dead letter,
-a cross-site form refused for want of the CSRF token, and the page at 375 px by keyboard.
+a cross-site form refused for want of the CSRF token, an ended session, and the page at 375 px
+by keyboard.
 
-`UPDATE_CONSOLE_SCREENSHOT=1` writes the live page's screenshot to docs/console.png (otherwise
-to the test's temporary folder)."""
+`UPDATE_CONSOLE_SCREENSHOT=1` writes the live page's screenshot to docs/console.png and the
+overview's to docs/console-overview.png (otherwise to the test's temporary folder)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import BrowserContext, Page
 
+from gateway import appkeys
 from gateway.app import create_app
+from gateway.console.sessions import IDLE_SECONDS
 from gateway.settings import Settings
 
-from ..conftest import PIXEL_A, outbox_rows, wait_until
+from ..conftest import PIXEL_A, FakeClock, outbox_rows, wait_until
 from ..fake_graph import FakeGraph
 from ..snippet.browser import BrowserThread
 from .conftest import ADMIN_KEY, console_settings
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+OVERVIEW = SCREENSHOT.with_name("console-overview.png")
 
 
 @dataclass
@@ -113,6 +118,86 @@ async def test_sign_in_and_watch_a_hit_arrive_live(
     assert shot.stat().st_size > 0
 
 
+async def test_the_overview_charts_received_and_delivered_per_minute_at_375_px(
+    chromium: BrowserThread, context: BrowserContext, gateway: Gateway, tmp_path: Path
+) -> None:
+    for n in range(3):
+        await gateway.hit(f"chart-{n}")
+    metrics = gateway.server.app[appkeys.METRICS]
+    await wait_until(lambda: metrics.delivered_total() == 3)
+
+    async def look() -> dict[str, Any]:
+        context = await chromium.new_context(width=375, height=740)
+        try:
+            page = await signed_in(context, gateway)
+            await page.wait_for_selector(
+                "#traffic-chart svg[aria-label*='3 received, 3 delivered']")
+            await page.click("#traffic summary")  # the table, the chart's text alternative
+            return await page.evaluate(CHART)  # type: ignore[no-any-return]
+        finally:
+            await context.close()
+
+    chart = await chromium.run(look())
+    shot = OVERVIEW if os.environ.get("UPDATE_CONSOLE_SCREENSHOT") else tmp_path / "o.png"
+    await chromium.run(overview_screenshot(context, gateway, shot))
+    assert chart["role"] == "img" and "over the last hour" in chart["label"]
+    # One line each, a point per minute, drawn within the 375 px page.
+    assert chart["lines"] == [["received", 60], ["delivered", 60]]
+    assert 0 < chart["width"] and chart["right"] <= 375 and chart["page_width"] <= 375
+    assert sum(int(cells[1]) for cells in chart["rows"]) == 3
+    assert sum(int(cells[2]) for cells in chart["rows"]) == 3
+    assert "3 received, 3 delivered, from 1 process" in chart["caption"]
+    assert chart["processes"] == 1
+
+
+async def overview_screenshot(context: BrowserContext, gateway: Gateway, path: Path) -> None:
+    page = await signed_in(context, gateway)
+    await page.wait_for_selector("#traffic-chart svg")
+    await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+
+
+CHART = """() => {
+    const svg = document.querySelector('#traffic-chart svg');
+    const box = svg.getBoundingClientRect();
+    return {
+        role: svg.getAttribute('role'), label: svg.getAttribute('aria-label'),
+        lines: Array.from(svg.querySelectorAll('polyline')).map(
+            line => [line.getAttribute('class'), line.getAttribute('points').split(' ').length]),
+        width: box.width, right: box.right,
+        page_width: document.documentElement.scrollWidth,
+        rows: Array.from(document.querySelectorAll('#traffic-table tbody tr')).map(
+            tr => Array.from(tr.cells).map(td => td.textContent)),
+        caption: document.querySelector('#traffic figcaption').textContent,
+        processes: document.querySelectorAll('#processes tbody tr').length,
+    };
+}"""
+
+
+async def test_an_ended_session_brings_the_sign_in_form_back(
+    chromium: BrowserThread, context: BrowserContext, tmp_path: Path, fake_graph: FakeGraph,
+    aiohttp_server: Any,
+) -> None:
+    clock = FakeClock(time.time())  # moved past the idle end below; otherwise wall time
+    settings = console_settings(tmp_path, fake_graph.url)  # type: ignore[attr-defined]
+    gateway = Gateway(await aiohttp_server(create_app(settings, clock=clock)), settings,
+                      fake_graph)
+    page = await chromium.run(signed_in(context, gateway))
+
+    clock.now += IDLE_SECONDS + 1  # an hour without a request
+
+    async def noticed() -> str:
+        # The open page's next refresh (every 5 s) is refused and brings the form back.
+        await page.wait_for_selector("#signed-out", state="visible", timeout=15_000)
+        assert await page.is_hidden("#console")
+        return await page.inner_text("#signed-out")
+
+    assert "sign in again" in await chromium.run(noticed())
+    # Signing in again works, and opens a new session.
+    page = await chromium.run(signed_in(context, gateway))
+    assert await chromium.run(page.is_visible("#console"))
+
+
 async def test_replay_a_dead_letter_from_the_page(
     chromium: BrowserThread, context: BrowserContext, gateway: Gateway
 ) -> None:
@@ -192,7 +277,7 @@ async def test_at_375_px_by_keyboard_with_every_control_labelled(
             await page.keyboard.type(ADMIN_KEY)
             await page.keyboard.press("Enter")
             await page.wait_for_selector("#destinations tbody tr")
-            for name in ("overview", "live", "dead-letters", "rules"):
+            for name in ("overview", "live", "manage", "dead-letters", "rules"):
                 await page.focus(f"nav a[data-page={name}]")
                 await page.keyboard.press("Enter")
                 await page.wait_for_selector(f"#{name}:not([hidden])")
@@ -205,3 +290,61 @@ async def test_at_375_px_by_keyboard_with_every_control_labelled(
             await context.close()
 
     assert await chromium.run(narrow()) == []
+
+
+async def send_event(gateway: Gateway, key: str) -> int:
+    """The server ingress's answer to one event sent with `key`."""
+    event = {"event_name": "Lead", "event_time": int(time.time()) - 60, "event_id": "k-1",
+             "action_source": "website", "event_source_url": "https://shop.example.com/p",
+             "user_data": {"em": "buyer@example.com", "client_ip_address": "203.0.113.9",
+                           "client_user_agent": "Mozilla/5.0"}}
+    async with aiohttp.ClientSession() as session, session.post(
+            gateway.url(f"/capi/{PIXEL_A}/events"),
+            data=orjson.dumps({"data": [event], "accessKey": key})) as answer:
+        return answer.status
+
+
+async def test_make_an_access_key_shown_once_and_revoke_it_from_the_page(
+    chromium: BrowserThread, gateway: Gateway
+) -> None:
+    async def make() -> tuple[Page, BrowserContext, str, list[str]]:
+        context = await chromium.new_context(width=375, height=740)
+        page = await signed_in(context, gateway)
+        await page.focus("nav a[data-page=access-keys]")
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("#keys-state:has-text('0 access keys')")
+        problems = await page.evaluate(UNLABELLED)
+        await page.fill("#key-name", "page-backend")
+        await page.fill("#key-pixels", PIXEL_A)
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("#key-made:not([hidden])")
+        assert await page.evaluate("document.activeElement.id") == "key-made-value"
+        assert "shown only this once" in await page.inner_text("#key-made")
+        key = await page.input_value("#key-made-value")
+        await page.wait_for_selector("#keys tbody tr:has-text('page-backend')")
+        row = await page.inner_text("#keys tbody tr")
+        assert "console" in row and PIXEL_A in row and key not in row
+        problems += await page.evaluate(UNLABELLED)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        if width > 375:
+            problems.append(f"access keys: {width} px wide")
+        await page.click("#key-copy")
+        await page.wait_for_selector("#key-copied:has-text('Copied')")
+        await page.click("#key-done")
+        assert key not in await page.content()  # gone from the page once stored
+        return page, context, key, problems
+
+    page, context, key, problems = await chromium.run(make())
+    assert problems == []
+    assert len(key) >= 43 and await send_event(gateway, key) == 202
+
+    async def revoke() -> str:
+        page.once("dialog", lambda dialog: dialog.accept())
+        await page.click("button[aria-label='Revoke access key page-backend']")
+        await page.wait_for_selector("#keys-state:has-text('Revoked page-backend')")
+        text = await page.inner_text("#keys")
+        await context.close()
+        return text
+
+    assert "page-backend" not in await chromium.run(revoke())
+    assert await send_event(gateway, key) == 401

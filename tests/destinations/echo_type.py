@@ -45,6 +45,8 @@ class EchoType:
     name = "echo"
     vendor = "Echo"
     credentials_name = "secret"
+    account_option = "url"
+    secret_option = "secret"
     default_consent = "ads"
     takes_test_events = False
     max_batch_size = 50

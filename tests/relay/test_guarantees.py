@@ -248,10 +248,10 @@ async def test_backpressure_answers_503_with_retry_after(
     refused = await hit(client, PIXEL_A, eid="q2")
     assert refused.status == 503
     assert refused.headers["Retry-After"] == "30"
-    assert "2 queued events (limit 2)" in (await refused.json())["error"]
+    assert "limit of 2 queued events" in (await refused.json())["error"]
     assert len(rows(settings)) == 2
     status = await (await client.get("/status")).json()
-    assert status["backpressure"] == "the outbox holds 2 queued events (limit 2)"
+    assert status["backpressure"] == "the outbox holds its limit of 2 queued events or more"
     assert status["queued_for_unconfigured_destinations"] == {}
 
 

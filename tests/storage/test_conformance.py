@@ -367,12 +367,35 @@ async def test_queue_depth_grows_and_shrinks(outbox: Outbox) -> None:
     empty = await outbox.queue_depth()
     assert empty.rows == 0
     await outbox.enqueue([entry(n, payload=b'{"x":"%s"}' % (b"y" * 10_000)) for n in range(50)])
-    rows, size = await outbox.queue_depth()
+    rows, size, _ = await outbox.queue_depth()
     assert rows == 50 and size >= empty.bytes + 50 * 10_000
     claimed = (await outbox.claim("main", 20)).rows
     assert (await outbox.queue_depth()).rows == 50  # leased rows still wait to be sent
     await outbox.finish(claimed)
     assert (await outbox.queue_depth()).rows == 30
+
+
+async def test_queue_depth_counts_up_to_a_bound_and_the_last_id_follows_rows_written(
+    outbox: Outbox,
+) -> None:
+    """What bounded backpressure relies on: a count stops at its bound, and the last row id
+    grows by the rows written (whatever their state), never by anything else."""
+    before = await outbox.store_size()
+    await outbox.enqueue([entry(n) for n in range(5)] + [entry(5, state="invalid", note="x")])
+    assert (await outbox.queue_depth(at_most=3)).rows == 3  # three or more
+    assert (await outbox.queue_depth(at_most=5)).rows == 5
+    assert (await outbox.queue_depth(at_most=100)).rows == 5
+    assert (await outbox.queue_depth(at_most=0)).rows == 0
+    after = await outbox.store_size()
+    assert after.last_id - before.last_id == 6
+    depth = await outbox.queue_depth(at_most=3)
+    assert (depth.bytes, depth.last_id) == after
+    claimed = (await outbox.claim("main", 5)).rows
+    await outbox.finish(claimed[:2])
+    await outbox.dead_letter(claimed[2:], "invalid", "refused", None)
+    await outbox.replay(DeadLetterFilter())
+    assert (await outbox.store_size()).last_id == after.last_id  # no row written
+    assert (await outbox.queue_depth(at_most=100)).rows == 3
 
 
 async def test_rows_lists_the_store_for_people(outbox: Outbox, clock: Clock) -> None:
@@ -586,3 +609,57 @@ async def test_no_event_is_lost_or_stored_twice_across_retries_and_restarts(
     stored = [(r.event_id, r.state) for r in await outbox.rows() if r.destination == name]
     assert sorted(stored) == sorted((event_id, "delivered") for event_id in enqueued)
     await outbox.close()
+
+
+# -- the whole gateway (process reports, watchers, live events) ---------------------------------
+async def test_each_process_keeps_one_report_and_silent_ones_are_forgotten(
+    outbox: Outbox, clock: Clock
+) -> None:
+    started = clock.now
+    await outbox.put_report("a:1", started, b'{"n": 1}', forget_before=0)
+    clock.now += 60
+    await outbox.put_report("b:2", started + 1, b'{"n": 2}', forget_before=0)
+    await outbox.put_report("b:2", started + 1, b'{"n": 3}', forget_before=0)
+    assert [(r.process, r.started_at, r.seen_at, r.report) for r in await outbox.reports()] == [
+        ("a:1", started, started, b'{"n": 1}'), ("b:2", started + 1, clock.now, b'{"n": 3}')]
+    await outbox.put_report("b:2", started + 1, b'{"n": 4}', forget_before=clock.now - 30)
+    assert [(r.process, r.report) for r in await outbox.reports()] == [("b:2", b'{"n": 4}')]
+
+
+async def test_watchers_last_until_their_time_or_until_they_end(
+    outbox: Outbox, clock: Clock
+) -> None:
+    assert await outbox.watchers() == {}
+    await outbox.watch("a:1", clock.now + 10)
+    await outbox.watch("b:2", clock.now + 5)
+    assert await outbox.watchers() == {"a:1": clock.now + 10, "b:2": clock.now + 5}
+    clock.now += 6
+    assert await outbox.watchers() == {"a:1": clock.now + 4}
+    await outbox.watch("a:1", clock.now)  # the last watcher went away
+    assert await outbox.watchers() == {}
+
+
+async def test_live_events_are_read_in_order_from_a_ring_that_is_trimmed(
+    outbox: Outbox, open_store: Opener, clock: Clock
+) -> None:
+    assert await outbox.last_live_event() == 0 and await outbox.live_events(0, 10) == []
+    woken = outbox.live_wakeup()
+    woken.clear()
+    await outbox.add_live_events("a:1", [b"1", b"2"], keep_rows=100, keep_seconds=60)
+    assert woken.is_set()
+    other = await open_store()  # another process on the same store
+    await other.add_live_events("b:2", [b"3"], keep_rows=100, keep_seconds=60)
+    events = await outbox.live_events(0, 10)
+    assert [(e.process, e.event) for e in events] == [("a:1", b"1"), ("a:1", b"2"), ("b:2", b"3")]
+    ids = [e.id for e in events]
+    assert ids == sorted(ids) and await outbox.last_live_event() == ids[-1]
+    assert await outbox.live_events(ids[0], 1) == events[1:2]
+    # By rows: only the newest `keep_rows` stay.
+    await outbox.add_live_events("a:1", [b"4", b"5"], keep_rows=2, keep_seconds=60)
+    assert [e.event for e in await outbox.live_events(0, 10)] == [b"4", b"5"]
+    # By age: only those added within `keep_seconds`; ids go on rising after the ring emptied.
+    clock.now += 61
+    await outbox.add_live_events("b:2", [b"6"], keep_rows=100, keep_seconds=60)
+    [last] = await outbox.live_events(0, 10)
+    assert last.event == b"6" and last.id > ids[-1] + 2
+    assert await outbox.last_live_event() == last.id

@@ -10,6 +10,7 @@ has the facts they rely on.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,8 +19,9 @@ import aiohttp
 import orjson
 
 from ...errors import Permanent
-from ..base import DestinationBase, summarize
+from ..base import CannotTest, DestinationBase, summarize
 from . import identity
+from .check import NO_SECRET_CHECK, test_event_body, validate_test_event
 from .events import build_event, expiry, validate_event
 from .sender import post, validation_messages
 
@@ -61,6 +63,8 @@ class Ga4Type:
     name = "ga4"
     vendor = "Google"
     credentials_name = "API secret"
+    account_option = "measurement_id"
+    secret_option = "api_secret"
     default_consent = "analytics"
     takes_test_events = False
     max_batch_size = MAX_BATCH_SIZE
@@ -124,6 +128,11 @@ class Ga4(DestinationBase[Ga4Options]):
     def target(self) -> str:
         return f"measurement id {self.options.measurement_id}"
 
+    @property
+    def validation_url(self) -> str:
+        """GA4's validation server: checks requests, records nothing."""
+        return f"{self.options.api_url}/debug/mp/collect"
+
     def describe_batch(self, rows: Sequence[ClaimedRow]) -> str:
         debug = " with debug_mode" if self.options.debug_mode or rows[0].test_event_code else ""
         return (f"POST {len(rows)} events ({summarize(rows)}) to {self.endpoint} for "
@@ -170,7 +179,7 @@ class Ga4(DestinationBase[Ga4Options]):
                 messages.append(f"events {row.event_id}: {exc.reason}")
                 continue
             groups.setdefault(self.batch_key(row), []).append(row)
-        url = f"{self.options.api_url}/debug/mp/collect"
+        url = self.validation_url
         for group in groups.values():
             for start in range(0, len(group), MAX_BATCH_SIZE):
                 chunk = group[start:start + MAX_BATCH_SIZE]
@@ -180,6 +189,16 @@ class Ga4(DestinationBase[Ga4Options]):
                                     self.settings.timeout)
                 messages += [f"events {ids}: {line}" for line in validation_messages(raw)]
         return messages
+
+    async def check_token(self, session: aiohttp.ClientSession) -> str:
+        """GA4 has no call that refuses a wrong api_secret (check.py): nothing to ask."""
+        raise CannotTest(NO_SECRET_CHECK)
+
+    async def send_test_event(self, session: aiohttp.ClientSession) -> str:
+        """One page_view to the validation server (check.py): the payload's verdict only."""
+        return await validate_test_event(
+            session, self.validation_url, self.options.measurement_id, self.options.api_secret,
+            test_event_body(time.time(), ENGAGEMENT_TIME_MSEC), self.settings.timeout)
 
 
 class _Row:

@@ -9,6 +9,7 @@ sender.py. docs/meta-capi.md has the facts both rely on.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ...model import PIXEL_ID, Context
-from ..base import DestinationBase, summarize
+from ..base import CannotTest, DestinationBase, summarize
+from .check import check_token, test_event_body
 from .sender import batch_body, post_batch
 from .validate import expiry, validate_event
 
@@ -56,6 +58,8 @@ class MetaCapiType:
     name = "meta_capi"
     vendor = "Meta"
     credentials_name = "access token"
+    account_option = "pixel_id"
+    secret_option = "access_token"
     default_consent = "ads"
     takes_test_events = True
     max_batch_size = MAX_BATCH_SIZE
@@ -139,6 +143,20 @@ class MetaCapi(DestinationBase[MetaCapiOptions]):
         body = batch_body(rows, first.test_event_code, self.options.partner_agent)
         return await post_batch(session, self.events_url(first.pixel_id), self.options.access_token,
                          body, self.settings.timeout)
+
+    async def check_token(self, session: aiohttp.ClientSession) -> str:
+        """Read the pixel with the token (check.py): nothing is recorded."""
+        return await check_token(session, self.endpoint, self.options.pixel_id,
+                                 self.options.access_token, self.settings.timeout)
+
+    async def send_test_event(self, session: aiohttp.ClientSession) -> str:
+        """One PageView with the destination's test_event_code (check.py)."""
+        body = test_event_body(self.options.test_event_code, self.options.partner_agent,
+                               time.time())
+        if not self.options.pixel_id:
+            raise CannotTest("set pixel_id: a test event goes to one pixel")
+        return await post_batch(session, self.events_url(self.options.pixel_id),
+                                self.options.access_token, body, self.settings.timeout)
 
 
 META_CAPI = MetaCapiType()

@@ -11,6 +11,7 @@ answer. docs/destinations.md has the facts both rely on.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import orjson
 
 from ...model import Context
 from ..base import DestinationBase, summarize
+from .check import validate_test_event
 from .events import expiry, snap_event, validate_event
 from .sender import post_events
 
@@ -61,6 +63,8 @@ class SnapchatType:
     name = "snapchat"
     vendor = "Snap"
     credentials_name = "access token"
+    account_option = "pixel_id"
+    secret_option = "access_token"
     default_consent = "ads"
     takes_test_events = False
     max_batch_size = MAX_BATCH_SIZE
@@ -116,10 +120,10 @@ class Snapchat(DestinationBase[SnapchatOptions]):
     def batch_key(self, row: ClaimedRow) -> tuple[str, ...]:
         return (row.pixel_id,)
 
-    def events_url(self, pixel_id: str) -> str:
-        """The events endpoint (validate in test mode), without the token."""
+    def events_url(self, pixel_id: str, validate: bool = False) -> str:
+        """The events endpoint (validate in test mode, or when asked), without the token."""
         url = f"{self.options.api_url}/v3/{pixel_id}/events"
-        return url + "/validate" if self.options.test_mode else url
+        return url + "/validate" if validate or self.options.test_mode else url
 
     @property
     def endpoint(self) -> str:
@@ -141,6 +145,17 @@ class Snapchat(DestinationBase[SnapchatOptions]):
         await post_events(session, self.events_url(self.options.pixel_id),
                           self.options.access_token,
                           body, self.settings.timeout)
+
+    async def check_token(self, session: aiohttp.ClientSession) -> str:
+        """One test event to the validate endpoint (check.py): nothing is counted."""
+        answer = await self.send_test_event(session)
+        return f"the token may send to {self.target}: {answer}"
+
+    async def send_test_event(self, session: aiohttp.ClientSession) -> str:
+        """One PAGE_VIEW to `/events/validate` (check.py), whatever test_mode says."""
+        url = self.events_url(self.options.pixel_id, validate=True)
+        return await validate_test_event(session, url, self.options.access_token, time.time(),
+                                         self.settings.timeout)
 
 
 SNAPCHAT = SnapchatType()

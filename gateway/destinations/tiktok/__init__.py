@@ -8,6 +8,7 @@ and TikTok's own hashes in identity.py. docs/destinations.md has the facts they 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ import aiohttp
 
 from ...model import Context
 from ..base import DestinationBase, summarize
+from .check import send_test_event
 from .identity import TTP_COOKIE, identities, tiktok_cookies
 from .sender import post_batch
 from .validate import expiry, validate_event
@@ -58,6 +60,8 @@ class TikTokType:
     name = "tiktok"
     vendor = "TikTok"
     credentials_name = "access token"
+    account_option = "pixel_code"
+    secret_option = "access_token"
     # An advertising platform: its events need the visitor's ads consent (main's consent
     # protocol, added after this branch started, asks every type for this).
     default_consent = "ads"
@@ -137,6 +141,12 @@ class TikTok(DestinationBase[TikTokOptions]):
         body = batch_body(rows, self.options.pixel_code, rows[0].test_event_code)
         await post_batch(session, self.track_url, self.options.access_token, body,
                          self.settings.timeout)
+
+    async def send_test_event(self, session: aiohttp.ClientSession) -> str:
+        """One Pageview with the destination's test_event_code (check.py)."""
+        return await send_test_event(session, self.track_url, self.options.access_token,
+                                     self.options.pixel_code, self.options.test_event_code,
+                                     time.time(), self.settings.timeout)
 
 
 TIKTOK = TikTokType()

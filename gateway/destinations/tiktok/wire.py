@@ -17,7 +17,7 @@ import orjson
 
 from ...storage import ClaimedRow
 
-__all__ = ["EVENT_NAMES", "batch_body", "tiktok_event", "tiktok_name"]
+__all__ = ["EVENT_NAMES", "batch_body", "request_body", "tiktok_event", "tiktok_name"]
 
 # Meta's standard event name -> TikTok's. TikTok's standard events carry the same names as
 # Meta's (Purchase, AddToCart, Lead, ...), except the page view, which the TikTok pixel and
@@ -167,6 +167,11 @@ def batch_body(rows: Sequence[ClaimedRow], pixel_code: str, test_event_code: str
         context = orjson.loads(row.context) if row.context else {}
         events.append(tiktok_event(data if isinstance(data, dict) else {},
                                    context if isinstance(context, dict) else {}))
+    return request_body(events, pixel_code, test_event_code)
+
+
+def request_body(events: list[dict[str, Any]], pixel_code: str, test_event_code: str) -> bytes:
+    """The request body for TikTok's events (each from tiktok_event)."""
     body: dict[str, Any] = {"event_source": "web", "event_source_id": pixel_code,
                             "data": events}
     if test_event_code:

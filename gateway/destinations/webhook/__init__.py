@@ -81,6 +81,12 @@ class WebhookType:
     name = "webhook"
     vendor = "the webhook receiver"
     credentials_name = "secret"
+    account_option = "url"
+    secret_option = "secret"
+    # Options beside `secret` that may carry credentials (a token in the url's path or query,
+    # an Authorization header): the console seals only `secret_option`, so it refuses these
+    # and a webhook goes in config.yaml, where they may come from ${ENV}.
+    console_refused_options = ("url", "headers")
     # The receiver may be the site's own backend: by default every event goes, and each
     # carries the visitor's consent signals (`_gateway.consent`) for the receiver to honour.
     default_consent = "none"

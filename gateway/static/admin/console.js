@@ -28,6 +28,8 @@
     return tr;
   }
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  // For the other pages' scripts (destinations.js), loaded after this one.
+  window.gwConsole = {$: $, el: el, clear: clear};
   function age(seconds) {
     if (seconds === null || seconds === undefined) return "";
     if (seconds < 120) return Math.round(seconds) + " s";
@@ -43,6 +45,7 @@
     if (options.method && options.method !== "GET") options.headers["X-CSRF-Token"] = csrf || "";
     return fetch(API + path, options).then(function (response) {
       if (response.status === 401) { signedOut(true); throw new Error("signed out"); }
+      if (response.status === 204) return null;
       return response.json().then(function (body) {
         if (!response.ok) throw new Error(body.error || ("HTTP " + response.status));
         return body;
@@ -102,6 +105,7 @@
     });
     if (page === "dead-letters") loadDead("");
     if (page === "rules") api("rules").then(renderRules).catch(function () {});
+    if (page === "access-keys") loadKeys("");
   }
   window.addEventListener("hashchange", show);
 
@@ -109,6 +113,7 @@
   function refresh() {
     api("destinations").then(renderDestinations).catch(function () {});
     api("status").then(renderHealth).catch(function () {});
+    api("traffic").then(renderTraffic).catch(function () {});
     if (!$("rules").hidden) api("rules").then(renderRules).catch(function () {});
   }
 
@@ -149,9 +154,77 @@
     item("Outbox", status.outbox_unavailable || "available");
     if (status.backpressure) item("Backpressure", status.backpressure);
     status.warnings.forEach(function (w) { item("Warning", w); });
+    renderProcesses(status.processes);
     item("Answered by", "worker " + status.worker.index +
       (status.worker.relays ? " (relays)" : " (does not relay)"));
   }
+
+  // -- the whole gateway: its processes, and the chart ----------------------------------------
+  function renderProcesses(processes) {
+    var body = $("processes").tBodies[0];
+    clear(body);
+    (processes || []).forEach(function (p) {
+      var tr = row([p.node + " (pid " + p.pid + ")" + (p.answered ? ", answered this page" : ""),
+        p.worker, p.relays ? "yes" : "no", p.gone ? "gone" : "live",
+        age(p.seen_seconds_ago) + " ago", p.started_at || "", p.version || ""]);
+      tr.setAttribute("data-gone", p.gone ? "true" : "false");
+      body.appendChild(tr);
+    });
+  }
+
+  var SVG = "http://www.w3.org/2000/svg";
+  var traffic = null;          // the last answer, drawn again when the width changes
+  function svg(tag, attrs, text) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    if (text !== undefined) node.textContent = String(text);
+    return node;
+  }
+
+  function renderTraffic(t) {
+    traffic = t;
+    var box = $("traffic-chart");
+    clear(box);
+    var width = Math.max(240, box.clientWidth || 600), height = 160;
+    var left = 36, right = 8, top = 8, bottom = 22;
+    var peak = Math.max(1, Math.max.apply(null, t.received.concat(t.delivered)));
+    var n = t.minutes.length, step = (width - left - right) / Math.max(1, n - 1);
+    function x(i) { return left + i * step; }
+    function y(v) { return top + (height - top - bottom) * (1 - v / peak); }
+    var label = "Events per minute over the last hour: " + t.received_total + " received, " +
+      t.delivered_total + " delivered; at most " + peak + " in a minute.";
+    var chart = svg("svg", {viewBox: "0 0 " + width + " " + height, width: width,
+                            height: height, role: "img", "aria-label": label});
+    chart.appendChild(svg("line", {"class": "axis", x1: left, x2: width - right,
+                                   y1: y(0), y2: y(0)}));
+    chart.appendChild(svg("line", {"class": "axis", x1: left, x2: width - right,
+                                   y1: y(peak), y2: y(peak)}));
+    chart.appendChild(svg("text", {x: left - 4, y: y(peak) + 4, "text-anchor": "end"}, peak));
+    chart.appendChild(svg("text", {x: left - 4, y: y(0) + 4, "text-anchor": "end"}, 0));
+    [[0, "-60 min", "start"], [Math.floor(n / 2), "-30 min", "middle"],
+     [n - 1, "now", "end"]].forEach(function (tick) {
+      chart.appendChild(svg("text", {x: x(tick[0]), y: height - 6, "text-anchor": tick[2]},
+                            tick[1]));
+    });
+    ["received", "delivered"].forEach(function (kind) {
+      var points = t[kind].map(function (v, i) { return x(i).toFixed(1) + "," + y(v).toFixed(1); });
+      chart.appendChild(svg("polyline", {"class": kind, points: points.join(" ")}));
+    });
+    box.appendChild(chart);
+    $("traffic-totals").textContent = "— " + t.received_total + " received, " +
+      t.delivered_total + " delivered, from " + t.processes + " process" +
+      (t.processes === 1 ? "" : "es") + (t.unavailable ? " (the store is unavailable: " +
+      "this process only)" : "");
+    var body = $("traffic-table").tBodies[0];
+    clear(body);
+    for (var i = n - 1; i >= 0; i--) {
+      if (!t.received[i] && !t.delivered[i]) continue;
+      body.appendChild(row([new Date(t.minutes[i] * 1000).toLocaleTimeString([], {
+        hour: "2-digit", minute: "2-digit"}), t.received[i], t.delivered[i]]));
+    }
+    if (!body.rows.length) body.appendChild(row(["none in the last hour", "", ""]));
+  }
+  window.addEventListener("resize", function () { if (traffic) renderTraffic(traffic); });
 
   // -- live events ----------------------------------------------------------------------------
   function listen() {
@@ -197,17 +270,24 @@
     return true;
   }
 
+  function origin(item) {   // which worker of which node saw it
+    if (item.worker === undefined) return "";
+    return "[worker " + item.worker + (item.node ? " on " + item.node : "") + "]";
+  }
+
   function describe(item) {
     var li = el("li", null, {"data-outcome": item.outcome || item.kind, "data-kind": item.kind});
     var parts = [];
     if (item.kind === "lost") {
-      parts.push("… " + item.count + " events were lost: this page read too slowly");
+      parts.push("… " + item.count + " events were lost: they came faster than they could " +
+                 "be shown", origin(item));
     } else if (item.kind === "outgoing") {
-      parts.push(time(item.at), "→", item.destination, item.outcome + ":",
+      parts.push(time(item.at), origin(item), "→", item.destination, item.outcome + ":",
                  item.events + " events (" + item.event_names.join(", ") + ")",
                  "—", item.request, "—", item.answer);
     } else {
-      parts.push(time(item.at), "←", item.source === "server" ? "server event" : "browser hit");
+      parts.push(time(item.at), origin(item), "←",
+                 item.source === "server" ? "server event" : "browser hit");
       if (item.pixel) parts.push("pixel " + item.pixel);
       if (item.event_name) parts.push(item.event_name);
       if (item.event_id) parts.push("id " + item.event_id);
@@ -326,6 +406,80 @@
         (t.message ? " — " + t.message : ""), {"class": t.passed ? "ok" : "error"}));
     });
   }
+
+  // -- access keys ----------------------------------------------------------------------------
+  function loadKeys(note) {
+    api("access-keys").then(function (list) {
+      var body = $("keys").tBodies[0];
+      clear(body);
+      list.forEach(function (k) {
+        var action = k.source === "console" ? revokeButton(k.name) : "in config.yaml";
+        body.appendChild(row([k.name, k.source, k.pixels === "*" ? "every pixel" : k.pixels.join(", "),
+          k.created_at || "", action]));
+      });
+      $("keys-state").textContent = note + list.length + " access keys.";
+    }).catch(function (e) { $("keys-state").textContent = "Could not load: " + e.message; });
+  }
+
+  function revokeButton(name) {
+    var button = el("button", "Revoke", {type: "button", "aria-label": "Revoke access key " + name});
+    button.addEventListener("click", function () {
+      if (!window.confirm("Revoke the access key " + name + "? Backends sending with it are " +
+                          "refused within a second.")) return;
+      api("access-keys/" + encodeURIComponent(name), {method: "DELETE"}).then(function () {
+        loadKeys("Revoked " + name + ". ");
+      }).catch(function (e) { $("keys-state").textContent = "Revoke refused: " + e.message; });
+    });
+    return button;
+  }
+
+  function forgetKey() {  // the new key leaves the page
+    $("key-made-value").value = "";
+    $("key-made").hidden = true;
+    $("key-copied").textContent = "";
+  }
+
+  function scopeChanged() {
+    $("key-pixels").disabled = document.querySelector("input[name=key-scope]:checked").value === "all";
+  }
+  document.querySelectorAll("input[name=key-scope]").forEach(function (radio) {
+    radio.addEventListener("change", scopeChanged);
+  });
+
+  $("key-new").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var all = document.querySelector("input[name=key-scope]:checked").value === "all";
+    var pixels = all ? "*" : $("key-pixels").value.split(",").map(function (p) { return p.trim(); })
+      .filter(function (p) { return p; });
+    forgetKey();
+    api("access-keys", {method: "POST", headers: {"Content-Type": "application/json"},
+                        body: JSON.stringify({name: $("key-name").value.trim(), pixels: pixels})})
+      .then(function (made) {
+        $("key-made-name").textContent = made.name + " (" +
+          (made.pixels === "*" ? "every pixel" : made.pixels.join(", ")) + ")";
+        $("key-made-value").value = made.key;
+        $("key-made").hidden = false;
+        $("key-new").reset();
+        scopeChanged();
+        $("key-made-value").focus();
+        $("key-made-value").select();
+        loadKeys("Made " + made.name + ". ");
+      }).catch(function (e) { $("keys-state").textContent = "Not made: " + e.message; });
+  });
+
+  $("key-copy").addEventListener("click", function () {
+    var value = $("key-made-value").value;
+    function copied() { $("key-copied").textContent = "Copied."; }
+    function byHand() {
+      $("key-made-value").select();
+      $("key-copied").textContent = document.execCommand("copy") ? "Copied." :
+        "Could not copy: select the key and copy it yourself.";
+    }
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(value).then(copied, byHand);
+    else byHand();
+  });
+  $("key-done").addEventListener("click", function () { forgetKey(); $("key-name").focus(); });
+  window.addEventListener("hashchange", function () { if (location.hash !== "#access-keys") forgetKey(); });
 
   start();
 })();

@@ -14,9 +14,9 @@ only the last part of that churn, and a partition can hold rows that must stay (
 the queue of a paused destination). So prune deletes finished rows in short chunks (never one
 long transaction that holds back vacuum and ingest) and each table's autovacuum is tuned to run
 after 2% of it changed, without cost pauses, so that the space of removed rows is reused by new
-ones and the files stop growing once the retention window is full (not measured yet under
-sustained load: docs/scale-out.md). Payloads live in a table of their own, so the rewrites copy
-only the small row.
+ones and the files stop growing once the retention window is full (measured under sustained
+load over four retention periods: bench/bloat.py, docs/benchmarks.md). Payloads live in a
+table of their own, so the rewrites copy only the small row.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from ...errors import OutboxIncompatible
 from ...settings import StorageSettings
 from .. import Engine
 from ..outbox import Outbox
-from .connection import Pool, describe_dsn
+from .clock import measure_offset
+from .connection import SCAN_TIMEOUT, Pool, describe_dsn
 from .schema import SCHEMA_VERSION, current, migrate
 from .store import PostgresOutbox
 
@@ -40,19 +41,22 @@ async def _open(storage: StorageSettings, clock: Callable[[], float], shared: bo
     try:
         async with pool.connection() as conn:
             await migrate(conn)
+            offset = await measure_offset(conn, clock)
     except BaseException:
         await pool.close()
         raise
     return PostgresOutbox(pool, storage.dsn, commit_interval=storage.commit_interval_ms / 1000,
-                          lease_seconds=storage.lease_seconds, clock=clock)
+                          lease_seconds=storage.lease_seconds, clock=clock,
+                          clock_offset=offset)
 
 
 async def _open_existing(storage: StorageSettings, clock: Callable[[], float]) -> Outbox | None:
     # For inspection (the CLI): a small pool, no listening, no migration.
-    pool = await Pool.open(storage.dsn, 2)
+    pool = await Pool.open(storage.dsn, 2, command_timeout=SCAN_TIMEOUT)
     try:
         async with pool.connection() as conn:
             version = await current(conn)
+            offset = await measure_offset(conn, clock)
         if version > SCHEMA_VERSION:
             raise OutboxIncompatible(f"the outbox database has schema version {version}, newer "
                                      f"than this gateway's {SCHEMA_VERSION}: upgrade it")
@@ -63,7 +67,8 @@ async def _open_existing(storage: StorageSettings, clock: Callable[[], float]) -
         await pool.close()
         return None
     return PostgresOutbox(pool, storage.dsn, commit_interval=0,
-                          lease_seconds=storage.lease_seconds, clock=clock, listen=False)
+                          lease_seconds=storage.lease_seconds, clock=clock, clock_offset=offset,
+                          listen=False)
 
 
 def _describe(storage: StorageSettings) -> str:

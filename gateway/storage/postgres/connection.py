@@ -18,12 +18,21 @@ import asyncpg
 
 from ...errors import OutboxUnavailable
 
-__all__ = ["CONNECT_TIMEOUT", "Pool", "describe_dsn", "touched", "unavailable"]
+__all__ = ["CONNECT_TIMEOUT", "SCAN_TIMEOUT", "Pool", "describe_dsn", "touched", "unavailable"]
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach the server before a call gives up (and retries later)
-# A statement taking longer is abandoned: a server behind a broken network answers nothing,
-# and ingest must answer 503 rather than hang.
-COMMAND_TIMEOUT = 30.0
+# A statement unanswered this long is abandoned and its connection closed: a node cut off from
+# the database (a partition) hears nothing back, and ingest must answer 503 rather than hang.
+# Every statement of the serving path is short (bounded batches and chunks).
+COMMAND_TIMEOUT = 5.0
+# The same for reads that may scan the whole queue or table (reports for /status, /metrics and
+# the CLI, backpressure's count: millions of rows take seconds) and for everything the CLI runs:
+# a person or a background check waits for them, not a sender.
+SCAN_TIMEOUT = 120.0
+# The server ends a transaction its client left open this long: a node cut off in the middle of
+# one (its COMMIT lost on the way) would otherwise hold the rows it locked, which every other
+# node's claim skips, until the server's TCP keepalive gave up on it (hours).
+IDLE_IN_TRANSACTION = "10s"
 
 # SQLSTATE classes and codes waiting may cure: connection failures (08), insufficient resources
 # (53: too many connections, disk full, out of memory), the server shutting down or starting
@@ -58,11 +67,11 @@ def unavailable(exc: BaseException) -> OutboxUnavailable | None:
         if code[:2] in _CURABLE_CLASSES or code in _CURABLE_CODES:
             return OutboxUnavailable(f"the outbox database is unavailable: {_first_line(exc)}")
         return None
+    if isinstance(exc, TimeoutError):  # before OSError: it is one
+        return OutboxUnavailable("the outbox database did not answer in time")
     if isinstance(exc, OSError):
         reason = os.strerror(exc.errno) if exc.errno else "cannot connect"
         return OutboxUnavailable(f"the outbox database cannot be reached: {reason}")
-    if isinstance(exc, TimeoutError):
-        return OutboxUnavailable("the outbox database did not answer in time")
     if isinstance(exc, asyncpg.InterfaceError):  # e.g. the connection was closed under us
         return OutboxUnavailable(f"the outbox database connection failed: {_first_line(exc)}")
     return None
@@ -86,17 +95,19 @@ class Pool:
         self._pool = pool
 
     @classmethod
-    async def open(cls, dsn: str, size: int) -> Pool:
+    async def open(cls, dsn: str, size: int, *, command_timeout: float = COMMAND_TIMEOUT) -> Pool:
         try:
             pool = await asyncpg.create_pool(
                 dsn, min_size=1, max_size=size, timeout=CONNECT_TIMEOUT,
-                command_timeout=COMMAND_TIMEOUT,
+                command_timeout=command_timeout,
                 # A JIT compile costs more than these small statements (PostgreSQL's default
                 # turns it on for any plan its estimates call expensive).
                 # Read committed whatever the server's default: migrations re-read the version
                 # after taking their lock, and claims rely on SKIP LOCKED, not on snapshots.
                 server_settings={"jit": "off", "application_name": "tag-gateway",
-                                 "default_transaction_isolation": "read committed"})
+                                 "default_transaction_isolation": "read committed",
+                                 "idle_in_transaction_session_timeout": IDLE_IN_TRANSACTION},
+                reset=_keep_session)
         except Exception as exc:
             raise _curable(exc) from exc
         return cls(pool)
@@ -105,7 +116,14 @@ class Pool:
     async def connection(self) -> AsyncIterator[Any]:
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
-                yield conn
+                try:
+                    yield conn
+                except TimeoutError:
+                    # No answer: the server, or the way to it, may be gone. Close the
+                    # connection now; asking the server to cancel the statement (asyncpg's
+                    # way) and waiting for that would hang as long again.
+                    conn.terminate()
+                    raise
         except Exception as exc:
             problem = unavailable(exc)
             if problem is None:
@@ -114,15 +132,35 @@ class Pool:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
-        """A connection inside a transaction (committed at the end, rolled back on error)."""
-        async with self.connection() as conn, conn.transaction():
-            yield conn
+        """A connection inside a transaction (committed at the end, rolled back on error; a
+        statement left unanswered closes the connection instead, which ends the transaction
+        on the server)."""
+        async with self.connection() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                yield conn
+            except TimeoutError:
+                raise  # a ROLLBACK would wait on the server that did not answer
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await transaction.commit()
 
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self._pool.close(), COMMAND_TIMEOUT)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             self._pool.terminate()
+
+
+async def _keep_session(_conn: Any) -> None:
+    """What a connection given back to the pool needs reset, beyond the rollback of an open
+    transaction asyncpg does anyway: nothing. The store takes no session-level advisory lock
+    (migrations hold theirs for the transaction), sets nothing, declares cursors only inside
+    transactions and LISTENs on a connection of its own; asyncpg's default reset would cost one
+    more round trip (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) every time a connection
+    is given back: twice per batch relayed."""
 
 
 def _curable(exc: Exception) -> Exception:

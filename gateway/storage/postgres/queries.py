@@ -2,16 +2,18 @@
 following, dead letters, pruning.
 
 Counts read the shared database: with several nodes they are the cluster's, not one node's.
+Times are stored in the server's clock (clock.py) and handed in and out in the caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from ..types import DeadLetter, DeadLetterFilter, DropCount, OutboxRow, QueueDepth
-from .connection import Pool
+from ..types import DeadLetter, DeadLetterFilter, DropCount, OutboxRow, QueueDepth, StoreSize
+from .clock import ServerClock
+from .connection import SCAN_TIMEOUT, Pool
 from .schema import FINISHED, NOTIFY, QUEUED, TABLES
 
 __all__ = ["PostgresQueries"]
@@ -37,6 +39,8 @@ UNION ALL
 SELECT destination, 'dead', COUNT(*) FROM outbox WHERE state = 'dead' GROUP BY destination
 """
 _SIZE = " + ".join(f"pg_total_relation_size('{table}')" for table in TABLES)
+# The sequence's last value counts ids of commits still running too (0 before the first row).
+_LAST_ID = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM outbox_id_seq"
 
 # Prune in chunks: each a short transaction, so neither ingest nor claims wait behind one
 # long delete, and autovacuum (tuned per table in schema.py) reclaims the space as it goes.
@@ -63,8 +67,12 @@ _DEAD_COLUMNS = ("id, destination, pixel_id, event_name, event_id, reason, last_
                  "fbtrace_id, attempts, created_at, updated_at")
 
 
-def _row(fields: Any) -> OutboxRow:
-    return OutboxRow(*fields)
+def _row(fields: Any, time: ServerClock) -> OutboxRow:
+    row = OutboxRow(*fields)
+    return replace(row, expires_at=time.to_local(row.expires_at),
+                   created_at=time.to_local(row.created_at),
+                   updated_at=time.to_local(row.updated_at),
+                   available_at=time.to_local(row.available_at))
 
 
 def _dead_where(selection: DeadLetterFilter) -> tuple[str, list[Any]]:
@@ -86,7 +94,7 @@ class PostgresQueries:
     """Queries the store shares; the store provides the pool, the clock and the wake-ups."""
 
     _pool: Pool
-    _clock: Callable[[], float]
+    _time: ServerClock
 
     def wakeup(self, destination: str) -> asyncio.Event:
         raise NotImplementedError
@@ -95,8 +103,9 @@ class PostgresQueries:
         raise NotImplementedError
 
     async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        """Reports: they may scan the queue (SCAN_TIMEOUT)."""
         async with self._pool.connection() as conn:
-            return list(await conn.fetch(sql, *params))
+            return list(await conn.fetch(sql, *params, timeout=SCAN_TIMEOUT))
 
     async def _value(self, sql: str, *params: Any) -> Any:
         async with self._pool.connection() as conn:
@@ -106,18 +115,20 @@ class PostgresQueries:
         value = await self._value(
             f"SELECT MIN(available_at) FROM outbox WHERE destination = $1 AND {QUEUED}",
             destination)
-        return None if value is None else float(value)
+        return None if value is None else self._time.to_local(float(value))
 
     # -- upkeep -------------------------------------------------------------------------------
     async def prune(self, older_than: float, dedup_older_than: float | None = None,
                     chunk: int = 5000) -> int:
         """Delete finished rows last touched before `older_than`, drop counts of the hours
         ended by then, and stale dedup keys; return how many rows."""
-        total = await self._delete_in_chunks(_PRUNE_FINISHED, older_than, chunk)
+        total = await self._delete_in_chunks(
+            _PRUNE_FINISHED, self._time.to_server(older_than), chunk)
         async with self._pool.connection() as conn:
-            await conn.execute(_OLD_DROPS, older_than)
+            await conn.execute(_OLD_DROPS, older_than)  # hours of the gateway's clock
         if dedup_older_than is not None:
-            await self._delete_in_chunks(_STALE_KEYS, dedup_older_than, chunk)
+            await self._delete_in_chunks(
+                _STALE_KEYS, self._time.to_server(dedup_older_than), chunk)
         return total
 
     async def _delete_in_chunks(self, sql: str, older_than: float, chunk: int) -> int:
@@ -135,17 +146,24 @@ class PostgresQueries:
         return {(dest, state): int(count)
                 for dest, state, count in await self._fetch(_OPEN_COUNTS)}
 
-    async def queue_depth(self) -> QueueDepth:
-        """(rows waiting to be sent, bytes of the outbox's tables with their indexes)."""
+    async def queue_depth(self, at_most: int | None = None) -> QueueDepth:
+        """(rows waiting to be sent, counted up to `at_most`; bytes of the outbox's tables
+        with their indexes; the last row id), for backpressure."""
         async with self._pool.connection() as conn:
-            rows = await conn.fetchval(f"SELECT COUNT(*) FROM outbox WHERE {QUEUED}")
-            size = await conn.fetchval(f"SELECT {_SIZE}")
-        return QueueDepth(int(rows), int(size))
+            size = await _store_size(conn)  # first: rows written meanwhile are counted
+            rows = await conn.fetchval(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE {QUEUED} LIMIT $1) AS q",
+                at_most, timeout=SCAN_TIMEOUT)
+        return QueueDepth(int(rows), size.bytes, size.last_id)
+
+    async def store_size(self) -> StoreSize:
+        async with self._pool.connection() as conn:
+            return await _store_size(conn)
 
     async def oldest_pending(self) -> dict[str, float]:
         found = await self._fetch("SELECT destination, MIN(created_at) FROM outbox "
                                   f"WHERE {QUEUED} GROUP BY destination")
-        return {dest: float(created) for dest, created in found}
+        return {dest: self._time.to_local(float(created)) for dest, created in found}
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """Rows per (destination, state), every state (a full scan: for a person, not polls)."""
@@ -162,13 +180,13 @@ class PostgresQueries:
             found = await self._fetch(_ROWS + order, limit)
         else:
             found = await self._fetch(_ROWS + " WHERE state = $2" + order, limit, state)
-        return [_row(raw) for raw in found]
+        return [_row(raw, self._time) for raw in found]
 
     async def changes(self, *, after_id: int, since: float, limit: int) -> list[OutboxRow]:
         found = await self._fetch(
             f"{_ROWS} WHERE id IN ({_CHANGED}) ORDER BY outbox.updated_at, id LIMIT $3",
-            after_id, since, limit)
-        return [_row(raw) for raw in found]
+            after_id, self._time.to_server(since), limit)
+        return [_row(raw, self._time) for raw in found]
 
     async def drops(self, since: float = 0.0) -> list[DropCount]:
         found = await self._fetch(
@@ -184,7 +202,9 @@ class PostgresQueries:
         found = await self._fetch(
             f"SELECT {_DEAD_COLUMNS} FROM outbox WHERE {where} ORDER BY id DESC"
             f" LIMIT ${len(params) + 1}", *params, limit)
-        return [DeadLetter(*row) for row in found]
+        return [replace(letter, created_at=self._time.to_local(letter.created_at),
+                        updated_at=self._time.to_local(letter.updated_at))
+                for letter in (DeadLetter(*row) for row in found)]
 
     async def replay(self, selection: DeadLetterFilter) -> int:
         """Re-queue matching dead letters as if new; wake their destinations on every node."""
@@ -193,8 +213,13 @@ class PostgresQueries:
         sql = (f"UPDATE outbox SET state = 'pending', reason = NULL, attempts = 0, "
                f"available_at = ${now}, updated_at = ${now} WHERE {where} RETURNING destination")
         async with self._pool.transaction() as conn:
-            replayed = [dest for (dest,) in await conn.fetch(sql, *params, self._clock())]
+            replayed = [dest for (dest,) in await conn.fetch(sql, *params, self._time.now())]
             await conn.execute(NOTIFY, sorted(set(replayed)))
         for name in set(replayed):
             self.wakeup(name).set()
         return len(replayed)
+
+
+async def _store_size(conn: Any) -> StoreSize:
+    size, last_id = await conn.fetchrow(f"SELECT {_SIZE}, ({_LAST_ID})")
+    return StoreSize(int(size), int(last_id))

@@ -5,8 +5,9 @@ database runs them all, an older one the versions it lacks, in one transaction u
 transaction-scoped advisory lock, so that nodes starting together migrate once (the others wait
 for the lock, then find the schema current). The table `outbox_schema` records the version.
 
-Times are Unix seconds (double precision) from the gateway's clock, as in the SQLite engine:
-leases fence acknowledgements by exact equality, and tests move the clock by hand.
+Times are Unix seconds (double precision) in the database server's clock (clock.py: each node
+adds its measured offset to its own clock), so that nodes whose clocks disagree still agree on
+leases and due times; leases fence acknowledgements by exact equality.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 from ...errors import OutboxIncompatible
 from ..types import FINISHED_STATES, QUEUED_STATES
 
-__all__ = ["CHANNEL", "FINISHED", "MIGRATIONS", "NOTIFY", "PROBE", "QUEUED", "SCHEMA_VERSION",
-           "TABLES", "current", "migrate"]
+__all__ = ["CHANNEL", "FINISHED", "LIVE_CHANNEL", "MIGRATIONS", "NOTIFY", "PROBE", "QUEUED",
+           "SCHEMA_VERSION", "TABLES", "current", "migrate"]
 
 # The conditions of the partial indexes, written the same wherever a query must match them
 # for the planner to use the index.
@@ -110,6 +111,36 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 )""",
         "CREATE TABLE console_versions (kind text PRIMARY KEY, version bigint NOT NULL)",
     ),
+    # The whole gateway's view for the console (postgres/whole.py): each serving process's
+    # last report, the processes whose live events someone watches, and a ring of live events.
+    3: (
+        """CREATE UNLOGGED TABLE process_reports (
+    process text PRIMARY KEY,                 -- host:pid (or host:pid.n)
+    started_at double precision NOT NULL,
+    seen_at double precision NOT NULL,
+    report bytea NOT NULL                     -- JSON, read by gateway/whole
+)""",
+        """CREATE UNLOGGED TABLE live_watchers (
+    process text PRIMARY KEY,
+    until double precision NOT NULL
+)""",
+        "CREATE SEQUENCE live_events_id_seq AS bigint",
+        """CREATE UNLOGGED TABLE live_events (
+    id bigint PRIMARY KEY DEFAULT nextval('live_events_id_seq'),
+    added_at double precision NOT NULL,
+    process text NOT NULL,
+    event bytea NOT NULL                      -- JSON, as the event bus told it
+)""",
+    ),
+    # Claims take the oldest due rows by (available_at, id). Without the id in the index, a
+    # claim sorted every row sharing the first due time (a group commit's: thousands after a
+    # burst) to lock the first `limit` of them. The build locks out writes to the table for
+    # its duration (seconds on a backlog of millions), once, at the upgrade.
+    4: (
+        f"CREATE INDEX outbox_due_ordered ON outbox (destination, available_at, id)"
+        f" WHERE {QUEUED}",
+        "DROP INDEX outbox_due",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -117,6 +148,8 @@ SCHEMA_VERSION = max(MIGRATIONS)
 # (delivered at the commit, to every node LISTENing, this one included).
 CHANNEL = "tag_gateway_outbox"
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', name) FROM unnest($1::text[]) AS name"
+# Live events were added (postgres/whole.py): readers on every node look at once.
+LIVE_CHANNEL = "tag_gateway_live"
 
 # The tables whose size backpressure counts (queue_depth).
 TABLES = ("outbox", "payloads", "dedup", "drops")
@@ -145,14 +178,20 @@ async def migrate(conn: Any) -> None:
     if _current(await current(conn)):
         return
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK,
+                           timeout=MIGRATION_TIMEOUT)
         version = await current(conn)
         if _current(version):  # another node migrated it while we waited
             return
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[target]:
-                await conn.execute(statement)
+                await conn.execute(statement, timeout=MIGRATION_TIMEOUT)
         await conn.execute("UPDATE outbox_schema SET version = $1", SCHEMA_VERSION)
+
+
+# Not the serving path's statement timeout: a migration may build an index over millions of
+# rows, and the nodes starting beside the one migrating wait for it on the lock.
+MIGRATION_TIMEOUT = 600.0
 
 
 def _current(version: int) -> bool:

@@ -29,10 +29,12 @@ import asyncpg
 from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit, GroupCommitted
 from ..readiness import SharedProbe
 from ..types import Claim, ClaimedRow, OutboxEntry
+from .clock import ServerClock
 from .connection import CONNECT_TIMEOUT, Pool, touched, unavailable
 from .consolerecords import PostgresConsoleRecords
 from .queries import PostgresQueries
-from .schema import CHANNEL, NOTIFY, PROBE, QUEUED
+from .schema import CHANNEL, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED
+from .whole import WholeQueries
 
 __all__ = ["PostgresOutbox"]
 
@@ -63,22 +65,54 @@ INSERT INTO drops (hour, rule, source, event_name, count)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
 ON CONFLICT (hour, rule, source, event_name) DO UPDATE SET count = drops.count + excluded.count
 """
-_CLAIM = f"""
+# The rows are locked (SKIP LOCKED), then leased by id through the primary key, then joined to
+# their events: written as one UPDATE ... FROM with the join, the planner hashed the whole
+# outbox table for every claim (a sequential scan, ~40% of a claim's time on a 50,000-row
+# backlog).
+_LEASE = f"""
 WITH due AS (
     SELECT id FROM outbox
     WHERE destination = $1 AND {QUEUED} AND available_at <= $2
     ORDER BY available_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE outbox SET state = 'inflight', available_at = $4, updated_at = $2
+    WHERE id = ANY(ARRAY(SELECT id FROM due))
+    RETURNING id, pixel_id, test_event_code, event_name, event_id, attempts, available_at,
+              expires_at, request_fields
+), claimed AS (
+    SELECT leased.*, payloads.payload, payloads.context
+    FROM leased LEFT JOIN payloads USING (id)
+)"""
+_CLAIM = f"{_LEASE} SELECT claimed.*, true FROM claimed"
+# The claim with dedup in the same statement (one round trip, committed on its own): each live
+# claimed row proposes itself as the owner of its key (the first row of a key in this claim
+# only, keys in one order so that concurrent claims lock them alike), and takes it unless
+# another row of the destination owns it within the window and that owner is not waiting or
+# refused; rows of this claim count as leased, as they are. The last column says whether the
+# row now owns its key; only when one does not are the losers looked up (_LOSERS).
+_CLAIM_DEDUP = f"""{_LEASE}, proposed AS (
+    SELECT DISTINCT ON (pixel, name, event) pixel, name, event, id FROM (
+        SELECT (CASE WHEN test_event_code <> '' THEN pixel_id || '|' || test_event_code
+                     ELSE pixel_id END) COLLATE "C" AS pixel,
+               event_name COLLATE "C" AS name, event_id COLLATE "C" AS event, id
+        FROM claimed WHERE expires_at >= $2 AND payload IS NOT NULL) AS keys
+    ORDER BY pixel, name, event, id
+), owners AS (
+    INSERT INTO dedup (destination, pixel_id, event_name, event_id, row_id, seen_at)
+    SELECT $1, pixel, name, event, id, $2 FROM proposed ORDER BY pixel, name, event
+    ON CONFLICT (destination, pixel_id, event_name, event_id) DO UPDATE
+    SET row_id = excluded.row_id, seen_at = excluded.seen_at
+    WHERE dedup.seen_at < $5
+       OR (dedup.row_id NOT IN (SELECT id FROM leased)
+           AND (SELECT state FROM outbox WHERE id = dedup.row_id) IN ('dead', 'pending'))
+    RETURNING row_id
 )
-UPDATE outbox SET state = 'inflight', available_at = $4, updated_at = $2
-FROM due LEFT JOIN payloads ON payloads.id = due.id
-WHERE outbox.id = due.id
-RETURNING outbox.id, outbox.pixel_id, outbox.test_event_code, outbox.event_name,
-          outbox.event_id, outbox.attempts, outbox.available_at, outbox.expires_at,
-          outbox.request_fields, payloads.payload, payloads.context
+SELECT claimed.*, claimed.id IN (SELECT row_id FROM owners) FROM claimed
 """
 _DEAD = ("UPDATE outbox SET state = 'dead', reason = $1, updated_at = $2, last_error = $3"
          " WHERE id = ANY($4::bigint[])")
+_LEASED = " AND state = 'inflight' AND available_at = $5"  # rows of the claim just made
 _EXPIRE = (f"UPDATE outbox SET state = 'dead', reason = $1, updated_at = $2, last_error = $3"
            f" WHERE destination = $4 AND {QUEUED} AND expires_at < $2")
 _RETRY_NOW = (f"UPDATE outbox SET available_at = $1 WHERE destination = $2 AND {QUEUED}"
@@ -88,18 +122,7 @@ _EXPIRED_ERROR = "past the platform's time window for this event"
 # have been re-claimed by another node) cannot overwrite a newer outcome.
 _FENCE = " WHERE state = 'inflight' AND available_at = $1 AND id = ANY($2::bigint[])"
 
-# Dedup at claim time (see the SQLite engine's dedup.py for the rules): each claimed row
-# becomes the owner of its key unless another row of the destination owns it within the window
-# and that owner is not waiting or refused.
-_KEEP_OWNER = """
-INSERT INTO dedup (destination, pixel_id, event_name, event_id, row_id, seen_at)
-SELECT $1, k.pixel, k.name, k.event, k.row_id, $2
-FROM unnest($3::text[], $4::text[], $5::text[], $6::bigint[]) AS k(pixel, name, event, row_id)
-ON CONFLICT (destination, pixel_id, event_name, event_id) DO UPDATE
-SET row_id = excluded.row_id, seen_at = excluded.seen_at
-WHERE dedup.seen_at < $7
-   OR (SELECT state FROM outbox WHERE id = dedup.row_id) IN ('dead', 'pending')
-"""
+# Dedup at claim time (see the SQLite engine's dedup.py for the rules): in _CLAIM_DEDUP.
 _LOSERS = """
 SELECT k.row_id, d.row_id
 FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) AS k(pixel, name, event, row_id)
@@ -109,15 +132,18 @@ WHERE d.row_id <> k.row_id
 """
 _DUPLICATES = """
 UPDATE outbox SET state = 'duplicate', updated_at = $1, last_error = 'duplicate of row ' || l.owner
-FROM unnest($2::bigint[], $3::bigint[]) AS l(row_id, owner) WHERE outbox.id = l.row_id
+FROM unnest($2::bigint[], $3::bigint[]) AS l(row_id, owner)
+WHERE outbox.id = l.row_id AND state = 'inflight' AND available_at = $4
 """
 
 
-def _claimed(row: tuple[Any, ...]) -> ClaimedRow:
+def _claimed(row: tuple[Any, ...], time: ServerClock) -> ClaimedRow:
+    """A claimed row with its times in the caller's clock."""
     (row_id, pixel_id, test_event_code, event_name, event_id, attempts, lease, expires_at,
      request_fields, payload, context) = row
-    return ClaimedRow(row_id, pixel_id, test_event_code, event_name, event_id, attempts, lease,
-                      expires_at, request_fields, payload, context or b"")
+    return ClaimedRow(row_id, pixel_id, test_event_code, event_name, event_id, attempts,
+                      time.to_local(lease), time.to_local(expires_at), request_fields, payload,
+                      context or b"")
 
 
 def _set_on_loss(lost: asyncio.Event, _conn: Any) -> None:
@@ -140,7 +166,8 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
-class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
+class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords,
+                     WholeQueries):
     """Durable queue of events per destination in one PostgreSQL database, shared by nodes."""
 
     def __init__(
@@ -151,14 +178,21 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
         commit_interval: float,
         lease_seconds: float,
         clock: Callable[[], float],
+        clock_offset: float = 0.0,
         listen: bool = True,
         drops_interval: float = DROPS_INTERVAL,
     ) -> None:
+        """`clock_offset`: the server's clock minus `clock` (clock.py), measured at open;
+        a listening (serving) store measures it again as it runs."""
         self._pool = pool
         self._dsn = dsn  # for the listening connection; never logged
         self._lease = lease_seconds
+        self._time = ServerClock(clock, clock_offset)
+        # The caller's own clock: the console's records and the processes' reports are written
+        # and compared by the callers in it (they lease nothing another node could take).
         self._clock = clock
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._live = asyncio.Event()  # live events added, here or on any node (whole.py)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
         self._group = GroupCommit(
@@ -170,9 +204,11 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
             drops_interval=drops_interval,
         )
         self._readiness = SharedProbe(self._write_probe, describe=_describe)
-        self._listener: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         if listen:
-            self._listener = asyncio.create_task(self._listen(), name="outbox:listen")
+            self._background = [
+                asyncio.create_task(self._listen(), name="outbox:listen"),
+                asyncio.create_task(self._time.follow(pool), name="outbox:clock")]
 
     async def close(self) -> None:
         """Commit whatever is waiting, let running writes end, then close the connections.
@@ -184,10 +220,10 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
     async def _close(self) -> None:
         self._closed = True
         await self._group.close()
-        if self._listener is not None:
-            self._listener.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+                await task
         await self._pool.close()
 
     # -- ingest side --------------------------------------------------------------------------
@@ -198,12 +234,12 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
         for e in entries:
             for column, value in zip(columns, (
                     e.destination, e.pixel_id, e.test_event_code, e.event_name, e.event_id,
-                    e.event_time, e.expires_at, e.state, e.note and _text(e.note), e.rule_set,
-                    e.request_fields,
-                    e.payload, e.context), strict=True):
+                    e.event_time, self._time.to_server(e.expires_at), e.state,
+                    e.note and _text(e.note), e.rule_set, e.request_fields, e.payload,
+                    e.context), strict=True):
                 column.append(value)
         async with self._pool.transaction() as conn:
-            await conn.execute(_INSERT, *columns, self._clock())
+            await conn.execute(_INSERT, *columns, self._time.now())
             await _count_drops(conn, drops)
             await conn.execute(NOTIFY, sorted({e.destination for e in entries}))
 
@@ -242,6 +278,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
                 conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
                 conn.add_termination_listener(partial(_set_on_loss, lost))
                 await conn.add_listener(CHANNEL, self._notified)
+                await conn.add_listener(LIVE_CHANNEL, self._live_notified)
                 delay = LISTEN_RETRY_SECONDS[0]
                 if missed:  # commits may have come meanwhile: look
                     for event in self._wakeups.values():
@@ -262,27 +299,40 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
 
     # -- relay side ---------------------------------------------------------------------------
     async def claim(self, destination: str, limit: int, *, dedup_seconds: float = 0.0) -> Claim:
-        """Lease up to `limit` due rows of `destination`, oldest first; in the same transaction
-        set aside expired rows, rows without their event and repeats (see Outbox.claim)."""
-        now = self._clock()
-        async with self._pool.transaction() as conn:
-            found = await conn.fetch(_CLAIM, destination, now, limit, now + self._lease)
-            rows = sorted((tuple(row) for row in found), key=lambda row: row[0])
-            expired = [row[0] for row in rows if row[7] < now]
-            if expired:
-                await conn.execute(_DEAD, "expired", now, _EXPIRED_ERROR, expired)
-            live = [row for row in rows if row[7] >= now]
-            # Only a damaged database lacks an event's JSON; such a row must not hold back
-            # every batch it lands in.
-            broken = [row[0] for row in live if row[9] is None]
-            if broken:
-                await conn.execute(_DEAD, "invalid", now, "the event JSON is missing from the "
-                                   "payloads table", broken)
-                live = [row for row in live if row[9] is not None]
-            duplicates = await _set_aside_duplicates(conn, destination, live, now,
-                                                     dedup_seconds)
+        """Lease up to `limit` due rows of `destination`, oldest first, and set aside expired
+        rows, rows without their event and repeats (see Outbox.claim). The lease and the dedup
+        keys are one statement; the rows set aside (rarely any) are marked right after, fenced
+        by the lease (a node dying between leaves them leased: the next claim after the lease
+        sets them aside again)."""
+        now = self._time.now()
+        lease = now + self._lease
+        async with self._pool.connection() as conn:
+            if dedup_seconds > 0:
+                found = await conn.fetch(_CLAIM_DEDUP, destination, now, limit, lease,
+                                         now - dedup_seconds)
+            else:
+                found = await conn.fetch(_CLAIM, destination, now, limit, lease)
+        rows = sorted((tuple(row) for row in found), key=lambda row: row[0])
+        expired = [row[0] for row in rows if row[7] < now]
+        live = [row for row in rows if row[7] >= now]
+        # Only a damaged database lacks an event's JSON; such a row must not hold back
+        # every batch it lands in.
+        broken = [row[0] for row in live if row[9] is None]
+        live = [row for row in live if row[9] is not None]
+        duplicates: dict[int, int] = {}
+        if expired or broken or not all(row[11] for row in live):
+            async with self._pool.transaction() as conn:
+                if expired:
+                    await conn.execute(_DEAD + _LEASED, "expired", now, _EXPIRED_ERROR, expired,
+                                       lease)
+                if broken:
+                    await conn.execute(_DEAD + _LEASED, "invalid", now, "the event JSON is "
+                                       "missing from the payloads table", broken, lease)
+                if not all(row[11] for row in live):
+                    duplicates = await _set_aside_duplicates(conn, destination, live, now,
+                                                             lease)
         return Claim(
-            rows=[_claimed(row) for row in live if row[0] not in duplicates],
+            rows=[_claimed(row[:11], self._time) for row in live if row[0] not in duplicates],
             expired=len(expired), duplicates=len(duplicates), broken=len(broken),
         )
 
@@ -311,15 +361,21 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
     async def _acknowledge(self, rows: Sequence[ClaimedRow], assignments: str,
                            *values: object) -> int:
         """One fenced UPDATE per lease (rows of one claim share it); how many were ours.
-        In `assignments`, $3 is now and `values` are $4 onwards."""
+        In `assignments`, $3 is now and `values` are $4 onwards. Rows of one claim (the usual
+        case) take one statement, committed on its own: no BEGIN and COMMIT round trips."""
         if not rows:
             return 0
-        now = self._clock()
+        now = self._time.now()
         sql = f"UPDATE outbox SET {assignments}{_FENCE}"
+        groups = [(self._time.to_server(lease), [row.id for row in group])
+                  for lease, group in groupby(sorted(rows, key=_lease), key=_lease)]
+        if len(groups) == 1:
+            [(lease, ids)] = groups
+            async with self._pool.connection() as conn:
+                return touched(await conn.execute(sql, lease, ids, now, *values))
         ours = 0
         async with self._pool.transaction() as conn:
-            for lease, group in groupby(sorted(rows, key=_lease), key=_lease):
-                ids = [row.id for row in group]
+            for lease, ids in groups:
                 ours += touched(await conn.execute(sql, lease, ids, now, *values))
         return ours
 
@@ -328,7 +384,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
         answers again after an outage); wake its relays on every node. Leased rows are left
         alone."""
         async with self._pool.transaction() as conn:
-            changed = touched(await conn.execute(_RETRY_NOW, self._clock(), destination))
+            changed = touched(await conn.execute(_RETRY_NOW, self._time.now(), destination))
             if changed:
                 await conn.execute(NOTIFY, [destination])
         if changed:
@@ -338,7 +394,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords):
     async def expire(self, destination: str, reason: str = "expired") -> int:
         """Dead-letter queued rows of `destination` past their expiry."""
         async with self._pool.connection() as conn:
-            return touched(await conn.execute(_EXPIRE, reason, self._clock(), _EXPIRED_ERROR,
+            return touched(await conn.execute(_EXPIRE, reason, self._time.now(), _EXPIRED_ERROR,
                                              destination))
 
     # -- readiness -----------------------------------------------------------------------------
@@ -366,28 +422,15 @@ async def _count_drops(conn: Any, drops: Drops) -> None:
 
 
 async def _set_aside_duplicates(
-    conn: Any, destination: str, rows: list[Any], now: float, window: float
-) -> set[int]:
-    """Claim ownership of each row's key; mark the rows that lost as duplicates and return
-    their ids (inside the claim's transaction)."""
-    if window <= 0 or not rows:
-        return set()
+    conn: Any, destination: str, rows: list[Any], now: float, lease: float
+) -> dict[int, int]:
+    """Mark the claimed rows that do not own their key (the claim's statement proposed them)
+    as duplicates of the row that does; return {row id: owner}."""
     # A test send has a key of its own: it never suppresses the real event.
     keys = [(f"{r[1]}|{r[2]}" if r[2] else r[1], r[3], r[4], r[0]) for r in rows]
-    # One proposal per key (an upsert may not touch a row twice; later copies of a key in this
-    # claim lose to the first), in key order, so that concurrent claims lock keys alike.
-    first: dict[tuple[str, str, str], int] = {}
-    for pixel, name, event, row_id in keys:
-        first.setdefault((pixel, name, event), row_id)
-    owners = sorted(first.items())
-    status = await conn.execute(
-        _KEEP_OWNER, destination, now, [k[0] for k, _ in owners], [k[1] for k, _ in owners],
-        [k[2] for k, _ in owners], [row_id for _, row_id in owners], now - window)
-    if touched(status) == len(keys):
-        return set()  # every row now owns its key: no earlier owner to lose to
     found = await conn.fetch(_LOSERS, destination, [k[0] for k in keys], [k[1] for k in keys],
                              [k[2] for k in keys], [k[3] for k in keys])
     losers: dict[int, int] = {int(row_id): int(owner) for row_id, owner in found}
     if losers:
-        await conn.execute(_DUPLICATES, now, list(losers), list(losers.values()))
-    return set(losers)
+        await conn.execute(_DUPLICATES, now, list(losers), list(losers.values()), lease)
+    return losers

@@ -12,13 +12,26 @@ import sqlite3
 from ...errors import OutboxIncompatible
 from ..types import FINISHED_STATES, QUEUED_STATES
 
-__all__ = ["FINISHED", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA", "SCHEMA_VERSION", "migrate",
-           "user_version"]
+__all__ = ["DEDUP", "FINISHED", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA", "SCHEMA_VERSION",
+           "migrate", "statements", "user_version"]
 
 # The conditions of the partial indexes, written the same wherever a query must match them
 # for SQLite to use the index.
 FINISHED = "state IN (" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
 QUEUED = "state IN (" + ", ".join(f"'{state}'" for state in QUEUED_STATES) + ")"
+
+# Dedup keys (sqlite/dedup.py), in every SQLite engine's file.
+DEDUP = """CREATE TABLE IF NOT EXISTS dedup (
+    destination TEXT NOT NULL,
+    pixel_id TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    row_id INTEGER NOT NULL,     -- the outbox row that owns the key
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (destination, pixel_id, event_name, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_at);
+"""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS outbox (
@@ -57,17 +70,7 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, available_at)
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (updated_at)
     WHERE {FINISHED};
 CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination, reason) WHERE state = 'dead';
-CREATE TABLE IF NOT EXISTS dedup (
-    destination TEXT NOT NULL,
-    pixel_id TEXT NOT NULL,
-    event_name TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    row_id INTEGER NOT NULL,     -- the outbox row that owns the key
-    seen_at REAL NOT NULL,
-    PRIMARY KEY (destination, pixel_id, event_name, event_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_at);
-"""
+{DEDUP}"""
 
 # Version n's statements bring a file from version n - 1 to n, in one transaction.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -100,6 +103,25 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 ) WITHOUT ROWID""",
         "CREATE TABLE console_versions (kind TEXT PRIMARY KEY, version INTEGER NOT NULL)"
         " WITHOUT ROWID"),
+    # The whole gateway's view for the console (sqlite/whole.py): each serving process's last
+    # report, the processes whose live events someone watches, and a ring of live events.
+    6: ("""CREATE TABLE process_reports (
+    process TEXT PRIMARY KEY,    -- host:pid (or host:pid.n)
+    started_at REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    report BLOB NOT NULL         -- JSON, read by gateway/whole
+) WITHOUT ROWID""",
+        """CREATE TABLE live_watchers (
+    process TEXT PRIMARY KEY,
+    until REAL NOT NULL
+) WITHOUT ROWID""",
+        # AUTOINCREMENT: ids are never reused once the ring is trimmed (readers follow them).
+        """CREATE TABLE live_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    added_at REAL NOT NULL,
+    process TEXT NOT NULL,
+    event BLOB NOT NULL          -- JSON, as the event bus told it
+)"""),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -114,7 +136,7 @@ def user_version(conn: sqlite3.Connection) -> int:
     return int(version)
 
 
-def _statements(script: str) -> list[str]:
+def statements(script: str) -> list[str]:
     """A script's statements (executescript would commit the transaction they belong in)."""
     statements, current = [], ""
     for line in script.splitlines(keepends=True):
@@ -140,7 +162,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.rollback()
             return
         if version == 0:
-            for statement in _statements(SCHEMA):
+            for statement in statements(SCHEMA):
                 conn.execute(statement)
             version = 1
         for target in range(version + 1, SCHEMA_VERSION + 1):

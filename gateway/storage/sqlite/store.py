@@ -34,6 +34,7 @@ from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
 from .schema import PROBE, QUEUED, SCHEMA_VERSION, migrate, user_version
 from .sqlfile import SqliteFile
+from .whole import WholeQueries
 
 __all__ = ["SqliteOutbox"]
 
@@ -92,7 +93,7 @@ def _count_drops(conn: sqlite3.Connection, drops: Drops) -> None:
         conn.executemany(_COUNT_DROPS, [(*key, count) for key, count in drops.items()])
 
 
-class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords):
+class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQueries):
     """Durable queue of events per destination on one SQLite file (WAL)."""
 
     def __init__(
@@ -109,6 +110,7 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords):
         self._lease = lease_seconds
         self._clock = clock
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._live = asyncio.Event()  # live events added here (whole.py)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
         # Older than SCHEMA_VERSION only for a file opened for inspection (never migrated)

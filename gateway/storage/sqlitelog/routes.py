@@ -28,6 +28,7 @@ __all__ = [
     "events",
     "group",
     "insert_events",
+    "last_row_id",
     "needle",
 ]
 
@@ -145,6 +146,12 @@ def insert_events(conn: sqlite3.Connection, entries: Sequence[OutboxEntry], now:
     conn.executemany(_INSERT, rows)
     conn.execute(_SET_NEXT_ID, (next_id,))
     conn.executemany(_STORED, sorted(waiting_for.items()))
+
+
+def last_row_id(conn: sqlite3.Connection) -> int:
+    """The highest row id handed out yet (0 before the first): ids are never reused."""
+    [(next_id,)] = conn.execute(_NEXT_ID).fetchall()
+    return int(next_id) - 1
 
 
 def event(fields: Sequence[Any]) -> Event:

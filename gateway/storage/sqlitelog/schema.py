@@ -12,7 +12,8 @@ from __future__ import annotations
 import sqlite3
 
 from ...errors import OutboxIncompatible
-from ..sqlite.schema import PROBE, user_version
+from ..sqlite.schema import DEDUP, PROBE, statements, user_version
+from ..sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from ..types import QUEUED_STATES
 
 __all__ = ["APPLICATION_ID", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA_VERSION", "checked_version",
@@ -84,40 +85,14 @@ _TABLES = (
     "CREATE INDEX exceptions_dead ON exceptions (destination, reason) WHERE state = 'dead'",
     "CREATE INDEX exceptions_event ON exceptions (destination, event)",
     "CREATE INDEX exceptions_changed ON exceptions (updated_at)",
-    # The same as the sqlite engine's: dedup keys, drop counts, readiness, console records.
-    """CREATE TABLE dedup (
-    destination TEXT NOT NULL,
-    pixel_id TEXT NOT NULL,
-    event_name TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    row_id INTEGER NOT NULL,
-    seen_at REAL NOT NULL,
-    PRIMARY KEY (destination, pixel_id, event_name, event_id)
-) WITHOUT ROWID""",
-    "CREATE INDEX dedup_seen ON dedup (seen_at)",
-    """CREATE TABLE drops (
-    hour INTEGER NOT NULL,
-    rule TEXT NOT NULL,
-    source TEXT NOT NULL,
-    event_name TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (hour, rule, source, event_name)
-) WITHOUT ROWID""",
-    "CREATE TABLE readiness_probe (id INTEGER PRIMARY KEY CHECK (id = 1), probes INTEGER NOT NULL)",
-    "INSERT INTO readiness_probe (id, probes) VALUES (1, 0)",
-    """CREATE TABLE console_records (
-    kind TEXT NOT NULL,
-    name TEXT NOT NULL,
-    body TEXT NOT NULL,
-    secret BLOB,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (kind, name)
-) WITHOUT ROWID""",
-    "CREATE TABLE console_versions (kind TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID",
 )
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _TABLES}
+# Tables the same as the sqlite engine's, created by its own statements: dedup keys, drop
+# counts, the readiness probe and console records (its migrations 3-5), and the whole
+# gateway's view (its migration 6; this engine's 2).
+_SHARED = (*statements(DEDUP), *SQLITE_MIGRATIONS[3], *SQLITE_MIGRATIONS[4],
+           *SQLITE_MIGRATIONS[5])
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: (*_TABLES, *_SHARED), 2: SQLITE_MIGRATIONS[6]}
 SCHEMA_VERSION = max(MIGRATIONS)
 # Not a version of the sqlite engine's file: `application_id` tells the two apart, so that
 # neither engine opens the other's file as if it were its own.

@@ -24,6 +24,7 @@ from ..sqlite.consolerecords import SqliteConsoleRecords
 from ..sqlite.deadletters import replay_query
 from ..sqlite.sqlfile import SqliteFile
 from ..sqlite.sqlthread import SqliteThread
+from ..sqlite.whole import WholeQueries
 from ..types import (
     Claim,
     ClaimedRow,
@@ -33,11 +34,12 @@ from ..types import (
     OutboxEntry,
     OutboxRow,
     QueueDepth,
+    StoreSize,
 )
 from . import reports
 from .acks import Outcome, acknowledge, expire, retry_now
 from .claims import claim
-from .routes import insert_events
+from .routes import insert_events, last_row_id
 from .schema import PROBE, SCHEMA_VERSION, checked_version, migrate
 from .upkeep import prune_chunk
 
@@ -67,7 +69,7 @@ def _in_snapshot(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection
         conn.rollback()
 
 
-class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords):
+class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords, WholeQueries):
     """Durable queue of events per destination on one SQLite file (WAL), one row per event."""
 
     def __init__(self, file: SqliteFile, reports_db: SqliteThread, *, commit_interval: float,
@@ -79,6 +81,7 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords):
         self._clock = clock
         self._version = SCHEMA_VERSION
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._live = asyncio.Event()  # live events added here (sqlite/whole.py)
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
         self._group = GroupCommit(
@@ -227,13 +230,18 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords):
     async def open_counts(self) -> dict[tuple[str, str], int]:
         return await self._report(reports.open_counts)
 
-    async def queue_depth(self) -> QueueDepth:
+    async def queue_depth(self, at_most: int | None = None) -> QueueDepth:
+        """Counted from the cursors' totals and the open exception rows: never a scan of the
+        queue, so `at_most` only caps the answer."""
         def depth(conn: sqlite3.Connection) -> QueueDepth:
-            [(pages,)] = conn.execute("PRAGMA page_count").fetchall()
-            [(page_size,)] = conn.execute("PRAGMA page_size").fetchall()
-            return QueueDepth(reports.queue_depth(conn), int(pages) * int(page_size))
+            size = _store_size(conn)
+            rows = reports.queue_depth(conn)
+            return QueueDepth(rows if at_most is None else min(rows, at_most), *size)
 
         return await self._report(depth)
+
+    async def store_size(self) -> StoreSize:
+        return await self._report(_store_size)
 
     async def oldest_pending(self) -> dict[str, float]:
         return await self._report(reports.oldest_pending)
@@ -277,6 +285,12 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords):
         if self._closed:
             return "the outbox is closing"
         return await self._readiness.problem()
+
+
+def _store_size(conn: sqlite3.Connection) -> StoreSize:
+    [(pages,)] = conn.execute("PRAGMA page_count").fetchall()
+    [(page_size,)] = conn.execute("PRAGMA page_size").fetchall()
+    return StoreSize(int(pages) * int(page_size), last_row_id(conn))
 
 
 def _write_probe(conn: sqlite3.Connection) -> None:

@@ -9,7 +9,7 @@ import itertools
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 from gateway.errors import OutboxIncompatible, OutboxUnavailable
 from gateway.settings import StorageSettings
 from gateway.storage import (
+    ClaimedRow,
     DeadLetterFilter,
     Outbox,
     describe,
@@ -27,14 +28,13 @@ from gateway.storage import (
     open_outbox,
     start_outbox,
 )
-from gateway.storage.postgres.schema import SCHEMA_VERSION
+from gateway.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 
 from ...conftest import FakeClock as Clock
 from ...pgcluster import PASSWORD, PgCluster
-from ..conftest import postgres_store
+from ..conftest import Opener, postgres_store
 from ..test_conformance import entry
 
-Opener = Callable[..., Awaitable[Outbox]]
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -49,19 +49,10 @@ def storage(pg_cluster: PgCluster, pg_database: str) -> StorageSettings:
 
 
 @pytest.fixture
-async def open_node(storage: StorageSettings, clock: Clock) -> AsyncIterator[Opener]:
-    """Open the database as one more gateway node would (a pool of its own); closed at the
-    end."""
-    opened: list[Outbox] = []
-
-    async def open_(**changes: Any) -> Outbox:
-        outbox = await open_outbox(replace(storage, **changes), clock=clock)
-        opened.append(outbox)
-        return outbox
-
-    yield open_
-    for outbox in opened:
-        await outbox.close()
+def open_node(open_store: Opener) -> Opener:
+    """Open the database as one more gateway node would: each opening has a pool of its own
+    (closed at the end)."""
+    return open_store
 
 
 async def sql(storage: StorageSettings, statement: str) -> Any:
@@ -103,10 +94,29 @@ async def test_nodes_starting_together_migrate_the_database_once(
     open_node: Opener, storage: StorageSettings
 ) -> None:
     nodes = await asyncio.gather(*(open_node() for _ in range(6)))
-    assert await sql(storage, "SELECT string_agg(version::text, ',') FROM outbox_schema") == str(
-        SCHEMA_VERSION)
+    assert await sql(storage, "SELECT string_agg(version::text, ',') FROM outbox_schema") == (
+        str(SCHEMA_VERSION))
     await nodes[0].enqueue([entry(1)])
     assert [r.event_id for r in (await nodes[5].claim("main", 10)).rows] == ["e1"]
+
+
+async def test_a_database_of_the_first_version_is_migrated(
+    open_node: Opener, storage: StorageSettings
+) -> None:
+    conn = await asyncpg.connect(storage.dsn)
+    try:
+        for statement in MIGRATIONS[1]:
+            await conn.execute(statement)
+        await conn.execute("UPDATE outbox_schema SET version = 1")
+    finally:
+        await conn.close()
+    old = await open_node()  # migrates
+    assert await sql(storage, "SELECT version FROM outbox_schema") == SCHEMA_VERSION
+    assert await sql(storage, "SELECT string_agg(indexname, ',' ORDER BY indexname)"
+                              " FROM pg_indexes WHERE indexname LIKE 'outbox_due%'") == (
+        "outbox_due_ordered")
+    await old.enqueue([entry(n) for n in range(3)])
+    assert [r.event_id for r in (await old.claim("main", 2)).rows] == ["e0", "e1"]
 
 
 async def test_a_serializable_default_does_not_reach_the_gateway(
@@ -160,6 +170,36 @@ async def test_concurrent_claimers_never_get_the_same_row(open_node: Opener) -> 
     assert await first.counts() == {("main", "delivered"): 1500}
 
 
+async def test_a_node_whose_clock_is_ahead_by_more_than_the_lease_takes_no_leased_rows(
+    storage: StorageSettings
+) -> None:
+    """Leases are in the database's clock: a node whose clock runs ahead (running clocks here:
+    a test's clock held still is taken as it is) sees another node's lease as the database
+    does, and takes its rows only once that lease has really run out."""
+    lease, skew = 1.0, 5.0
+    storage = replace(storage, lease_seconds=lease)
+    behind = await open_outbox(storage, clock=time.time)
+    ahead = await open_outbox(storage, clock=lambda: time.time() + skew)
+    try:
+        await behind.enqueue([entry(n) for n in range(5)])
+        held = (await behind.claim("main", 10)).rows
+        assert len(held) == 5
+        assert (await ahead.claim("main", 10)).rows == []
+        # When they fall due, in the ahead node's own clock (what its relay waits for).
+        assert await ahead.next_due("main") == pytest.approx(held[0].lease + skew, abs=0.5)
+        taken: list[ClaimedRow] = []
+        async with asyncio.timeout(10):
+            while not taken:  # the lease runs out in real time
+                await asyncio.sleep(0.05)
+                taken = (await ahead.claim("main", 10)).rows
+        assert sorted(r.event_id for r in taken) == [f"e{n}" for n in range(5)]
+        assert await behind.finish(held) == 0  # fenced: its lease had run out
+        assert await ahead.finish(taken) == 5
+    finally:
+        await ahead.close()
+        await behind.close()
+
+
 async def test_a_commit_on_one_node_wakes_the_relay_of_another(open_node: Opener) -> None:
     relay, ingest, operator = await open_node(), await open_node(), await open_node()
     await until_listening(relay, ingest)  # commits on `ingest` woke `relay`
@@ -170,6 +210,21 @@ async def test_a_commit_on_one_node_wakes_the_relay_of_another(open_node: Opener
     assert await operator.replay(DeadLetterFilter(destination="main")) == len(rows)
     async with asyncio.timeout(10):
         await woken.wait()  # the replay on the operator's node woke this one
+
+
+async def test_live_events_added_on_one_node_wake_the_readers_of_another(
+    open_node: Opener
+) -> None:
+    reader, writer = await open_node(), await open_node()
+    await until_listening(reader, writer)  # its listening connection is open
+    woken = reader.live_wakeup()
+    woken.clear()
+    await writer.add_live_events("b:2", [b'{"kind":"incoming"}'], keep_rows=100,
+                                 keep_seconds=60)
+    async with asyncio.timeout(10):
+        await woken.wait()
+    [event] = await reader.live_events(0, 10)
+    assert event.process == "b:2"
 
 
 async def test_retry_now_makes_waiting_retries_due_and_wakes_other_nodes(

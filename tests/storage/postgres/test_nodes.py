@@ -1,7 +1,8 @@
 """Several gateway nodes on one PostgreSQL database, as processes of their own: relaying
 nodes claim concurrently (no event sent twice), and one killed with SIGKILL mid-work loses
 nothing: another node sends what it held once its lease runs out. First bare relaying
-processes on the storage protocol, then `tag-gateway serve` nodes taking hits."""
+processes on the storage protocol, then `tag-gateway serve` nodes taking hits. The helpers for
+serve nodes under load (Load, SlowGraph, graph_for_nodes, serve) serve test_failures.py too."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -137,39 +138,130 @@ def _tally(*nodes: Node) -> dict[str, int]:
 
 class SlowGraph:
     """A Graph API that takes a while to answer, so that a node killed under load is likely
-    killed mid-request; it records when it received each event."""
+    killed mid-request; it records when it received each event, and from which node when each
+    node's graph_url names it (`graph_for_nodes`)."""
 
     def __init__(self) -> None:
         self.received: list[tuple[float, str]] = []
-        self.in_flight: set[str] = set()
+        self.senders: dict[str, list[str]] = {}  # event id: the nodes that sent it, in order
+        self.in_flight: dict[str, str] = {}  # event id: the node whose request holds it
 
     async def handle(self, request: web.Request) -> web.Response:
+        node = request.match_info.get("node", "")
         events = [event["event_id"] for event in orjson.loads(await request.read())["data"]]
         self.received += [(time.monotonic(), event) for event in events]
-        self.in_flight.update(events)
+        for event in events:
+            self.senders.setdefault(event, []).append(node)
+            self.in_flight[event] = node
         try:
             await asyncio.sleep(0.1)
         finally:
-            self.in_flight.difference_update(events)
+            for event in events:
+                self.in_flight.pop(event, None)
         return web.json_response({"events_received": len(events), "messages": [],
                                   "fbtrace_id": "T"})
 
+    def delivered(self) -> set[str]:
+        return set(self.senders)
 
-async def serve(tmp_path: Path, graph_url: str, dsn: str) -> tuple[str, Any]:
-    """A `tag-gateway serve` node on the database; its base URL and process."""
+    def sent_twice(self) -> dict[str, list[float]]:
+        """Events received more than once: when each time."""
+        sendings: dict[str, list[float]] = {}
+        for moment, event in self.received:
+            sendings.setdefault(event, []).append(moment)
+        return {event: times for event, times in sendings.items() if len(times) > 1}
+
+
+async def graph_for_nodes(aiohttp_server: Any, graph: SlowGraph) -> str:
+    """`graph` served under /{node}/...: a node's graph_url is this URL + "/" + its name."""
+    app = web.Application()
+    app.router.add_post("/{node}/{version}/{pixel}/events", graph.handle)
+    server = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+class Answer(NamedTuple):
+    sent: float  # time.monotonic() when the request left
+    answered: float
+    base: str  # the node's base URL
+    status: int
+    retry_after: str | None
+
+
+class Load:
+    """Hits sent to gateway nodes; the ids of those answered 2xx, and every answer."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.accepted: list[str] = []
+        self.answers: list[Answer] = []
+        self._numbers = itertools.count()
+
+    async def hit(self, base: str) -> int | None:
+        """One hit; its status (None: the node died under it, so not acknowledged)."""
+        event_id = f"h{next(self._numbers)}"
+        params = {"id": PIXEL_A, "ev": "PageView", "eid": event_id,
+                  "dl": "https://shop.example.com/"}
+        sent = time.monotonic()
+        try:
+            async with self.session.get(f"{base}/tr", params=params) as response:
+                if response.status == 200:
+                    self.accepted.append(event_id)
+                self.answers.append(Answer(sent, time.monotonic(), base, response.status,
+                                           response.headers.get("Retry-After")))
+                return response.status
+        except aiohttp.ClientError:
+            return None
+
+    async def round(self, *bases: str, each: int = 5) -> None:
+        await asyncio.gather(*(self.hit(base) for base in bases for _ in range(each)))
+
+    async def run(self, *bases: str) -> None:
+        """Rounds to each node until cancelled, each node at its own pace (one that hangs
+        holds back no other)."""
+
+        async def rounds(base: str) -> None:
+            while True:
+                await self.round(base)
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(rounds(base) for base in bases))
+
+    def between(self, base: str, start: float, end: float = float("inf")) -> list[Answer]:
+        """What `base` answered to hits sent after `start` and answered before `end`."""
+        return [answer for answer in self.answers if answer.base == base
+                and answer.sent > start and answer.answered < end]
+
+
+async def nothing_left_open(cluster: PgCluster, database: str) -> bool:
+    """True when no row waits or is leased (a dead node's lease ran out and another node took
+    its rows over)."""
+    store = await open_outbox(postgres_store(cluster, database), clock=time.time)
+    try:
+        return not await store.open_counts()
+    finally:
+        await store.close()
+
+
+async def serve(tmp_path: Path, graph_url: str, dsn: str, *, lease: float = NODE_LEASE,
+                timeout: float = 1.0, destination: str = "") -> tuple[str, Any]:
+    """A `tag-gateway serve` node on the database; its base URL and process. `timeout`: the
+    destination's (keep the lease above twice it); `destination`: more lines of its settings."""
     port = free_port()
     config = postgres_config(tmp_path, graph_url, dsn)
     text = config.read_text().replace("destinations:\n", f"server: {{port: {port}}}\n"
                                       "destinations:\n", 1)
     text = text.replace("commit_interval_ms: 1,",
-                        f"commit_interval_ms: 1, lease_seconds: {NODE_LEASE},")
-    config.write_text(text.replace("    linger_ms: 0", "    timeout: 1\n    linger_ms: 0"))
+                        f"commit_interval_ms: 1, lease_seconds: {lease},")
+    config.write_text(text.replace("    linger_ms: 0",
+                                   f"    timeout: {timeout}\n{destination}    linger_ms: 0"))
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "serve", "--config", str(config),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(REPO), "GATEWAY_DATABASE_URL": dsn})
     base = f"http://127.0.0.1:{port}"
-    await wait_for_ready(f"{base}/readyz", process)
+    # Several nodes start at once on a machine that may be busy: more than one's 10 s.
+    await wait_for_ready(f"{base}/readyz", process, seconds=30)
     return base, process
 
 
@@ -183,51 +275,28 @@ async def test_gateway_nodes_share_the_work_and_one_killed_under_load_loses_no_2
     (tmp_path / "b").mkdir()
     victim, survivor = await asyncio.gather(serve(tmp_path / "a", graph_url, dsn),
                                             serve(tmp_path / "b", graph_url, dsn))
-    accepted: list[str] = []  # events a node answered 2xx for
-    numbers = itertools.count()
     try:
-        async with aiohttp.ClientSession() as session:
-
-            async def hit(base: str) -> None:
-                event_id = f"h{next(numbers)}"
-                params = {"id": PIXEL_A, "ev": "PageView", "eid": event_id,
-                          "dl": "https://shop.example.com/"}
-                try:
-                    async with session.get(f"{base}/tr", params=params) as response:
-                        if response.status == 200:
-                            accepted.append(event_id)
-                except aiohttp.ClientError:
-                    pass  # the node died under this request: not acknowledged
-
-            async with asyncio.timeout(40):
-                while len(graph.received) < 100 or not graph.in_flight:
-                    await asyncio.gather(*(hit(base) for base in (victim[0], survivor[0])
-                                           for _ in range(5)))
-                victim[1].kill()  # SIGKILL, in the middle of the load
-                await victim[1].wait()
-                await asyncio.gather(*(hit(survivor[0]) for _ in range(100)))
-                # ... and nothing is left leased by the dead node: its lease ran out and the
-                # survivor took its rows over.
-                store = await open_outbox(postgres_store(pg_cluster, pg_database),
-                                          clock=time.time)
-                try:
-                    while (not set(accepted) <= {event for _, event in graph.received}
-                           or await store.open_counts()):
-                        await asyncio.sleep(0.05)
-                finally:
-                    await store.close()
+        async with aiohttp.ClientSession() as session, asyncio.timeout(40):
+            load = Load(session)
+            while len(graph.received) < 100 or not graph.in_flight:
+                await load.round(victim[0], survivor[0])
+            victim[1].kill()  # SIGKILL, in the middle of the load
+            await victim[1].wait()
+            await load.round(survivor[0], each=100)
+            # ... and nothing is left leased by the dead node: its lease ran out and the
+            # survivor took its rows over.
+            while (not set(load.accepted) <= graph.delivered()
+                   or not await nothing_left_open(pg_cluster, pg_database)):
+                await asyncio.sleep(0.05)
     finally:
         for _, process in (victim, survivor):
             if process.returncode is None:
                 process.kill()
             await process.wait()
-    sendings: dict[str, list[float]] = {}
-    for moment, event in graph.received:
-        sendings.setdefault(event, []).append(moment)
-    assert set(accepted) <= set(sendings)  # every 2xx'd event delivered
+    assert set(load.accepted) <= graph.delivered()  # every 2xx'd event delivered
     # An event is sent again only once the lease of the claim that sent it ran out (the dead
     # node's), never by two live claims at once. (The first send follows its claim by a few
     # milliseconds: half the lease leaves room for a loaded machine.)
-    again = {event: times for event, times in sendings.items() if len(times) > 1}
+    again = graph.sent_twice()
     assert all(len(times) == 2 and times[1] - times[0] >= NODE_LEASE / 2
                for times in again.values()), again
