@@ -19,6 +19,7 @@ from gateway.errors import OutboxIncompatible
 from gateway.storage import DeadLetterFilter
 from gateway.storage.sqlite import SqliteOutbox
 from gateway.storage.sqlitelog import SqliteLogOutbox
+from gateway.storage.sqlitelog.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 from ...conftest import FakeClock as Clock
 from ..test_conformance import entry
@@ -271,3 +272,24 @@ async def test_the_counts_kept_in_the_cursors_agree_with_every_row(
             await _reports_agree_with_the_rows(box)
     finally:
         await box.close()
+
+
+async def test_a_file_of_the_first_version_gains_the_whole_gateways_tables(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "o.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for statement in MIGRATIONS[1]:
+            db.execute(statement)
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute("PRAGMA user_version=1")
+        db.commit()
+    outbox = await SqliteLogOutbox.open(path, clock=clock)
+    try:
+        assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        await outbox.add_live_events("a:1", [b"1"], keep_rows=10, keep_seconds=60)
+        assert [e.event for e in await outbox.live_events(0, 10)] == [b"1"]
+        await outbox.enqueue([entry(1)])
+        assert (await outbox.store_size()).last_id == 1
+    finally:
+        await outbox.close()
