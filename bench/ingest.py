@@ -37,7 +37,10 @@ answered with its cookies); `--python-load` forces the fallback client. `--engin
 stores into a throwaway PostgreSQL server started for the run (bench/pgserver.py: durable,
 a fresh database) instead of the SQLite file, and prints what each hit cost the database
 (statements, commits, rows, WAL bytes). Besides the ratio of
-the medians it prints each round's ratio (both servers back to back) and their median.
+the medians it prints each round's ratio (both servers back to back) and their median, and
+what a hit costs each server in CPU (its processes' CPU time from /proc over each max run, the
+gateway's through the relay's drain after it, per hit answered): steadier than req/s when other
+work shares the machine.
 """
 
 from __future__ import annotations
@@ -507,6 +510,11 @@ class Processes:
                                    start_new_session=True, preexec_fn=_die_with_parent)
         self.running.append((name, process))
 
+    def sessions(self, prefix: str) -> set[int]:
+        """The sessions of the processes whose names start with `prefix` (each child leads
+        one: its workers are in it)."""
+        return {process.pid for name, process in self.running if name.startswith(prefix)}
+
     def check_alive(self) -> None:
         for name, process in self.running:
             if process.poll() is not None:
@@ -526,6 +534,19 @@ class Processes:
                 process.kill()
                 process.wait()
         self.running.clear()
+
+
+def cpu_seconds(sessions: set[int]) -> float:
+    """User + system CPU of every live process in `sessions` (from /proc; Linux)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if int(fields[3]) in sessions:  # field 6, the session, counted after the name
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -956,6 +977,10 @@ class Measured:
     base_lat: list[Latency] = field(default_factory=list)
     gw_lat: list[Latency] = field(default_factory=list)
     hits_ok: int = 0  # hits the gateway answered 2xx
+    # CPU ms per 1,000 2xx answers over each max run (warm-up included; the gateway's also
+    # through the relay's drain after it): what one hit costs each server, both sides.
+    base_cpu: list[float] = field(default_factory=list)
+    gw_cpu: list[float] = field(default_factory=list)
 
 
 def in_turn(round_: int) -> tuple[str, str]:
@@ -973,16 +998,21 @@ def measure(args: argparse.Namespace, hits: list[Hit], script: Path | None, load
     between them (the gateway's relay idle first), so that a slow spell of the machine falls
     on both rather than on one. Run labels prefix event ids: each run's ids are new."""
     m = Measured()
+    sessions = {"bare": processes.sessions("bare"), "gw": processes.sessions("gateway")}
     for r in range(args.rounds):
         quiet()
         for server in in_turn(r):
+            cpu = cpu_seconds(sessions[server])
             measured, warm_ok = max_rps(urls[server], hits, script, args, f"{server}{r}", load)
+            ok = warm_ok + measured.requests - measured.non_2xx
             if server == "bare":
                 m.base_max.append(measured)
+                m.base_cpu.append((cpu_seconds(sessions[server]) - cpu) * 1e6 / max(ok, 1))
                 continue
             m.gw_max.append(measured)
-            m.hits_ok += warm_ok + measured.requests - measured.non_2xx
+            m.hits_ok += ok
             quiet()
+            m.gw_cpu.append((cpu_seconds(sessions[server]) - cpu) * 1e6 / max(ok, 1))
         processes.check_alive()
     rate = median_rps(m.gw_max) / 2
     for r in range(args.rounds):
@@ -1023,6 +1053,11 @@ def report(m: Measured, label: str, target_config: bool) -> None:
     print(f"ratio gateway/baseline (medians): {ratio:.2f}; per round "
           f"{', '.join(f'{r:.2f}' for r in per_round)}, median {statistics.median(per_round):.2f}"
           f"   target >= 0.5: {verdict(ratio >= 0.5, target_config)}")
+    print(f"CPU per 1,000 hits answered 2xx (max runs, warm-up and the relay's drain after "
+          f"included): baseline {statistics.median(m.base_cpu):.0f} ms, gateway "
+          f"{statistics.median(m.gw_cpu):.0f} ms (per round: "
+          f"{', '.join(f'{x:.0f}' for x in m.gw_cpu)}); ratio baseline/gateway "
+          f"{statistics.median(m.base_cpu) / statistics.median(m.gw_cpu):.2f}")
     print(f"latency at {gw_lat[0].rate:,.0f} req/s offered (half the gateway's median max), "
           f"open loop, from scheduled send time; medians of {len(gw_lat)} rounds:")
     for name, lats in (("baseline", base_lat), ("gateway ", gw_lat)):
