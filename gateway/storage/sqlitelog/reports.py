@@ -129,10 +129,40 @@ def rows(conn: sqlite3.Connection, state: str | None, limit: int | None,
     return found if limit is None else found[:limit]
 
 
+# Every route by destination, ingest state and side of the destination's cursor, counted in
+# SQL: a route's JSON is [destination, ..., state (index 5), note].
+_ROUTE_COUNTS = """
+SELECT r.value ->> 0, r.value ->> 5, e.id <= COALESCE(c.claimed, 0), COUNT(*)
+FROM events AS e, json_each(e.routes) AS r
+LEFT JOIN cursors AS c ON c.destination = r.value ->> 0
+GROUP BY 1, 2, 3
+"""
+# Exception rows exist only for routes stored pending: their counts move from the route's.
+_EXCEPTION_COUNTS = """
+SELECT x.destination, x.state, x.event <= COALESCE(c.claimed, 0), COUNT(*)
+FROM exceptions AS x LEFT JOIN cursors AS c USING (destination)
+GROUP BY 1, 2, 3
+"""
+
+
 def counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-    """Rows per destination and state: every row, for a person (not for polls)."""
-    totals = Counter((row.destination, row.state) for row in rows(conn, None, None, False))
-    return dict(sorted(totals.items()))
+    """Rows per destination and state, every row, for a person: counted in SQL over the
+    events' routes and the exception rows (no row worked out in Python). A route stored
+    pending without an exception row is pending after its destination's cursor, and up to it
+    delivered unless an open batch still holds it."""
+    totals: Counter[tuple[str, str]] = Counter()
+    for destination, state, claimed, n in conn.execute(_ROUTE_COUNTS):
+        if state != "pending":
+            totals[(destination, state)] += n
+        else:
+            totals[(destination, "delivered" if claimed else "pending")] += n
+    for destination, state, claimed, n in conn.execute(_EXCEPTION_COUNTS):
+        totals[(destination, state)] += n
+        totals[(destination, "delivered" if claimed else "pending")] -= n
+    for batch in open_batches(conn):
+        totals[(batch.destination, "delivered")] -= batch.unsettled
+        totals[(batch.destination, batch.state)] += batch.unsettled
+    return {key: n for key, n in sorted(totals.items()) if n}
 
 
 def changes(conn: sqlite3.Connection, after_id: int, since: float, limit: int
