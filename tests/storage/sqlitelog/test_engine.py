@@ -5,9 +5,9 @@ files of the other SQLite engine."""
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 import sqlite3
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
