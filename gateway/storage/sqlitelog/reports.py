@@ -85,10 +85,15 @@ def oldest_pending(conn: sqlite3.Connection) -> dict[str, float]:
         if after:
             seen(destination, _first_fresh(conn, destination, claimed))
     for batch in open_batches(conn):
-        [(created,)] = conn.execute(
-            "SELECT MIN(created_at) FROM events WHERE id BETWEEN ? AND ? AND instr(waiting, ?)",
-            (batch.first, batch.last, needle(batch.destination))).fetchall()
-        seen(batch.destination, created)
+        # Its oldest row still waiting: not settled, and not set aside since (an exception row).
+        skip = excepted(conn, batch.destination, batch.first, batch.last) | set(batch.settled)
+        for event, created in conn.execute(
+                "SELECT id, created_at FROM events WHERE id BETWEEN ? AND ? "
+                "AND instr(waiting, ?) ORDER BY id", (batch.first, batch.last,
+                                                      needle(batch.destination))):
+            if event not in skip:
+                seen(batch.destination, float(created))
+                break
     for destination, created in conn.execute(
             "SELECT x.destination, MIN(e.created_at) FROM exceptions AS x "
             f"JOIN events AS e ON e.id = x.event WHERE x.{QUEUED} GROUP BY x.destination"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import OutboxIncompatible
@@ -260,6 +260,8 @@ async def _reports_agree_with_the_rows(box: SqliteLogOutbox) -> None:
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=STEPS)
+# An open batch's oldest row is not one a claim set aside in it (found by the property).
+@example(steps=[("enqueue", 1), ("wait", 31), ("enqueue", 1), ("expire", 0), ("claim", 1)])
 async def test_the_counts_kept_in_the_cursors_agree_with_every_row(
     tmp_path: Path, steps: list[Step]
 ) -> None:
