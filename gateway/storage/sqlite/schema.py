@@ -181,8 +181,11 @@ def _ours(conn: sqlite3.Connection) -> None:
     others set their own (sqlitelog/schema.py)."""
     [(application,)] = conn.execute("PRAGMA application_id").fetchall()
     if application:
-        raise OutboxIncompatible("the outbox file was written by another storage engine "
-                                 "(storage.engine names the one that wrote it)")
+        raise OutboxIncompatible(
+            "the outbox file was written by another storage engine (sqlite-log, or another "
+            "program): the sqlite engine opens only its own files. Name the engine that wrote "
+            "it in storage.engine, or give storage.path a new file (docs/architecture.md, "
+            "\"Choosing a SQLite engine\")")
 
 
 def _current(version: int) -> bool:

@@ -133,8 +133,11 @@ def _current(conn: sqlite3.Connection) -> bool:
     version = user_version(conn)
     [(application,)] = conn.execute("PRAGMA application_id").fetchall()
     if version and application != APPLICATION_ID:
-        raise OutboxIncompatible("the outbox file was written by another storage engine "
-                                 "(storage.engine names the one that wrote it)")
+        raise OutboxIncompatible(
+            "the outbox file was written by another storage engine (sqlite, or another "
+            "program): sqlite-log does not convert it. Name the engine that wrote it in "
+            "storage.engine, or give storage.path a new file once its queue is delivered "
+            "(docs/architecture.md, \"Choosing a SQLite engine\")")
     if version > SCHEMA_VERSION:
         raise OutboxIncompatible(f"the outbox file has schema version {version}, newer than "
                                  f"this gateway's {SCHEMA_VERSION}: upgrade the gateway")
