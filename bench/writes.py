@@ -1,6 +1,6 @@
 """What each SQLite engine writes per event and destination: ingest, then a relay drain.
 
-    python bench/writes.py [--events 20000] [--destinations 2] [--dedup-hours 48]
+    python bench/writes.py [--events 20000] [--destinations 2] [--dedup-hours 48] [--rounds 1]
 
 Stores `--events` events, each routed to `--destinations` destinations, in group commits of 100
 concurrent enqueues (as ingest does), then drains every destination with claims of 1000 rows,
@@ -9,7 +9,8 @@ phase it prints, per event and destination: write statements run, table rows cha
 total_changes: inserts, updates, deletes, triggers included; index entries are not counted),
 pages written to the WAL (checkpoints held off, so every page a commit writes is counted; a
 page shared by a commit's rows is written once), and the process's CPU time (all its threads;
-the only figure that depends on the machine and its load).
+the only figure that depends on the machine and its load: `--rounds N` measures each engine N
+times, the order alternating, and prints each round and the median CPU).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -114,16 +116,25 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--destinations", type=int, default=2)
     parser.add_argument("--dedup-hours", type=float, default=48.0)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     print(f"{args.events} events x {args.destinations} destinations, dedup "
           f"{args.dedup_hours:g} h; per event and destination:")
     print(f"{'engine':<11} {'phase':<7} {'statements':>10} {'rows changed':>13} {'WAL pages':>10}"
           f" {'CPU us':>8}")
-    for engine in ("sqlite", "sqlite-log"):
-        found = asyncio.run(measure(engine, args.events, args.destinations, args.dedup_hours))
-        for phase, (statements, changes, pages, cpu) in found.items():
-            print(f"{engine:<11} {phase:<7} {statements:>10.3f} {changes:>13.3f} {pages:>10.3f}"
-                  f" {cpu:>8.1f}")
+    engines = ("sqlite", "sqlite-log")
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for r in range(args.rounds):
+        for engine in engines if r % 2 == 0 else engines[::-1]:
+            found = asyncio.run(measure(engine, args.events, args.destinations,
+                                        args.dedup_hours))
+            for phase, (statements, changes, pages, us) in found.items():
+                cpu.setdefault((engine, phase), []).append(us)
+                print(f"{engine:<11} {phase:<7} {statements:>10.3f} {changes:>13.3f} "
+                      f"{pages:>10.3f} {us:>8.1f}")
+    if args.rounds > 1:
+        for (engine, phase), times in sorted(cpu.items()):
+            print(f"median CPU us, {engine} {phase}: {statistics.median(times):.1f}")
 
 
 if __name__ == "__main__":
