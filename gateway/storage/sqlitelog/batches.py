@@ -20,7 +20,8 @@ import orjson
 
 from .routes import EVENT_COLUMNS, Event, events, needle
 
-__all__ = ["Batch", "advance", "covering", "due", "excepted", "members", "open_batches"]
+__all__ = ["Batch", "advance", "covering", "due", "excepted", "members", "merge_done",
+           "open_batches"]
 
 _COLUMNS = "destination, last, first, size, state, lease, claimed_at, updated_at, settled"
 
@@ -117,35 +118,44 @@ def members(conn: sqlite3.Connection, batch: Batch) -> list[Event]:
 
 
 def advance(conn: sqlite3.Connection, destination: str) -> None:
-    """Move the destination's `acked` cursor over the done batches that follow it, merging
-    them with the done batch it leaves (see `_merge`)."""
+    """Move the destination's `acked` cursor over the done batches that follow it."""
     [(acked,)] = conn.execute("SELECT acked FROM cursors WHERE destination = ?",
                               (destination,)).fetchall()
-    passed: list[Batch] = []
-    for row in conn.execute(f"SELECT {_COLUMNS} FROM batches WHERE destination = ? "
-                            "AND last >= ? ORDER BY last", (destination, acked)):
-        batch = Batch.from_row(row)
-        if batch.state != "done":
+    reached = acked
+    for state, last in conn.execute("SELECT state, last FROM batches WHERE destination = ? "
+                                    "AND last >= ? ORDER BY last", (destination, acked)):
+        if state != "done":
             break
-        passed.append(batch)
-    if not passed or passed[-1].last == acked:
-        return
-    conn.execute("UPDATE cursors SET acked = ? WHERE destination = ?",
-                 (passed[-1].last, destination))
-    _merge(conn, passed)
+        reached = last
+    if reached != acked:
+        conn.execute("UPDATE cursors SET acked = ? WHERE destination = ?",
+                     (reached, destination))
 
 
 # Done batches whose claims began within this many seconds of each other are kept as one:
 # with live traffic a destination claims every few hundred milliseconds, and a row per claim
-# kept for the retention period would be millions. A merged batch's rows take its latest time.
+# kept for the retention period would be millions. A merged batch's rows take its latest time,
+# so only batches done for this long merge: a row's time never moves while someone following
+# the changes (`outbox --follow`, which asks for those of the last second or so) could see it.
 MERGE_SECONDS = 60.0
 
 
+def merge_done(conn: sqlite3.Connection, now: float) -> None:
+    """Merge the done batches below each cursor (see MERGE_SECONDS); with retention, at each
+    run: between runs they are one row per claim, only the newest ever read."""
+    for destination, acked in conn.execute("SELECT destination, acked FROM cursors").fetchall():
+        done = [Batch.from_row(row) for row in conn.execute(
+            f"SELECT {_COLUMNS} FROM batches WHERE destination = ? AND last <= ? "
+            "AND updated_at <= ? ORDER BY last", (destination, acked, now - MERGE_SECONDS))]
+        _merge(conn, done)
+
+
 def _merge(conn: sqlite3.Connection, done: list[Batch]) -> None:
-    """Merge runs of consecutive done batches (oldest first) claimed within MERGE_SECONDS."""
+    """Merge runs of adjacent done batches (oldest first) claimed within MERGE_SECONDS."""
     runs: list[list[Batch]] = []
     for batch in done:
-        if runs and batch.claimed_at - runs[-1][0].claimed_at <= MERGE_SECONDS:
+        if (runs and batch.first == runs[-1][-1].last + 1
+                and batch.claimed_at - runs[-1][0].claimed_at <= MERGE_SECONDS):
             runs[-1].append(batch)
         else:
             runs.append([batch])

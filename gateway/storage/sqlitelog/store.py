@@ -38,6 +38,7 @@ from ..types import (
 )
 from . import reports
 from .acks import Outcome, acknowledge, expire, retry_now
+from .batches import merge_done
 from .claims import claim
 from .routes import insert_events, last_row_id
 from .schema import PROBE, SCHEMA_VERSION, checked_version, migrate
@@ -263,8 +264,10 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords, WholeQueries):
     # -- upkeep and life cycle -----------------------------------------------------------------
     async def prune(self, older_than: float, dedup_older_than: float | None = None,
                     chunk: int = 5000) -> int:
-        """Delete finished events before the cut in chunks (ingest never waits behind one long
-        transaction), on the relay's connection: a prune lost to a power cut is done again."""
+        """Merge the done batches (batches.merge_done), then delete finished events before the
+        cut in chunks (ingest never waits behind one long transaction), on the relay's
+        connection: a prune lost to a power cut is done again."""
+        await self.write(partial(merge_done, now=self._clock()), relaxed=True)
         total, after, more = 0, 0, True
         while more:
             deleted, after, more = await self.write(

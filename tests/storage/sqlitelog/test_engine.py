@@ -184,20 +184,39 @@ async def test_done_batches_of_live_traffic_are_kept_as_one_per_minute(
     outbox: SqliteLogOutbox, clock: Clock, tmp_path: Path
 ) -> None:
     # Live traffic claims every few hundred milliseconds: a batch row kept per claim for the
-    # retention period would be millions. Once done, those claimed within a minute merge.
+    # retention period would be millions. Once done for a minute, those claimed within a
+    # minute merge (at each retention run), their rows taking the latest time among them.
+    start = clock.now
     for n in range(6):
         await outbox.enqueue([entry(n)])
         await outbox.finish((await outbox.claim("main", 10)).rows)
         clock.now += 20 if n != 2 else 61
     path = tmp_path / "o.db"
+    exact = [0, 20, 40, 101, 121, 141]
+    assert [r.updated_at - start for r in await outbox.rows()] == exact  # not merged yet
+    clock.now += 20
+    await outbox.prune(older_than=0)
     assert query(path, "SELECT first, last, state FROM batches ORDER BY last") == [
-        (1, 3, "done"), (4, 6, "done")]
+        (1, 3, "done"), (4, 5, "done"), (6, 6, "done")]  # the last is done for 40 s only
     assert cursor(path, "main") == (6, 6)
     delivered = await outbox.rows()
     assert [r.state for r in delivered] == ["delivered"] * 6
-    start = clock.now - 6 * 20 - 41
-    # Each takes the latest delivery of its merged batch.
-    assert [r.updated_at - start for r in delivered] == [40, 40, 40, 141, 141, 141]
+    assert [r.updated_at - start for r in delivered] == [40, 40, 40, 121, 121, 141]
+
+
+async def test_a_delivery_is_not_told_again_as_a_change_when_later_ones_come(
+    outbox: SqliteLogOutbox, clock: Clock
+) -> None:
+    # `outbox --follow` reads the rows changed since its last look: an earlier delivery must
+    # keep its time when later batches of the same minute are delivered.
+    await outbox.enqueue([entry(1)])
+    await outbox.finish((await outbox.claim("main", 10)).rows)
+    clock.now += 5
+    since = clock.now
+    await outbox.enqueue([entry(2)])
+    await outbox.finish((await outbox.claim("main", 10)).rows)
+    changed = await outbox.changes(after_id=1, since=since, limit=100)
+    assert [(r.event_id, r.state) for r in changed] == [("e2", "delivered")]
 
 
 Step = tuple[str, int]
