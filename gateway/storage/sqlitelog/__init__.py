@@ -1,34 +1,40 @@
 """The log-structured SQLite engine (`storage.engine: sqlite-log`): one file in WAL mode, one
 row per event, for the processes of one machine.
 
-NOTES (work in progress, issue 21; not the default engine)
-- Done: the whole `Outbox` protocol; the conformance suite (tests/storage) runs against it
-  unchanged, and the rest of the test suite passed with this engine made the default (except
-  tests that patch the sqlite engine's class). Ingest writes one `events` row per event
-  (payload once, with its routes), plus per group commit one `row_ids` update and one
-  `cursors` upsert per destination. A claim of new rows writes one `batches` row and moves the
-  destination's `claimed` cursor; a batch delivered whole is one batch update and one `acked`
-  cursor update; done batches claimed within a minute merge as the cursor passes them (a
-  delivered row's time is then its merged batch's latest, up to a minute late). Queue depth
-  and open counts come from the cursors' totals (never a scan of the backlog).
-  bench/writes.py counts what each SQLite engine writes.
-- Measured (bench/writes.py, 20,000 events x 2 destinations, per event and destination): the
-  sqlite engine changes 2 table rows at ingest and 3 in the relay (claim, finish, dedup key),
-  ~11 B-tree writes counting index entries (due index in, out and in again, finished index,
-  payload row, dedup key and its index), and writes 0.27 WAL pages; this engine changes 0.52
-  rows at ingest and 1.005 in the relay (1.0 is the dedup key, 0.005 with dedup off), ~2.5
-  B-tree writes with dedup on and ~0.5 without, and writes 0.10 WAL pages (0.065 without
-  dedup). CPU per row in the relay about equals the sqlite engine's (after decoding only the
-  route a claim sends and reading a batch's events in one range); bench/relay.py on the shared
-  machine (load 6-11 on 2 cores) gave 4,400-7,500 events/s for both engines: too noisy to
-  rank them.
-- Not done: dedup at ingest (see "Dedup" below: the dedup key is now the largest write per
-  row); bench/ingest.py and bench/backlog.py runs (ingest.py accepts `--engine sqlite-log`,
-  backlog.py does not yet); `counts`, `rows` and `changes` work out each row's state in Python
-  (fine for people, slow on millions of rows); `prune` reads again, at each run, the old events
-  that must stay (dead letters, a destination that never drains); routes of one event with
-  different per-type contexts are stored as separate events (the payload then more than once);
-  no migration of a sqlite engine file (each engine refuses the other's file).
+NOTES (issue 21; selectable with `storage.engine: sqlite-log`, not the default engine)
+- Done: the whole `Outbox` protocol, the whole gateway's view included (sqlite/whole.py on
+  this file) and the bounded `queue_depth`/`store_size` (from the cursors' totals and
+  `row_ids`); the conformance suite (tests/storage) runs against it unchanged. With this
+  engine made the default in a copy of the tree (after main's merge of 2026-12-07), the rest
+  of the suite passed but for tests bound to the sqlite engine: 4 in tests/relay that patch
+  its class, test_config's message naming the default, test_cli's refusal of the other
+  engine's file. That run found a bug the conformance suite cannot see (fixed, tested here):
+  merging done batches as the cursor passed them moved earlier rows' delivery time, so
+  `outbox --follow` told old deliveries again; done batches now merge at retention runs,
+  once done for a minute.
+  Ingest writes one `events` row per event (payload once, with its routes), plus per group
+  commit one `row_ids` update and one `cursors` upsert per destination. A claim of new rows
+  writes one `batches` row and moves the destination's `claimed` cursor; a batch delivered
+  whole is one batch update and one `acked` cursor update. Queue depth, open counts and the
+  oldest queued row come from the cursors, batches and exception rows (never a scan of the
+  backlog); counts per state are SQL over the routes and exception rows.
+- Measured (docs/benchmarks.md, "The log-structured engine"): far fewer writes per event
+  (bench/writes.py); on the gateway's benchmarks no clear win: a hit's CPU is mostly the hit
+  path's, and the relay's drain is within noise of the sqlite engine's. Hence not the default:
+  issue 21 asks for it only if it wins measurably.
+- A default engine must also open an existing user's file. This one refuses a sqlite engine
+  file in one line naming the way on (docs/architecture.md, "Choosing a SQLite engine": a new
+  file beside the old one, which drains on its own process, and the console records copied
+  with one sqlite3 statement). A conversion in place would make each outbox row an event with
+  one route keeping its row id (ids are never reused, dedup keys point at them), every
+  unfinished or finished row an exception row, cursors at the highest id, and copy the tables
+  both engines share; not written.
+- Not done: dedup at ingest (see "Dedup" below: the dedup key is the largest write per row);
+  `rows` with a state filter and `changes` work out each row's state in Python (fine for
+  people, seconds on millions of rows when a state is rare); `prune` reads again, at each run,
+  the old events that must stay (dead letters, a destination that never drains); routes of
+  one event with different per-type contexts are stored as separate events (the payload then
+  more than once).
 
 The log
 - `events`: id (the row id of its first route: route i of the event is row id + i, so every
@@ -40,7 +46,8 @@ The log
   acknowledged event).
 - `batches`: what one claim of new rows handed out (events first..last), leased as a whole;
   acknowledgements settle its rows (batches.py). Kept, once done, as the record of when its
-  rows were delivered, and pruned with the events.
+  rows were delivered (those done for a minute merge at retention runs, one per minute of
+  claims, a row's time becoming its merged batch's latest), and pruned with the events.
 - `exceptions`: a row of its own only for what is not a plain delivery: retries waiting, rows
   given back alone, dead letters (expired, refused, token revoked), duplicates, dry runs, and
   their later outcomes. These behave as rows of the sqlite engine (leased, fenced, replayed).
