@@ -15,7 +15,7 @@ import orjson
 
 from ..types import ClaimedRow
 from .batches import Batch, advance, covering, members, open_batches
-from .claims import EXCEPTION, EXPIRED_ERROR
+from .claims import EXCEPTION, EXPIRED_ERROR, new_batch
 from .routes import destinations_of, needle
 from .schema import QUEUED
 
@@ -53,6 +53,14 @@ _EXPIRED_AFTER = """
 SELECT e.id + r.key, e.id, r.value ->> 4 FROM events AS e, json_each(e.routes) AS r
 WHERE e.id > ? AND instr(e.waiting, ?) AND r.value ->> 0 = ? AND r.value ->> 5 = 'pending'
     AND r.value ->> 4 < ? AND NOT EXISTS (SELECT 1 FROM exceptions AS x WHERE x.id = e.id + r.key)
+"""
+# The first event after the cursor with a row of the destination still waiting (stored
+# pending, not set aside).
+_FIRST_WAITING = """
+SELECT e.id FROM events AS e, json_each(e.routes) AS r
+WHERE e.id > ? AND instr(e.waiting, ?) AND r.value ->> 0 = ? AND r.value ->> 5 = 'pending'
+    AND NOT EXISTS (SELECT 1 FROM exceptions AS x WHERE x.id = e.id + r.key)
+ORDER BY e.id LIMIT 1
 """
 
 
@@ -156,7 +164,31 @@ def expire(conn: sqlite3.Connection, destination: str, reason: str, now: float) 
                                             now)).fetchall()
     for row_id, event_id, expires in expired:
         _dead(conn, row_id, event_id, destination, expires, reason, now)
+    if expired:
+        _pass_set_aside(conn, destination, int(cursor[0]), now)
     return count + len(expired)
+
+
+def _pass_set_aside(conn: sqlite3.Connection, destination: str, claimed: int,
+                    now: float) -> None:
+    """Move the cursor over the rows after it that are all set aside (a long pause's expired
+    rows), as one done batch, as a claim does with the rows it sets aside: claims and the
+    oldest queued row then start after them instead of reading through them each time."""
+    waiting = conn.execute(_FIRST_WAITING, (claimed, needle(destination),
+                                            destination)).fetchone()
+    if waiting is not None:
+        end = int(waiting[0]) - 1
+    else:
+        [(last,)] = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events WHERE id > ? "
+                                 "AND instr(waiting, ?)", (claimed, needle(destination)))
+        end = int(last)
+    if end <= claimed:
+        return
+    [(passed,)] = conn.execute("SELECT COUNT(*) FROM events WHERE id > ? AND id <= ? "
+                               "AND instr(waiting, ?)", (claimed, end, needle(destination)))
+    conn.execute("UPDATE cursors SET passed = passed + ? WHERE destination = ?",
+                 (passed, destination))
+    new_batch(conn, destination, end, 0, now, now)
 
 
 def _dead(conn: sqlite3.Connection, row_id: int, event: int, destination: str,

@@ -17,7 +17,7 @@ from .batches import Batch, advance, due, excepted, members
 from .routes import EVENT_COLUMNS, Event, Route, by_id, events, needle
 from .schema import QUEUED
 
-__all__ = ["EXCEPTION", "EXPIRED_ERROR", "claim"]
+__all__ = ["EXCEPTION", "EXPIRED_ERROR", "claim", "new_batch"]
 
 EXPIRED_ERROR = "past the platform's time window for this event"
 EXCEPTION = ("INSERT INTO exceptions (id, event, destination, state, attempts, expires_at, "
@@ -77,7 +77,7 @@ def claim(conn: sqlite3.Connection, destination: str, limit: int, now: float, le
             batch.save(conn)
     if reached is not None:
         size = sum(1 for c in sent if c.source == "fresh")
-        _new_batch(conn, destination, reached, size, now, lease)
+        new_batch(conn, destination, reached, size, now, lease)
     if any(batch.state == "done" for batch, _ in batches):
         advance(conn, destination)
     return Claim(
@@ -188,8 +188,10 @@ def _fresh(conn: sqlite3.Connection, destination: str, room: int
     return reached, result
 
 
-def _new_batch(conn: sqlite3.Connection, destination: str, reached: int, size: int,
-               now: float, lease: float) -> None:
+def new_batch(conn: sqlite3.Connection, destination: str, reached: int, size: int,
+              now: float, lease: float) -> None:
+    """The destination's batch of events after its cursor up to `reached` (`size` rows handed
+    out; none: done at once), and the cursor moved to it."""
     [(claimed,)] = conn.execute("SELECT claimed FROM cursors WHERE destination = ?",
                                 (destination,)).fetchall()
     Batch(destination, reached, int(claimed) + 1, size, "inflight" if size else "done", lease,

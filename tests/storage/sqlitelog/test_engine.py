@@ -204,6 +204,21 @@ async def test_done_batches_of_live_traffic_are_kept_as_one_per_minute(
     assert [r.updated_at - start for r in delivered] == [40, 40, 40, 121, 121, 141]
 
 
+async def test_rows_expired_while_paused_are_passed_by_the_cursor(
+    outbox: SqliteLogOutbox, clock: Clock, tmp_path: Path
+) -> None:
+    # A destination paused past its events' expiry: claims and the oldest queued row must not
+    # read through every dead row after the cursor each time.
+    await outbox.enqueue([entry(n, expires_at=clock.now + 10) for n in range(4)])
+    await outbox.enqueue([entry(9, expires_at=clock.now + 100)])
+    clock.now += 11
+    assert await outbox.expire("main") == 4
+    assert cursor(tmp_path / "o.db", "main") == (4, 4)  # the live row (id 5) still after it
+    assert await outbox.oldest_pending() == {"main": clock.now - 11}
+    assert [r.event_id for r in (await outbox.claim("main", 10)).rows] == ["e9"]
+    assert await outbox.counts() == {("main", "dead"): 4, ("main", "inflight"): 1}
+
+
 async def test_a_delivery_is_not_told_again_as_a_change_when_later_ones_come(
     outbox: SqliteLogOutbox, clock: Clock
 ) -> None:
