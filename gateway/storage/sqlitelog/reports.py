@@ -116,8 +116,20 @@ def next_due(conn: sqlite3.Connection, destination: str) -> float | None:
     return min(due) if due else None
 
 
+# States a row only gets from its batch and cursor; any other is stored as it is, in the row's
+# exception row or in its route (invalid, unrouted): found in SQL, not by reading every row.
+_DERIVED_STATES = ("pending", "inflight", "delivered")
+_EVENTS_IN_STATE = """
+SELECT event FROM exceptions WHERE state = ?
+UNION SELECT e.id FROM events AS e, json_each(e.routes) AS r WHERE r.value ->> 5 = ?
+ORDER BY 1 {order}
+"""
+
+
 def rows(conn: sqlite3.Connection, state: str | None, limit: int | None,
          newest_first: bool) -> list[OutboxRow]:
+    if state is not None and state not in _DERIVED_STATES:
+        return _rows_in_state(conn, state, limit, newest_first)
     view = RowView(conn)
     found: list[OutboxRow] = []
     order, compare = ("DESC", "<") if newest_first else ("ASC", ">")
@@ -131,6 +143,23 @@ def rows(conn: sqlite3.Connection, state: str | None, limit: int | None,
         made = sorted(view.rows(chunk), key=_row_id, reverse=newest_first)
         found += [row for row in made if state is None or row.state == state]
         after = chunk[-1].id
+    return found if limit is None else found[:limit]
+
+
+def _rows_in_state(conn: sqlite3.Connection, state: str, limit: int | None,
+                   newest_first: bool) -> list[OutboxRow]:
+    view = RowView(conn)
+    wanted = [int(e) for (e,) in conn.execute(
+        _EVENTS_IN_STATE.format(order="DESC" if newest_first else "ASC"), (state, state))]
+    found: list[OutboxRow] = []
+    for start in range(0, len(wanted), _CHUNK):
+        if limit is not None and len(found) >= limit:
+            break
+        chunk = wanted[start:start + _CHUNK]
+        stored = by_id(conn, chunk)
+        made = view.rows(stored[e] for e in sorted(chunk) if e in stored)
+        found += sorted((r for r in made if r.state == state), key=_row_id,
+                        reverse=newest_first)
     return found if limit is None else found[:limit]
 
 

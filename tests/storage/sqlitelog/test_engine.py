@@ -278,6 +278,10 @@ async def _reports_agree_with_the_rows(box: SqliteLogOutbox) -> None:
     every = await box.rows()
     assert await box.counts() == dict(sorted(Counter((r.destination, r.state)
                                                      for r in every).items()))
+    for state in ("dead", "duplicate", "invalid"):  # found in SQL, not row by row
+        assert await box.rows(state=state) == [r for r in every if r.state == state]
+        newest = [r for r in reversed(every) if r.state == state][:2]
+        assert await box.rows(state=state, limit=2, newest_first=True) == newest
     queued = [r for r in every if r.state in ("pending", "inflight")]
     assert (await box.queue_depth()).rows == len(queued)
     assert await box.open_counts() == {key: count for key, count in (await box.counts()).items()
