@@ -17,7 +17,9 @@ NOTES (issue 21; selectable with `storage.engine: sqlite-log`, not the default e
   writes one `batches` row and moves the destination's `claimed` cursor; a batch delivered
   whole is one batch update and one `acked` cursor update. Queue depth, open counts and the
   oldest queued row come from the cursors, batches and exception rows (never a scan of the
-  backlog); counts per state are SQL over the routes and exception rows.
+  backlog); counts per state, and rows in a state an exception row or a route holds, are SQL
+  over the routes and exception rows. The expiry sweep finds expired rows in SQL and moves the
+  cursor over rows after it that are all set aside.
 - Measured (docs/benchmarks.md, "The log-structured engine"): far fewer writes per event
   (bench/writes.py); on the gateway's benchmarks no clear win: a hit's CPU is mostly the hit
   path's, and the relay's drain is within noise of the sqlite engine's. Hence not the default:
@@ -30,8 +32,9 @@ NOTES (issue 21; selectable with `storage.engine: sqlite-log`, not the default e
   unfinished or finished row an exception row, cursors at the highest id, and copy the tables
   both engines share; not written.
 - Not done: dedup at ingest (see "Dedup" below: the dedup key is the largest write per row);
-  `rows` with a state filter and `changes` work out each row's state in Python (fine for
-  people, seconds on millions of rows when a state is rare); `prune` reads again, at each run,
+  `rows` and `changes` work out each row's state in Python (fine for people, but `rows` with
+  a state only batches and cursors give, pending, inflight or delivered, reads until it has
+  enough: minutes on millions of rows when the state is rare); `prune` reads again, at each run,
   the old events that must stay (dead letters, a destination that never drains); routes of
   one event with different per-type contexts are stored as separate events (the payload then
   more than once).
