@@ -5,13 +5,13 @@ NOTES (issue 21; selectable with `storage.engine: sqlite-log`, not the default e
 - Done: the whole `Outbox` protocol, the whole gateway's view included (sqlite/whole.py on
   this file) and the bounded `queue_depth`/`store_size` (from the cursors' totals and
   `row_ids`); the conformance suite (tests/storage) runs against it unchanged. With this
-  engine made the default in a copy of the tree (after main's merge of 2026-12-07), the rest
-  of the suite passed but for tests bound to the sqlite engine: 4 in tests/relay that patch
-  its class, test_config's message naming the default, test_cli's refusal of the other
-  engine's file. That run found a bug the conformance suite cannot see (fixed, tested here):
-  merging done batches as the cursor passed them moved earlier rows' delivery time, so
-  `outbox --follow` told old deliveries again; done batches now merge at retention runs,
-  once done for a minute.
+  engine made the default in a copy of the tree (this branch, 2026-12-07, after merging main),
+  the rest of the suite passed but for the 6 tests bound to the sqlite engine: 4 in
+  tests/relay that patch its class, test_config's message naming the default, test_cli's
+  refusal of the other engine's file. Its first run found a bug the conformance suite
+  cannot see (fixed, tested here): merging done batches as the cursor passed them moved
+  earlier rows' delivery time, so `outbox --follow` told old deliveries again; done batches
+  now merge at retention runs, once done for a minute.
   Ingest writes one `events` row per event (payload once, with its routes), plus per group
   commit one `row_ids` update and one `cursors` upsert per destination. A claim of new rows
   writes one `batches` row and moves the destination's `claimed` cursor; a batch delivered
