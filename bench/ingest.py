@@ -1,7 +1,7 @@
 """Ingest throughput and latency: the gateway vs a bare aiohttp app, same core, same load.
 
     python bench/ingest.py [--connections 64] [--duration 10] [--workers 1]
-                           [--engine sqlite|postgres]
+                           [--engine sqlite|sqlite-log|postgres]
 
 Starts, on loopback only, each in its own process:
 - baseline: a bare aiohttp app (uvloop) whose handler only parses the query (`request.query`)
@@ -39,7 +39,9 @@ answered with its cookies), with `--destinations 1` relaying to one destination;
 PostgreSQL server started for the run (bench/pgserver.py: durable, a fresh database) instead of
 the SQLite file, and prints what each hit cost the database (statements, commits, rows, WAL
 bytes). Besides the ratio of the medians it prints each round's ratio (both servers back to
-back) and their median.
+back) and their median, and what a hit costs each server in CPU (its processes' CPU time from
+/proc over each max run, the gateway's through the relay's drain after it, per hit answered):
+steadier than req/s when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -418,10 +420,12 @@ def write_config(
     skip_rules: tuple[str, ...] = (),
     geo: bool = True,
     dsn: str = "",
+    engine: str = "sqlite",
 ) -> Path:
     """The bench's config and rules in `folder`; `destinations` are YAML list items (see
     live_destinations), `skip_rules` leaves rule files out (e.g. routes to a missing
-    destination), `geo=False` leaves the geo database out, a `dsn` stores into PostgreSQL."""
+    destination), `geo=False` leaves the geo database out, a `dsn` stores into PostgreSQL,
+    `engine` names a SQLite engine (sqlite, sqlite-log)."""
     rules = folder / "rules"
     rules.mkdir(parents=True, exist_ok=True)
     for name, text in RULES.items():
@@ -436,7 +440,8 @@ server:
   shutdown_timeout: 4
 storage:
 {f"  engine: postgres{chr(10)}  dsn: {dsn}" if dsn else
- f"  path: {folder / 'outbox.db'}{chr(10)}  synchronous: {synchronous}"}
+ f"  engine: {engine}{chr(10)}  path: {folder / 'outbox.db'}{chr(10)}"
+ f"  synchronous: {synchronous}"}
 {f"geo:{chr(10)}  database: {GEO}" if geo else "# no geo database"}
 rules:
   path: rules
@@ -506,6 +511,11 @@ class Processes:
                                    start_new_session=True, preexec_fn=_die_with_parent)
         self.running.append((name, process))
 
+    def sessions(self, prefix: str) -> set[int]:
+        """The sessions of the processes whose names start with `prefix` (each child leads
+        one: its workers are in it)."""
+        return {process.pid for name, process in self.running if name.startswith(prefix)}
+
     def check_alive(self) -> None:
         for name, process in self.running:
             if process.poll() is not None:
@@ -525,6 +535,19 @@ class Processes:
                 process.kill()
                 process.wait()
         self.running.clear()
+
+
+def cpu_seconds(sessions: set[int]) -> float:
+    """User + system CPU of every live process in `sessions` (from /proc; Linux)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if int(fields[3]) in sessions:  # field 6, the session, counted after the name
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -798,8 +821,8 @@ def print_header(args: argparse.Namespace, folder: Path, servers: list[int], loa
     print(machine_info())
     print(f"cores: servers on {servers}, load generator + fake Graph + this script on {load}"
           f"{note}")
-    outbox = (f"outbox synchronous={args.synchronous}" if args.engine == "sqlite" else
-              f"outbox on {engine}")
+    outbox = (f"outbox on {engine}" if args.engine == "postgres" else
+              f"outbox {args.engine} synchronous={args.synchronous}")
     print(f"config: {geo}; trusted_proxies [private]; {rule_count(skip)} rules in "
           f"{len(RULES) - len(skip)} files; {targets}; "
           f"{outbox}, commit_interval_ms=0 (default), on "
@@ -818,7 +841,8 @@ def main() -> None:
     parser.add_argument("--hits", type=int, default=10000, help="distinct hits to cycle through")
     parser.add_argument("--synchronous", choices=("full", "normal"), default="full",
                         help="the outbox's durability (the target is for full)")
-    parser.add_argument("--engine", choices=("sqlite", "postgres"), default="sqlite",
+    parser.add_argument("--engine", choices=("sqlite", "sqlite-log", "postgres"),
+                        default="sqlite",
                         help="the gateway's storage (postgres: a throwaway durable server)")
     parser.add_argument("--python-load", action="store_true",
                         help="use the Python load client even when wrk is installed")
@@ -888,7 +912,8 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes,
     config = write_config(folder, gateway_port, graph_port, args.synchronous,
                           destinations=live_destinations(args.destinations, graph_port),
                           skip_rules=skip, geo=not args.floor,
-                          dsn=cluster.dsn(database) if cluster else "")
+                          dsn=cluster.dsn(database) if cluster else "",
+                          engine=args.engine)
     me = [sys.executable, str(Path(__file__).resolve())]
     check = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(config)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -955,6 +980,10 @@ class Measured:
     base_lat: list[Latency] = field(default_factory=list)
     gw_lat: list[Latency] = field(default_factory=list)
     hits_ok: int = 0  # hits the gateway answered 2xx
+    # CPU ms per 1,000 2xx answers over each max run (warm-up included; the gateway's also
+    # through the relay's drain after it): what one hit costs each server, both sides.
+    base_cpu: list[float] = field(default_factory=list)
+    gw_cpu: list[float] = field(default_factory=list)
 
 
 def in_turn(round_: int) -> tuple[str, str]:
@@ -972,16 +1001,21 @@ def measure(args: argparse.Namespace, hits: list[Hit], script: Path | None, load
     between them (the gateway's relay idle first), so that a slow spell of the machine falls
     on both rather than on one. Run labels prefix event ids: each run's ids are new."""
     m = Measured()
+    sessions = {"bare": processes.sessions("bare"), "gw": processes.sessions("gateway")}
     for r in range(args.rounds):
         quiet()
         for server in in_turn(r):
+            cpu = cpu_seconds(sessions[server])
             measured, warm_ok = max_rps(urls[server], hits, script, args, f"{server}{r}", load)
+            ok = warm_ok + measured.requests - measured.non_2xx
             if server == "bare":
                 m.base_max.append(measured)
+                m.base_cpu.append((cpu_seconds(sessions[server]) - cpu) * 1e6 / max(ok, 1))
                 continue
             m.gw_max.append(measured)
-            m.hits_ok += warm_ok + measured.requests - measured.non_2xx
+            m.hits_ok += ok
             quiet()
+            m.gw_cpu.append((cpu_seconds(sessions[server]) - cpu) * 1e6 / max(ok, 1))
         processes.check_alive()
     rate = median_rps(m.gw_max) / 2
     for r in range(args.rounds):
@@ -1023,6 +1057,11 @@ def report(m: Measured, label: str, target: float | None) -> None:
     print(f"ratio gateway/baseline (medians): {ratio:.2f}; per round "
           f"{', '.join(f'{r:.2f}' for r in per_round)}, median {statistics.median(per_round):.2f}"
           f"   target >= {target or 0.33:.2f}: {verdict(ratio >= (target or 0.33), target)}")
+    print(f"CPU per 1,000 hits answered 2xx (max runs, warm-up and the relay's drain after "
+          f"included): baseline {statistics.median(m.base_cpu):.0f} ms, gateway "
+          f"{statistics.median(m.gw_cpu):.0f} ms (per round: "
+          f"{', '.join(f'{x:.0f}' for x in m.gw_cpu)}); ratio baseline/gateway "
+          f"{statistics.median(m.base_cpu) / statistics.median(m.gw_cpu):.2f}")
     print(f"latency at {gw_lat[0].rate:,.0f} req/s offered (half the gateway's median max), "
           f"open loop, from scheduled send time; medians of {len(gw_lat)} rounds:")
     for name, lats in (("baseline", base_lat), ("gateway ", gw_lat)):

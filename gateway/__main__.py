@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import load_settings
-from .errors import ConfigError, OutboxUnavailable
+from .errors import ConfigError, OutboxIncompatible, OutboxUnavailable
 from .mintkeys import add_keys_parser, run_keys
 from .problems import Problem
 from .rules import RuleError, format_results, load_rule_set, run_rule_tests
@@ -93,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OutboxUnavailable as exc:  # e.g. the PostgreSQL server is down: say so, no traceback
         print(f"tag-gateway: {exc}; try again later", file=sys.stderr)
+        return 1
+    except OutboxIncompatible as exc:  # a store this gateway must not open: say why, no traceback
+        print(f"tag-gateway: {exc}", file=sys.stderr)
         return 1
 
 

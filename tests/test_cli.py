@@ -91,6 +91,23 @@ def test_a_busy_admin_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+async def test_a_file_of_the_other_sqlite_engine_is_refused_in_one_message(
+    tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(settings_yaml(tmp_path, destination_yaml(
+        "main", "http://127.0.0.1:9", pixel_id="1"), extra=f"server: {{port: {free_port()}}}\n"))
+    settings = load_settings(config, env={})
+    await (await open_outbox(settings.storage, clock=time.time)).close()  # the sqlite engine's
+    config.write_text(config.read_text().replace("storage: {", "storage: {engine: sqlite-log, "))
+    for command in ("serve", "outbox"):
+        result = await asyncio.to_thread(run, command, "--config", str(config))
+        assert result.returncode == 1
+        assert ("tag-gateway: the outbox file was written by another storage engine (sqlite, "
+                "or another program): sqlite-log does not convert it.") in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 async def test_a_reader_that_stops_early_is_no_crash(tmp_path: Path) -> None:
     # `tag-gateway outbox | head`: the pipe closes while rows are still being printed.
     config = tmp_path / "config.yaml"

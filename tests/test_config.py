@@ -11,6 +11,7 @@ import pytest
 from gateway.config import load_settings, parse_settings
 from gateway.destinations import TYPES
 from gateway.errors import ConfigError
+from gateway.storage import ENGINES
 
 KNOWN_TYPES = ", ".join(TYPES)  # every registered type, in registration order
 
@@ -118,8 +119,8 @@ MISTAKES = [
      "config.yaml:8:14: destinations[0].timeout: must be a number between 0.1 and 120 seconds, "
      "got nan"),
     (GOOD + "storage: {engine: postgress}\n",
-     "config.yaml:8:19: storage.engine: must be one of postgres, sqlite (did you mean "
-     "'postgres'?), got 'postgress'"),
+     "config.yaml:8:19: storage.engine: must be one of " + ", ".join(sorted(ENGINES)) + " (did "
+     "you mean 'postgres'?), got 'postgress'"),
     (GOOD + "storage: {engine: postgres}\n",
      "config.yaml:8:10: storage.dsn: is required with storage.engine: postgres (a postgresql:// "
      "URL, e.g. ${GATEWAY_DATABASE_URL})"),

@@ -82,6 +82,12 @@ def _sqlite() -> Engine:
     return ENGINE
 
 
+def _sqlite_log() -> Engine:
+    from .sqlitelog import ENGINE
+
+    return ENGINE
+
+
 def _postgres() -> Engine:
     from .postgres import ENGINE
 
@@ -89,7 +95,8 @@ def _postgres() -> Engine:
 
 
 # Imported on first use, so an engine's driver is needed only where it is used.
-ENGINES: dict[str, Callable[[], Engine]] = {"sqlite": _sqlite, "postgres": _postgres}
+ENGINES: dict[str, Callable[[], Engine]] = {
+    "sqlite": _sqlite, "sqlite-log": _sqlite_log, "postgres": _postgres}
 DEFAULT_ENGINE = StorageSettings.engine
 
 

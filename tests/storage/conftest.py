@@ -27,7 +27,7 @@ def sqlite_store(tmp_path: Path) -> StorageSettings:
     return StorageSettings(path=tmp_path / "o.db")
 
 
-ENGINES = ("postgres", "sqlite")
+ENGINES = ("postgres", "sqlite", "sqlite-log")
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +63,8 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> StorageSettings:
     if request.param == "postgres":
         settings = postgres_store(request.getfixturevalue("pg_cluster"),
                                   request.getfixturevalue("pg_database"))
+    elif request.param == "sqlite-log":
+        settings = replace(sqlite_store(tmp_path), engine="sqlite-log")
     else:
         settings = sqlite_store(tmp_path)
     return replace(settings, commit_interval_ms=5, lease_seconds=30)

@@ -17,7 +17,7 @@ from .. import Engine
 from ..outbox import Outbox
 from .store import SqliteOutbox
 
-__all__ = ["ENGINE", "SqliteOutbox"]
+__all__ = ["ENGINE", "SqliteOutbox", "describe_error"]
 
 
 async def _open(storage: StorageSettings, clock: Callable[[], float], shared: bool) -> Outbox:
@@ -33,10 +33,11 @@ async def _open(storage: StorageSettings, clock: Callable[[], float], shared: bo
     except (sqlite3.Error, OSError) as exc:
         # A full disk (WAL mode must create its -wal and -shm files), an I/O error, a lock
         # held too long: what waiting may cure. The reason names no path (readiness shows it).
-        raise OutboxUnavailable(f"the outbox cannot be opened: {_reason(exc)}") from exc
+        raise OutboxUnavailable(f"the outbox cannot be opened: {describe_error(exc)}") from exc
 
 
-def _reason(exc: sqlite3.Error | OSError) -> str:
+def describe_error(exc: sqlite3.Error | OSError) -> str:
+    """Why a SQLite file could not be opened, naming no path."""
     if isinstance(exc, OSError) and exc.errno is not None:
         return os.strerror(exc.errno)
     return str(exc)

@@ -6,13 +6,13 @@ from typing import Any
 
 from ..types import DeadLetterFilter
 
-__all__ = ["list_query", "replay_query"]
+__all__ = ["list_query", "replay_query", "where"]
 
 _COLUMNS = ("id, destination, pixel_id, event_name, event_id, reason, last_error, fbtrace_id, "
             "attempts, created_at, updated_at")
 
 
-def _where(selection: DeadLetterFilter) -> tuple[str, list[Any]]:
+def where(selection: DeadLetterFilter) -> tuple[str, list[Any]]:
     clauses: list[str] = ["state = 'dead'"]
     params: list[Any] = []
     if selection.destination:
@@ -28,13 +28,15 @@ def _where(selection: DeadLetterFilter) -> tuple[str, list[Any]]:
 
 
 def list_query(selection: DeadLetterFilter, limit: int) -> tuple[str, list[Any]]:
-    where, params = _where(selection)
-    return (f"SELECT {_COLUMNS} FROM outbox WHERE {where} ORDER BY id DESC LIMIT ?",
+    clause, params = where(selection)
+    return (f"SELECT {_COLUMNS} FROM outbox WHERE {clause} ORDER BY id DESC LIMIT ?",
             [*params, limit])
 
 
-def replay_query(selection: DeadLetterFilter, now: float) -> tuple[str, list[Any]]:
-    """Put dead letters back in the queue, as if new (e.g. after fixing a token)."""
-    where, params = _where(selection)
-    return ("UPDATE outbox SET state = 'pending', reason = NULL, attempts = 0, "
-            f"available_at = ?, updated_at = ? WHERE {where}", [now, now, *params])
+def replay_query(selection: DeadLetterFilter, now: float,
+                 table: str = "outbox") -> tuple[str, list[Any]]:
+    """Put dead letters back in the queue, as if new (e.g. after fixing a token); `table`
+    holds them, with the columns of the outbox table that this names."""
+    clause, params = where(selection)
+    return (f"UPDATE {table} SET state = 'pending', reason = NULL, attempts = 0, "
+            f"available_at = ?, updated_at = ? WHERE {clause}", [now, now, *params])

@@ -12,13 +12,26 @@ import sqlite3
 from ...errors import OutboxIncompatible
 from ..types import FINISHED_STATES, QUEUED_STATES
 
-__all__ = ["FINISHED", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA", "SCHEMA_VERSION", "migrate",
-           "user_version"]
+__all__ = ["DEDUP", "FINISHED", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA", "SCHEMA_VERSION",
+           "migrate", "statements", "user_version"]
 
 # The conditions of the partial indexes, written the same wherever a query must match them
 # for SQLite to use the index.
 FINISHED = "state IN (" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
 QUEUED = "state IN (" + ", ".join(f"'{state}'" for state in QUEUED_STATES) + ")"
+
+# Dedup keys (sqlite/dedup.py), in every SQLite engine's file.
+DEDUP = """CREATE TABLE IF NOT EXISTS dedup (
+    destination TEXT NOT NULL,
+    pixel_id TEXT NOT NULL,
+    event_name TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    row_id INTEGER NOT NULL,     -- the outbox row that owns the key
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (destination, pixel_id, event_name, event_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_at);
+"""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS outbox (
@@ -57,17 +70,7 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, available_at)
 CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (updated_at)
     WHERE {FINISHED};
 CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination, reason) WHERE state = 'dead';
-CREATE TABLE IF NOT EXISTS dedup (
-    destination TEXT NOT NULL,
-    pixel_id TEXT NOT NULL,
-    event_name TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    row_id INTEGER NOT NULL,     -- the outbox row that owns the key
-    seen_at REAL NOT NULL,
-    PRIMARY KEY (destination, pixel_id, event_name, event_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedup_seen ON dedup (seen_at);
-"""
+{DEDUP}"""
 
 # Version n's statements bring a file from version n - 1 to n, in one transaction.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -133,7 +136,7 @@ def user_version(conn: sqlite3.Connection) -> int:
     return int(version)
 
 
-def _statements(script: str) -> list[str]:
+def statements(script: str) -> list[str]:
     """A script's statements (executescript would commit the transaction they belong in)."""
     statements, current = [], ""
     for line in script.splitlines(keepends=True):
@@ -149,6 +152,7 @@ def migrate(conn: sqlite3.Connection) -> None:
 
     A file already up to date is only read: opening it must work on a full disk. Otherwise
     under the write lock, so that processes opening one file together migrate it once."""
+    _ours(conn)
     if _current(user_version(conn)):
         return
     conn.execute("BEGIN IMMEDIATE")
@@ -158,7 +162,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.rollback()
             return
         if version == 0:
-            for statement in _statements(SCHEMA):
+            for statement in statements(SCHEMA):
                 conn.execute(statement)
             version = 1
         for target in range(version + 1, SCHEMA_VERSION + 1):
@@ -170,6 +174,18 @@ def migrate(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.rollback()
         raise
+
+
+def _ours(conn: sqlite3.Connection) -> None:
+    """Refuse a file another engine wrote: this engine's files leave `application_id` at 0,
+    others set their own (sqlitelog/schema.py)."""
+    [(application,)] = conn.execute("PRAGMA application_id").fetchall()
+    if application:
+        raise OutboxIncompatible(
+            "the outbox file was written by another storage engine (sqlite-log, or another "
+            "program): the sqlite engine opens only its own files. Name the engine that wrote "
+            "it in storage.engine, or give storage.path a new file (docs/architecture.md, "
+            "\"Choosing a SQLite engine\")")
 
 
 def _current(version: int) -> bool:

@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import groupby
 from pathlib import Path
@@ -33,7 +33,7 @@ from .consolerecords import SqliteConsoleRecords
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
 from .schema import PROBE, QUEUED, SCHEMA_VERSION, migrate, user_version
-from .sqlthread import SqliteThread
+from .sqlfile import SqliteFile
 from .whole import WholeQueries
 
 __all__ = ["SqliteOutbox"]
@@ -79,16 +79,6 @@ _RETRY_NOW = (f"UPDATE outbox SET available_at = ? WHERE destination = ? AND {QU
 _EXPIRED_ERROR = "past the platform's time window for this event"
 
 
-async def _connect_reader(path: Path) -> aiosqlite.Connection:
-    db = await aiosqlite.connect(path)
-    try:
-        await db.execute("PRAGMA busy_timeout=5000")
-    except BaseException:
-        await db.close()
-        raise
-    return db
-
-
 def _lease(row: ClaimedRow) -> float:
     return row.lease
 
@@ -108,9 +98,7 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
 
     def __init__(
         self,
-        db: SqliteThread,
-        relay_db: SqliteThread,
-        read_db: aiosqlite.Connection,
+        file: SqliteFile,
         *,
         commit_interval: float,
         lease_seconds: float,
@@ -118,15 +106,9 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
         version: int = SCHEMA_VERSION,
         drops_interval: float = DROPS_INTERVAL,
     ) -> None:
-        self._db = db  # ingest and everything that must survive a power cut
-        self._relay_db = relay_db  # relay bookkeeping: no fsync (see write)
-        # Reports (queue depth, status, metrics) read on their own connection: in WAL mode a
-        # reader never blocks a writer, so a COUNT over a million rows cannot stall ingest.
-        self._read_db = read_db
-        self._read_lock = asyncio.Lock()
+        self._file = file
         self._lease = lease_seconds
         self._clock = clock
-        self._lock = asyncio.Lock()
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._live = asyncio.Event()  # live events added here (whole.py)
         self._closed = False
@@ -158,24 +140,10 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
 
         `create=False`: open an existing file as it is, for inspection (the CLI); the caller
         checks it exists."""
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        opened: list[SqliteThread] = []
-        try:
-            db = await SqliteThread.open(path, synchronous=synchronous, name="ingest")
-            opened.append(db)
-            if create:
-                await db.run(migrate)
-            version = await db.run(user_version)
-            relay_db = await SqliteThread.open(path, synchronous="NORMAL", name="relay")
-            opened.append(relay_db)
-            read_db = await _connect_reader(path)
-        except BaseException:
-            for thread in opened:
-                await thread.close()
-            raise
-        return cls(db, relay_db, read_db, commit_interval=commit_interval,
-                   lease_seconds=lease_seconds, clock=clock, version=version)
+        file, version = await SqliteFile.open(path, synchronous=synchronous, create=create,
+                                              prepare=_prepare if create else user_version)
+        return cls(file, commit_interval=commit_interval, lease_seconds=lease_seconds,
+                   clock=clock, version=version)
 
     async def close(self) -> None:
         """Commit whatever is waiting, let a running transaction end, then close the file.
@@ -187,43 +155,16 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
     async def _close(self) -> None:
         self._closed = True
         await self._group.close()
-        async with self._read_lock:
-            await self._read_db.close()
-        async with self._lock:
-            await self._relay_db.close()
-            await self._db.close()
+        await self._file.close()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, relaxed: bool = False) -> T:
-        """Run `fn(connection)` as one transaction (committed, or rolled back if it raises).
+        """Run `fn(connection)` as one transaction (see SqliteFile.write: `relaxed` is relay
+        bookkeeping, without fsync)."""
+        return await self._file.write(fn, relaxed=relaxed)
 
-        `relaxed`: relay bookkeeping (leases, acknowledgements) need not survive a power cut,
-        since losing one only means sending an event again; it uses a second connection that
-        does not fsync. Both connections share one lock, so they never wait on each other
-        inside SQLite. A cancelled caller's transaction still runs to its end (commit or
-        rollback) and holds the lock until then. What waiting may cure (a full disk, an I/O
-        error, another process holding the lock too long) is raised as OutboxUnavailable.
-        """
-        db = self._relay_db if relaxed else self._db
-        async with self._lock:
-            call = asyncio.ensure_future(db.transaction(fn))
-            try:
-                return await asyncio.shield(call)
-            except sqlite3.OperationalError as exc:
-                raise OutboxUnavailable(str(exc)) from exc
-            except asyncio.CancelledError:
-                # The transaction goes on in its thread: keep the lock until it has ended.
-                await asyncio.wait([call])
-                raise
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A connection for reads (a consistent snapshot per statement; never blocks writes);
-        errors waiting may cure raised as OutboxUnavailable, as in `write`."""
-        async with self._read_lock:
-            try:
-                yield self._read_db
-            except sqlite3.OperationalError as exc:
-                raise OutboxUnavailable(str(exc)) from exc
+    def read(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        """A connection for reads (see SqliteFile.read)."""
+        return self._file.read()
 
     # -- ingest side --------------------------------------------------------------------------
     async def _insert(self, entries: list[OutboxEntry], drops: Drops) -> None:
@@ -387,6 +328,11 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
         if self._closed:
             return "the outbox is closing"
         return await self._readiness.problem()
+
+
+def _prepare(conn: sqlite3.Connection) -> int:
+    migrate(conn)
+    return user_version(conn)
 
 
 def _write_probe(conn: sqlite3.Connection) -> None:
