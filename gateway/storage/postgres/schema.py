@@ -154,12 +154,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # A dedup key is the MD5 of its four parts (each but the last prefixed with its length,
         # so that no two keys share an input), as a uuid: 16 bytes compared with memcmp, where
         # four text columns made a wide row and index entry compared column by column. 128
-        # bits: no collision to fear (one would wrongly suppress an event).
+        # bits: no collision to fear (one would wrongly suppress an event). Only immutable
+        # operators in its body (`::text`, not `int || text`, which is stable), so that queries
+        # inline it rather than call it row by row (~6 us each, a fifth of a claim's time).
         f"""CREATE FUNCTION {DEDUP_KEY}(destination text, pixel text, event_name text,
                                   event_id text) RETURNS uuid
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT md5(length(destination) || ':' || destination || length(pixel) || ':' || pixel
-                 || length(event_name) || ':' || event_name || event_id)::uuid $$""",
+AS $$ SELECT md5(length(destination)::text || ':' || destination || length(pixel)::text || ':'
+                 || pixel || length(event_name)::text || ':' || event_name || event_id)::uuid $$""",
         f"""CREATE TABLE dedup_keys (
     key uuid PRIMARY KEY,                     -- {DEDUP_KEY}(destination, pixel, name, id)
     row_id bigint NOT NULL,                   -- the outbox row that owns the key
