@@ -92,6 +92,10 @@ _CLAIM = f"{_LEASE} SELECT claimed.*, true FROM claimed"
 # refused; rows of this claim count as leased, as they are. The last column says whether the
 # row now owns its key; only when one does not are the losers looked up (_LOSERS). A test send
 # has a key of its own (its pixel part names the test code): it never suppresses the real event.
+# The owner's state is read with a lock: a plain read would see it in this statement's snapshot,
+# where an owner another claim leased meanwhile (the claim whose key this one waited for) is
+# still pending, and both copies would go out; the lock reads its newest version. An owner
+# locked right now (a claim or an acknowledgement in progress) is not taken over.
 _CLAIM_DEDUP = f"""{_LEASE}, proposed AS (
     SELECT DISTINCT ON (key) key, id FROM (
         SELECT {DEDUP_KEY}($1, CASE WHEN test_event_code <> ''
@@ -106,7 +110,8 @@ _CLAIM_DEDUP = f"""{_LEASE}, proposed AS (
     SET row_id = excluded.row_id, seen_at = excluded.seen_at
     WHERE dedup.seen_at < $5
        OR (dedup.row_id NOT IN (SELECT id FROM leased)
-           AND (SELECT state FROM outbox WHERE id = dedup.row_id) IN ('dead', 'pending'))
+           AND (SELECT state FROM outbox WHERE id = dedup.row_id FOR SHARE SKIP LOCKED)
+               IN ('dead', 'pending'))
     RETURNING row_id
 )
 SELECT claimed.*, claimed.id IN (SELECT row_id FROM owners) FROM claimed

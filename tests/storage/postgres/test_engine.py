@@ -29,6 +29,7 @@ from gateway.storage import (
     start_outbox,
 )
 from gateway.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
+from gateway.storage.postgres.store import _CLAIM_DEDUP
 
 from ...conftest import FakeClock as Clock
 from ...pgcluster import PASSWORD, PgCluster
@@ -383,3 +384,31 @@ async def test_the_dsn_password_is_never_shown(
             assert PASSWORD not in message and "Wrong-" not in message
             assert PASSWORD not in repr(settings)
     assert PASSWORD not in caplog.text
+
+
+async def test_a_copy_claimed_while_its_twin_is_being_claimed_is_a_duplicate(
+    open_node: Opener, storage: StorageSettings, clock: Clock
+) -> None:
+    # Two claims of one destination at once (two nodes, or one node's two during a backlog),
+    # each with one copy of an event: the second waits for the first's dedup key, then must
+    # see the owner as leased (its newest version), not as the pending row of its snapshot.
+    node = await open_node()
+    await node.enqueue([entry(1)])
+    await node.enqueue([entry(1)])
+    conn = await asyncpg.connect(storage.dsn)
+    try:
+        first = conn.transaction()
+        await first.start()
+        now = clock.now  # the first claim, held open before its commit
+        [owner] = await conn.fetch(_CLAIM_DEDUP, "main", now, 1, now + 30, now - 3600)
+        assert owner[-1]  # it owns the key
+        second = asyncio.ensure_future(node.claim("main", 10, dedup_seconds=3600))
+        async with asyncio.timeout(10):  # until the second waits for the first's key
+            while not await sql(storage, "SELECT count(*) FROM pg_stat_activity"
+                                         " WHERE wait_event_type = 'Lock'"):
+                await asyncio.sleep(0.01)
+        await first.commit()
+        claim = await second
+    finally:
+        await conn.close()
+    assert claim.rows == [] and claim.duplicates == 1
