@@ -45,7 +45,7 @@ from .relay.relays import Relays
 from .relay.worker import IDLE_POLL_SECONDS, SHARED_IDLE_POLL_SECONDS, RelayWorker
 from .reload import Reloader, file_stamp
 from .settings import Settings
-from .storage import start_outbox
+from .storage import claims_at_once, start_outbox
 from .whole.service import add_whole
 
 __all__ = ["create_app"]
@@ -204,7 +204,8 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         return RelayWorker(
             name, app[appkeys.LIVE], app[appkeys.OUTBOX], app[appkeys.HTTP_SESSION],
             app[appkeys.METRICS], app[appkeys.ALERTS],
-            dedup_seconds=settings.storage.dedup_hours * 3600, clock=app[appkeys.CLOCK],
+            dedup_seconds=settings.storage.dedup_hours * 3600,
+            claims_at_once=claims_at_once(settings.storage), clock=app[appkeys.CLOCK],
             idle_poll_seconds=(SHARED_IDLE_POLL_SECONDS if app[appkeys.SHARED]
                                else IDLE_POLL_SECONDS),
             bus=app[appkeys.EVENTS],

@@ -2,6 +2,8 @@
 
 A worker holds at most `max_in_flight` claims at once; each claim is split into one request per
 batch key (the destination type's: for Meta, pixel, test_event_code and other top-level fields).
+It claims one batch at a time, or, while a backlog lasts, as many at once as its storage engine
+can run side by side (`claims_at_once`: SQLite one, PostgreSQL two).
 The worker reads its destination from the live snapshot for every request, so a reload applies
 to the next one. What it does is the same for every type; the type's `send` classifies the
 answer:
@@ -52,7 +54,7 @@ from ..eventbus import EventBus
 from ..live import Live
 from ..observe import Metrics
 from ..settings import DestinationSettings
-from ..storage import ClaimedRow, Outbox
+from ..storage import Claim, ClaimedRow, Outbox
 from .circuit import PROBE_BATCH_SIZE, THRESHOLD, Circuit
 from .delivered import answered, log_delivered
 
@@ -66,6 +68,16 @@ IDLE_POLL_SECONDS = 5.0
 SHARED_IDLE_POLL_SECONDS = 0.25
 ERROR_PAUSE_SECONDS = 1.0
 EXPIRY_SWEEP_SECONDS = 60.0
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until one of `events` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def backoff_delay(attempts: int, base: float, cap: float, rng: Callable[[], float]) -> float:
@@ -86,6 +98,7 @@ class RelayWorker:
         alerts: Alerts,
         *,
         dedup_seconds: float = 0.0,
+        claims_at_once: int = 1,
         idle_poll_seconds: float = IDLE_POLL_SECONDS,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
@@ -101,6 +114,8 @@ class RelayWorker:
         self._metrics = metrics
         self._alerts = alerts
         self._dedup_seconds = dedup_seconds
+        self._claims_at_once = claims_at_once  # the engine's (storage.claims_at_once)
+        self._backlog = asyncio.Event()  # the last claim came back full: more are due
         self._clock = clock
         self._rng = rng
         # A change of either restarts the worker (relays.py).
@@ -213,6 +228,10 @@ class RelayWorker:
 
     # -- claiming -------------------------------------------------------------------------------
     async def _run(self) -> None:
+        await asyncio.gather(self._claim_loop(),
+                             *(self._claim_ahead() for _ in range(self._claims_at_once - 1)))
+
+    async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 if self.paused_reason is not None:
@@ -225,6 +244,7 @@ class RelayWorker:
                 # Asked each time: an outbox that opened late hands out new events.
                 await self._claim_once(self._outbox.wakeup(self.name))
             except Exception as exc:
+                self._backlog.clear()
                 # The outbox hiccuped (disk full, lock, not open yet): keep the worker alive
                 # and try again shortly, without a line per attempt.
                 if not self._outbox_failing:
@@ -234,15 +254,60 @@ class RelayWorker:
                 await self._pause(ERROR_PAUSE_SECONDS)
 
     async def _claim_once(self, wakeup: asyncio.Event) -> None:
+        claimed = await self._claim(wakeup)
+        if claimed is None:
+            return
+        claim, task, probing = claimed
+        if probing and task is not None:
+            await asyncio.wait([task])
+            return
+        if self._full(claim):
+            self._backlog.set()
+            return  # a backlog: claim the next batch at once (and ahead: _claim_ahead)
+        self._backlog.clear()
+        if claim.rows:
+            # Live traffic: let the next batch fill for `linger_ms` rather than sending a
+            # request per handful of events (each request costs a claim, a send and an ack).
+            await self._linger()
+        elif not self._set_aside(claim):
+            await self._idle(wakeup)
+
+    async def _claim_ahead(self) -> None:
+        """One more claim at a time while a backlog lasts, beside the claiming loop's, for an
+        engine whose claims can run at once (`claims_at_once`): a claim is a round trip of
+        tens of milliseconds, and one at a time bounded a drain on PostgreSQL to one batch per
+        claim's latency. It never claims while the loop waits (idle, linger, backoff, pause,
+        an open circuit's probes) and leaves errors to the loop, which meets them too."""
+        while not self._stopping.is_set():
+            if not self._backlog.is_set():
+                await _first_of(self._backlog, self._stopping)
+                continue
+            try:
+                claimed = await self._claim(None)
+            except Exception as exc:
+                log.debug("destination %s: claim ahead failed: %r", self.name, exc)
+                claimed = None
+            if claimed is None or not self._full(claimed[0]):
+                self._backlog.clear()
+
+    async def _claim(
+        self, wakeup: asyncio.Event | None
+    ) -> tuple[Claim, asyncio.Task[None] | None, bool] | None:
+        """Take a slot, claim a batch and hand its rows to a delivery task: (the claim, the
+        task, whether it was a probe of an open circuit); None when it must not claim now.
+        `wakeup` is None for a claim ahead (_claim_ahead)."""
         await self._slots.acquire()
         handed_off = False
         try:
             # Read after the wait for a slot: a batch in flight may have opened the circuit.
             if (self._stopping.is_set() or self.paused_reason is not None
-                    or self.circuit.wait() > 0):
-                return
+                    or self.circuit.wait() > 0
+                    or (wakeup is None and (self.circuit.is_open
+                                            or self._backoff_until > self._clock()))):
+                return None
             probing = self.circuit.is_open  # one small batch at a time, awaited before the next
-            wakeup.clear()
+            if wakeup is not None:
+                wakeup.clear()
             claim = await self._outbox.claim(
                 self.name, PROBE_BATCH_SIZE if probing else self.settings.batch_size,
                 dedup_seconds=self._dedup_seconds,
@@ -256,26 +321,24 @@ class RelayWorker:
                 self._metrics.duplicates.labels(self.name).inc(claim.duplicates)
             if claim.broken:
                 self._metrics.dead_letters.labels(self.name, "invalid").inc(claim.broken)
+            task = None
             if claim.rows:
                 task = asyncio.create_task(self._deliver(claim.rows))
                 self._in_flight.add(task)
                 task.add_done_callback(self._delivered)
                 handed_off = True
+            return claim, task, probing
         finally:
             if not handed_off:
                 self._slots.release()
-        if probing and handed_off:
-            await asyncio.wait([task])
-            return
-        set_aside = claim.expired + claim.duplicates + claim.broken
-        if len(claim.rows) + set_aside >= self.settings.batch_size:
-            return  # a backlog: claim the next batch at once
-        if claim.rows:
-            # Live traffic: let the next batch fill for `linger_ms` rather than sending a
-            # request per handful of events (each request costs a claim, a send and an ack).
-            await self._linger()
-        elif not set_aside:
-            await self._idle(wakeup)
+
+    @staticmethod
+    def _set_aside(claim: Claim) -> int:
+        return claim.expired + claim.duplicates + claim.broken
+
+    def _full(self, claim: Claim) -> bool:
+        """A claim that took a whole batch: more are due (a backlog)."""
+        return len(claim.rows) + self._set_aside(claim) >= self.settings.batch_size
 
     def _delivered(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

@@ -56,8 +56,8 @@ __all__ = [
     "DEAD_REASONS", "DEFAULT_ENGINE", "ENGINES", "FINISHED_STATES", "OPEN_STATES",
     "QUEUED_STATES", "STATES", "Claim", "ClaimedRow", "ConsoleRecord", "DeadLetter",
     "DeadLetterFilter", "DropCount", "Engine", "LiveEvent", "Outbox", "OutboxEntry", "OutboxRow",
-    "ProcessReport", "QueueDepth", "StoreSize", "describe", "open_existing", "open_outbox",
-    "start_outbox",
+    "ProcessReport", "QueueDepth", "StoreSize", "claims_at_once", "describe", "open_existing",
+    "open_outbox", "start_outbox",
 ]
 
 Clock = Callable[[], float]
@@ -74,6 +74,10 @@ class Engine:
     open_existing: Callable[[StorageSettings, Clock], Awaitable[Outbox | None]]
     # The store's name for people (a path, a host and database; never a password).
     describe: Callable[[StorageSettings], str]
+    # Claims of one destination a relay worker may run at once while a backlog lasts: more
+    # than one only where they run side by side (a database server's backends), not where
+    # they would queue for one connection.
+    claims_at_once: int = 1
 
 
 def _sqlite() -> Engine:
@@ -123,6 +127,11 @@ async def start_outbox(storage: StorageSettings, *, clock: Clock, shared: bool =
 async def open_existing(storage: StorageSettings, *, clock: Clock) -> Outbox | None:
     """Open the store for inspection without creating or migrating it; None if there is none."""
     return await _engine(storage).open_existing(storage, clock)
+
+
+def claims_at_once(storage: StorageSettings) -> int:
+    """How many claims of one destination a relay worker may run at once (Engine)."""
+    return _engine(storage).claims_at_once
 
 
 def describe(storage: StorageSettings) -> str:

@@ -75,4 +75,7 @@ def _describe(storage: StorageSettings) -> str:
     return describe_dsn(storage.dsn)
 
 
-ENGINE = Engine(open=_open, open_existing=_open_existing, describe=_describe)
+# Two claims of a destination at once while a backlog lasts: each is one statement of tens of
+# milliseconds, and the next batch's claim then runs while the last one's rows are handed out
+# (one at a time, the claims' latency bounded a drain: docs/benchmarks.md).
+ENGINE = Engine(open=_open, open_existing=_open_existing, describe=_describe, claims_at_once=2)

@@ -33,7 +33,7 @@ from .clock import ServerClock
 from .connection import COMMAND_TIMEOUT, CONNECT_TIMEOUT, Pool, touched, unavailable
 from .consolerecords import PostgresConsoleRecords
 from .queries import PostgresQueries
-from .schema import CHANNEL, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED
+from .schema import CHANNEL, DEDUP_KEY, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED
 from .whole import WholeQueries
 
 __all__ = ["PostgresOutbox"]
@@ -94,22 +94,28 @@ _CLAIM = f"{_LEASE} SELECT claimed.*, true FROM claimed"
 # only, keys in one order so that concurrent claims lock them alike), and takes it unless
 # another row of the destination owns it within the window and that owner is not waiting or
 # refused; rows of this claim count as leased, as they are. The last column says whether the
-# row now owns its key; only when one does not are the losers looked up (_LOSERS).
+# row now owns its key; only when one does not are the losers looked up (_LOSERS). A test send
+# has a key of its own (its pixel part names the test code): it never suppresses the real event.
+# The owner's state is read with a lock: a plain read would see it in this statement's snapshot,
+# where an owner another claim leased meanwhile (the claim whose key this one waited for) is
+# still pending, and both copies would go out; the lock reads its newest version. An owner
+# locked right now (a claim or an acknowledgement in progress) is not taken over.
 _CLAIM_DEDUP = f"""{_LEASE}, proposed AS (
-    SELECT DISTINCT ON (pixel, name, event) pixel, name, event, id FROM (
-        SELECT (CASE WHEN test_event_code <> '' THEN pixel_id || '|' || test_event_code
-                     ELSE pixel_id END) COLLATE "C" AS pixel,
-               event_name COLLATE "C" AS name, event_id COLLATE "C" AS event, id
+    SELECT DISTINCT ON (key) key, id FROM (
+        SELECT {DEDUP_KEY}($1, CASE WHEN test_event_code <> ''
+                                    THEN pixel_id || '|' || test_event_code ELSE pixel_id END,
+                           event_name, event_id) AS key, id
         FROM claimed WHERE expires_at >= $2 AND payload IS NOT NULL) AS keys
-    ORDER BY pixel, name, event, id
+    ORDER BY key, id
 ), owners AS (
-    INSERT INTO dedup (destination, pixel_id, event_name, event_id, row_id, seen_at)
-    SELECT $1, pixel, name, event, id, $2 FROM proposed ORDER BY pixel, name, event
-    ON CONFLICT (destination, pixel_id, event_name, event_id) DO UPDATE
+    INSERT INTO dedup (key, row_id, seen_at)
+    SELECT key, id, $2 FROM proposed ORDER BY key
+    ON CONFLICT (key) DO UPDATE
     SET row_id = excluded.row_id, seen_at = excluded.seen_at
     WHERE dedup.seen_at < $5
        OR (dedup.row_id NOT IN (SELECT id FROM leased)
-           AND (SELECT state FROM outbox WHERE id = dedup.row_id) IN ('dead', 'pending'))
+           AND (SELECT state FROM outbox WHERE id = dedup.row_id FOR SHARE SKIP LOCKED)
+               IN ('dead', 'pending'))
     RETURNING row_id
 )
 SELECT claimed.*, claimed.id IN (SELECT row_id FROM owners) FROM claimed
@@ -127,11 +133,10 @@ _EXPIRED_ERROR = "past the platform's time window for this event"
 _FENCE = " WHERE state = 'inflight' AND available_at = $1 AND id = ANY($2::bigint[])"
 
 # Dedup at claim time (see the SQLite engine's dedup.py for the rules): in _CLAIM_DEDUP.
-_LOSERS = """
+_LOSERS = f"""
 SELECT k.row_id, d.row_id
 FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) AS k(pixel, name, event, row_id)
-JOIN dedup AS d ON d.destination = $1 AND d.pixel_id = k.pixel AND d.event_name = k.name
-    AND d.event_id = k.event
+JOIN dedup AS d ON d.key = {DEDUP_KEY}($1, k.pixel, k.name, k.event)
 WHERE d.row_id <> k.row_id
 """
 _DUPLICATES = """

@@ -29,6 +29,7 @@ from gateway.storage import (
     start_outbox,
 )
 from gateway.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
+from gateway.storage.postgres.store import _CLAIM_DEDUP
 
 from ...conftest import FakeClock as Clock
 from ...pgcluster import PASSWORD, PgCluster
@@ -117,6 +118,47 @@ async def test_a_database_of_the_first_version_is_migrated(
         "outbox_due_ordered")
     await old.enqueue([entry(n) for n in range(3)])
     assert [r.event_id for r in (await old.claim("main", 2)).rows] == ["e0", "e1"]
+
+
+async def test_a_database_of_version_4_keeps_its_rows_and_dedup_keys_when_migrated(
+    open_node: Opener, storage: StorageSettings, clock: Clock
+) -> None:
+    """Version 5 makes each dedup key one uuid of its four parts: the keys of a running
+    gateway's database still suppress the repeats they did, a test send's key still apart."""
+    conn = await asyncpg.connect(storage.dsn)
+    try:
+        for version in range(1, 5):
+            for statement in MIGRATIONS[version]:
+                await conn.execute(statement)
+        await conn.execute("UPDATE outbox_schema SET version = 4")
+        # What a version-4 gateway left: e1 delivered, e2 sent as a test event, e3 queued.
+        for row_id, test_code, state in ((1, "", "delivered"), (2, "TEST9", "delivered"),
+                                         (3, "", "pending")):
+            await conn.execute(
+                "INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name,"
+                " event_id, event_time, expires_at, state, created_at, available_at, updated_at)"
+                " VALUES ($1, 'main', '111', $2, 'PageView', $3, 0, $4, $5, $6, $6, $6)",
+                row_id, test_code, f"e{row_id}", clock.now + 3600, state, clock.now)
+            await conn.execute("INSERT INTO payloads (id, payload) VALUES ($1, '{}')", row_id)
+        await conn.execute("SELECT setval('outbox_id_seq', 3)")
+        await conn.execute(
+            "INSERT INTO dedup (destination, pixel_id, event_name, event_id, row_id, seen_at)"
+            " VALUES ('main', '111', 'PageView', 'e1', 1, $1),"
+            " ('main', '111|TEST9', 'PageView', 'e2', 2, $1)", clock.now)
+    finally:
+        await conn.close()
+    node = await open_node()  # migrates
+    assert await sql(storage, "SELECT version FROM outbox_schema") == SCHEMA_VERSION
+    assert await sql(storage, "SELECT count(*) FROM dedup") == 2
+    assert "fillfactor=50" in await sql(
+        storage, "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'outbox'")
+    await node.enqueue([entry(1), entry(2), entry(2, test_event_code="TEST9")])
+    claim = await node.claim("main", 10, dedup_seconds=3600)
+    # e1 repeats a delivered event; the real e2 is not suppressed by the test send's key, whose
+    # repeat is; e3 was queued before the upgrade.
+    assert sorted((r.event_id, r.test_event_code) for r in claim.rows) == [
+        ("e2", ""), ("e3", "")]
+    assert claim.duplicates == 2
 
 
 async def test_a_serializable_default_does_not_reach_the_gateway(
@@ -342,3 +384,31 @@ async def test_the_dsn_password_is_never_shown(
             assert PASSWORD not in message and "Wrong-" not in message
             assert PASSWORD not in repr(settings)
     assert PASSWORD not in caplog.text
+
+
+async def test_a_copy_claimed_while_its_twin_is_being_claimed_is_a_duplicate(
+    open_node: Opener, storage: StorageSettings, clock: Clock
+) -> None:
+    # Two claims of one destination at once (two nodes, or one node's two during a backlog),
+    # each with one copy of an event: the second waits for the first's dedup key, then must
+    # see the owner as leased (its newest version), not as the pending row of its snapshot.
+    node = await open_node()
+    await node.enqueue([entry(1)])
+    await node.enqueue([entry(1)])
+    conn = await asyncpg.connect(storage.dsn)
+    try:
+        first = conn.transaction()
+        await first.start()
+        now = clock.now  # the first claim, held open before its commit
+        [owner] = await conn.fetch(_CLAIM_DEDUP, "main", now, 1, now + 30, now - 3600)
+        assert owner[-1]  # it owns the key
+        second = asyncio.ensure_future(node.claim("main", 10, dedup_seconds=3600))
+        async with asyncio.timeout(10):  # until the second waits for the first's key
+            while not await sql(storage, "SELECT count(*) FROM pg_stat_activity"
+                                         " WHERE wait_event_type = 'Lock'"):
+                await asyncio.sleep(0.01)
+        await first.commit()
+        claim = await second
+    finally:
+        await conn.close()
+    assert claim.rows == [] and claim.duplicates == 1

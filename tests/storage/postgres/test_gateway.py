@@ -5,13 +5,19 @@ database that goes away and comes back costs 503s while it is away, nothing more
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from aiohttp import ClientResponse
 
 from gateway.config import load_settings
+from gateway.storage import OutboxEntry, open_outbox
+from gateway.storage.postgres import PostgresOutbox
 
 from ...conftest import (
     PIXEL_A,
@@ -27,9 +33,11 @@ from ...pgcluster import PASSWORD, PgCluster
 REPO = Path(__file__).resolve().parents[3]
 
 
-def postgres_config(tmp_path: Path, graph_url: str, dsn: str) -> Path:
-    """A config file like the tests' usual one, on PostgreSQL; the DSN from the environment."""
-    text = settings_yaml(tmp_path, destination_yaml("main", graph_url, pixel_id=PIXEL_A))
+def postgres_config(tmp_path: Path, graph_url: str, dsn: str, **options: object) -> Path:
+    """A config file like the tests' usual one, on PostgreSQL; the DSN from the environment;
+    `options` of the destination."""
+    text = settings_yaml(tmp_path, destination_yaml("main", graph_url, pixel_id=PIXEL_A,
+                                                    **options))
     sqlite = f"storage: {{path: {tmp_path / 'gateway.db'}, commit_interval_ms: 1}}"
     assert sqlite in text
     text = text.replace(sqlite, "storage: {engine: postgres, dsn: '${GATEWAY_DATABASE_URL}',"
@@ -126,3 +134,40 @@ async def test_while_the_database_is_down_ingest_answers_503_and_everything_reco
     await fake_graph.wait_for_events(2)
     assert [e["event_id"] for e in fake_graph.events] == ["before", "after"]
     await wait_until(lambda: [r.state for r in stored_rows(settings)] == ["delivered"] * 2)
+
+
+async def test_a_backlog_is_claimed_two_batches_at_a_time_and_sent_once(
+    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
+    pg_cluster: PgCluster, pg_database: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One claim at a time, a drain went at one batch per claim's round trip: on PostgreSQL the
+    # worker claims the next batch while another claim runs (SQLite keeps one at a time).
+    claims: list[tuple[float, float]] = []  # (started, returned)
+    real_claim = PostgresOutbox.claim
+
+    async def timed_claim(self: PostgresOutbox, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        try:
+            return await real_claim(self, *args, **kwargs)
+        finally:
+            claims.append((started, time.monotonic()))
+
+    monkeypatch.setattr(PostgresOutbox, "claim", timed_claim)
+    dsn = pg_cluster.dsn(pg_database)
+    settings = load_settings(postgres_config(tmp_path, fake_graph.url, dsn, batch_size=10,
+                                             max_in_flight=4),
+                             env={"GATEWAY_DATABASE_URL": dsn})
+    outbox = await open_outbox(settings.storage, clock=time.time)
+    try:  # a backlog of 10 batches, committed before the gateway starts
+        await outbox.enqueue([OutboxEntry(
+            "main", PIXEL_A, "", "PageView", f"e{n}", int(time.time()),
+            b'{"event_name":"PageView","event_id":"e%d"}' % n, expires_at=time.time() + 3600)
+            for n in range(100)])
+    finally:
+        await outbox.close()
+    await start_gateway(settings)
+    events = await fake_graph.wait_for_events(100)
+    assert sorted(e["event_id"] for e in events) == sorted(f"e{n}" for n in range(100))
+    await wait_until(lambda: [r.state for r in stored_rows(settings)] == ["delivered"] * 100)
+    claims.sort()
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(claims))
