@@ -14,7 +14,7 @@ Each is measured `--rounds` times, the order rotating each round, and the median
 (this machine's speed drifts by tens of percent within minutes). Prints events/s of both and
 the ratio, and CPU per event of each side. `--engine` repeated (e.g. `--engine sqlite --engine
 sqlite-log`) drains with each engine in every round and prints their ratio per round too.
-Target: gateway >= 4x the SDK.
+Target: gateway >= 4x the SDK on SQLite, >= 3x on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ sys.path.insert(0, str(ROOT))
 PIXEL = "123456789012345"
 BATCH, CONCURRENCY = 1000, 4
 ENGINES = ("sqlite", "sqlite-log", "postgres")
-TARGET = 4.0  # gateway/SDK (issue 21)
+# gateway/SDK: 4x on SQLite (issue 21), 3x on PostgreSQL (issue 17: the server shares the cores)
+TARGETS = {"postgres": 3.0}
+TARGET = 4.0
 
 
 def fake_graph(port: int, received: Synchronized) -> None:  # type: ignore[type-arg]
@@ -261,14 +263,15 @@ def bench(args: argparse.Namespace, cluster: pgserver.DurableCluster | None) -> 
     for name in args.engine:
         where = cluster.describe() if name == "postgres" and cluster else f"SQLite ({name})"
         gateway = statistics.median(runs[name])
+        target = TARGETS.get(name, TARGET)
         # Each round ran all back to back: its ratio keeps the pairing rotation is for.
         per_round = [g / s for g, s in zip(runs[name], runs["sdk"], strict=True)]
         print(f"gateway: outbox drain, {where}  {gateway:10,.0f} events/s  (rounds: "
               f"{', '.join(f'{x:,.0f}' for x in runs[name])})")
         print(f"  ratio gateway/SDK (medians): {gateway / sdk:.2f}x; per round "
               f"{', '.join(f'{r:.2f}x' for r in per_round)}, median "
-              f"{statistics.median(per_round):.2f}x   target >= {TARGET:g}x: "
-              f"{'met' if gateway / sdk >= TARGET else 'NOT met'}")
+              f"{statistics.median(per_round):.2f}x   target >= {target:g}x: "
+              f"{'met' if gateway / sdk >= target else 'NOT met'}")
         for r, cost in enumerate(costs[name]):
             print(f"  cost of the drain, round {r + 1}: {cost}")
     first = args.engine[0]
