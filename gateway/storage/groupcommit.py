@@ -181,9 +181,21 @@ class GroupCommit:
 
 
 class GroupCommitted:
-    """The Outbox protocol's ingest side for an engine that keeps its GroupCommit in `_group`."""
+    """The Outbox protocol's ingest side for an engine that keeps its GroupCommit in `_group`,
+    and its close: once, whoever asks (the engine's `_close` commits what waits first)."""
 
     _group: GroupCommit
+    _closing: asyncio.Future[None] | None = None
+
+    async def close(self) -> None:
+        """Commit whatever is waiting, let running writes end, then close the store. Closing
+        again waits for the first close."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        raise NotImplementedError
 
     @property
     def commits(self) -> int:

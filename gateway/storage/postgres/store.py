@@ -214,7 +214,6 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords,
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._live = asyncio.Event()  # live events added, here or on any node (whole.py)
         self._closed = False
-        self._closing: asyncio.Future[None] | None = None
         self._group = GroupCommit(
             interval=commit_interval, clock=clock, insert=self._insert,
             insert_drops=self._insert_drops, committed=self._wake,
@@ -229,13 +228,6 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords,
             self._background = [
                 asyncio.create_task(self._listen(), name="outbox:listen"),
                 asyncio.create_task(self._time.follow(pool), name="outbox:clock")]
-
-    async def close(self) -> None:
-        """Commit whatever is waiting, let running writes end, then close the connections.
-        Closing again waits for the first close."""
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(self._close())
-        await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
         self._closed = True

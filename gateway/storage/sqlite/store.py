@@ -112,7 +112,6 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._live = asyncio.Event()  # live events added here (whole.py)
         self._closed = False
-        self._closing: asyncio.Future[None] | None = None
         # Older than SCHEMA_VERSION only for a file opened for inspection (never migrated)
         self._version = version
         self._group = GroupCommit(
@@ -144,13 +143,6 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
                                               prepare=_prepare if create else user_version)
         return cls(file, commit_interval=commit_interval, lease_seconds=lease_seconds,
                    clock=clock, version=version)
-
-    async def close(self) -> None:
-        """Commit whatever is waiting, let a running transaction end, then close the file.
-        Closing again waits for the first close."""
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(self._close())
-        await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
         self._closed = True

@@ -84,7 +84,6 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords, WholeQueries):
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._live = asyncio.Event()  # live events added here (sqlite/whole.py)
         self._closed = False
-        self._closing: asyncio.Future[None] | None = None
         self._group = GroupCommit(
             interval=commit_interval, clock=clock, insert=self._insert,
             # Relaxed: a count lost to a power cut is only a count.
@@ -111,13 +110,6 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords, WholeQueries):
             raise
         return cls(file, reports_db, commit_interval=commit_interval,
                    lease_seconds=lease_seconds, clock=clock)
-
-    async def close(self) -> None:
-        """Commit whatever is waiting, let a running transaction end, then close the file.
-        Closing again waits for the first close."""
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(self._close())
-        await asyncio.shield(self._closing)
 
     async def _close(self) -> None:
         self._closed = True
