@@ -7,6 +7,8 @@ skipped, saying why, where PostgreSQL is not installed."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -93,3 +95,9 @@ async def open_store(storage: StorageSettings, clock: FakeClock) -> AsyncIterato
 @pytest.fixture
 async def outbox(open_store: Opener) -> Outbox:
     return await open_store()
+
+
+def query(path: Path, sql: str) -> list[Any]:
+    """Rows of `sql` read straight from a SQLite engine's file."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()

@@ -40,11 +40,6 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def storage(pg_cluster: PgCluster, pg_database: str) -> StorageSettings:
     return replace(postgres_store(pg_cluster, pg_database), commit_interval_ms=2)
 

@@ -23,12 +23,8 @@ from gateway.storage.sqlite.sqlthread import SqliteThread
 
 from ...conftest import FakeClock as Clock
 from ...conftest import wait_until
+from ..conftest import query
 from ..test_conformance import entry
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -37,11 +33,6 @@ async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteOutbox]:
                                   clock=clock)
     yield box
     await box.close()
-
-
-def query(path: Path, sql: str) -> list[Any]:
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return db.execute(sql).fetchall()
 
 
 async def test_open_counts_come_from_the_queue_and_dead_letter_indexes(

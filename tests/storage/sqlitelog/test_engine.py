@@ -23,12 +23,8 @@ from gateway.storage.sqlitelog import SqliteLogOutbox
 from gateway.storage.sqlitelog.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 from ...conftest import FakeClock as Clock
+from ..conftest import query
 from ..test_conformance import entry
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -37,11 +33,6 @@ async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteLogOutbox]
                                      clock=clock)
     yield box
     await box.close()
-
-
-def query(path: Path, sql: str) -> list[Any]:
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return db.execute(sql).fetchall()
 
 
 def cursor(path: Path, destination: str) -> tuple[int, int]:
