@@ -29,9 +29,11 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
+from typing import Any
 
 import ingest  # bench/ingest.py, next to this script: ports, machine info
 import orjson
@@ -118,6 +120,37 @@ def run_sdk(port: int, count: int,
     return count / elapsed, cpu * 1e6 / count
 
 
+@dataclass
+class Start:
+    """When the relay's first claim began: wall clock, this process's CPU, the server's."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+    server_cpu: float = 0.0
+
+
+@contextlib.contextmanager
+def timed_from_first_claim(engine_class: type[Any],
+                           cluster: pgserver.DurableCluster | None) -> Iterator[Start]:
+    """Clocks read when the relay first claims: the drain is timed from there, as in a
+    gateway that runs when its platform comes back, not from the app's start-up (opening the
+    store's connections, reading the console's records: ~0.1 s on PostgreSQL, ~0.02 s on
+    SQLite), which the SDK's timing does not include either."""
+    start, claim = Start(), engine_class.claim
+
+    async def first_claim_timed(self: object, *args: object, **kwargs: object) -> object:
+        if not start.wall:
+            start.wall, start.cpu = time.perf_counter(), time.process_time()
+            start.server_cpu = cluster.cpu_seconds() if cluster else 0.0
+        return await claim(self, *args, **kwargs)
+
+    engine_class.claim = first_claim_timed
+    try:
+        yield start
+    finally:
+        engine_class.claim = claim
+
+
 def run_gateway(port: int, count: int, received: Synchronized,  # type: ignore[type-arg]
                 cluster: pgserver.DurableCluster | None = None,
                 engine: str = "sqlite") -> tuple[float, str]:
@@ -147,7 +180,8 @@ destinations:
     linger_ms: 0
 """, env={})
 
-    async def fill() -> None:
+    async def fill() -> type[Any]:
+        """Queue the events; the engine's class."""
         outbox = await open_outbox(replace(settings.storage, synchronous="NORMAL"),
                                    clock=time.time)
         now = int(time.time())
@@ -168,6 +202,7 @@ destinations:
                                            orjson.dumps(data), expires_at=now + 86400))
             await outbox.enqueue(entries)
         await outbox.close()
+        return type(outbox)
 
     async def drain() -> tuple[float, str]:
         try:
@@ -178,18 +213,21 @@ destinations:
                 cluster.drop_database(database)
 
     async def timed_drain() -> tuple[float, str]:
-        await fill()
+        engine_class = await fill()
         if cluster:
             await asyncio.sleep(1.0)  # the filling connection's statistics are counted
         before = pgserver.counters(cluster, database) if cluster else None
         received.value = 0
         shared_parser()  # load the user-agent rules now: start-up is not part of the drain
         runner = web.AppRunner(create_app(settings))
-        server_cpu = cluster.cpu_seconds() if cluster else 0.0
-        start, cpu = time.perf_counter(), time.process_time()
-        await runner.setup()  # starts the relay workers on the backlog
-        await wait_for(received, count)
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        with timed_from_first_claim(engine_class, cluster) as start:
+            await runner.setup()  # starts the relay workers on the backlog
+            await wait_for(received, count)
+        if not start.wall:
+            raise SystemExit(f"the relay did not claim through {engine_class.__name__}.claim")
+        elapsed = time.perf_counter() - start.wall
+        cpu = time.process_time() - start.cpu
+        server_cpu = start.server_cpu
         spent = f"CPU {cpu * 1e6 / count:.0f} ms per 1,000 events in the gateway"
         if cluster:  # read before the pool's connections (and their CPU counts) end
             server_cpu = cluster.cpu_seconds() - server_cpu
