@@ -18,7 +18,7 @@ from ...errors import OutboxIncompatible
 from ..types import FINISHED_STATES, QUEUED_STATES
 
 __all__ = ["CHANNEL", "DEDUP_KEY", "FINISHED", "LIVE_CHANNEL", "MIGRATIONS", "NOTIFY", "PROBE",
-           "QUEUED", "SCHEMA_VERSION", "TABLES", "current", "migrate"]
+           "QUEUED", "ROW_DEDUP_KEY", "SCHEMA_VERSION", "TABLES", "current", "migrate"]
 
 # The conditions of the partial indexes, written the same wherever a query must match them
 # for the planner to use the index.
@@ -27,6 +27,11 @@ QUEUED = "state IN (" + ", ".join(f"'{state}'" for state in QUEUED_STATES) + ")"
 
 # The SQL function that makes a dedup key (schema version 5).
 DEDUP_KEY = "outbox_dedup_key"
+# An outbox row's dedup key, from its columns: a test send's pixel part names its test code,
+# so that it never suppresses the real event. Stored in `dedup_key` when the row is written
+# (schema version 6); rows written before have none until their claim computes it.
+ROW_DEDUP_KEY = (f"{DEDUP_KEY}(destination, CASE WHEN test_event_code <> '' THEN pixel_id || '|'"
+                 " || test_event_code ELSE pixel_id END, event_name, event_id)")
 
 # Autovacuum for tables whose rows are all rewritten (claim, acknowledgement) and then deleted
 # by prune: vacuum after 2% of the table changed (default 20%) and without the cost pauses, so
@@ -173,6 +178,12 @@ AS $$ SELECT md5(length(destination)::text || ':' || destination || length(pixel
         "ALTER TABLE dedup_keys RENAME TO dedup",
         "ALTER INDEX dedup_keys_pkey RENAME TO dedup_pkey",
         "CREATE INDEX dedup_seen ON dedup (seen_at)",
+    ),
+    # Each row's dedup key is computed once, when the row is written (ROW_DEDUP_KEY), not at
+    # each claim, where making 1,000 keys took about a seventh of the claim's time. Rows
+    # already queued keep none (nullable: no rewrite of the table); their claim computes it.
+    6: (
+        "ALTER TABLE outbox ADD COLUMN dedup_key uuid",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)

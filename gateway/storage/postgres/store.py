@@ -33,7 +33,7 @@ from .clock import ServerClock
 from .connection import COMMAND_TIMEOUT, CONNECT_TIMEOUT, Pool, touched, unavailable
 from .consolerecords import PostgresConsoleRecords
 from .queries import PostgresQueries
-from .schema import CHANNEL, DEDUP_KEY, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED
+from .schema import CHANNEL, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED, ROW_DEDUP_KEY
 from .whole import WholeQueries
 
 __all__ = ["PostgresOutbox"]
@@ -46,7 +46,7 @@ LISTEN_RETRY_SECONDS = (0.5, 10.0)  # first and longest wait before listening ag
 # often whether it still answers (within COMMAND_TIMEOUT), it is opened again when it does not.
 LISTEN_PING_SECONDS = 15.0
 
-_INSERT = """
+_INSERT = f"""
 WITH batch AS MATERIALIZED (
     SELECT nextval('outbox_id_seq') AS id, b.*
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
@@ -59,9 +59,10 @@ WITH batch AS MATERIALIZED (
 )
 INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, event_id,
                     event_time, expires_at, state, last_error, rule_set, request_fields,
-                    created_at, available_at, updated_at)
+                    created_at, available_at, updated_at, dedup_key)
 SELECT id, destination, pixel_id, test_event_code, event_name, event_id, event_time,
-       expires_at, state, last_error, rule_set, request_fields, $14, $14, $14
+       expires_at, state, last_error, rule_set, request_fields, $14, $14, $14,
+       {ROW_DEDUP_KEY}
 FROM batch
 """
 _COUNT_DROPS = """
@@ -83,9 +84,10 @@ WITH due AS (
     UPDATE outbox SET state = 'inflight', available_at = $4, updated_at = $2
     WHERE id = ANY(ARRAY(SELECT id FROM due))
     RETURNING id, pixel_id, test_event_code, event_name, event_id, attempts, available_at,
-              expires_at, request_fields
+              expires_at, request_fields, coalesce(dedup_key, {ROW_DEDUP_KEY}) AS key
 ), claimed AS (
-    SELECT leased.*, payloads.payload, payloads.context
+    SELECT leased.id, pixel_id, test_event_code, event_name, event_id, attempts,
+           available_at, expires_at, request_fields, payloads.payload, payloads.context, key
     FROM leased LEFT JOIN payloads USING (id)
 )"""
 _CLAIM = f"{_LEASE} SELECT claimed.*, true FROM claimed"
@@ -94,18 +96,14 @@ _CLAIM = f"{_LEASE} SELECT claimed.*, true FROM claimed"
 # only, keys in one order so that concurrent claims lock them alike), and takes it unless
 # another row of the destination owns it within the window and that owner is not waiting or
 # refused; rows of this claim count as leased, as they are. The last column says whether the
-# row now owns its key; only when one does not are the losers looked up (_LOSERS). A test send
-# has a key of its own (its pixel part names the test code): it never suppresses the real event.
+# row now owns its key; only when one does not are the losers looked up (_LOSERS).
 # The owner's state is read with a lock: a plain read would see it in this statement's snapshot,
 # where an owner another claim leased meanwhile (the claim whose key this one waited for) is
 # still pending, and both copies would go out; the lock reads its newest version. An owner
 # locked right now (a claim or an acknowledgement in progress) is not taken over.
 _CLAIM_DEDUP = f"""{_LEASE}, proposed AS (
-    SELECT DISTINCT ON (key) key, id FROM (
-        SELECT {DEDUP_KEY}($1, CASE WHEN test_event_code <> ''
-                                    THEN pixel_id || '|' || test_event_code ELSE pixel_id END,
-                           event_name, event_id) AS key, id
-        FROM claimed WHERE expires_at >= $2 AND payload IS NOT NULL) AS keys
+    SELECT DISTINCT ON (key) key, id FROM claimed
+    WHERE expires_at >= $2 AND payload IS NOT NULL
     ORDER BY key, id
 ), owners AS (
     INSERT INTO dedup (key, row_id, seen_at)
@@ -133,10 +131,9 @@ _EXPIRED_ERROR = "past the platform's time window for this event"
 _FENCE = " WHERE state = 'inflight' AND available_at = $1 AND id = ANY($2::bigint[])"
 
 # Dedup at claim time (see the SQLite engine's dedup.py for the rules): in _CLAIM_DEDUP.
-_LOSERS = f"""
+_LOSERS = """
 SELECT k.row_id, d.row_id
-FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) AS k(pixel, name, event, row_id)
-JOIN dedup AS d ON d.key = {DEDUP_KEY}($1, k.pixel, k.name, k.event)
+FROM unnest($1::uuid[], $2::bigint[]) AS k(key, row_id) JOIN dedup AS d USING (key)
 WHERE d.row_id <> k.row_id
 """
 _DUPLICATES = """
@@ -332,7 +329,7 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords,
         broken = [row[0] for row in live if row[9] is None]
         live = [row for row in live if row[9] is not None]
         duplicates: dict[int, int] = {}
-        if expired or broken or not all(row[11] for row in live):
+        if expired or broken or not all(row[12] for row in live):
             async with self._pool.transaction() as conn:
                 if expired:
                     await conn.execute(_DEAD + _LEASED, "expired", now, _EXPIRED_ERROR, expired,
@@ -340,9 +337,8 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords,
                 if broken:
                     await conn.execute(_DEAD + _LEASED, "invalid", now, "the event JSON is "
                                        "missing from the payloads table", broken, lease)
-                if not all(row[11] for row in live):
-                    duplicates = await _set_aside_duplicates(conn, destination, live, now,
-                                                             lease)
+                if not all(row[12] for row in live):
+                    duplicates = await _set_aside_duplicates(conn, live, now, lease)
         return Claim(
             rows=[_claimed(row[:11], self._time) for row in live if row[0] not in duplicates],
             expired=len(expired), duplicates=len(duplicates), broken=len(broken),
@@ -434,14 +430,11 @@ async def _count_drops(conn: Any, drops: Drops) -> None:
 
 
 async def _set_aside_duplicates(
-    conn: Any, destination: str, rows: list[Any], now: float, lease: float
+    conn: Any, rows: list[Any], now: float, lease: float
 ) -> dict[int, int]:
     """Mark the claimed rows that do not own their key (the claim's statement proposed them)
     as duplicates of the row that does; return {row id: owner}."""
-    # A test send has a key of its own: it never suppresses the real event.
-    keys = [(f"{r[1]}|{r[2]}" if r[2] else r[1], r[3], r[4], r[0]) for r in rows]
-    found = await conn.fetch(_LOSERS, destination, [k[0] for k in keys], [k[1] for k in keys],
-                             [k[2] for k in keys], [k[3] for k in keys])
+    found = await conn.fetch(_LOSERS, [r[11] for r in rows], [r[0] for r in rows])
     losers: dict[int, int] = {int(row_id): int(owner) for row_id, owner in found}
     if losers:
         await conn.execute(_DUPLICATES, now, list(losers), list(losers.values()), lease)

@@ -119,7 +119,9 @@ async def test_a_database_of_version_4_keeps_its_rows_and_dedup_keys_when_migrat
     open_node: Opener, storage: StorageSettings, clock: Clock
 ) -> None:
     """Version 5 makes each dedup key one uuid of its four parts: the keys of a running
-    gateway's database still suppress the repeats they did, a test send's key still apart."""
+    gateway's database still suppress the repeats they did, a test send's key still apart.
+    Version 6 stores each new row's key: a row queued before has none, and its key, made at
+    its claim, is still the key of its copies written after."""
     conn = await asyncpg.connect(storage.dsn)
     try:
         for version in range(1, 5):
@@ -147,13 +149,14 @@ async def test_a_database_of_version_4_keeps_its_rows_and_dedup_keys_when_migrat
     assert await sql(storage, "SELECT count(*) FROM dedup") == 2
     assert "fillfactor=50" in await sql(
         storage, "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'outbox'")
-    await node.enqueue([entry(1), entry(2), entry(2, test_event_code="TEST9")])
+    await node.enqueue([entry(1), entry(2), entry(2, test_event_code="TEST9"), entry(3)])
+    assert await sql(storage, "SELECT count(*) FROM outbox WHERE dedup_key IS NULL") == 3
     claim = await node.claim("main", 10, dedup_seconds=3600)
     # e1 repeats a delivered event; the real e2 is not suppressed by the test send's key, whose
-    # repeat is; e3 was queued before the upgrade.
-    assert sorted((r.event_id, r.test_event_code) for r in claim.rows) == [
-        ("e2", ""), ("e3", "")]
-    assert claim.duplicates == 2
+    # repeat is; e3 was queued before the upgrade, and its copy after it is the repeat.
+    assert sorted((r.event_id, r.test_event_code, r.id) for r in claim.rows) == [
+        ("e2", "", 5), ("e3", "", 3)]
+    assert claim.duplicates == 3
 
 
 async def test_a_serializable_default_does_not_reach_the_gateway(
