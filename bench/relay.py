@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import shutil
 import signal
@@ -120,6 +121,18 @@ def run_sdk(port: int, count: int,
     return count / elapsed, cpu * 1e6 / count
 
 
+@contextlib.contextmanager
+def collected_as_served() -> Iterator[None]:
+    """The gateway runs here with the collector settings `serve` gives it at start-up
+    (gateway/run.py, tune_gc); the defaults come back after it, for the SDK's next round."""
+    thresholds = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 @dataclass
 class Start:
     """When the relay's first claim began: wall clock, this process's CPU, the server's."""
@@ -160,6 +173,7 @@ def run_gateway(port: int, count: int, received: Synchronized,  # type: ignore[t
     from gateway.config import parse_settings
     from gateway.hashing import hash_user_data
     from gateway.identity.useragent import shared_parser
+    from gateway.run import tune_gc
     from gateway.storage import OutboxEntry, open_outbox
 
     folder = Path(tempfile.mkdtemp(prefix="bench-relay-"))
@@ -219,20 +233,23 @@ destinations:
         before = pgserver.counters(cluster, database) if cluster else None
         received.value = 0
         shared_parser()  # load the user-agent rules now: start-up is not part of the drain
-        runner = web.AppRunner(create_app(settings))
-        with timed_from_first_claim(engine_class, cluster) as start:
+        app = create_app(settings)
+        app.on_startup.append(tune_gc)  # as `tag-gateway serve` does
+        runner = web.AppRunner(app)
+        with collected_as_served(), timed_from_first_claim(engine_class, cluster) as start:
             await runner.setup()  # starts the relay workers on the backlog
             await wait_for(received, count)
-        if not start.wall:
-            raise SystemExit(f"the relay did not claim through {engine_class.__name__}.claim")
-        elapsed = time.perf_counter() - start.wall
-        cpu = time.process_time() - start.cpu
-        server_cpu = start.server_cpu
-        spent = f"CPU {cpu * 1e6 / count:.0f} ms per 1,000 events in the gateway"
-        if cluster:  # read before the pool's connections (and their CPU counts) end
-            server_cpu = cluster.cpu_seconds() - server_cpu
-            spent += f" + {server_cpu * 1e6 / count:.0f} ms in PostgreSQL"
-        await runner.cleanup()
+            if not start.wall:
+                raise SystemExit(f"the relay did not claim through "
+                                 f"{engine_class.__name__}.claim")
+            elapsed = time.perf_counter() - start.wall
+            cpu = time.process_time() - start.cpu
+            server_cpu = start.server_cpu
+            spent = f"CPU {cpu * 1e6 / count:.0f} ms per 1,000 events in the gateway"
+            if cluster:  # read before the pool's connections (and their CPU counts) end
+                server_cpu = cluster.cpu_seconds() - server_cpu
+                spent += f" + {server_cpu * 1e6 / count:.0f} ms in PostgreSQL"
+            await runner.cleanup()
         if not (cluster and before):
             return count / elapsed, spent
         await asyncio.sleep(1.0)  # the pool's connections end: their statistics are counted
