@@ -33,7 +33,7 @@ from .clock import ServerClock
 from .connection import COMMAND_TIMEOUT, CONNECT_TIMEOUT, Pool, touched, unavailable
 from .consolerecords import PostgresConsoleRecords
 from .queries import PostgresQueries
-from .schema import CHANNEL, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED, ROW_DEDUP_KEY
+from .schema import CHANNEL, LIVE_CHANNEL, NOTIFY, PROBE, QUEUED, ROW_DEDUP_KEY, dedup_key
 from .whole import WholeQueries
 
 __all__ = ["PostgresOutbox"]
@@ -46,14 +46,15 @@ LISTEN_RETRY_SECONDS = (0.5, 10.0)  # first and longest wait before listening ag
 # often whether it still answers (within COMMAND_TIMEOUT), it is opened again when it does not.
 LISTEN_PING_SECONDS = 15.0
 
-_INSERT = f"""
+_INSERT = """
 WITH batch AS MATERIALIZED (
     SELECT nextval('outbox_id_seq') AS id, b.*
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
                 $7::float8[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[],
-                $13::bytea[])
+                $13::bytea[], $14::uuid[])
          AS b(destination, pixel_id, test_event_code, event_name, event_id, event_time,
-              expires_at, state, last_error, rule_set, request_fields, payload, context)
+              expires_at, state, last_error, rule_set, request_fields, payload, context,
+              dedup_key)
 ), stored AS (
     INSERT INTO payloads (id, payload, context) SELECT id, payload, context FROM batch
 )
@@ -61,8 +62,7 @@ INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, even
                     event_time, expires_at, state, last_error, rule_set, request_fields,
                     created_at, available_at, updated_at, dedup_key)
 SELECT id, destination, pixel_id, test_event_code, event_name, event_id, event_time,
-       expires_at, state, last_error, rule_set, request_fields, $14, $14, $14,
-       {ROW_DEDUP_KEY}
+       expires_at, state, last_error, rule_set, request_fields, $15, $15, $15, dedup_key
 FROM batch
 """
 _COUNT_DROPS = """
@@ -242,13 +242,14 @@ class PostgresOutbox(GroupCommitted, PostgresQueries, PostgresConsoleRecords,
     async def _insert(self, entries: list[OutboxEntry], drops: Drops) -> None:
         """Insert the rows and the drops in one transaction (the group commit's), and tell
         every node's relays."""
-        columns: list[list[Any]] = [[] for _ in range(13)]
+        columns: list[list[Any]] = [[] for _ in range(14)]
         for e in entries:
             for column, value in zip(columns, (
                     e.destination, e.pixel_id, e.test_event_code, e.event_name, e.event_id,
                     e.event_time, self._time.to_server(e.expires_at), e.state,
                     e.note and _text(e.note), e.rule_set, e.request_fields, e.payload,
-                    e.context), strict=True):
+                    e.context, dedup_key(e.destination, e.pixel_id, e.test_event_code,
+                                         e.event_name, e.event_id)), strict=True):
                 column.append(value)
         async with self._pool.transaction() as conn:
             await conn.execute(_INSERT, *columns, self._time.now())

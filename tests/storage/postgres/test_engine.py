@@ -28,7 +28,12 @@ from gateway.storage import (
     open_outbox,
     start_outbox,
 )
-from gateway.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
+from gateway.storage.postgres.schema import (
+    MIGRATIONS,
+    ROW_DEDUP_KEY,
+    SCHEMA_VERSION,
+    dedup_key,
+)
 from gateway.storage.postgres.store import _CLAIM_DEDUP
 
 from ...conftest import FakeClock as Clock
@@ -157,6 +162,26 @@ async def test_a_database_of_version_4_keeps_its_rows_and_dedup_keys_when_migrat
     assert sorted((r.event_id, r.test_event_code, r.id) for r in claim.rows) == [
         ("e2", "", 5), ("e3", "", 3)]
     assert claim.duplicates == 3
+
+
+async def test_the_gateway_makes_each_rows_dedup_key_as_the_database_does(
+    open_node: Opener, storage: StorageSettings
+) -> None:
+    """New rows carry a key the gateway made; rows queued before version 6, and the keys in
+    `dedup`, were made by the database: a repeat must find the same key either way."""
+    await open_node()  # creates the schema, with the key's SQL function
+    rows = [("main", "111", "", "PageView", "e1"), ("main", "111", "TEST9", "PageView", "e1"),
+            ("m\u00e9ta", "1", "", "Achat \u20ac", "id:3"), ("", "", "", "", ""),
+            ("\u540d", "22", "x|y", "\U0001d518nicode", ""), ("a:1", "2", "", "3:", "4")]
+    conn = await asyncpg.connect(storage.dsn)
+    try:
+        made = [(await conn.fetchval(
+            f"SELECT {ROW_DEDUP_KEY} FROM (VALUES ($1, $2, $3, $4, $5)) AS row(destination,"
+            " pixel_id, test_event_code, event_name, event_id)", *row)).hex for row in rows]
+    finally:
+        await conn.close()
+    assert [dedup_key(*row) for row in rows] == made
+    assert len(set(made)) == len(rows)  # the test code and the length prefixes keep them apart
 
 
 async def test_a_serializable_default_does_not_reach_the_gateway(
