@@ -38,7 +38,7 @@ ROW_DEDUP_KEY = (f"{DEDUP_KEY}(destination, CASE WHEN test_event_code <> '' THEN
 
 def dedup_key(destination: str, pixel_id: str, test_event_code: str, event_name: str,
               event_id: str) -> str:
-    """ROW_DEDUP_KEY of a row, made by the gateway as it writes the row (hex): ~1 us here
+    """ROW_DEDUP_KEY of a row, made by the gateway as it writes the row (hex): 1.3 us here
     against ~6 us of the database's CPU, which every node shares. The same MD5 of the same
     text on a UTF8 database (a test holds the two together); on a database of another
     encoding, a row queued before the upgrade to version 6 may not suppress its copy written
