@@ -10,7 +10,8 @@ each body and answers 200), batch 1000, 4 concurrent:
   acknowledge), the way the gateway delivers after a backlog; with `--engine postgres`, from a
   fresh database per round on a throwaway PostgreSQL server (bench/pgserver.py: durable),
   printing what each relayed event cost the database (statements, commits, WAL bytes).
-Each is measured `--rounds` times, the order rotating each round, and the medians are compared
+Each is measured `--rounds` times, each run in a fresh process forked from the bench's, the
+order rotating each round, and the medians are compared
 (this machine's speed drifts by tens of percent within minutes). Prints events/s of both and
 the ratio, and CPU per event of each side. `--engine` repeated (e.g. `--engine sqlite --engine
 sqlite-log`) drains with each engine in every round and prints their ratio per round too.
@@ -30,11 +31,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ingest  # bench/ingest.py, next to this script: ports, machine info
 import orjson
@@ -44,6 +45,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+T = TypeVar("T")
 PIXEL = "123456789012345"
 BATCH, CONCURRENCY = 1000, 4
 ENGINES = ("sqlite", "sqlite-log", "postgres")
@@ -119,6 +121,32 @@ def run_sdk(port: int, count: int,
     if received.value < count:
         raise SystemExit(f"SDK run delivered {received.value} of {count}")
     return count / elapsed, cpu * 1e6 / count
+
+
+def in_fresh_process(run: Callable[..., T], *args: Any) -> T:
+    """`run(*args)` in a child forked from the bench's process, which runs no contender
+    itself: each contender starts from the same state, not from the objects, caches and heap
+    the ones before it left in a shared process."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            sender.send((True, run(*args)))
+        except BaseException as exc:
+            sender.send((False, f"{type(exc).__name__}: {exc}"))
+            raise
+
+    process = context.Process(target=child)
+    process.start()
+    try:
+        ok, result = receiver.recv()
+    except EOFError:
+        ok, result = False, f"exit code {process.exitcode}"
+    process.join()
+    if not ok:
+        raise SystemExit(f"{run.__name__} failed: {result}")
+    return result  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -299,12 +327,12 @@ def bench(args: argparse.Namespace, cluster: pgserver.DurableCluster | None) -> 
             for name in contenders[r % len(contenders):] + contenders[:r % len(contenders)]:
                 received.value = 0
                 if name == "sdk":
-                    rate, cpu = run_sdk(port, args.events, received)
+                    rate, cpu = in_fresh_process(run_sdk, port, args.events, received)
                     runs[name].append(rate)
                     sdk_cpu.append(cpu)
                     continue
-                rate, cost = run_gateway(port, args.events, received,
-                                         cluster if name == "postgres" else None, name)
+                rate, cost = in_fresh_process(run_gateway, port, args.events, received,
+                                              cluster if name == "postgres" else None, name)
                 runs[name].append(rate)
                 costs[name].append(cost)
     finally:
