@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import multiprocessing
 import shutil
 import signal
@@ -149,18 +148,6 @@ def in_fresh_process(run: Callable[..., T], *args: Any) -> T:
     return result  # type: ignore[no-any-return]
 
 
-@contextlib.contextmanager
-def collected_as_served() -> Iterator[None]:
-    """The gateway runs here with the collector settings `serve` gives it at start-up
-    (gateway/run.py, tune_gc); the defaults come back after it, for the SDK's next round."""
-    thresholds = gc.get_threshold()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-
-
 @dataclass
 class Start:
     """When the relay's first claim began: wall clock, this process's CPU, the server's."""
@@ -262,22 +249,20 @@ destinations:
         received.value = 0
         shared_parser()  # load the user-agent rules now: start-up is not part of the drain
         app = create_app(settings)
-        app.on_startup.append(tune_gc)  # as `tag-gateway serve` does
+        app.on_startup.append(tune_gc)  # as `tag-gateway serve` does (this process is the run's)
         runner = web.AppRunner(app)
-        with collected_as_served(), timed_from_first_claim(engine_class, cluster) as start:
+        with timed_from_first_claim(engine_class, cluster) as start:
             await runner.setup()  # starts the relay workers on the backlog
             await wait_for(received, count)
-            if not start.wall:
-                raise SystemExit(f"the relay did not claim through "
-                                 f"{engine_class.__name__}.claim")
-            elapsed = time.perf_counter() - start.wall
-            cpu = time.process_time() - start.cpu
-            server_cpu = start.server_cpu
-            spent = f"CPU {cpu * 1e6 / count:.0f} ms per 1,000 events in the gateway"
-            if cluster:  # read before the pool's connections (and their CPU counts) end
-                server_cpu = cluster.cpu_seconds() - server_cpu
-                spent += f" + {server_cpu * 1e6 / count:.0f} ms in PostgreSQL"
-            await runner.cleanup()
+        if not start.wall:
+            raise SystemExit(f"the relay did not claim through {engine_class.__name__}.claim")
+        elapsed = time.perf_counter() - start.wall
+        cpu = time.process_time() - start.cpu
+        spent = f"CPU {cpu * 1e6 / count:.0f} ms per 1,000 events in the gateway"
+        if cluster:  # read before the pool's connections (and their CPU counts) end
+            server_cpu = cluster.cpu_seconds() - start.server_cpu
+            spent += f" + {server_cpu * 1e6 / count:.0f} ms in PostgreSQL"
+        await runner.cleanup()
         if not (cluster and before):
             return count / elapsed, spent
         await asyncio.sleep(1.0)  # the pool's connections end: their statistics are counted
