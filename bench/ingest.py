@@ -75,6 +75,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 import pgserver  # bench/pgserver.py, next to this script: the PostgreSQL server
+import procstat  # bench/procstat.py: CPU time from /proc
 from aiohttp import ClientError, ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 from yarl import URL
 
@@ -538,16 +539,8 @@ class Processes:
 
 
 def cpu_seconds(sessions: set[int]) -> float:
-    """User + system CPU of every live process in `sessions` (from /proc; Linux)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # ended meanwhile
-        if int(fields[3]) in sessions:  # field 6, the session, counted after the name
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of every live process in `sessions`."""
+    return procstat.cpu_seconds(lambda _pid, fields: int(fields[procstat.SESSION]) in sessions)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

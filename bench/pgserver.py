@@ -9,11 +9,12 @@ server is not pinned to a core: it shares the machine with the gateway and the l
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import procstat  # bench/procstat.py, next to this script: CPU time from /proc
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -49,15 +50,8 @@ class DurableCluster(PgCluster):
         children: backends, WAL writer, checkpointer, autovacuum), from /proc. A backend that
         has exited is no longer counted: read while the connections measured are open."""
         postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        total = 0
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(entry.name) == postmaster or int(fields[1]) == postmaster:
-                    total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / os.sysconf("SC_CLK_TCK")
+        return procstat.cpu_seconds(lambda pid, fields: postmaster in (
+            pid, int(fields[procstat.PARENT])))
 
     def fresh_database(self) -> str:
         """A new empty database with pg_stat_statements; its name."""

@@ -24,7 +24,6 @@ share the machine's cores, so more nodes mostly share the same CPU more ways.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
@@ -40,16 +39,12 @@ from pathlib import Path
 
 import ingest  # bench/ingest.py, next to this script: config, load, processes
 import pgserver  # bench/pgserver.py: the PostgreSQL server
+import procstat  # bench/procstat.py: CPU time from /proc
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds used so far by these processes, from /proc."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by these processes."""
+    return procstat.cpu_seconds(lambda pid, _fields: pid in pids)
 
 
 def node_ports(count: int) -> list[int]:
