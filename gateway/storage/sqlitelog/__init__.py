@@ -5,13 +5,13 @@ NOTES (issue 21; selectable with `storage.engine: sqlite-log`, not the default e
 - Done: the whole `Outbox` protocol, the whole gateway's view included (sqlite/whole.py on
   this file) and the bounded `queue_depth`/`store_size` (from the cursors' totals and
   `row_ids`); the conformance suite (tests/storage) runs against it unchanged. With this
-  engine made the default in a copy of the tree (this branch, 2026-12-07, after merging main),
-  the rest of the suite passed but for the 6 tests bound to the sqlite engine: 4 in
-  tests/relay that patch its class, test_config's message naming the default, test_cli's
-  refusal of the other engine's file. Its first run found a bug the conformance suite
-  cannot see (fixed, tested here): merging done batches as the cursor passed them moved
-  earlier rows' delivery time, so `outbox --follow` told old deliveries again; done batches
-  now merge at retention runs, once done for a minute.
+  engine made the default in a copy of the tree (2026-12-07), the rest of the suite passed
+  but for the 6 tests bound to the sqlite engine: 4 in tests/relay that patch its class,
+  test_config's message naming the default, test_cli's refusal of the other engine's file.
+  That run found a bug the conformance suite cannot see (fixed, tested here): merging done
+  batches as the cursor passed them moved earlier rows' delivery time, so `outbox --follow`
+  told old deliveries again; done batches now merge at retention runs, once done for a
+  minute.
   Ingest writes one `events` row per event (payload once, with its routes), plus per group
   commit one `row_ids` update and one `cursors` upsert per destination. A claim of new rows
   writes one `batches` row and moves the destination's `claimed` cursor; a batch delivered
@@ -30,7 +30,7 @@ NOTES (issue 21; selectable with `storage.engine: sqlite-log`, not the default e
   reads the whole queue under the write lock while a destination is paused, is the suspect).
 - Why not the default (yet): the hit path's target barely moves; a default must
   open every existing user's file, and this one would send each of them through a manual
-  switch (below); and this session's run of the suite with it as the default, the million-row
+  switch (below); and the run of the suite with it as the default, the million-row
   benchmarks and the property test found five defects the conformance suite cannot see (all
   fixed and tested here: follow re-telling deliveries, the oldest queued row, the expiry
   sweep's memory, dead rows read through at each claim, `--state dead` reading every row):

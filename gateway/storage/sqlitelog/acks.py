@@ -46,22 +46,17 @@ _UPDATES = {
             "updated_at = :now, attempts = attempts + 1",
 }
 _FENCE = " WHERE id = :id AND state = 'inflight' AND available_at = :lease"
-# The destination's rows after its cursor that are past their expiry, found in SQL (the backlog
-# may be millions of events: only the expired rows come back). A route's JSON is [destination,
-# pixel id, test code, request fields, expiry (null: never), state, note].
-_EXPIRED_AFTER = """
-SELECT e.id + r.key, e.id, r.value ->> 4 FROM events AS e, json_each(e.routes) AS r
+# The destination's rows after its cursor still waiting (stored pending, not set aside), found
+# in SQL: the backlog may be millions of events. Parameters: the cursor, the destination's
+# needle, the destination. A route's JSON is [destination, pixel id, test code, request fields,
+# expiry (null: never), state, note].
+_WAITING_AFTER = """
+FROM events AS e, json_each(e.routes) AS r
 WHERE e.id > ? AND instr(e.waiting, ?) AND r.value ->> 0 = ? AND r.value ->> 5 = 'pending'
-    AND r.value ->> 4 < ? AND NOT EXISTS (SELECT 1 FROM exceptions AS x WHERE x.id = e.id + r.key)
-"""
-# The first event after the cursor with a row of the destination still waiting (stored
-# pending, not set aside).
-_FIRST_WAITING = """
-SELECT e.id FROM events AS e, json_each(e.routes) AS r
-WHERE e.id > ? AND instr(e.waiting, ?) AND r.value ->> 0 = ? AND r.value ->> 5 = 'pending'
-    AND NOT EXISTS (SELECT 1 FROM exceptions AS x WHERE x.id = e.id + r.key)
-ORDER BY e.id LIMIT 1
-"""
+    AND NOT EXISTS (SELECT 1 FROM exceptions AS x WHERE x.id = e.id + r.key)"""
+# Those past their expiry (only they come back), and the first one's event.
+_EXPIRED_AFTER = f"SELECT e.id + r.key, e.id, r.value ->> 4 {_WAITING_AFTER} AND r.value ->> 4 < ?"
+_FIRST_WAITING = f"SELECT e.id {_WAITING_AFTER} ORDER BY e.id LIMIT 1"
 
 
 def acknowledge(conn: sqlite3.Connection, rows: Sequence[ClaimedRow], outcome: Outcome,
