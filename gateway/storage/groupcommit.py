@@ -10,6 +10,9 @@ down) is logged once when commits start failing and once when they work again.
 
 The engine supplies the two transactions: `insert(entries, drops)` and `insert_drops(drops)`,
 each raising on failure, and hears of each commit's destinations (`committed`) to wake relays.
+An engine whose writes take turns (SQLite) also supplies `turn`: the batch is formed once the
+turn is held, so the requests arriving while the commit waits for it ride in it rather than
+wait for the next one; `insert` then runs inside the turn.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from ..errors import OutboxUnavailable
 from .types import OutboxEntry, drop_hour
@@ -44,6 +48,7 @@ class GroupCommit:
         describe: Callable[[BaseException], str] = str,
         one_by_one: Callable[[BaseException], bool] = lambda exc: True,
         drops_interval: float = DROPS_INTERVAL,
+        turn: Callable[[], contextlib.AbstractAsyncContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         """`describe`: an error as the log may say it (no secrets); `one_by_one`: whether the
         store refused what was written (worth committing again request by request, and without
@@ -56,6 +61,7 @@ class GroupCommit:
         self._committed = committed
         self._describe = describe
         self._one_by_one = one_by_one
+        self._turn = turn
         self.drops_interval = drops_interval
         self.commits = 0  # transactions that stored ingested rows (group commit at work)
         self._pending: Waiting = []
@@ -81,8 +87,9 @@ class GroupCommit:
             if self._interval > 0 and not self._closed:
                 await asyncio.sleep(self._interval)
             while self._pending:
-                batch, self._pending = self._pending, []
-                await self._write(batch)
+                async with self._turn():
+                    batch, self._pending = self._pending, []
+                    await self._write(batch)
         finally:
             self._flusher = None
 

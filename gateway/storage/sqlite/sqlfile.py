@@ -1,6 +1,6 @@
 """One SQLite file as an outbox uses it, whatever its tables: a durable connection for ingest,
-a relaxed one for relay bookkeeping, and a reader for reports, with the lock that lets one write
-transaction run at a time. Shared by the SQLite engines (`sqlite`, `sqlitelog`)."""
+a relaxed one for relay bookkeeping, and a reader for reports, with the turns that let one write
+transaction run at a time (turns.py). Shared by the SQLite engines (`sqlite`, `sqlitelog`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import aiosqlite
 
 from ...errors import OutboxUnavailable
 from .sqlthread import SqliteThread
+from .turns import WriteTurns
 
 __all__ = ["SqliteFile"]
 
@@ -40,7 +41,7 @@ class SqliteFile:
         # reader never blocks a writer, so a COUNT over a million rows cannot stall ingest.
         self._read_db = read_db
         self._read_lock = asyncio.Lock()
-        self._lock = asyncio.Lock()
+        self._turns = WriteTurns()
 
     @classmethod
     async def open(cls, path: Path, *, synchronous: str, create: bool,
@@ -69,7 +70,7 @@ class SqliteFile:
         """Let a running transaction end, then close the connections."""
         async with self._read_lock:
             await self._read_db.close()
-        async with self._lock:
+        async with self._turns.turn(durable=True):
             await self._relay_db.close()
             await self._db.close()
 
@@ -78,22 +79,33 @@ class SqliteFile:
 
         `relaxed`: relay bookkeeping (leases, acknowledgements) need not survive a power cut,
         since losing one only means sending an event again; it uses a second connection that
-        does not fsync. Both connections share one lock, so they never wait on each other
-        inside SQLite. A cancelled caller's transaction still runs to its end (commit or
-        rollback) and holds the lock until then. What waiting may cure (a full disk, an I/O
-        error, another process holding the lock too long) is raised as OutboxUnavailable.
+        does not fsync, and waits behind durable writes (turns.py). Both connections take
+        turns, so they never wait on each other inside SQLite. A cancelled caller's
+        transaction still runs to its end (commit or rollback) and holds the turn until then.
+        What waiting may cure (a full disk, an I/O error, another process holding SQLite's
+        lock too long) is raised as OutboxUnavailable.
         """
+        async with self.turn(durable=not relaxed):
+            return await self.write_in_turn(fn, relaxed=relaxed)
+
+    def turn(self, *, durable: bool = True) -> contextlib.AbstractAsyncContextManager[None]:
+        """The turn to write, for a caller that decides what to write once it has it (the
+        group commit: hits arriving while it waits join the batch); see write_in_turn."""
+        return self._turns.turn(durable=durable)
+
+    async def write_in_turn(self, fn: Callable[[sqlite3.Connection], T], *,
+                            relaxed: bool = False) -> T:
+        """`write` for a caller holding the turn."""
         db = self._relay_db if relaxed else self._db
-        async with self._lock:
-            call = asyncio.ensure_future(db.transaction(fn))
-            try:
-                return await asyncio.shield(call)
-            except sqlite3.OperationalError as exc:
-                raise OutboxUnavailable(str(exc)) from exc
-            except asyncio.CancelledError:
-                # The transaction goes on in its thread: keep the lock until it has ended.
-                await asyncio.wait([call])
-                raise
+        call = asyncio.ensure_future(db.transaction(fn))
+        try:
+            return await asyncio.shield(call)
+        except sqlite3.OperationalError as exc:
+            raise OutboxUnavailable(str(exc)) from exc
+        except asyncio.CancelledError:
+            # The transaction goes on in its thread: keep the turn until it has ended.
+            await asyncio.wait([call])
+            raise
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:

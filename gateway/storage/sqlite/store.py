@@ -120,7 +120,7 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
             insert_drops=lambda drops: self.write(partial(_count_drops, drops=drops),
                                                   relaxed=True),
             committed=self._wake, drops_interval=drops_interval,
-            one_by_one=lambda exc: not isinstance(exc, OutboxUnavailable),
+            one_by_one=lambda exc: not isinstance(exc, OutboxUnavailable), turn=file.turn,
         )
         self._readiness = SharedProbe(lambda: self.write(_write_probe))
 
@@ -178,7 +178,7 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
                              [(first + n, e.payload, e.context) for n, e in enumerate(entries)])
             _count_drops(conn, drops)
 
-        await self.write(insert)
+        await self._file.write_in_turn(insert)  # the group commit holds the turn
 
     def _wake(self, destinations: set[str]) -> None:
         for name in destinations:

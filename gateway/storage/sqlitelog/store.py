@@ -1,6 +1,6 @@
 """The log-structured SQLite outbox: the `Outbox` protocol over events, batches, cursors and
 exception rows (see the package docstring). Writes go through the sqlite engine's SqliteFile
-(a durable connection for ingest, a relaxed one for relay bookkeeping, one lock); reports run on
+(a durable connection for ingest, a relaxed one for relay bookkeeping, taking turns); reports run on
 a connection of their own, each inside one read transaction."""
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords, WholeQueries):
             insert_drops=lambda drops: self.write(partial(_count_drops, drops=drops),
                                                   relaxed=True),
             committed=self._wake, drops_interval=drops_interval,
-            one_by_one=lambda exc: not isinstance(exc, OutboxUnavailable),
+            one_by_one=lambda exc: not isinstance(exc, OutboxUnavailable), turn=file.turn,
         )
         self._readiness = SharedProbe(lambda: self.write(_write_probe))
 
@@ -144,7 +144,7 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords, WholeQueries):
             insert_events(conn, entries, now)
             _count_drops(conn, drops)
 
-        await self.write(insert)
+        await self._file.write_in_turn(insert)  # the group commit holds the turn
 
     def _wake(self, destinations: set[str]) -> None:
         for name in destinations:
