@@ -8,12 +8,13 @@ both paths are one. `PRAGMA user_version` records the version a file has reached
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from ...errors import OutboxIncompatible
 from ..types import FINISHED_STATES, QUEUED_STATES
 
 __all__ = ["DEDUP", "FINISHED", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA", "SCHEMA_VERSION",
-           "migrate", "statements", "user_version"]
+           "migrate", "migrate_once", "statements", "user_version"]
 
 # The conditions of the partial indexes, written the same wherever a query must match them
 # for SQLite to use the index.
@@ -147,33 +148,44 @@ def statements(script: str) -> list[str]:
     return statements
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Create the first version's tables if missing, then apply the migrations the file lacks.
+def migrate_once(conn: sqlite3.Connection, current: Callable[[sqlite3.Connection], bool],
+                 apply: Callable[[sqlite3.Connection], None]) -> None:
+    """Run `apply` (an engine's migrations) unless `current` says the file needs none.
 
     A file already up to date is only read: opening it must work on a full disk. Otherwise
-    under the write lock, so that processes opening one file together migrate it once."""
-    _ours(conn)
-    if _current(user_version(conn)):
+    under the write lock, asked again once it is held, so that processes opening one file
+    together migrate it once; a failed migration leaves the file as it was."""
+    if current(conn):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = user_version(conn)
-        if _current(version):  # another process migrated it meanwhile
+        if current(conn):  # another process migrated it meanwhile
             conn.rollback()
             return
-        if version == 0:
-            for statement in statements(SCHEMA):
-                conn.execute(statement)
-            version = 1
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target]:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        apply(conn)
         conn.commit()
     except BaseException:
         if conn.in_transaction:
             conn.rollback()
         raise
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the first version's tables if missing, then apply the migrations the file lacks."""
+    _ours(conn)
+    migrate_once(conn, lambda c: _current(user_version(c)), _apply)
+
+
+def _apply(conn: sqlite3.Connection) -> None:
+    version = user_version(conn)
+    if version == 0:
+        for statement in statements(SCHEMA):
+            conn.execute(statement)
+        version = 1
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[target]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def _ours(conn: sqlite3.Connection) -> None:

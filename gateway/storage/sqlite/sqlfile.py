@@ -1,25 +1,47 @@
 """One SQLite file as an outbox uses it, whatever its tables: a durable connection for ingest,
 a relaxed one for relay bookkeeping, and a reader for reports, with the turns that let one write
-transaction run at a time (turns.py). Shared by the SQLite engines (`sqlite`, `sqlitelog`)."""
+transaction run at a time (turns.py); and what the engines' files share besides their rows: the
+group commit with its drop counts, and the readiness probe. Shared by the SQLite engines
+(`sqlite`, `sqlitelog`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import aiosqlite
 
 from ...errors import OutboxUnavailable
+from ..groupcommit import Drops, GroupCommit
+from ..types import Claim, ClaimedRow, OutboxEntry
+from .schema import PROBE
 from .sqlthread import SqliteThread
 from .turns import WriteTurns
 
-__all__ = ["SqliteFile"]
+__all__ = ["InsertRows", "SqliteFile"]
 
 T = TypeVar("T")
+# An engine's rows for a group commit's entries, written inside its transaction at `now`.
+InsertRows = Callable[[sqlite3.Connection, list[OutboxEntry], float], None]
+
+_COUNT_DROPS = """
+INSERT INTO drops (hour, rule, source, event_name, count) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (hour, rule, source, event_name) DO UPDATE SET count = count + excluded.count
+"""
+
+
+def _count_drops(conn: sqlite3.Connection, drops: Drops) -> None:
+    if drops:
+        conn.executemany(_COUNT_DROPS, [(*key, count) for key, count in drops.items()])
+
+
+def _write_probe(conn: sqlite3.Connection) -> None:
+    conn.execute(PROBE)
 
 
 async def _connect_reader(path: Path) -> aiosqlite.Connection:
@@ -85,16 +107,55 @@ class SqliteFile:
         What waiting may cure (a full disk, an I/O error, another process holding SQLite's
         lock too long) is raised as OutboxUnavailable.
         """
-        async with self.turn(durable=not relaxed):
-            return await self.write_in_turn(fn, relaxed=relaxed)
+        async with self._turns.turn(durable=not relaxed):
+            return await self._write_in_turn(fn, relaxed=relaxed)
 
-    def turn(self, *, durable: bool = True) -> contextlib.AbstractAsyncContextManager[None]:
-        """The turn to write, for a caller that decides what to write once it has it (the
-        group commit: hits arriving while it waits join the batch); see write_in_turn."""
-        return self._turns.turn(durable=durable)
+    def group_commit(self, insert_rows: InsertRows, *, interval: float,
+                     clock: Callable[[], float], committed: Callable[[set[str]], None],
+                     drops_interval: float) -> GroupCommit:
+        """Ingest's group commit on this file: the engine's rows (`insert_rows`) and the drop
+        counts in one durable transaction, taken in the commit's turn (hits arriving while it
+        waits for the turn ride in it); drop counts alone are relaxed (a count lost to a power
+        cut is only a count)."""
 
-    async def write_in_turn(self, fn: Callable[[sqlite3.Connection], T], *,
-                            relaxed: bool = False) -> T:
+        async def insert(entries: list[OutboxEntry], drops: Drops) -> None:
+            now = clock()
+
+            def transaction(conn: sqlite3.Connection) -> None:
+                insert_rows(conn, entries, now)
+                _count_drops(conn, drops)
+
+            await self._write_in_turn(transaction)  # the group commit holds the turn
+
+        return GroupCommit(
+            interval=interval, clock=clock, insert=insert,
+            insert_drops=lambda drops: self.write(partial(_count_drops, drops=drops),
+                                                  relaxed=True),
+            committed=committed, drops_interval=drops_interval,
+            one_by_one=lambda exc: not isinstance(exc, OutboxUnavailable),
+            turn=lambda: self._turns.turn(durable=True),
+        )
+
+    async def claim(self, fn: Callable[[sqlite3.Connection], Claim],
+                    give_back: Callable[[Sequence[ClaimedRow]], Awaitable[object]]) -> Claim:
+        """A claim's transaction `fn` (relay bookkeeping). It runs to its end even when its
+        caller is cancelled (a shutdown): committed for a caller that is gone, it would keep
+        its rows leased and unsent until the lease runs out, so `give_back` releases them."""
+        call = asyncio.ensure_future(self.write(fn, relaxed=True))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            await asyncio.wait([call])
+            if not call.cancelled() and call.exception() is None:
+                await give_back(call.result().rows)
+            raise
+
+    async def write_probe(self) -> None:
+        """Readiness: rewrite the probe's one row in a durable transaction of its own."""
+        await self.write(_write_probe)
+
+    async def _write_in_turn(self, fn: Callable[[sqlite3.Connection], T], *,
+                             relaxed: bool = False) -> T:
         """`write` for a caller holding the turn."""
         db = self._relay_db if relaxed else self._db
         call = asyncio.ensure_future(db.transaction(fn))

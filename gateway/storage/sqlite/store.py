@@ -17,7 +17,6 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from functools import partial
 from itertools import groupby
 from pathlib import Path
 from typing import TypeVar
@@ -25,14 +24,13 @@ from typing import TypeVar
 import aiosqlite
 import orjson
 
-from ...errors import OutboxUnavailable
-from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit, GroupCommitted
+from ..groupcommit import DROPS_INTERVAL, GroupCommitted
 from ..readiness import SharedProbe
 from ..types import Claim, ClaimedRow, OutboxEntry
 from .consolerecords import SqliteConsoleRecords
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
-from .schema import PROBE, QUEUED, SCHEMA_VERSION, migrate, user_version
+from .schema import QUEUED, SCHEMA_VERSION, migrate, user_version
 from .sqlfile import SqliteFile
 from .whole import WholeQueries
 
@@ -47,11 +45,6 @@ INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, even
                     last_error, rule_set, request_fields)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-_COUNT_DROPS = """
-INSERT INTO drops (hour, rule, source, event_name, count) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (hour, rule, source, event_name) DO UPDATE SET count = count + excluded.count
-"""
-# Drops counted while no event comes are committed on their own after this long.
 _LAST_ID = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
 _CLAIM = f"""
 UPDATE outbox SET state = 'inflight', available_at = ?, updated_at = ?
@@ -88,9 +81,20 @@ def _ids(rows: Sequence[ClaimedRow] | Sequence[int]) -> str:
     return orjson.dumps([row if isinstance(row, int) else row.id for row in rows]).decode()
 
 
-def _count_drops(conn: sqlite3.Connection, drops: Drops) -> None:
-    if drops:
-        conn.executemany(_COUNT_DROPS, [(*key, count) for key, count in drops.items()])
+def _insert_rows(conn: sqlite3.Connection, entries: list[OutboxEntry], now: float) -> None:
+    """A group commit's rows: one outbox row and one payloads row per entry."""
+    # Ids are assigned here so the payloads table can share them; the write lock
+    # (BEGIN IMMEDIATE) keeps them ours even with other processes on the file.
+    [(last,)] = conn.execute(_LAST_ID).fetchall()
+    first = int(last) + 1
+    conn.executemany(_INSERT, [
+        (first + n, e.destination, e.pixel_id, e.test_event_code, e.event_name, e.event_id,
+         e.event_time, e.expires_at, e.state, now, now, now, e.note, e.rule_set,
+         e.request_fields)
+        for n, e in enumerate(entries)
+    ])
+    conn.executemany("INSERT INTO payloads (id, payload, context) VALUES (?, ?, ?)",
+                     [(first + n, e.payload, e.context) for n, e in enumerate(entries)])
 
 
 class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQueries):
@@ -114,15 +118,9 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
         self._closed = False
         # Older than SCHEMA_VERSION only for a file opened for inspection (never migrated)
         self._version = version
-        self._group = GroupCommit(
-            interval=commit_interval, clock=clock, insert=self._insert,
-            # Relaxed: a count lost to a power cut is only a count.
-            insert_drops=lambda drops: self.write(partial(_count_drops, drops=drops),
-                                                  relaxed=True),
-            committed=self._wake, drops_interval=drops_interval,
-            one_by_one=lambda exc: not isinstance(exc, OutboxUnavailable), turn=file.turn,
-        )
-        self._readiness = SharedProbe(lambda: self.write(_write_probe))
+        self._group = file.group_commit(_insert_rows, interval=commit_interval, clock=clock,
+                                        committed=self._wake, drops_interval=drops_interval)
+        self._readiness = SharedProbe(file.write_probe)
 
     @classmethod
     async def open(
@@ -158,28 +156,7 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
         """A connection for reads (see SqliteFile.read)."""
         return self._file.read()
 
-    # -- ingest side --------------------------------------------------------------------------
-    async def _insert(self, entries: list[OutboxEntry], drops: Drops) -> None:
-        """Insert the rows and the drops in one transaction (the group commit's)."""
-        now = self._clock()
-
-        def insert(conn: sqlite3.Connection) -> None:
-            # Ids are assigned here so the payloads table can share them; the write lock
-            # (BEGIN IMMEDIATE) keeps them ours even with other processes on the file.
-            [(last,)] = conn.execute(_LAST_ID).fetchall()
-            first = int(last) + 1
-            conn.executemany(_INSERT, [
-                (first + n, e.destination, e.pixel_id, e.test_event_code, e.event_name,
-                 e.event_id, e.event_time, e.expires_at, e.state, now, now, now, e.note,
-                 e.rule_set, e.request_fields)
-                for n, e in enumerate(entries)
-            ])
-            conn.executemany("INSERT INTO payloads (id, payload, context) VALUES (?, ?, ?)",
-                             [(first + n, e.payload, e.context) for n, e in enumerate(entries)])
-            _count_drops(conn, drops)
-
-        await self._file.write_in_turn(insert)  # the group commit holds the turn
-
+    # -- ingest side: the group commit (SqliteFile.group_commit, _insert_rows) -----------------
     def _wake(self, destinations: set[str]) -> None:
         for name in destinations:
             self._wakeups[name].set()
@@ -229,16 +206,7 @@ class SqliteOutbox(GroupCommitted, OutboxQueries, SqliteConsoleRecords, WholeQue
                 expired=len(expired), duplicates=len(duplicates), broken=len(broken),
             )
 
-        call = asyncio.ensure_future(self.write(claim, relaxed=True))
-        try:
-            return await asyncio.shield(call)
-        except asyncio.CancelledError:
-            # The transaction runs to its end (see write): committed for a caller that is gone,
-            # it would keep its rows leased and unsent until the lease runs out. Give them back.
-            await asyncio.wait([call])
-            if not call.cancelled() and call.exception() is None:
-                await self.release(call.result().rows)
-            raise
+        return await self._file.claim(claim, self.release)
 
     async def finish(self, rows: Sequence[ClaimedRow], state: str = "delivered") -> int:
         """Mark claimed rows delivered (or dry_run); return how many were still ours."""
@@ -327,5 +295,3 @@ def _prepare(conn: sqlite3.Connection) -> int:
     return user_version(conn)
 
 
-def _write_probe(conn: sqlite3.Connection) -> None:
-    conn.execute(PROBE)

@@ -83,37 +83,9 @@ a copy" a decision taken at claim time anyway: left for a change of the protocol
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-
-from ...errors import OutboxUnavailable
-from ...settings import StorageSettings
-from .. import Engine
-from ..outbox import Outbox
-from ..sqlite import describe_error
+from ..sqlite import file_engine
 from .store import SqliteLogOutbox
 
 __all__ = ["ENGINE", "SqliteLogOutbox"]
 
-
-async def _open(storage: StorageSettings, clock: Callable[[], float], shared: bool) -> Outbox:
-    try:
-        return await SqliteLogOutbox.open(
-            storage.path, commit_interval=storage.commit_interval_ms / 1000,
-            lease_seconds=storage.lease_seconds, synchronous=storage.synchronous, clock=clock)
-    except (sqlite3.Error, OSError) as exc:
-        raise OutboxUnavailable(f"the outbox cannot be opened: {describe_error(exc)}") from exc
-
-
-async def _open_existing(storage: StorageSettings, clock: Callable[[], float]) -> Outbox | None:
-    if not storage.path.exists():
-        return None
-    return await SqliteLogOutbox.open(storage.path, lease_seconds=storage.lease_seconds,
-                                      synchronous=storage.synchronous, clock=clock, create=False)
-
-
-def _describe(storage: StorageSettings) -> str:
-    return str(storage.path)
-
-
-ENGINE = Engine(open=_open, open_existing=_open_existing, describe=_describe)
+ENGINE = file_engine(SqliteLogOutbox.open)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import sqlite3
 
 from ...errors import OutboxIncompatible
-from ..sqlite.schema import DEDUP, PROBE, statements, user_version
+from ..sqlite.schema import DEDUP, migrate_once, statements, user_version
 from ..sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 from ..types import QUEUED_STATES
 
-__all__ = ["APPLICATION_ID", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA_VERSION", "checked_version",
-           "migrate", "user_version"]
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "QUEUED", "SCHEMA_VERSION", "checked_version", "migrate",
+           "user_version"]
 
 # The condition of the due index, written the same wherever a query must match it.
 QUEUED = "state IN (" + ", ".join(f"'{state}'" for state in QUEUED_STATES) + ")"
@@ -100,27 +100,17 @@ APPLICATION_ID = 0x5447_4C31  # "TGL1"
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the file to SCHEMA_VERSION and return it. A file already up to date is only read
-    (opening must work on a full disk); otherwise under the write lock, so that processes
-    opening one file together migrate it once."""
-    if _current(conn):
-        return SCHEMA_VERSION
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if _current(conn):  # another process migrated it meanwhile
-            conn.rollback()
-            return SCHEMA_VERSION
-        for target in range(user_version(conn) + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target]:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.commit()
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
+    """Bring the file to SCHEMA_VERSION (see migrate_once) and return it."""
+    migrate_once(conn, _current, _apply)
     return SCHEMA_VERSION
+
+
+def _apply(conn: sqlite3.Connection) -> None:
+    for target in range(user_version(conn) + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[target]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def checked_version(conn: sqlite3.Connection) -> int:

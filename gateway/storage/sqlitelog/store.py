@@ -1,7 +1,8 @@
 """The log-structured SQLite outbox: the `Outbox` protocol over events, batches, cursors and
-exception rows (see the package docstring). Writes go through the sqlite engine's SqliteFile
-(a durable connection for ingest, a relaxed one for relay bookkeeping, taking turns); reports run on
-a connection of their own, each inside one read transaction."""
+exception rows (see the package docstring). Writes, the group commit and the readiness probe go
+through the sqlite engine's SqliteFile (a durable connection for ingest, a relaxed one for relay
+bookkeeping, taking turns); reports run on a connection of their own, each inside one read
+transaction."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import TypeVar
 import aiosqlite
 
 from ...errors import OutboxUnavailable
-from ..groupcommit import DROPS_INTERVAL, Drops, GroupCommit, GroupCommitted
+from ..groupcommit import DROPS_INTERVAL, GroupCommitted
 from ..readiness import SharedProbe
 from ..sqlite.consolerecords import SqliteConsoleRecords
 from ..sqlite.deadletters import replay_query
@@ -31,7 +32,6 @@ from ..types import (
     DeadLetter,
     DeadLetterFilter,
     DropCount,
-    OutboxEntry,
     OutboxRow,
     QueueDepth,
     StoreSize,
@@ -41,25 +41,16 @@ from .acks import Outcome, acknowledge, expire, retry_now
 from .batches import merge_done
 from .claims import claim
 from .routes import insert_events, last_row_id
-from .schema import PROBE, SCHEMA_VERSION, checked_version, migrate
+from .schema import SCHEMA_VERSION, checked_version, migrate
 from .upkeep import prune_chunk
 
 __all__ = ["SqliteLogOutbox"]
 
 T = TypeVar("T")
 
-_COUNT_DROPS = """
-INSERT INTO drops (hour, rule, source, event_name, count) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (hour, rule, source, event_name) DO UPDATE SET count = count + excluded.count
-"""
 _STALE_KEYS = ("DELETE FROM dedup WHERE (destination, pixel_id, event_name, event_id) IN "
                "(SELECT destination, pixel_id, event_name, event_id FROM dedup "
                "WHERE seen_at < ? LIMIT ?)")
-
-
-def _count_drops(conn: sqlite3.Connection, drops: Drops) -> None:
-    if drops:
-        conn.executemany(_COUNT_DROPS, [(*key, count) for key, count in drops.items()])
 
 
 def _in_snapshot(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
@@ -84,15 +75,9 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords, WholeQueries):
         self._wakeups: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._live = asyncio.Event()  # live events added here (sqlite/whole.py)
         self._closed = False
-        self._group = GroupCommit(
-            interval=commit_interval, clock=clock, insert=self._insert,
-            # Relaxed: a count lost to a power cut is only a count.
-            insert_drops=lambda drops: self.write(partial(_count_drops, drops=drops),
-                                                  relaxed=True),
-            committed=self._wake, drops_interval=drops_interval,
-            one_by_one=lambda exc: not isinstance(exc, OutboxUnavailable), turn=file.turn,
-        )
-        self._readiness = SharedProbe(lambda: self.write(_write_probe))
+        self._group = file.group_commit(insert_events, interval=commit_interval, clock=clock,
+                                        committed=self._wake, drops_interval=drops_interval)
+        self._readiness = SharedProbe(file.write_probe)
 
     @classmethod
     async def open(cls, path: Path, *, commit_interval: float = 0.002,
@@ -136,16 +121,7 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords, WholeQueries):
     def _has_records(self) -> bool:
         return True  # the console's tables are there from the first version
 
-    # -- ingest side ---------------------------------------------------------------------------
-    async def _insert(self, entries: list[OutboxEntry], drops: Drops) -> None:
-        now = self._clock()
-
-        def insert(conn: sqlite3.Connection) -> None:
-            insert_events(conn, entries, now)
-            _count_drops(conn, drops)
-
-        await self._file.write_in_turn(insert)  # the group commit holds the turn
-
+    # -- ingest side: the group commit (SqliteFile.group_commit, routes.insert_events) -------
     def _wake(self, destinations: set[str]) -> None:
         for name in destinations:
             self._wakeups[name].set()
@@ -157,18 +133,9 @@ class SqliteLogOutbox(GroupCommitted, SqliteConsoleRecords, WholeQueries):
 
     async def claim(self, destination: str, limit: int, *, dedup_seconds: float = 0.0) -> Claim:
         now = self._clock()
-        call = asyncio.ensure_future(self.write(
+        return await self._file.claim(
             lambda conn: claim(conn, destination, limit, now, now + self._lease, dedup_seconds),
-            relaxed=True))
-        try:
-            return await asyncio.shield(call)
-        except asyncio.CancelledError:
-            # The transaction runs to its end: committed for a caller that is gone, it would
-            # keep its rows leased until the lease runs out. Give them back.
-            await asyncio.wait([call])
-            if not call.cancelled() and call.exception() is None:
-                await self.release(call.result().rows)
-            raise
+            self.release)
 
     async def _acknowledge(self, rows: Sequence[ClaimedRow], outcome: Outcome) -> int:
         if not rows:
@@ -288,5 +255,3 @@ def _store_size(conn: sqlite3.Connection) -> StoreSize:
     return StoreSize(int(pages) * int(page_size), last_row_id(conn))
 
 
-def _write_probe(conn: sqlite3.Connection) -> None:
-    conn.execute(PROBE)

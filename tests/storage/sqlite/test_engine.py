@@ -252,13 +252,13 @@ async def test_drops_alone_are_committed_after_the_interval_in_one_write(
     outbox = await SqliteOutbox.open(tmp_path / "o.db", clock=clock)
     monkeypatch.setattr(outbox._group, "drops_interval", 0.05)
     writes: list[bool] = []
-    real_write = outbox.write
+    real_write = outbox._file.write  # what every write of the file goes through
 
     async def write(fn: Any, *, relaxed: bool = False) -> Any:
         writes.append(relaxed)
         return await real_write(fn, relaxed=relaxed)
 
-    monkeypatch.setattr(outbox, "write", write)
+    monkeypatch.setattr(outbox._file, "write", write)
     try:
         for _ in range(1000):
             outbox.count_drop("drop bots", "browser", "PageView")
