@@ -55,8 +55,8 @@ def cli(config: Path, dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_a_gateway_on_postgres_stores_relays_and_reports_a_hit(
-    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
-    pg_cluster: PgCluster, pg_database: str,
+    tmp_path: Path, fake_graph: FakeGraph, pg_cluster: PgCluster, pg_database: str,
+    start_gateway: GatewayFactory,
 ) -> None:
     dsn = pg_cluster.dsn(pg_database)
     config = postgres_config(tmp_path, fake_graph.url, dsn)
@@ -99,8 +99,8 @@ async def test_the_cli_says_when_the_database_cannot_be_reached(
 
 
 async def test_while_the_database_is_down_ingest_answers_503_and_everything_recovers(
-    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
-    pg_cluster: PgCluster, pg_database: str,
+    tmp_path: Path, fake_graph: FakeGraph, pg_cluster: PgCluster, pg_database: str,
+    start_gateway: GatewayFactory,
 ) -> None:
     dsn = pg_cluster.dsn(pg_database)
     settings = load_settings(postgres_config(tmp_path, fake_graph.url, dsn),
@@ -137,8 +137,8 @@ async def test_while_the_database_is_down_ingest_answers_503_and_everything_reco
 
 
 async def test_a_backlog_is_claimed_two_batches_at_a_time_and_sent_once(
-    tmp_path: Path, fake_graph: FakeGraph, start_gateway: GatewayFactory,
-    pg_cluster: PgCluster, pg_database: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, fake_graph: FakeGraph, pg_cluster: PgCluster, pg_database: str,
+    start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # One claim at a time, a drain went at one batch per claim's round trip: on PostgreSQL the
     # worker claims the next batch while another claim runs (SQLite keeps one at a time).
