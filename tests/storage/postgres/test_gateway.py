@@ -1,6 +1,10 @@
 """A gateway on PostgreSQL (`storage.engine: postgres`): a hit is stored and relayed to the fake
 Graph API, the operator endpoints count from the shared database, the CLI reads it, and a
-database that goes away and comes back costs 503s while it is away, nothing more."""
+database that goes away and comes back costs 503s while it is away, nothing more.
+
+Each test asks for its database before its gateway: fixtures end in reverse order, so the
+gateway stops before its database is dropped (its pool would otherwise reconnect while the
+drop terminates its connections)."""
 
 from __future__ import annotations
 
