@@ -1,26 +1,33 @@
 """Ingest throughput and memory with a large backlog queued for a paused destination.
 
-    python bench/backlog.py [--backlog 1000000] [--duration 10] [--engine sqlite|sqlite-log]
+    python bench/backlog.py [--backlog 1000000] [--duration 10] [--rounds 3]
+                            [--engine sqlite|sqlite-log]
 
-Two runs of `python -m gateway serve` (pinned to core 0, as bench/ingest.py does) with the same
+Runs of `python -m gateway serve` (pinned to core 0, as bench/ingest.py does) with the same
 config: bench/ingest.py's rules (less its routing file, which names a second destination), the
 MaxMind test database, and one destination whose token a local fake Graph API refuses (HTTP 401,
 code 190) on every request, so the gateway pauses it and its events stay queued.
-- A: an empty outbox;
+- A: an empty outbox (a new file each time);
 - B: an outbox pre-filled with `--backlog` queued events for that destination, written with
   `Outbox.enqueue` (gateway.storage) in batches. The payloads are events the gateway itself
-  stored in run A (its real pipeline output) with new event ids.
-Each run: start, a warm-up with wrk (bench/ingest.py's hits and Lua script; its Python client
-when wrk is missing), a check through `GET /status` that the destination is paused, then the
-measured run. The gateway's RSS (VmRSS; VmHWM is the peak) at start, after the warm-up and at
-the end, and the outbox file's size. Targets: req/s B/A >= 0.9 ("within 10%"), and memory flat:
-B's RSS close to A's and not growing during B. Also checks that nothing was lost: the queue grew
-by exactly the events the gateway committed, and those plus the dropped ones make the hits.
+  stored in the first run A (its real pipeline output) with new event ids. Every run B uses
+  the same file, so its queue also holds what the runs B before it stored.
+Each round runs A and B back to back, A first in even rounds and B first in odd ones (the
+first round's A comes before the prefill); `--rounds` of them, and the medians are compared:
+this machine's speed drifts by tens of percent within minutes, and one pair puts that drift
+into the ratio. Each run: start, a warm-up with wrk (bench/ingest.py's hits and Lua script;
+its Python client when wrk is missing), a check through `GET /status` that the destination is
+paused, then the measured run. The gateway's RSS (VmRSS; VmHWM is the peak) at start, after
+the warm-up and at the end, its CPU per hit answered over the measured run (steadier than req/s
+when the machine drifts), and the outbox file's size. Targets: req/s B/A >= 0.9 ("within
+10%", the ratio of the medians), and memory flat in every round: B's RSS close to A's and not
+growing during B. Also checks that nothing was lost: the queue grew by exactly the events the
+gateway committed, and those plus the dropped ones make the hits.
 
 The paused destination's expiry sweep runs once at the pause and then every 60 s: a short
-measured run may not include one (`--duration 70` does). At 1M events: about a minute (the
-prefill ~20 s) and ~0.9 GB in a temp folder. Never part of pytest; every process it starts is
-stopped on exit, error or Ctrl-C.
+measured run may not include one (`--duration 70` does). At 1M events and 3 rounds: about
+three minutes (the prefill ~40 s) and ~0.9 GB in a temp folder. Never part of pytest; every
+process it starts is stopped on exit, error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -171,10 +179,10 @@ async def prefill(db: Path, engine: str, templates: list[Template], count: int,
 @dataclass
 class Run:
     name: str
-    backlog: int
     rss_kib: dict[str, int]
     peak_kib: int
     measured: ingest.Throughput
+    cpu_ms: float  # the gateway's CPU per 1,000 hits answered 2xx in the measured run
     ok_hits: int  # 2xx answers seen by the load generator, warm-up included
     paused: bool
     still_paused: bool
@@ -245,11 +253,10 @@ class Load:
             base, self.hits, self.args.connections, seconds, label))
 
 
-def run_gateway(name: str, folder: Path, backlog: int, load: Load, graph: str,
-                servers: list[int]) -> Run:
+def run_gateway(name: str, folder: Path, load: Load, graph: str, servers: list[int]) -> Run:
     """Start the gateway on `folder`'s config, warm up, check the pause, measure, stop it."""
     args = load.args
-    port = ingest.free_port()
+    [port] = ingest.gateway_ports()
     config = write_config(folder, port, int(graph.rsplit(":", 1)[1]), args.engine)
     base = f"http://127.0.0.1:{port}"
     processes = ingest.Processes(folder)
@@ -268,7 +275,9 @@ def run_gateway(name: str, folder: Path, backlog: int, load: Load, graph: str,
                              f"{PAUSE_TIMEOUT:g} s: {destination_status(base)}")
         rss["warm"] = memory_kib(pid)[0]
         print(f"  run {name}: destination paused; measuring {args.duration:g} s", flush=True)
+        cpu = ingest.cpu_seconds(processes.sessions("gateway"))
         measured = load(base, args.duration, name)
+        cpu = ingest.cpu_seconds(processes.sessions("gateway")) - cpu
         processes.check_alive()
         rss["end"], peak = memory_kib(pid)
         totals = settled_counters(base)
@@ -276,7 +285,8 @@ def run_gateway(name: str, folder: Path, backlog: int, load: Load, graph: str,
         refused = int(orjson.loads(ingest.fetch(graph + "/count"))["requests"]) - refused_before
     finally:
         processes.stop_all()
-    return Run(name, backlog, rss, peak, measured,
+    answered = max(measured.requests - measured.non_2xx, 1)
+    return Run(name, rss, peak, measured, cpu_ms=cpu * 1e6 / answered,
                ok_hits=(warm.requests - warm.non_2xx) + (measured.requests - measured.non_2xx),
                paused=paused, still_paused=after["state"] == "paused",
                queued_before=queued_before,
@@ -288,18 +298,19 @@ def run_gateway(name: str, folder: Path, backlog: int, load: Load, graph: str,
 # ---------------------------------------------------------------- report
 
 
-def report(a: Run, b: Run, connections: int) -> None:
+def report_round(a: Run, b: Run, connections: int) -> bool:
+    """One round's pair of runs; whether memory stayed flat in it."""
     for run in (a, b):
         t = run.measured
-        print(f"run {run.name} ({run.backlog:>9,} queued at start): {t.rps:9,.0f} req/s  "
-              f"({t.requests:,} requests; non-2xx {t.non_2xx:,}; socket errors {t.errors})")
-    ratio = b.measured.rps / a.measured.rps
-    print(f"ratio B/A: {ratio:.2f}   target >= 0.9 (within 10%): "
-          f"{'met' if ratio >= 0.9 else 'NOT met'}")
+        print(f"run {run.name} ({run.queued_before:>9,} queued at start): {t.rps:9,.0f} req/s, "
+              f"CPU {run.cpu_ms:.0f} ms per 1,000 hits  ({t.requests:,} requests; non-2xx "
+              f"{t.non_2xx:,}; socket errors {t.errors})")
+    print(f"ratio B/A: {b.measured.rps / a.measured.rps:.2f}; CPU per hit B/A "
+          f"{b.cpu_ms / a.cpu_ms:.2f}")
     print("RSS (MiB)        start   warm-up     end    peak   growth   outbox file")
     for run in (a, b):
         r = run.rss_kib
-        print(f"  run {run.name}        {r['start'] / 1024:6.1f}  {r['warm'] / 1024:8.1f}  "
+        print(f"  run {run.name}       {r['start'] / 1024:6.1f}  {r['warm'] / 1024:8.1f}  "
               f"{r['end'] / 1024:6.1f}  {run.peak_kib / 1024:6.1f}  "
               f"{(r['end'] - r['start']) / 1024:+7.1f}   {run.outbox_bytes / MIB:8.1f} MiB")
     extra = (b.rss_kib["end"] - a.rss_kib["end"]) / 1024
@@ -325,6 +336,28 @@ def report(a: Run, b: Run, connections: int) -> None:
               f"{run.queued_before:,} -> {run.queued_after:,} (+{grew:,}); the gateway committed "
               f"{enqueued:,}, dropped {dropped:,} by rules, {others:,} invalid/unrouted; "
               f"{run.ok_hits:,} hits answered 2xx: {'nothing lost' if not lost else 'MISMATCH'}")
+    return flat
+
+
+def summary(rounds: list[tuple[Run, Run]], flat: list[bool]) -> None:
+    """The medians over the rounds, and the targets' verdicts."""
+    rps = {name: [pair[k].measured.rps for pair in rounds] for k, name in enumerate("AB")}
+    cpu = {name: [pair[k].cpu_ms for pair in rounds] for k, name in enumerate("AB")}
+    # Each round ran both back to back: its ratio keeps the pairing that alternating was for.
+    per_round = [b.measured.rps / a.measured.rps for a, b in rounds]
+    for name in "AB":
+        print(f"{name}: median {statistics.median(rps[name]):9,.0f} req/s (rounds "
+              f"{', '.join(f'{x:,.0f}' for x in rps[name])}), CPU "
+              f"{statistics.median(cpu[name]):.0f} ms per 1,000 hits (rounds "
+              f"{', '.join(f'{x:.0f}' for x in cpu[name])})")
+    ratio = statistics.median(rps["B"]) / statistics.median(rps["A"])
+    print(f"ratio B/A (medians): {ratio:.2f}; per round "
+          f"{', '.join(f'{r:.2f}' for r in per_round)}, median {statistics.median(per_round):.2f}"
+          f"; CPU per hit B/A (medians) "
+          f"{statistics.median(cpu['B']) / statistics.median(cpu['A']):.2f}   "
+          f"target >= 0.9 (within 10%): {'met' if ratio >= 0.9 else 'NOT met'}")
+    print(f"memory flat in every round: {'yes' if all(flat) else 'NO'} "
+          f"({sum(flat)} of {len(flat)})")
 
 
 # ---------------------------------------------------------------- main
@@ -337,6 +370,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000, help="rows per prefill transaction")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="pairs of runs A and B, the order alternating")
     parser.add_argument("--warm-up", type=float, default=3.0)
     parser.add_argument("--hits", type=int, default=10000, help="distinct hits to cycle through")
     parser.add_argument("--engine", choices=("sqlite", "sqlite-log"), default="sqlite",
@@ -380,10 +415,9 @@ def bench(args: argparse.Namespace, folder: Path, graph_process: ingest.Processe
     load = Load(hits, script, args, cpus)
     graph_port = ingest.free_port()
     graph = f"http://127.0.0.1:{graph_port}"
-    (folder / "a").mkdir()
     (folder / "b").mkdir()
     check = subprocess.run([sys.executable, "-m", "gateway", "check", "--config",
-                            str(write_config(folder / "a", ingest.free_port(), graph_port,
+                            str(write_config(folder, ingest.free_port(), graph_port,
                                              args.engine))],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
     if check.returncode:
@@ -402,10 +436,19 @@ def bench(args: argparse.Namespace, folder: Path, graph_process: ingest.Processe
                                   "graph", "--port", str(graph_port)], cpus)
     ingest.wait_ready(graph + "/count", graph_process)
 
-    a = run_gateway("A", folder / "a", 0, load, graph, servers)
-    print(f"run A: {a.measured.rps:,.0f} req/s", flush=True)
+    def run_a(round_: int) -> Run:
+        """A on a new, empty outbox (its own folder)."""
+        empty = folder / f"a{round_}"
+        empty.mkdir()
+        return run_gateway(f"A{round_ + 1}", empty, load, graph, servers)
 
-    templates = ingest.run_async(lambda: read_templates(folder / "a" / "outbox.db", args.engine))
+    def run_b(round_: int) -> Run:
+        return run_gateway(f"B{round_ + 1}", folder / "b", load, graph, servers)
+
+    first = run_a(0)
+    print(f"run A1: {first.measured.rps:,.0f} req/s", flush=True)
+    templates = ingest.run_async(lambda: read_templates(folder / "a0" / "outbox.db",
+                                                        args.engine))
     if not templates:
         raise SystemExit("run A left no queued rows to copy as the backlog's payloads")
     sizes = sorted(len(t.payload) for t in templates)
@@ -418,8 +461,18 @@ def bench(args: argparse.Namespace, folder: Path, graph_process: ingest.Processe
     print(f"prefill took {time.perf_counter() - started:.1f} s; outbox file "
           f"{file_size(folder / 'b' / 'outbox.db') / MIB:,.0f} MiB", flush=True)
 
-    b = run_gateway("B", folder / "b", args.backlog, load, graph, servers)
-    report(a, b, args.connections)
+    rounds: list[tuple[Run, Run]] = [(first, run_b(0))]
+    flat = [report_round(*rounds[0], args.connections)]
+    for r in range(1, args.rounds):
+        if r % 2:
+            b = run_b(r)
+            pair = (run_a(r), b)
+        else:
+            a = run_a(r)
+            pair = (a, run_b(r))
+        rounds.append(pair)
+        flat.append(report_round(*pair, args.connections))
+    summary(rounds, flat)
     if not use_wrk:
         print("  note: without wrk the Python load client may be the limit of both runs")
 

@@ -59,6 +59,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -565,11 +566,29 @@ def fetch(url: str) -> bytes:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def gateway_ports(count: int = 1) -> list[int]:
+    """Public ports for `count` gateways whose admin listeners (the next port: see
+    write_config) collide with no other's port and are free now. A free port's next one may be
+    taken (by a client's connection, say): the gateway would then refuse to start."""
+    taken: set[int] = set()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if {port, port + 1} & taken:
+            continue
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        taken |= {port, port + 1}
+        ports.append(port)
+    return ports
 
 
 # ---------------------------------------------------------------- load: max req/s
@@ -897,7 +916,7 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes,
     script = folder / "hits.lua" if use_wrk else None
     if script is not None:
         write_wrk_script(hits, script)
-    bare_port, gateway_port, graph_port = free_port(), free_port(), free_port()
+    bare_port, graph_port, [gateway_port] = free_port(), free_port(), gateway_ports()
     bare, gateway = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{gateway_port}"
     graph = f"http://127.0.0.1:{graph_port}"
     skip = tuple(RULES) if args.floor else (ROUTE_RULES,) if args.destinations < 2 else ()

@@ -155,7 +155,7 @@ async def load(base: str, hits: list[ingest.Hit], rate: float, seconds: float, t
 def run_once(args: argparse.Namespace, hits: list[ingest.Hit], graph: str, graph_port: int,
              other_pixel: str, tag: str, processes: ingest.Processes, servers: list[int]) -> Run:
     folder = Path(tempfile.mkdtemp(prefix="bench-isolation-"))
-    port = ingest.free_port()
+    [port] = ingest.gateway_ports()
     config = write_config(folder, port, graph_port, other_pixel)
     processes.start(f"gateway-{tag}", [sys.executable, "-m", "gateway", "serve", "--config",
                                        str(config)], servers)

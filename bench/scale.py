@@ -27,7 +27,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -45,25 +44,6 @@ import procstat  # bench/procstat.py: CPU time from /proc
 def cpu_seconds(pids: list[int]) -> float:
     """CPU seconds used so far by these processes."""
     return procstat.cpu_seconds(lambda pid, _fields: pid in pids)
-
-
-def node_ports(count: int) -> list[int]:
-    """Public ports for `count` nodes whose admin listeners (the next port, as bench/ingest.py
-    configures them) collide with no other node's port and are free now."""
-    taken: set[int] = set()
-    ports: list[int] = []
-    while len(ports) < count:
-        port = ingest.free_port()
-        if {port, port + 1} & taken:
-            continue
-        try:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        taken |= {port, port + 1}
-        ports.append(port)
-    return ports
 
 
 @dataclass
@@ -94,7 +74,7 @@ def run_nodes(args: Namespace, cluster: pgserver.DurableCluster, nodes: int, rou
         me = [sys.executable, str(Path(ingest.__file__).resolve())]
         processes.start("graph", [*me, "--role", "graph", "--port", str(graph_port)], None)
         urls, configs = [], []
-        for k, port in enumerate(node_ports(nodes)):
+        for k, port in enumerate(ingest.gateway_ports(nodes)):
             config = ingest.write_config(
                 folder / f"node{k}", port, graph_port,
                 destinations=ingest.live_destinations(2, graph_port), dsn=cluster.dsn(database))

@@ -26,8 +26,7 @@ NOTES (issue 21; selectable with `storage.engine: sqlite-log`, not the default e
   the sqlite engine; the gateway's CPU per hit moved by -10% to +5% with two destinations
   (within the machine's noise), 5-18% less at lighter configs (a hit's CPU is mostly the hit
   path's). bench/backlog.py (ingest with a million queued, within 10% of an empty queue):
-  1.07, then 0.85 on the final code (one pair each; not analysed: the expiry sweep, which
-  reads the whole queue under the write lock while a destination is paused, is the suspect).
+  B/A 1.04 over three alternating rounds (single A-then-B pairs had given 0.83-0.86).
 - Why not the default (yet): the hit path's target barely moves; a default must
   open every existing user's file, and this one would send each of them through a manual
   switch (below); and the run of the suite with it as the default, the million-row
