@@ -12,17 +12,17 @@ code 190) on every request, so the gateway pauses it and its events stay queued.
   `Outbox.enqueue` (gateway.storage) in batches. The payloads are events the gateway itself
   stored in the first run A (its real pipeline output) with new event ids. Every run B uses
   the same file, so its queue also holds what the runs B before it stored.
-Each round runs A and B back to back, A first in even rounds and B first in odd ones (the
-first round's A comes before the prefill); `--rounds` of them, and the medians are compared:
-this machine's speed drifts by tens of percent within minutes, and one pair puts that drift
-into the ratio. Each run: start, a warm-up with wrk (bench/ingest.py's hits and Lua script;
-its Python client when wrk is missing), a check through `GET /status` that the destination is
-paused, then the measured run. The gateway's RSS (VmRSS; VmHWM is the peak) at start, after
-the warm-up and at the end, its CPU per hit answered over the measured run (steadier than req/s
-when the machine drifts), and the outbox file's size. Targets: req/s B/A >= 0.9 ("within
-10%", the ratio of the medians), and memory flat in every round: B's RSS close to A's and not
-growing during B. Also checks that nothing was lost: the queue grew by exactly the events the
-gateway committed, and those plus the dropped ones make the hits.
+Each round runs A and B back to back, A first in rounds 1, 3, 5 ... and B first in rounds 2, 4
+... (the first round's A comes before the prefill); `--rounds` of them, and the medians are
+compared: this machine's speed drifts by tens of percent within minutes, and one pair puts that
+drift into the ratio. Each run: start, a warm-up with wrk (bench/ingest.py's hits and Lua
+script; its Python client when wrk is missing), a check through `GET /status` that the
+destination is paused, then the measured run. The gateway's RSS (VmRSS; VmHWM is the peak) at
+start, after the warm-up and at the end, its CPU per hit answered over the measured run
+(steadier than req/s when the machine drifts), and the outbox file's size. Targets: req/s B/A >=
+0.9 ("within 10%", the ratio of the medians), and memory flat in every round: B's RSS close to
+A's and not growing during B. Also checks that nothing was lost: the queue grew by exactly the
+events the gateway committed, and those plus the dropped ones make the hits.
 
 The paused destination's expiry sweep runs once at the pause and then every 60 s: a short
 measured run may not include one (`--duration 70` does). At 1M events and 3 rounds: about
@@ -343,7 +343,8 @@ def summary(rounds: list[tuple[Run, Run]], flat: list[bool]) -> None:
     """The medians over the rounds, and the targets' verdicts."""
     rps = {name: [pair[k].measured.rps for pair in rounds] for k, name in enumerate("AB")}
     cpu = {name: [pair[k].cpu_ms for pair in rounds] for k, name in enumerate("AB")}
-    # Each round ran both back to back: its ratio keeps the pairing that alternating was for.
+    # Each round ran both back to back: its ratio keeps the pairing that alternating was for
+    # (printed beside the verdict, which is on the ratio of the medians as in bench/ingest.py).
     per_round = [b.measured.rps / a.measured.rps for a, b in rounds]
     for name in "AB":
         print(f"{name}: median {statistics.median(rps[name]):9,.0f} req/s (rounds "

@@ -376,7 +376,8 @@ def bench(args: argparse.Namespace, folder: Path, processes: ingest.Processes) -
         os.sched_setaffinity(0, load)
     hits = browser_hits(5000)
     gc.freeze()
-    [port], graph_port = ingest.gateway_ports(), ingest.free_port()
+    graph_port = ingest.free_port()
+    [port] = ingest.gateway_ports(avoid={graph_port})
     base, graph = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{graph_port}"
     config = write_config(folder, port, graph_port)
     check = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(config)],

@@ -571,15 +571,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def gateway_ports(count: int = 1) -> list[int]:
+def gateway_ports(count: int = 1, *, avoid: set[int] | None = None) -> list[int]:
     """Public ports for `count` gateways whose admin listeners (the next port: see
-    write_config) collide with no other's port and are free now. A free port's next one may be
-    taken (by a client's connection, say): the gateway would then refuse to start."""
-    taken: set[int] = set()
+    write_config) collide with no other's port nor with `avoid` (ports chosen for other
+    servers, not listening yet) and are free now. A free port's next one may be taken (by a
+    client's connection, say): the gateway would then refuse to start."""
+    taken = set(avoid or ())
     ports: list[int] = []
     while len(ports) < count:
         port = free_port()
-        if {port, port + 1} & taken:
+        if port >= 65535 or {port, port + 1} & taken:
             continue
         try:
             with socket.socket() as sock:
@@ -916,7 +917,8 @@ def bench(args: argparse.Namespace, folder: Path, processes: Processes,
     script = folder / "hits.lua" if use_wrk else None
     if script is not None:
         write_wrk_script(hits, script)
-    bare_port, graph_port, [gateway_port] = free_port(), free_port(), gateway_ports()
+    bare_port, graph_port = free_port(), free_port()
+    [gateway_port] = gateway_ports(avoid={bare_port, graph_port})
     bare, gateway = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{gateway_port}"
     graph = f"http://127.0.0.1:{graph_port}"
     skip = tuple(RULES) if args.floor else (ROUTE_RULES,) if args.destinations < 2 else ()

@@ -88,6 +88,8 @@ rules:
   path: {folder / "no-rules"}
 logging:
   level: WARNING
+admin:
+  listen: 127.0.0.1:{port + 1}
 destinations:{destinations}""")
     return config
 

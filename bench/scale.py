@@ -74,7 +74,7 @@ def run_nodes(args: Namespace, cluster: pgserver.DurableCluster, nodes: int, rou
         me = [sys.executable, str(Path(ingest.__file__).resolve())]
         processes.start("graph", [*me, "--role", "graph", "--port", str(graph_port)], None)
         urls, configs = [], []
-        for k, port in enumerate(ingest.gateway_ports(nodes)):
+        for k, port in enumerate(ingest.gateway_ports(nodes, avoid={graph_port})):
             config = ingest.write_config(
                 folder / f"node{k}", port, graph_port,
                 destinations=ingest.live_destinations(2, graph_port), dsn=cluster.dsn(database))

@@ -26,7 +26,8 @@ NOTES (issue 21; selectable with `storage.engine: sqlite-log`, not the default e
   the sqlite engine; the gateway's CPU per hit moved by -10% to +5% with two destinations
   (within the machine's noise), 5-18% less at lighter configs (a hit's CPU is mostly the hit
   path's). bench/backlog.py (ingest with a million queued, within 10% of an empty queue):
-  B/A 1.04 over three alternating rounds (single A-then-B pairs had given 0.83-0.86).
+  B/A 1.04 over three alternating rounds (single A-then-B pairs gave 0.83-0.86 with this
+  engine and 0.79-1.27 with the sqlite engine: one pair is mostly the machine's drift).
 - Why not the default (yet): the hit path's target barely moves; a default must
   open every existing user's file, and this one would send each of them through a manual
   switch (below); and the run of the suite with it as the default, the million-row
