@@ -13,7 +13,7 @@ import aiosqlite
 
 from ..types import DeadLetter, DeadLetterFilter, DropCount, OutboxRow, QueueDepth, StoreSize
 from .deadletters import list_query, replay_query
-from .schema import FINISHED, QUEUED
+from .schema import FINISHED, LAST_ID, QUEUED
 
 __all__ = ["OutboxQueries"]
 
@@ -27,8 +27,6 @@ _STALE_KEYS = ("DELETE FROM dedup WHERE (destination, pixel_id, event_name, even
 
 
 _OLD_DROPS = "DELETE FROM drops WHERE hour < ? - 3600"
-# AUTOINCREMENT's record of the highest id ever given (0 before the first row).
-_LAST_ID = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
 
 # For following: each branch reads one index (new ids, finished rows by updated_at, the
 # queue, the dead letters), so a poll never reads the rows kept for inspection.
@@ -208,5 +206,5 @@ class OutboxQueries:
 async def _store_size(db: aiosqlite.Connection) -> StoreSize:
     [(pages,)] = await db.execute_fetchall("PRAGMA page_count")
     [(page_size,)] = await db.execute_fetchall("PRAGMA page_size")
-    [(last_id,)] = await db.execute_fetchall(_LAST_ID)
+    [(last_id,)] = await db.execute_fetchall(LAST_ID)
     return StoreSize(int(pages) * int(page_size), int(last_id))

@@ -13,13 +13,15 @@ from collections.abc import Callable
 from ...errors import OutboxIncompatible
 from ..types import FINISHED_STATES, QUEUED_STATES
 
-__all__ = ["DEDUP", "FINISHED", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA", "SCHEMA_VERSION",
-           "migrate", "migrate_once", "statements", "user_version"]
+__all__ = ["DEDUP", "FINISHED", "LAST_ID", "MIGRATIONS", "PROBE", "QUEUED", "SCHEMA",
+           "SCHEMA_VERSION", "migrate", "migrate_once", "statements", "user_version"]
 
 # The conditions of the partial indexes, written the same wherever a query must match them
 # for SQLite to use the index.
 FINISHED = "state IN (" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
 QUEUED = "state IN (" + ", ".join(f"'{state}'" for state in QUEUED_STATES) + ")"
+# The highest outbox id ever given (AUTOINCREMENT's record; 0 before the first row).
+LAST_ID = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
 
 # Dedup keys (sqlite/dedup.py), in every SQLite engine's file.
 DEDUP = """CREATE TABLE IF NOT EXISTS dedup (

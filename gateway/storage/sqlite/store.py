@@ -30,7 +30,7 @@ from ..types import Claim, ClaimedRow, OutboxEntry
 from .consolerecords import SqliteConsoleRecords
 from .dedup import set_aside_duplicates
 from .queries import OutboxQueries
-from .schema import QUEUED, SCHEMA_VERSION, migrate, user_version
+from .schema import LAST_ID, QUEUED, SCHEMA_VERSION, migrate, user_version
 from .sqlfile import SqliteFile
 from .whole import WholeQueries
 
@@ -45,7 +45,6 @@ INSERT INTO outbox (id, destination, pixel_id, test_event_code, event_name, even
                     last_error, rule_set, request_fields)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-_LAST_ID = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)"
 _CLAIM = f"""
 UPDATE outbox SET state = 'inflight', available_at = ?, updated_at = ?
 WHERE id IN (
@@ -85,7 +84,7 @@ def _insert_rows(conn: sqlite3.Connection, entries: list[OutboxEntry], now: floa
     """A group commit's rows: one outbox row and one payloads row per entry."""
     # Ids are assigned here so the payloads table can share them; the write lock
     # (BEGIN IMMEDIATE) keeps them ours even with other processes on the file.
-    [(last,)] = conn.execute(_LAST_ID).fetchall()
+    [(last,)] = conn.execute(LAST_ID).fetchall()
     first = int(last) + 1
     conn.executemany(_INSERT, [
         (first + n, e.destination, e.pixel_id, e.test_event_code, e.event_name, e.event_id,
